@@ -1,0 +1,295 @@
+// Confab browser client: HTTP JSON API and the live-event WebSocket (spec/client-api.md).
+
+import { backoffMs } from "./format.js";
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter = null) {
+    super(message || code || "HTTP " + status);
+    this.status = status;
+    this.code = code || "http_" + status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** Called with the error whenever a request answers 401 (session missing or expired). */
+let onUnauthenticated = () => {};
+export function setUnauthenticatedHandler(fn) {
+  onUnauthenticated = fn;
+}
+
+const enc = encodeURIComponent;
+
+async function request(method, path, body, { quiet401 = false } = {}) {
+  const init = {
+    method,
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+    cache: "no-store",
+  };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch("/api/v1" + path, init);
+  } catch (e) {
+    throw new ApiError(0, "network", "Cannot reach the server (" + (e && e.message ? e.message : "network error") + ")");
+  }
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const retry = res.headers.get("Retry-After");
+    const err = new ApiError(
+      res.status,
+      data && typeof data.code === "string" ? data.code : null,
+      data && typeof data.message === "string" ? data.message : res.statusText,
+      retry ? Number(retry) : null,
+    );
+    if (res.status === 401 && !quiet401) onUnauthenticated(err);
+    throw err;
+  }
+  return data;
+}
+
+export const api = {
+  // Accounts
+  register: (username, password, display_name) =>
+    request("POST", "/auth/register", display_name ? { username, password, display_name } : { username, password }, { quiet401: true }),
+  login: (username, password) => request("POST", "/auth/login", { username, password }, { quiet401: true }),
+  logout: () => request("POST", "/auth/logout", undefined, { quiet401: true }),
+  me: () => request("GET", "/me", undefined, { quiet401: true }),
+  updateMe: (fields) => request("PATCH", "/me", fields),
+  users: () => request("GET", "/users"),
+  user: (id) => request("GET", "/users/" + enc(id)),
+
+  // Chats
+  chats: () => request("GET", "/chats"),
+  channels: () => request("GET", "/channels"),
+  createChannel: (name, topic, visibility) => request("POST", "/channels", { name, topic, visibility }),
+  openDm: (userIds) => request("POST", "/dms", { user_ids: userIds }),
+  chat: (id) => request("GET", "/chats/" + enc(id)),
+  updateChat: (id, fields) => request("PATCH", "/chats/" + enc(id), fields),
+  join: (id) => request("POST", "/chats/" + enc(id) + "/join"),
+  leave: (id) => request("POST", "/chats/" + enc(id) + "/leave"),
+  members: (id) => request("GET", "/chats/" + enc(id) + "/members"),
+
+  // Messages
+  messages: (chatId, { before, after, limit } = {}) => {
+    const q = new URLSearchParams();
+    if (before) q.set("before", before);
+    if (after) q.set("after", after);
+    if (limit) q.set("limit", String(limit));
+    const qs = q.toString();
+    return request("GET", "/chats/" + enc(chatId) + "/messages" + (qs ? "?" + qs : ""));
+  },
+  postMessage: (chatId, body, clientId, replyTo = null) =>
+    request("POST", "/chats/" + enc(chatId) + "/messages", { body, client_id: clientId, reply_to: replyTo }),
+  editMessage: (chatId, id, body) => request("PATCH", "/chats/" + enc(chatId) + "/messages/" + enc(id), { body }),
+  deleteMessage: (chatId, id) => request("DELETE", "/chats/" + enc(chatId) + "/messages/" + enc(id)),
+  markRead: (chatId, messageId) => request("POST", "/chats/" + enc(chatId) + "/read", { message_id: messageId }),
+};
+
+/** A client id for idempotent sends (≤ 64 chars). Works outside secure contexts too. */
+export function newClientId() {
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  return "w-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The live-event connection. Keeps the last processed cursor and reconnects with backoff,
+ * passing it, so no event is seen twice or missed. Handlers:
+ *   onEvent(ev)        every event frame that carries a cursor (in order)
+ *   onResync(cursor)   the server could not replay from our cursor: reload over HTTP
+ *   onFrame(frame)     ack / error / pong and other frames without a cursor
+ *   onStatus(status)   "connecting" | "live" | "offline" (with retry delay in ms)
+ *   onLost()           the socket never opened: maybe the session ended (caller checks /me)
+ */
+export class Live {
+  constructor(handlers) {
+    this.h = handlers;
+    this.cursor = null;
+    this.ws = null;
+    this.attempt = 0;
+    this.timer = null;
+    this.pingTimer = null;
+    this.pongDeadline = null;
+    this.stopped = true;
+    this.ready = false;
+  }
+
+  get open() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.ready;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.clearPing();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
+      try {
+        ws.close(1000, "bye");
+      } catch {
+        /* already closed */
+      }
+    }
+    this.cursor = null;
+    this.attempt = 0;
+  }
+
+  /** Reconnect now (e.g. the browser came back online). */
+  poke() {
+    if (this.stopped || this.open) return;
+    clearTimeout(this.timer);
+    if (!this.ws) this.connect();
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.ready = false;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    let url = proto + "//" + location.host + "/api/v1/ws";
+    if (this.cursor !== null) url += "?cursor=" + encodeURIComponent(String(this.cursor));
+    this.h.onStatus("connecting");
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      this.scheduleReconnect(false);
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+    };
+    ws.onmessage = (e) => {
+      let f;
+      try {
+        f = JSON.parse(e.data);
+      } catch {
+        return;
+      }
+      if (!f || typeof f.type !== "string") return;
+      this.handleFrame(f);
+    };
+    ws.onclose = () => this.closed(ws, opened);
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  closed(ws, opened) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
+    this.clearPing();
+    if (this.h.onClosed) this.h.onClosed();
+    this.scheduleReconnect(opened);
+  }
+
+  markReady() {
+    if (this.ready) return;
+    this.ready = true;
+    this.attempt = 0;
+    this.startPing();
+    this.h.onStatus("live");
+    if (this.h.onOpen) this.h.onOpen();
+  }
+
+  handleFrame(f) {
+    switch (f.type) {
+      case "hello":
+        // Without a cursor we start from "now"; with one, the replay that follows moves it.
+        if (this.cursor === null) this.cursor = f.cursor;
+        this.markReady();
+        return;
+      case "resync":
+        this.cursor = f.cursor;
+        this.markReady();
+        this.h.onResync(f.cursor);
+        return;
+      case "pong":
+        this.pongDeadline = null;
+        return;
+      default:
+        break;
+    }
+    if (typeof f.cursor === "number" || typeof f.cursor === "string") {
+      const c = Number(f.cursor);
+      if (this.cursor !== null && c <= Number(this.cursor)) return; // seen already
+      this.cursor = c;
+      try {
+        this.h.onEvent(f);
+      } catch (e) {
+        console.error("event handler failed", f.type, e);
+      }
+      return;
+    }
+    this.h.onFrame(f);
+  }
+
+  send(frame) {
+    if (!this.open) return false;
+    try {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  scheduleReconnect(wasOpen) {
+    if (this.stopped) return;
+    const delay = backoffMs(this.attempt);
+    this.attempt += 1;
+    this.h.onStatus("offline", delay);
+    if (!wasOpen && this.h.onLost) this.h.onLost();
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  startPing() {
+    this.clearPing();
+    this.pingTimer = setInterval(() => {
+      if (!this.open) return;
+      if (this.pongDeadline !== null && Date.now() > this.pongDeadline) {
+        // No pong in time: treat the connection as dead now rather than waiting for TCP.
+        const ws = this.ws;
+        try {
+          ws.close();
+        } catch {
+          /* ignore */
+        }
+        this.closed(ws, true);
+        return;
+      }
+      if (this.pongDeadline === null) this.pongDeadline = Date.now() + 20000;
+      this.send({ type: "ping" });
+    }, 25000);
+  }
+
+  clearPing() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    this.pongDeadline = null;
+  }
+}

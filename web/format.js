@@ -1,0 +1,391 @@
+// Confab browser client: pure helpers (no DOM globals, no network).
+//
+// Message text is never parsed as HTML. `parseMessage` turns text into a small tree of plain
+// objects and `renderMessage` turns that tree into DOM nodes with createElement/createTextNode
+// only, so any `<`, `&` or quote in a message stays literal text.
+//
+// Supported markup: *bold*, _italic_, `code`, ```code block```, http(s) links, @mentions.
+// The parser is linear-ish in the input length (a failed search for a closing marker is
+// remembered per line) and nests at most MAX_DEPTH levels, so a 100,000-character message
+// full of markers cannot stall the page.
+
+export const MAX_BODY_CHARS = 100000;
+const MAX_DEPTH = 3;
+
+// Nodes:
+//   {t: "text", v}            plain text
+//   {t: "b", c: [nodes]}      bold
+//   {t: "i", c: [nodes]}      italic
+//   {t: "code", v}            inline code
+//   {t: "pre", v}             code block
+//   {t: "link", v, href}      http/https link (href is the normalised URL)
+//   {t: "mention", v}         "@name" (v without the @)
+
+const WORD = /[\p{L}\p{N}]/u;
+const SPACE = /\s/u;
+const URL_AT = /https?:\/\/[^\s<>"]+/y;
+const MENTION_AT = /@([a-z0-9][a-z0-9._-]{0,31})/y;
+
+function isWord(ch) {
+  return ch !== undefined && WORD.test(ch);
+}
+
+function isSpace(ch) {
+  return ch !== undefined && SPACE.test(ch);
+}
+
+function lineEnd(s, i) {
+  const n = s.indexOf("\n", i);
+  return n === -1 ? s.length : n;
+}
+
+/** Parse message text into formatting nodes. Never throws for any string. */
+export function parseMessage(text) {
+  return parseInline(String(text ?? ""), 0, true);
+}
+
+function parseInline(s, depth, allowBlocks) {
+  const out = [];
+  let buf = "";
+  const flush = () => {
+    if (buf) {
+      pushText(out, buf);
+      buf = "";
+    }
+  };
+  // For each marker: the position up to which we know there is no usable closer.
+  const noCloser = { "*": -1, _: -1, "`": -1, "```": -1 };
+  let i = 0;
+  while (i < s.length) {
+    const ch = s[i];
+    const prev = i > 0 ? s[i - 1] : undefined;
+
+    // ```code block```
+    if (allowBlocks && ch === "`" && s.startsWith("```", i) && i >= noCloser["```"]) {
+      const end = s.indexOf("```", i + 3);
+      if (end !== -1) {
+        let v = s.slice(i + 3, end);
+        if (v.startsWith("\n")) v = v.slice(1);
+        else if (v.startsWith("\r\n")) v = v.slice(2);
+        if (v.endsWith("\n")) v = v.slice(0, -1);
+        flush();
+        out.push({ t: "pre", v });
+        i = end + 3;
+        continue;
+      }
+      noCloser["```"] = s.length;
+    }
+
+    // `inline code`
+    if (ch === "`" && i >= noCloser["`"]) {
+      const le = lineEnd(s, i);
+      const end = s.indexOf("`", i + 1);
+      if (end !== -1 && end < le && end > i + 1) {
+        flush();
+        out.push({ t: "code", v: s.slice(i + 1, end) });
+        i = end + 1;
+        continue;
+      }
+      if (end === -1 || end >= le) noCloser["`"] = le;
+    }
+
+    // http(s) links
+    if ((ch === "h" || ch === "H") && !isWord(prev)) {
+      URL_AT.lastIndex = i;
+      const m = URL_AT.exec(s);
+      if (m) {
+        const raw = trimUrl(m[0]);
+        const href = safeHref(raw);
+        if (href) {
+          flush();
+          out.push({ t: "link", v: raw, href });
+          i += raw.length;
+          continue;
+        }
+      }
+    }
+
+    // @mentions
+    if (ch === "@" && !isWord(prev) && prev !== "@") {
+      MENTION_AT.lastIndex = i;
+      const m = MENTION_AT.exec(s);
+      if (m) {
+        let name = m[1];
+        while (/[._-]$/.test(name)) name = name.slice(0, -1);
+        const after = s[i + 1 + name.length];
+        if (name && after !== "@") {
+          flush();
+          out.push({ t: "mention", v: name });
+          i += 1 + name.length;
+          continue;
+        }
+      }
+    }
+
+    // *bold* and _italic_
+    if ((ch === "*" || ch === "_") && depth < MAX_DEPTH && i >= noCloser[ch]) {
+      const next = s[i + 1];
+      if (!isWord(prev) && prev !== ch && next !== undefined && !isSpace(next) && next !== ch) {
+        const le = lineEnd(s, i);
+        const end = findCloser(s, ch, i + 2, le);
+        if (end !== -1) {
+          flush();
+          out.push({ t: ch === "*" ? "b" : "i", c: parseInline(s.slice(i + 1, end), depth + 1, false) });
+          i = end + 1;
+          continue;
+        }
+        noCloser[ch] = le;
+      }
+    }
+
+    buf += ch;
+    i += 1;
+  }
+  flush();
+  return out;
+}
+
+function findCloser(s, ch, from, limit) {
+  let j = s.indexOf(ch, from);
+  while (j !== -1 && j < limit) {
+    if (!isSpace(s[j - 1]) && !isWord(s[j + 1]) && s[j + 1] !== ch) return j;
+    j = s.indexOf(ch, j + 1);
+  }
+  return -1;
+}
+
+function pushText(out, v) {
+  const last = out[out.length - 1];
+  if (last && last.t === "text") last.v += v;
+  else out.push({ t: "text", v });
+}
+
+/** Drop trailing punctuation that is almost never part of a URL, and unbalanced ')'. */
+export function trimUrl(raw) {
+  let u = raw;
+  for (;;) {
+    const last = u[u.length - 1];
+    if (".,;:!?'\"*_".includes(last)) {
+      u = u.slice(0, -1);
+    } else if (last === ")" && count(u, "(") < count(u, ")")) {
+      u = u.slice(0, -1);
+    } else if (last === "]" && count(u, "[") < count(u, "]")) {
+      u = u.slice(0, -1);
+    } else {
+      return u;
+    }
+  }
+}
+
+function count(s, c) {
+  let n = 0;
+  for (const x of s) if (x === c) n += 1;
+  return n;
+}
+
+/** The URL as an href if it is a well-formed http/https URL with a host, else null. */
+export function safeHref(raw) {
+  if (!/^https?:\/\/[^/?#\\]/i.test(raw)) return null;
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    return null;
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || !url.hostname) return null;
+  return url.href;
+}
+
+/**
+ * Build DOM nodes for `text` into `parent`. `doc` is the Document to create nodes with
+ * (passed in so the function is testable without a browser). `opts.isMe(name)` marks mentions
+ * of the current user (and @channel/@here/@all) with the extra class `mention-me`.
+ */
+export function renderMessage(parent, text, doc, opts = {}) {
+  renderNodes(parent, parseMessage(text), doc, opts);
+  return parent;
+}
+
+function renderNodes(parent, nodes, doc, opts) {
+  for (const n of nodes) {
+    switch (n.t) {
+      case "text":
+        parent.appendChild(doc.createTextNode(n.v));
+        break;
+      case "b":
+      case "i": {
+        const el = doc.createElement(n.t === "b" ? "strong" : "em");
+        renderNodes(el, n.c, doc, opts);
+        parent.appendChild(el);
+        break;
+      }
+      case "code": {
+        const el = doc.createElement("code");
+        el.textContent = n.v;
+        parent.appendChild(el);
+        break;
+      }
+      case "pre": {
+        const pre = doc.createElement("pre");
+        const code = doc.createElement("code");
+        code.textContent = n.v;
+        pre.appendChild(code);
+        parent.appendChild(pre);
+        break;
+      }
+      case "link": {
+        const a = doc.createElement("a");
+        a.href = n.href;
+        a.textContent = n.v;
+        a.target = "_blank";
+        a.rel = "noopener noreferrer nofollow";
+        parent.appendChild(a);
+        break;
+      }
+      case "mention": {
+        const el = doc.createElement("span");
+        el.className = opts.isMe && opts.isMe(n.v) ? "mention mention-me" : "mention";
+        el.textContent = "@" + n.v;
+        parent.appendChild(el);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+/** Plain-text rendering of formatting nodes (used for previews). */
+export function plainText(text) {
+  const walk = (nodes) =>
+    nodes
+      .map((n) => {
+        if (n.c) return walk(n.c);
+        if (n.t === "mention") return "@" + n.v;
+        return n.v;
+      })
+      .join("");
+  return walk(parseMessage(text));
+}
+
+export const MENTION_ALL = new Set(["channel", "here", "all"]);
+
+/** Number of Unicode scalar values (what the server's 100,000 limit counts). */
+export function charCount(s) {
+  let n = 0;
+  for (const _ of s) n += 1;
+  return n;
+}
+
+/** One-line preview of a message body, at most `max` characters. */
+export function preview(body, max = 80) {
+  const flat = plainText(body).replace(/\s+/gu, " ").trim();
+  const chars = Array.from(flat);
+  return chars.length > max ? chars.slice(0, max - 1).join("") + "…" : flat;
+}
+
+/**
+ * Compare two message ids. Ids within a chat are fixed-length lowercase base32 and sort by
+ * time, so a plain comparison (length first, to be safe) orders them.
+ */
+export function compareIds(a, b) {
+  if (a === b) return 0;
+  if (a == null) return -1;
+  if (b == null) return 1;
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : 1;
+}
+
+/** Insert or replace `msg` (by id) in an array sorted by id; returns the same array. */
+export function upsertSorted(list, msg) {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareIds(list[mid].id, msg.id) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < list.length && list[lo].id === msg.id) list[lo] = msg;
+  else list.splice(lo, 0, msg);
+  return list;
+}
+
+function pad2(n) {
+  return n < 10 ? "0" + n : String(n);
+}
+
+/** "14:05" in local time. */
+export function timeOfDay(ms) {
+  const d = new Date(ms);
+  return pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+}
+
+/** Local calendar day key "YYYY-MM-DD". */
+export function dayKey(ms) {
+  const d = new Date(ms);
+  return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate());
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** "Today", "Yesterday", "3 Mar" or "3 Mar 2024" (other years). */
+export function dayLabel(ms, nowMs = Date.now()) {
+  const k = dayKey(ms);
+  if (k === dayKey(nowMs)) return "Today";
+  const y = new Date(nowMs);
+  y.setDate(y.getDate() - 1);
+  if (k === dayKey(y.getTime())) return "Yesterday";
+  const d = new Date(ms);
+  const base = d.getDate() + " " + MONTHS[d.getMonth()];
+  return d.getFullYear() === new Date(nowMs).getFullYear() ? base : base + " " + d.getFullYear();
+}
+
+/** Short timestamp for the chat list: time today, else day label. */
+export function shortStamp(ms, nowMs = Date.now()) {
+  if (!ms) return "";
+  return dayKey(ms) === dayKey(nowMs) ? timeOfDay(ms) : dayLabel(ms, nowMs);
+}
+
+/** Up to two initials for an avatar. */
+export function initials(name) {
+  const words = String(name || "?")
+    .replace(/@.*$/u, "")
+    .split(/[\s._-]+/u)
+    .filter(Boolean);
+  const letters = words.slice(0, 2).map((w) => Array.from(w)[0].toUpperCase());
+  return letters.join("") || "?";
+}
+
+/** A stable small integer (0..n-1) for a string, used to pick an avatar colour class. */
+export function hashIndex(s, n) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return (h >>> 0) % n;
+}
+
+/** Backoff delay in ms for reconnect attempt `n` (0-based): 0.5 s doubling to 30 s, ±20 %. */
+export function backoffMs(n, rand = Math.random) {
+  const base = Math.min(30000, 500 * 2 ** Math.min(n, 16));
+  return Math.round(base * (0.8 + 0.4 * rand()));
+}
+
+const STATE_RANK = { sent: 0, received: 1, notification_sent: 1, viewed: 2, deleted: 3 };
+
+/**
+ * Two copies of the same message (say, one from a page load and one from an event): the more
+ * advanced one. Deletion beats everything, a later edit beats an earlier one, and the message
+ * state only moves forward (sent → received → viewed).
+ */
+export function newerMessage(a, b) {
+  if (!a) return b;
+  if (!b) return a;
+  if (!!a.deleted !== !!b.deleted) return a.deleted ? a : b;
+  const base = (b.edited_ms || 0) >= (a.edited_ms || 0) ? b : a;
+  const ra = STATE_RANK[a.state] ?? 0;
+  const rb = STATE_RANK[b.state] ?? 0;
+  const state = ra > rb ? a.state : b.state;
+  return base.state === state ? base : { ...base, state };
+}
