@@ -1,0 +1,299 @@
+//! The live-event WebSocket (`GET /api/v1/ws?cursor=N`): one per device session.
+//!
+//! Order of work on connect: subscribe to the broadcast, send `hello` with the newest cursor,
+//! replay the stored log after the client's cursor, then follow the broadcast, skipping
+//! anything at or below the last cursor handled. A session that lags behind the broadcast
+//! goes back to the log, so nothing is lost and nothing is sent twice.
+
+use super::{origin_allowed, AppState, CurrentUser, SendBody};
+use crate::accounts::TokenBucket;
+use crate::engine::Command;
+use crate::error::ApiError;
+use crate::events::{self, Audience, Event, EventBody};
+use crate::model::UserRecord;
+use crate::views;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use confab_protocol::{ChatId, MessageId};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, Semaphore};
+
+/// Sends one session may have waiting for the engine at once.
+const SENDS_IN_FLIGHT_MAX: usize = 256;
+/// Events read from the log per page while replaying.
+const REPLAY_PAGE: usize = 1000;
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    cursor: Option<u64>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|origin| origin_allowed(&headers, origin));
+    if !origin_ok {
+        return Err(ApiError::forbidden("forbidden_origin", "WebSocket upgrade needs a same-origin Origin header"));
+    }
+    let token = super::session_token(&headers).ok_or_else(ApiError::unauthenticated)?;
+    let user = crate::accounts::session_user(state.store.as_ref(), &token)?.ok_or_else(ApiError::unauthenticated)?;
+    let _ = CurrentUser(user.clone());
+    let frame_max = state.config.limits.websocket_frame_bytes_max;
+    let cursor = query.cursor;
+    Ok(upgrade
+        .max_message_size(frame_max)
+        .max_frame_size(frame_max)
+        .on_upgrade(move |socket| async move {
+            let id = user.id.clone();
+            if let Err(error) = Session::new(state, user).run(socket, cursor).await {
+                tracing::debug!(user = %id, %error, "websocket session ended");
+            }
+        }))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientFrame {
+    Ping,
+    Send {
+        client_id: String,
+        chat_id: String,
+        body: String,
+        #[serde(default)]
+        reply_to: Option<String>,
+    },
+    Read {
+        chat_id: String,
+        message_id: String,
+    },
+}
+
+struct Session {
+    state: AppState,
+    user: UserRecord,
+    chats: HashSet<ChatId>,
+    last_cursor: u64,
+    bucket: TokenBucket,
+    sends: Arc<Semaphore>,
+    close_after: bool,
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("socket: {0}")]
+    Socket(#[from] axum::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn text(frame: String) -> Message {
+    Message::Text(Utf8Bytes::from(frame))
+}
+
+impl Session {
+    fn new(state: AppState, user: UserRecord) -> Self {
+        let limits = &state.config.limits;
+        let bucket = TokenBucket::new(limits.websocket_frames_per_s, limits.websocket_frames_burst);
+        Self { state, user, chats: HashSet::new(), last_cursor: 0, bucket, sends: Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX)), close_after: false }
+    }
+
+    async fn run(mut self, socket: WebSocket, cursor: Option<u64>) -> Result<(), SessionError> {
+        let (mut sink, mut stream) = socket.split();
+        let mut events = self.state.hub.subscribe();
+        let mut shutdown = self.state.shutdown.clone();
+        let (acks, mut ack_frames) = mpsc::channel::<String>(SENDS_IN_FLIGHT_MAX);
+        self.chats = views::user_chats(self.state.store.as_ref(), &self.user.id)?.into_iter().collect();
+        let latest = self.state.hub.latest();
+        sink.send(text(serde_json::json!({ "type": "hello", "cursor": latest }).to_string())).await?;
+        self.last_cursor = latest;
+        if let Some(cursor) = cursor.filter(|c| *c < latest) {
+            let oldest = events::oldest_cursor(self.state.store.as_ref())?;
+            if oldest > cursor + 1 {
+                sink.send(text(serde_json::json!({ "type": "resync", "cursor": latest }).to_string())).await?;
+            } else {
+                self.last_cursor = cursor;
+                self.replay(&mut sink, latest).await?;
+            }
+        }
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        while !self.close_after {
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(event) => self.deliver(&mut sink, &event).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let latest = self.state.hub.latest();
+                        self.replay(&mut sink, latest).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(frame))) => self.on_frame(&mut sink, frame.as_str(), &acks).await?,
+                    Some(Ok(Message::Binary(_))) => {
+                        let error = ApiError::bad_request("bad_request", "frames are JSON text");
+                        sink.send(text(error_frame(None, &error))).await?;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error.into()),
+                },
+                Some(ack) = ack_frames.recv() => sink.send(text(ack)).await?,
+                _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
+                _ = shutdown.changed() => {
+                    let frame = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("node shutting down") };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return Ok(());
+                }
+            }
+        }
+        let _ = sink.close().await;
+        Ok(())
+    }
+
+    /// Sends stored events after `last_cursor` up to `up_to`.
+    async fn replay(&mut self, sink: &mut Sink, up_to: u64) -> Result<(), SessionError> {
+        while self.last_cursor < up_to {
+            let page = events::read_log(self.state.store.as_ref(), self.last_cursor, up_to, REPLAY_PAGE)?;
+            let Some(last) = page.last().map(|e| e.cursor) else { break };
+            for event in page {
+                self.deliver(sink, &event).await?;
+            }
+            self.last_cursor = self.last_cursor.max(last);
+        }
+        self.last_cursor = self.last_cursor.max(up_to);
+        Ok(())
+    }
+
+    fn visible(&self, event: &Event) -> bool {
+        match &event.audience {
+            Audience::All => true,
+            Audience::User(user) => *user == self.user.id,
+            Audience::Chat(chat) => self.chats.contains(chat),
+        }
+    }
+
+    async fn deliver(&mut self, sink: &mut Sink, event: &Event) -> Result<(), SessionError> {
+        if event.cursor <= self.last_cursor {
+            return Ok(());
+        }
+        self.last_cursor = event.cursor;
+        if let (EventBody::ChatJoined { chat }, Audience::User(_)) = (&event.body, &event.audience) {
+            if self.visible(event) {
+                self.chats.insert(chat.id);
+            }
+        }
+        if !self.visible(event) {
+            return Ok(());
+        }
+        sink.send(text(event.to_frame())).await?;
+        match &event.body {
+            EventBody::ChatLeft { chat_id } => {
+                self.chats.remove(chat_id);
+            }
+            EventBody::MessageCreated { message } if message.author != self.user.id => {
+                self.state.engine.notify(Command::MarkReceived { chat: message.chat_id, message: message.id, by: self.user.id.clone() });
+            }
+            EventBody::UserUpdated { user } if user.id == self.user.id && user.disabled => {
+                self.close_after = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, sink: &mut Sink, frame: &str, acks: &mpsc::Sender<String>) -> Result<(), SessionError> {
+        if let Err(retry_after_s) = self.bucket.take() {
+            let error = ApiError::rate_limited(retry_after_s);
+            sink.send(text(error_frame(client_id_of(frame).as_deref(), &error))).await?;
+            return Ok(());
+        }
+        let parsed: ClientFrame = match serde_json::from_str(frame) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let error = ApiError::bad_request("bad_request", format!("unreadable frame: {error}"));
+                sink.send(text(error_frame(client_id_of(frame).as_deref(), &error))).await?;
+                return Ok(());
+            }
+        };
+        match parsed {
+            ClientFrame::Ping => sink.send(text(r#"{"type":"pong"}"#.to_string())).await?,
+            ClientFrame::Send { client_id, chat_id, body, reply_to } => {
+                self.spawn_send(client_id, chat_id, SendBody { body, reply_to, client_id: None }, acks.clone());
+            }
+            ClientFrame::Read { chat_id, message_id } => {
+                let parsed = chat_id.parse::<ChatId>().ok().zip(message_id.parse::<MessageId>().ok());
+                let Some((chat, message)) = parsed else {
+                    let error = ApiError::bad_request("invalid_id", "bad chat or message id");
+                    sink.send(text(error_frame(None, &error))).await?;
+                    return Ok(());
+                };
+                let engine = self.state.engine.clone();
+                let user = self.user.id.clone();
+                let acks = acks.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = engine.call(|reply| Command::MarkRead { user, chat, message, reply }).await {
+                        let _ = acks.send(error_frame(None, &error)).await;
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_send(&self, client_id: String, chat_id: String, body: SendBody, acks: mpsc::Sender<String>) {
+        let engine = self.state.engine.clone();
+        let user = self.user.id.clone();
+        let sends = self.sends.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = sends.acquire_owned().await else { return };
+            let result = async {
+                let chat: ChatId = chat_id.parse().map_err(|_| ApiError::not_found("chat"))?;
+                let reply_to = body
+                    .reply_to
+                    .as_deref()
+                    .map(|id| id.parse::<MessageId>().map_err(|_| ApiError::bad_request("invalid_id", "reply_to is not a message id")))
+                    .transpose()?;
+                let client = Some(client_id.clone()).filter(|c| !c.is_empty());
+                engine
+                    .call(|reply| Command::Send { user, chat, body: body.body, reply_to, client_id: client, reply })
+                    .await
+            }
+            .await;
+            let frame = match result {
+                Ok((message, _)) => serde_json::json!({ "type": "ack", "client_id": client_id, "message": message }).to_string(),
+                Err(error) => error_frame(Some(&client_id), &error),
+            };
+            let _ = acks.send(frame).await;
+        });
+    }
+}
+
+fn client_id_of(frame: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(frame).ok()?.get("client_id")?.as_str().map(str::to_string)
+}
+
+fn error_frame(client_id: Option<&str>, error: &ApiError) -> String {
+    let mut value = serde_json::json!({ "type": "error", "code": error.code, "message": error.message });
+    if let Some(client_id) = client_id {
+        value["client_id"] = client_id.into();
+    }
+    if let Some(seconds) = error.retry_after_s {
+        value["retry_after_s"] = seconds.into();
+    }
+    value.to_string()
+}

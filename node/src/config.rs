@@ -1,0 +1,85 @@
+//! Node configuration: plain structs with defaults, layered from a TOML file, then environment
+//! variables, then command-line flags (the binary does the layering).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where sled and the node key live.
+    pub data_dir: PathBuf,
+    /// The organisation's human name: users are `name@org_name`.
+    pub org_name: String,
+    /// Set the cookie's `Secure` flag (when served over HTTPS by a proxy).
+    pub secure_cookies: bool,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./confab-data"),
+            org_name: "local".into(),
+            secure_cookies: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Every size, count and rate the node enforces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub request_body_bytes_max: usize,
+    pub websocket_frame_bytes_max: usize,
+    pub message_chars_max: usize,
+    pub channel_members_max: usize,
+    pub dm_members_max: usize,
+    pub chat_name_chars_max: usize,
+    pub topic_chars_max: usize,
+    pub profile_field_chars_max: usize,
+    pub login_failures_max: u32,
+    pub login_window_s: u64,
+    pub websocket_frames_per_s: u32,
+    pub websocket_frames_burst: u32,
+    pub requests_per_s_per_user: u32,
+    pub requests_burst_per_user: u32,
+    pub session_lifetime_s: u64,
+    pub events_retained_max: u64,
+    pub bucket_messages_max: u64,
+    pub history_page_max: usize,
+    pub unread_count_max: usize,
+    pub websocket_connections_per_user_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_body_bytes_max: 1024 * 1024,
+            websocket_frame_bytes_max: 1024 * 1024,
+            message_chars_max: 100_000,
+            channel_members_max: 10_000,
+            dm_members_max: 9,
+            chat_name_chars_max: 80,
+            topic_chars_max: 250,
+            profile_field_chars_max: 100,
+            login_failures_max: 10,
+            login_window_s: 300,
+            websocket_frames_per_s: 200,
+            websocket_frames_burst: 400,
+            requests_per_s_per_user: 100,
+            requests_burst_per_user: 200,
+            session_lifetime_s: 30 * 24 * 3600,
+            events_retained_max: 1_000_000,
+            bucket_messages_max: 5_000,
+            history_page_max: 200,
+            unread_count_max: 10_000,
+            websocket_connections_per_user_max: 32,
+        }
+    }
+}

@@ -1,0 +1,964 @@
+//! The engine: the one task that writes. HTTP handlers and WebSocket sessions send it intents
+//! ("post this", "join that"); it checks the user's rights, makes the change to the chat's
+//! automerge document with the organisation's own actor, signs it, validates it with the same
+//! pipeline remote changes pass, updates the views and the event log in the same atomic batch,
+//! and acknowledges only after the flush.
+//!
+//! Writes are group-committed: the engine handles every intent waiting in its queue (up to a
+//! bound), applies each one's batch, flushes once, and then answers them all and publishes their
+//! events. One flush costs the same for one message or hundreds.
+
+mod docs;
+
+use crate::config::Limits;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Audience, Event, EventBody, EventHub};
+use crate::model::{keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, Settings, UserRecord, UserView};
+use crate::store::{KvStore, StoreError, Tree, WriteBatch};
+use crate::views;
+use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};
+use confab_protocol::control::{self, ChatInfo, ChatKind, MemberRecord, Role, Visibility};
+use confab_protocol::{ChatId, Hlc, MessageId, OrgKey, UserId};
+use docs::ChatDocs;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use docs::change_key;
+
+/// How many intents one group commit takes at most.
+const GROUP_MAX: usize = 1024;
+/// Capacity of the engine's intake queue.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+pub type Reply<T> = oneshot::Sender<ApiResult<T>>;
+
+/// Profile fields a user may change; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub display_name: Option<String>,
+    pub status_text: Option<String>,
+    pub time_zone: Option<String>,
+    pub team: Option<String>,
+}
+
+/// The intents the engine carries out.
+pub enum Command {
+    CreateUser { username: String, password_hash: String, display_name: String, force_admin: Option<bool>, bypass_registration: bool, reply: Reply<UserRecord> },
+    SetPassword { username: String, password_hash: String, reply: Reply<UserRecord> },
+    UpdateProfile { user: UserId, patch: ProfilePatch, reply: Reply<UserRecord> },
+    SetRegistrationOpen { open: bool, reply: Reply<Settings> },
+    SetDisabled { user: UserId, disabled: bool, reply: Reply<UserRecord> },
+    CreateChannel { creator: UserId, name: String, topic: String, visibility: Visibility, reply: Reply<ChatView> },
+    OpenDm { creator: UserId, others: Vec<UserId>, reply: Reply<(ChatView, bool)> },
+    UpdateChat { user: UserId, chat: ChatId, name: Option<String>, topic: Option<String>, reply: Reply<ChatView> },
+    Join { user: UserId, chat: ChatId, reply: Reply<ChatView> },
+    Leave { user: UserId, chat: ChatId, reply: Reply<()> },
+    AddMember { by: UserId, chat: ChatId, target: UserId, role: Role, reply: Reply<MemberView> },
+    SetRole { by: UserId, chat: ChatId, target: UserId, role: Role, reply: Reply<MemberView> },
+    RemoveMember { by: UserId, chat: ChatId, target: UserId, reply: Reply<()> },
+    Send { user: UserId, chat: ChatId, body: String, reply_to: Option<MessageId>, client_id: Option<String>, reply: Reply<(MessageView, bool)> },
+    Edit { user: UserId, chat: ChatId, message: MessageId, body: String, reply: Reply<MessageView> },
+    Delete { user: UserId, node_admin: bool, chat: ChatId, message: MessageId, reply: Reply<MessageView> },
+    MarkRead { user: UserId, chat: ChatId, message: MessageId, reply: Reply<()> },
+    /// A recipient's device got the message; no answer.
+    MarkReceived { chat: ChatId, message: MessageId, by: UserId },
+}
+
+/// The handle handlers use to reach the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    sender: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    /// Sends an intent and waits for its durable outcome.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> ApiResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::internal("engine stopped"))?;
+        answer.await.map_err(|_| ApiError::internal("engine dropped a request"))?
+    }
+
+    /// Sends an intent that has no answer; dropped if the engine is overloaded.
+    pub fn notify(&self, command: Command) {
+        let _ = self.sender.try_send(command);
+    }
+}
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored organisation key is damaged")]
+    BadKey,
+    #[error("random number generator failed: {0}")]
+    Random(String),
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS generator failing is not recoverable; fall back to time-derived bytes rather than
+    // panic, and log loudly.
+    if let Err(error) = getrandom::fill(&mut bytes) {
+        tracing::error!(%error, "OS random generator failed");
+        let seed = Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()));
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = seed[i % 32];
+        }
+    }
+    bytes
+}
+
+/// Loads the organisation key from the store, creating and flushing it on first start.
+pub async fn load_or_create_org_key(store: &dyn KvStore) -> Result<OrgKey, StartError> {
+    if let Some(seed) = store.get(Tree::Meta, b"org_key")? {
+        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| StartError::BadKey)?;
+        return Ok(OrgKey::from_seed(seed));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
+    let mut batch = WriteBatch::default();
+    batch.put(Tree::Meta, b"org_key".to_vec(), seed.to_vec());
+    store.apply(batch)?;
+    store.flush().await?;
+    Ok(OrgKey::from_seed(seed))
+}
+
+/// Starts the engine task. It stops when every handle is dropped, after a final flush.
+pub async fn start(
+    store: Arc<dyn KvStore>,
+    org_name: String,
+    limits: Limits,
+) -> Result<(EngineHandle, Arc<EventHub>, tokio::task::JoinHandle<()>), StartError> {
+    let key = load_or_create_org_key(store.as_ref()).await?;
+    let newest = crate::events::newest_cursor(store.as_ref())?;
+    let hub = Arc::new(EventHub::new(newest, 4096));
+    let hlc = match store.get(Tree::Meta, b"hlc")? {
+        Some(bytes) => Hlc::resume_after(serde_json::from_slice(&bytes).unwrap_or_default()),
+        None => Hlc::new(),
+    };
+    let engine = Engine {
+        store,
+        key,
+        org_name,
+        limits,
+        hub: hub.clone(),
+        chats: HashMap::new(),
+        hlc,
+        unique: random_bytes(),
+        next_cursor: newest + 1,
+    };
+    let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+    let task = tokio::spawn(engine.run(receiver));
+    Ok((EngineHandle { sender }, hub, task))
+}
+
+struct Engine {
+    store: Arc<dyn KvStore>,
+    key: OrgKey,
+    org_name: String,
+    limits: Limits,
+    hub: Arc<EventHub>,
+    /// Loaded chat documents. Dropped on any error so they reload from storage.
+    chats: HashMap<ChatId, ChatDocs>,
+    hlc: Hlc,
+    /// Distinguishes message ids minted by this process from other processes of the org.
+    unique: [u8; 4],
+    next_cursor: u64,
+}
+
+/// What one intent writes.
+#[derive(Default)]
+struct Tx {
+    batch: WriteBatch,
+    events: Vec<Event>,
+}
+
+type Done = Box<dyn FnOnce(bool) + Send>;
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl Engine {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        while let Some(command) = receiver.recv().await {
+            let mut done: Vec<Done> = Vec::new();
+            let mut events = Vec::new();
+            self.process(command, &mut done, &mut events);
+            while done.len() < GROUP_MAX {
+                match receiver.try_recv() {
+                    Ok(command) => self.process(command, &mut done, &mut events),
+                    Err(_) => break,
+                }
+            }
+            let flushed = match self.store.flush().await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(%error, "flush failed; failing the group");
+                    self.chats.clear();
+                    false
+                }
+            };
+            if flushed {
+                self.hub.publish(events);
+                self.trim_events();
+            }
+            for finish in done {
+                finish(flushed);
+            }
+        }
+        if let Err(error) = self.store.flush().await {
+            tracing::error!(%error, "final flush failed");
+        }
+        tracing::info!("engine stopped");
+    }
+
+    fn process(&mut self, command: Command, done: &mut Vec<Done>, events: &mut Vec<Event>) {
+        let mut tx = Tx::default();
+        let finish = match command {
+            Command::CreateUser { username, password_hash, display_name, force_admin, bypass_registration, reply } => {
+                let result = self.create_user(&mut tx, &username, password_hash, display_name, force_admin, bypass_registration);
+                self.finish(tx, result, reply, events)
+            }
+            Command::SetPassword { username, password_hash, reply } => {
+                let result = self.set_password(&mut tx, &username, password_hash);
+                self.finish(tx, result, reply, events)
+            }
+            Command::UpdateProfile { user, patch, reply } => {
+                let result = self.update_profile(&mut tx, &user, patch);
+                self.finish(tx, result, reply, events)
+            }
+            Command::SetRegistrationOpen { open, reply } => {
+                let settings = Settings { registration_open: open };
+                tx.batch.put(Tree::Meta, b"settings".to_vec(), json(&settings));
+                self.finish(tx, Ok(settings), reply, events)
+            }
+            Command::SetDisabled { user, disabled, reply } => {
+                let result = self.set_disabled(&mut tx, &user, disabled);
+                self.finish(tx, result, reply, events)
+            }
+            Command::CreateChannel { creator, name, topic, visibility, reply } => {
+                let result = self.create_channel(&mut tx, &creator, name, topic, visibility);
+                self.finish(tx, result, reply, events)
+            }
+            Command::OpenDm { creator, others, reply } => {
+                let result = self.open_dm(&mut tx, &creator, others);
+                self.finish(tx, result, reply, events)
+            }
+            Command::UpdateChat { user, chat, name, topic, reply } => {
+                let result = self.update_chat(&mut tx, &user, &chat, name, topic);
+                self.finish(tx, result, reply, events)
+            }
+            Command::Join { user, chat, reply } => {
+                let result = self.join(&mut tx, &user, &chat);
+                self.finish(tx, result, reply, events)
+            }
+            Command::Leave { user, chat, reply } => {
+                let result = self.leave(&mut tx, &user, &chat);
+                self.finish(tx, result, reply, events)
+            }
+            Command::AddMember { by, chat, target, role, reply } => {
+                let result = self.add_member(&mut tx, &by, &chat, &target, role);
+                self.finish(tx, result, reply, events)
+            }
+            Command::SetRole { by, chat, target, role, reply } => {
+                let result = self.set_role(&mut tx, &by, &chat, &target, role);
+                self.finish(tx, result, reply, events)
+            }
+            Command::RemoveMember { by, chat, target, reply } => {
+                let result = self.remove_member(&mut tx, &by, &chat, &target);
+                self.finish(tx, result, reply, events)
+            }
+            Command::Send { user, chat, body, reply_to, client_id, reply } => {
+                let result = self.send(&mut tx, &user, &chat, body, reply_to, client_id);
+                self.finish(tx, result, reply, events)
+            }
+            Command::Edit { user, chat, message, body, reply } => {
+                let result = self.edit(&mut tx, &user, &chat, &message, body);
+                self.finish(tx, result, reply, events)
+            }
+            Command::Delete { user, node_admin, chat, message, reply } => {
+                let result = self.delete(&mut tx, &user, node_admin, &chat, &message);
+                self.finish(tx, result, reply, events)
+            }
+            Command::MarkRead { user, chat, message, reply } => {
+                let result = self.mark_read(&mut tx, &user, &chat, &message);
+                self.finish(tx, result, reply, events)
+            }
+            Command::MarkReceived { chat, message, by } => {
+                let result = self.mark_received(&mut tx, &chat, &message, &by);
+                let (sender, _) = oneshot::channel();
+                self.finish(tx, result, sender, events)
+            }
+        };
+        done.push(finish);
+    }
+
+    /// Applies the intent's batch (so later intents in the group see it) and returns the closure
+    /// that answers once the group's flush is done.
+    fn finish<T: Send + 'static>(&mut self, tx: Tx, result: ApiResult<T>, reply: Reply<T>, events: &mut Vec<Event>) -> Done {
+        let result = match result {
+            Ok(value) => match self.store.apply(tx.batch) {
+                Ok(()) => {
+                    events.extend(tx.events);
+                    Ok(value)
+                }
+                Err(error) => {
+                    self.chats.clear();
+                    Err(ApiError::internal(error))
+                }
+            },
+            Err(error) => Err(error),
+        };
+        Box::new(move |flushed| {
+            let answer = match result {
+                Ok(_) if !flushed => Err(ApiError::internal("flush failed")),
+                other => other,
+            };
+            let _ = reply.send(answer);
+        })
+    }
+
+    fn emit(&mut self, tx: &mut Tx, audience: Audience, body: EventBody) {
+        let event = Event { cursor: self.next_cursor, audience, body };
+        self.next_cursor += 1;
+        tx.batch.put(Tree::Events, Event::key(event.cursor).to_vec(), json(&event));
+        tx.events.push(event);
+    }
+
+    /// Drops the oldest events past the retention limit, a bounded number at a time.
+    fn trim_events(&mut self) {
+        let newest = self.next_cursor.saturating_sub(1);
+        let Some(keep_from) = newest.checked_sub(self.limits.events_retained_max) else { return };
+        let range = (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(Event::key(keep_from).to_vec()));
+        if let Ok(old) = self.store.range(Tree::Events, range, false, 1000) {
+            let mut batch = WriteBatch::default();
+            for (key, _) in old {
+                batch.delete(Tree::Events, key);
+            }
+            if let Err(error) = self.store.apply(batch) {
+                tracing::warn!(%error, "trimming the event log failed");
+            }
+        }
+    }
+
+    // ----- users -----
+
+    fn user_record(&self, user: &UserId) -> ApiResult<UserRecord> {
+        if user.org_name() != self.org_name {
+            return Err(ApiError::not_found("user"));
+        }
+        views::user(self.store.as_ref(), user.localpart())?.ok_or_else(|| ApiError::not_found("user"))
+    }
+
+    fn create_user(
+        &mut self,
+        tx: &mut Tx,
+        username: &str,
+        password_hash: String,
+        display_name: String,
+        force_admin: Option<bool>,
+        bypass_registration: bool,
+    ) -> ApiResult<UserRecord> {
+        let id = UserId::new(username, &self.org_name).map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
+        if views::user(self.store.as_ref(), username)?.is_some() {
+            return Err(ApiError::conflict("username_taken", format!("the username {username:?} is taken")));
+        }
+        let first = self.store.range(Tree::Users, crate::store::prefix_range(b""), false, 1)?.is_empty();
+        if !bypass_registration && !first && !views::settings(self.store.as_ref())?.registration_open {
+            return Err(ApiError::forbidden("registration_closed", "registration is closed on this node"));
+        }
+        let display_name = self.profile_field("display_name", Some(display_name))?.unwrap_or_default();
+        let record = UserRecord {
+            display_name: if display_name.is_empty() { username.to_string() } else { display_name },
+            id,
+            password_hash,
+            status_text: String::new(),
+            time_zone: String::new(),
+            team: String::new(),
+            is_admin: force_admin.unwrap_or(first),
+            disabled: false,
+            created_ms: now_ms(),
+            session_generation: 0,
+        };
+        self.put_user(tx, &record);
+        Ok(record)
+    }
+
+    fn put_user(&mut self, tx: &mut Tx, record: &UserRecord) {
+        tx.batch.put(Tree::Users, record.id.localpart().as_bytes().to_vec(), json(record));
+        self.emit(tx, Audience::All, EventBody::UserUpdated { user: UserView::from(record) });
+    }
+
+    fn set_password(&mut self, tx: &mut Tx, username: &str, password_hash: String) -> ApiResult<UserRecord> {
+        let mut record = views::user(self.store.as_ref(), username)?.ok_or_else(|| ApiError::not_found("user"))?;
+        record.password_hash = password_hash;
+        record.session_generation += 1;
+        tx.batch.put(Tree::Users, username.as_bytes().to_vec(), json(&record));
+        Ok(record)
+    }
+
+    fn profile_field(&self, name: &str, value: Option<String>) -> ApiResult<Option<String>> {
+        let Some(value) = value else { return Ok(None) };
+        let value = value.trim().to_string();
+        if value.chars().count() > self.limits.profile_field_chars_max || value.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("{name} must be at most {} characters without control characters", self.limits.profile_field_chars_max),
+            ));
+        }
+        Ok(Some(value))
+    }
+
+    fn update_profile(&mut self, tx: &mut Tx, user: &UserId, patch: ProfilePatch) -> ApiResult<UserRecord> {
+        let mut record = self.user_record(user)?;
+        if let Some(name) = self.profile_field("display_name", patch.display_name)? {
+            record.display_name = if name.is_empty() { user.localpart().to_string() } else { name };
+        }
+        if let Some(status) = self.profile_field("status_text", patch.status_text)? {
+            record.status_text = status;
+        }
+        if let Some(zone) = self.profile_field("time_zone", patch.time_zone)? {
+            record.time_zone = zone;
+        }
+        if let Some(team) = self.profile_field("team", patch.team)? {
+            record.team = team;
+        }
+        self.put_user(tx, &record);
+        Ok(record)
+    }
+
+    fn set_disabled(&mut self, tx: &mut Tx, user: &UserId, disabled: bool) -> ApiResult<UserRecord> {
+        let mut record = self.user_record(user)?;
+        if record.disabled != disabled {
+            record.disabled = disabled;
+            record.session_generation += 1;
+            self.put_user(tx, &record);
+        }
+        Ok(record)
+    }
+
+    // ----- chats -----
+
+    fn chat_record(&self, chat: &ChatId) -> ApiResult<ChatRecord> {
+        views::chat(self.store.as_ref(), chat)?.ok_or_else(|| ApiError::not_found("chat"))
+    }
+
+    fn require_role(&self, chat: &ChatId, user: &UserId) -> ApiResult<Role> {
+        views::role(self.store.as_ref(), chat, user)?.ok_or_else(ApiError::not_a_member)
+    }
+
+    /// Takes a chat's documents out of the cache (loading them if needed). Put them back with
+    /// `self.chats.insert` on success; on error they are simply dropped and reload next time.
+    fn take_docs(&mut self, chat: &ChatId) -> ApiResult<ChatDocs> {
+        if let Some(docs) = self.chats.remove(chat) {
+            return Ok(docs);
+        }
+        ChatDocs::load(self.store.as_ref(), *chat, (random_bytes(), random_bytes()))
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("chat"))
+    }
+
+    fn validate_chat_name(&self, name: &str) -> ApiResult<String> {
+        let name = name.trim().to_string();
+        let chars = name.chars().count();
+        if chars == 0 || chars > self.limits.chat_name_chars_max || name.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("a channel name is 1 to {} characters without control characters", self.limits.chat_name_chars_max),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn validate_topic(&self, topic: &str) -> ApiResult<String> {
+        let topic = topic.trim().to_string();
+        if topic.chars().count() > self.limits.topic_chars_max || topic.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("a topic is at most {} characters", self.limits.topic_chars_max),
+            ));
+        }
+        Ok(topic)
+    }
+
+    fn create_channel(&mut self, tx: &mut Tx, creator: &UserId, name: String, topic: String, visibility: Visibility) -> ApiResult<ChatView> {
+        let name = self.validate_chat_name(&name)?;
+        let topic = self.validate_topic(&topic)?;
+        if visibility == Visibility::Dm {
+            return Err(ApiError::bad_request("invalid_body", "visibility is public or private"));
+        }
+        let taken = views::all_chats(self.store.as_ref())?
+            .iter()
+            .any(|chat| chat.kind == ChatKind::Channel && chat.name.to_lowercase() == name.to_lowercase());
+        if taken {
+            return Err(ApiError::conflict("conflict", format!("a channel named {name:?} exists")));
+        }
+        let chat = ChatId::from_bytes(random_bytes());
+        self.create_chat(tx, chat, ChatKind::Channel, visibility, &name, &topic, creator, &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_chat(
+        &mut self,
+        tx: &mut Tx,
+        chat: ChatId,
+        kind: ChatKind,
+        visibility: Visibility,
+        name: &str,
+        topic: &str,
+        creator: &UserId,
+        others: &[UserId],
+    ) -> ApiResult<ChatView> {
+        let now = now_ms();
+        let org = self.key.id();
+        let info = ChatInfo { kind, visibility, created_ms: now, owner: org };
+        let creator_role = if kind == ChatKind::Dm { Role::Member } else { Role::Owner };
+        let first = MemberRecord { role: creator_role, org };
+        let mut docs = ChatDocs::create(&self.key, chat, &info, name, topic, (creator, &first), now, (random_bytes(), random_bytes()), &mut tx.batch)
+            .map_err(ApiError::internal)?;
+        if !others.is_empty() {
+            let others_owned = others.to_vec();
+            docs.change_control(&self.key, now, &mut tx.batch, |doc| {
+                for user in &others_owned {
+                    control::put_member(doc, user, &MemberRecord { role: Role::Member, org })?;
+                }
+                Ok(())
+            }, true)
+            .map_err(ApiError::internal)?;
+        }
+        let mut members = vec![(creator.clone(), creator_role)];
+        members.extend(others.iter().map(|user| (user.clone(), Role::Member)));
+        let record = ChatRecord {
+            id: chat,
+            kind,
+            visibility,
+            name: name.to_string(),
+            topic: topic.to_string(),
+            owner_org: self.org_name.clone(),
+            created_ms: now,
+            member_count: members.len(),
+            last_activity_ms: now,
+            last_message: None,
+            dm_members: if kind == ChatKind::Dm { members.iter().map(|(u, _)| u.clone()).collect() } else { Vec::new() },
+        };
+        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        for (user, role) in &members {
+            self.put_member_view(tx, &chat, user, *role);
+            self.emit(tx, Audience::User(user.clone()), EventBody::ChatJoined { chat: ChatView::of(&record, Some(*role)) });
+        }
+        self.chats.insert(chat, docs);
+        Ok(ChatView::of(&record, Some(creator_role)))
+    }
+
+    fn put_member_view(&mut self, tx: &mut Tx, chat: &ChatId, user: &UserId, role: Role) {
+        let member = MemberView { user_id: user.clone(), role };
+        tx.batch.put(Tree::Members, keys::chat_member(chat, user), json(&member));
+        tx.batch.put(Tree::UserChats, keys::user_chat(user, chat), Vec::new());
+    }
+
+    fn open_dm(&mut self, tx: &mut Tx, creator: &UserId, others: Vec<UserId>) -> ApiResult<(ChatView, bool)> {
+        let mut everyone: Vec<UserId> = others;
+        everyone.push(creator.clone());
+        everyone.sort();
+        everyone.dedup();
+        if everyone.len() < 2 || everyone.len() > self.limits.dm_members_max {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("a DM has 2 to {} people including you", self.limits.dm_members_max),
+            ));
+        }
+        for user in &everyone {
+            let record = self.user_record(user).map_err(|_| ApiError::bad_request("invalid_body", format!("no user {user}")))?;
+            if record.disabled {
+                return Err(ApiError::bad_request("invalid_body", format!("{user} is disabled")));
+            }
+        }
+        // One conversation per set of people: the chat id is derived from the set.
+        let mut hasher = Sha256::new();
+        hasher.update(b"confab/v1/dm\0");
+        for user in &everyone {
+            hasher.update(user.as_str().as_bytes());
+            hasher.update([0]);
+        }
+        let digest = hasher.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        let chat = ChatId::from_bytes(id);
+        if let Some(record) = views::chat(self.store.as_ref(), &chat)? {
+            return Ok((views::chat_view(self.store.as_ref(), &record, creator)?, false));
+        }
+        let others: Vec<UserId> = everyone.iter().filter(|u| *u != creator).cloned().collect();
+        let view = self.create_chat(tx, chat, ChatKind::Dm, Visibility::Dm, "", "", creator, &others)?;
+        Ok((view, true))
+    }
+
+    fn update_chat(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId, name: Option<String>, topic: Option<String>) -> ApiResult<ChatView> {
+        let mut record = self.chat_record(chat)?;
+        let role = self.require_role(chat, user)?;
+        let name = name.map(|n| self.validate_chat_name(&n)).transpose()?;
+        let topic = topic.map(|t| self.validate_topic(&t)).transpose()?;
+        if name.is_some() && (record.kind == ChatKind::Dm || role < Role::Admin) {
+            return Err(ApiError::forbidden("forbidden", "only the channel's owner or an admin can rename it"));
+        }
+        let mut docs = self.take_docs(chat)?;
+        let (n, t) = (name.clone(), topic.clone());
+        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| {
+            if let Some(name) = &n {
+                control::set_name(doc, name)?;
+            }
+            if let Some(topic) = &t {
+                control::set_topic(doc, topic)?;
+            }
+            Ok(())
+        }, false)
+        .map_err(ApiError::internal)?;
+        self.chats.insert(*chat, docs);
+        if let Some(name) = name {
+            record.name = name;
+        }
+        if let Some(topic) = topic {
+            record.topic = topic;
+        }
+        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        self.emit(tx, Audience::Chat(*chat), EventBody::ChatUpdated { chat: ChatView::of(&record, None) });
+        Ok(ChatView::of(&record, Some(role)))
+    }
+
+    /// Adds `user` to the control document and views; the caller checked the rights.
+    fn add_to_chat(&mut self, tx: &mut Tx, record: &mut ChatRecord, user: &UserId, role: Role) -> ApiResult<()> {
+        if record.member_count >= self.limits.channel_members_max {
+            return Err(ApiError::forbidden("member_limit", format!("the channel has reached its limit of {} members", self.limits.channel_members_max)));
+        }
+        let target = self.user_record(user)?;
+        if target.disabled {
+            return Err(ApiError::bad_request("invalid_body", format!("{user} is disabled")));
+        }
+        let org = self.key.id();
+        let mut docs = self.take_docs(&record.id)?;
+        let member = user.clone();
+        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| control::put_member(doc, &member, &MemberRecord { role, org }), true)
+            .map_err(ApiError::internal)?;
+        self.chats.insert(record.id, docs);
+        record.member_count += 1;
+        tx.batch.put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        self.put_member_view(tx, &record.id, user, role);
+        self.emit(tx, Audience::User(user.clone()), EventBody::ChatJoined { chat: ChatView::of(record, Some(role)) });
+        self.emit(tx, Audience::Chat(record.id), EventBody::ChatUpdated { chat: ChatView::of(record, None) });
+        Ok(())
+    }
+
+    fn remove_from_chat(&mut self, tx: &mut Tx, record: &mut ChatRecord, user: &UserId) -> ApiResult<()> {
+        let mut docs = self.take_docs(&record.id)?;
+        let member = user.clone();
+        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| control::remove_member(doc, &member), true)
+            .map_err(ApiError::internal)?;
+        self.chats.insert(record.id, docs);
+        record.member_count = record.member_count.saturating_sub(1);
+        tx.batch.put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        tx.batch.delete(Tree::Members, keys::chat_member(&record.id, user));
+        tx.batch.delete(Tree::UserChats, keys::user_chat(user, &record.id));
+        self.emit(tx, Audience::User(user.clone()), EventBody::ChatLeft { chat_id: record.id });
+        self.emit(tx, Audience::Chat(record.id), EventBody::ChatUpdated { chat: ChatView::of(record, None) });
+        Ok(())
+    }
+
+    fn join(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId) -> ApiResult<ChatView> {
+        let mut record = self.chat_record(chat)?;
+        if let Some(role) = views::role(self.store.as_ref(), chat, user)? {
+            return Ok(ChatView::of(&record, Some(role)));
+        }
+        if record.visibility != Visibility::Public {
+            return Err(ApiError::not_found("chat"));
+        }
+        self.add_to_chat(tx, &mut record, user, Role::Member)?;
+        Ok(ChatView::of(&record, Some(Role::Member)))
+    }
+
+    fn leave(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId) -> ApiResult<()> {
+        let mut record = self.chat_record(chat)?;
+        self.require_role(chat, user)?;
+        if record.kind == ChatKind::Dm {
+            return Err(ApiError::bad_request("bad_request", "you cannot leave a direct message"));
+        }
+        self.remove_from_chat(tx, &mut record, user)
+    }
+
+    fn add_member(&mut self, tx: &mut Tx, by: &UserId, chat: &ChatId, target: &UserId, role: Role) -> ApiResult<MemberView> {
+        let mut record = self.chat_record(chat)?;
+        let by_role = self.require_role(chat, by)?;
+        if record.kind == ChatKind::Dm {
+            return Err(ApiError::bad_request("bad_request", "a DM's members are fixed; start a new DM"));
+        }
+        if record.visibility == Visibility::Private && by_role < Role::Admin {
+            return Err(ApiError::forbidden("forbidden", "only the owner or an admin can invite to a private channel"));
+        }
+        if role == Role::Owner || (role == Role::Admin && by_role < Role::Owner) {
+            return Err(ApiError::forbidden("forbidden", "you cannot grant that role"));
+        }
+        if views::role(self.store.as_ref(), chat, target)?.is_some() {
+            return Err(ApiError::conflict("conflict", format!("{target} is already a member")));
+        }
+        self.add_to_chat(tx, &mut record, target, role)?;
+        Ok(MemberView { user_id: target.clone(), role })
+    }
+
+    fn set_role(&mut self, tx: &mut Tx, by: &UserId, chat: &ChatId, target: &UserId, role: Role) -> ApiResult<MemberView> {
+        let record = self.chat_record(chat)?;
+        if self.require_role(chat, by)? != Role::Owner || record.kind == ChatKind::Dm {
+            return Err(ApiError::forbidden("forbidden", "only the channel's owner changes roles"));
+        }
+        if role == Role::Owner {
+            return Err(ApiError::bad_request("invalid_body", "role is admin or member"));
+        }
+        let current = views::role(self.store.as_ref(), chat, target)?.ok_or_else(|| ApiError::not_found("member"))?;
+        if current == Role::Owner {
+            return Err(ApiError::forbidden("forbidden", "the owner's role cannot be changed"));
+        }
+        let org = self.key.id();
+        let mut docs = self.take_docs(chat)?;
+        let member = target.clone();
+        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| control::put_member(doc, &member, &MemberRecord { role, org }), false)
+            .map_err(ApiError::internal)?;
+        self.chats.insert(*chat, docs);
+        self.put_member_view(tx, chat, target, role);
+        self.emit(tx, Audience::Chat(*chat), EventBody::ChatUpdated { chat: ChatView::of(&record, None) });
+        Ok(MemberView { user_id: target.clone(), role })
+    }
+
+    fn remove_member(&mut self, tx: &mut Tx, by: &UserId, chat: &ChatId, target: &UserId) -> ApiResult<()> {
+        let mut record = self.chat_record(chat)?;
+        let by_role = self.require_role(chat, by)?;
+        if record.kind == ChatKind::Dm || by_role < Role::Admin {
+            return Err(ApiError::forbidden("forbidden", "only the owner or an admin removes members"));
+        }
+        let target_role = views::role(self.store.as_ref(), chat, target)?.ok_or_else(|| ApiError::not_found("member"))?;
+        if target_role >= by_role {
+            return Err(ApiError::forbidden("forbidden", "you cannot remove a member of equal or higher role"));
+        }
+        self.remove_from_chat(tx, &mut record, target)
+    }
+
+    // ----- messages -----
+
+    fn check_body(&self, body: &str) -> ApiResult<()> {
+        let chars = body.chars().count();
+        if chars > self.limits.message_chars_max {
+            return Err(ApiError::too_large(
+                "message_too_long",
+                format!("message body is {chars} characters; the limit is {}", self.limits.message_chars_max),
+            ));
+        }
+        if body.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_body", "message body is empty"));
+        }
+        Ok(())
+    }
+
+    /// `@name` mentions of users of this node, and `@channel` / `@here` / `@all`.
+    fn mentions(&self, body: &str) -> (Vec<UserId>, bool) {
+        let mut users = Vec::new();
+        let mut all = false;
+        for (at, _) in body.match_indices('@') {
+            if at > 0 && body[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric()) {
+                continue; // an e-mail address, not a mention
+            }
+            let name: String = body[at + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+                .collect();
+            let name = name.trim_end_matches(['.', '-', '_']);
+            match name {
+                "" => {}
+                "channel" | "here" | "all" | "everyone" => all = true,
+                _ => {
+                    if let Ok(user) = UserId::new(name, &self.org_name) {
+                        if !users.contains(&user) && matches!(views::user(self.store.as_ref(), name), Ok(Some(_))) {
+                            users.push(user);
+                        }
+                    }
+                }
+            }
+        }
+        (users, all)
+    }
+
+    fn send(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        chat: &ChatId,
+        body: String,
+        reply_to: Option<MessageId>,
+        client_id: Option<String>,
+    ) -> ApiResult<(MessageView, bool)> {
+        self.check_body(&body)?;
+        if let Some(client_id) = &client_id {
+            if client_id.is_empty() || client_id.len() > 64 {
+                return Err(ApiError::bad_request("invalid_body", "client_id is 1 to 64 bytes"));
+            }
+            if let Some(found) = self.store.get(Tree::ClientIds, &keys::client_id(user, client_id))? {
+                let existing = ChatId::from_slice(&found[..16.min(found.len())])
+                    .zip(MessageId::from_slice(found.get(16..).unwrap_or_default()))
+                    .and_then(|(c, m)| views::message(self.store.as_ref(), &c, &m).ok().flatten());
+                if let Some(message) = existing {
+                    return Ok((message, false));
+                }
+            }
+        }
+        let mut record = self.chat_record(chat)?;
+        self.require_role(chat, user)?;
+        if let Some(parent) = &reply_to {
+            if views::message(self.store.as_ref(), chat, parent)?.is_none() {
+                return Err(ApiError::bad_request("invalid_body", "reply_to names no message of this chat"));
+            }
+        }
+        let now = now_ms();
+        let time = self.hlc.tick(now);
+        let org = self.key.id();
+        let id = MessageId::new(time, &org, self.unique);
+        let (mentions, mention_all) = self.mentions(&body);
+        let stored = MessageRecord { author: user.clone(), body, reply_to };
+        let mut docs = self.take_docs(chat)?;
+        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| bucket::put_message(doc, collections, &org, &id, &stored))
+            .map_err(ApiError::internal)?;
+        docs.bucket_messages += 1;
+        if docs.bucket_messages >= self.limits.bucket_messages_max {
+            docs.roll_over(&self.key, now, random_bytes(), &mut tx.batch).map_err(ApiError::internal)?;
+        }
+        self.chats.insert(*chat, docs);
+        let message = MessageView {
+            id,
+            chat_id: *chat,
+            author: user.clone(),
+            body: stored.body,
+            reply_to,
+            created_ms: time.ms,
+            edited_ms: None,
+            deleted: false,
+            mentions,
+            mention_all,
+            state: MessageState::Sent,
+        };
+        tx.batch.put(Tree::Messages, keys::message(chat, &id), json(&message));
+        tx.batch.put(Tree::Meta, b"hlc".to_vec(), json(&time));
+        record.last_activity_ms = now.max(record.last_activity_ms);
+        record.last_message = Some(id);
+        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        // Your own message is read by you.
+        tx.batch.put(Tree::ReadMarkers, keys::user_chat(user, chat), id.as_bytes().to_vec());
+        if let Some(client_id) = &client_id {
+            let mut value = chat.as_bytes().to_vec();
+            value.extend_from_slice(id.as_bytes());
+            tx.batch.put(Tree::ClientIds, keys::client_id(user, client_id), value);
+        }
+        self.emit(tx, Audience::Chat(*chat), EventBody::MessageCreated { message: message.clone() });
+        Ok((message, true))
+    }
+
+    fn message_for_update(&self, chat: &ChatId, message: &MessageId) -> ApiResult<MessageView> {
+        let found = views::message(self.store.as_ref(), chat, message)?.ok_or_else(|| ApiError::not_found("message"))?;
+        if found.deleted {
+            return Err(ApiError::not_found("message"));
+        }
+        Ok(found)
+    }
+
+    fn write_update(&mut self, tx: &mut Tx, chat: &ChatId, user: &UserId, target: MessageId, op: UpdateOp) -> ApiResult<u64> {
+        let now = now_ms();
+        let at = self.hlc.tick(now);
+        let org = self.key.id();
+        let update = UpdateRecord { target, by: user.clone(), at, op };
+        let mut docs = self.take_docs(chat)?;
+        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| bucket::put_update(doc, collections, &org, &update))
+            .map_err(ApiError::internal)?;
+        self.chats.insert(*chat, docs);
+        tx.batch.put(Tree::Meta, b"hlc".to_vec(), json(&at));
+        Ok(at.ms)
+    }
+
+    fn edit(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId, message: &MessageId, body: String) -> ApiResult<MessageView> {
+        self.check_body(&body)?;
+        self.require_role(chat, user)?;
+        let mut view = self.message_for_update(chat, message)?;
+        if &view.author != user {
+            return Err(ApiError::forbidden("forbidden", "only the author edits a message"));
+        }
+        let at = self.write_update(tx, chat, user, *message, UpdateOp::Edit { body: body.clone() })?;
+        let (mentions, mention_all) = self.mentions(&body);
+        view.body = body;
+        view.edited_ms = Some(at);
+        view.mentions = mentions;
+        view.mention_all = mention_all;
+        tx.batch.put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(tx, Audience::Chat(*chat), EventBody::MessageEdited { message: view.clone() });
+        Ok(view)
+    }
+
+    fn delete(&mut self, tx: &mut Tx, user: &UserId, node_admin: bool, chat: &ChatId, message: &MessageId) -> ApiResult<MessageView> {
+        let role = views::role(self.store.as_ref(), chat, user)?;
+        if role.is_none() && !node_admin {
+            return Err(ApiError::not_a_member());
+        }
+        let mut view = self.message_for_update(chat, message)?;
+        let moderator = node_admin || role.is_some_and(|r| r >= Role::Admin);
+        if &view.author != user && !moderator {
+            return Err(ApiError::forbidden("forbidden", "only the author or a moderator deletes a message"));
+        }
+        let at = self.write_update(tx, chat, user, *message, UpdateOp::Delete)?;
+        view.body = String::new();
+        view.deleted = true;
+        view.edited_ms = Some(at);
+        view.mentions.clear();
+        view.mention_all = false;
+        view.state = MessageState::Deleted;
+        tx.batch.put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(tx, Audience::Chat(*chat), EventBody::MessageDeleted { message: view.clone() });
+        Ok(view)
+    }
+
+    fn mark_read(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId, message: &MessageId) -> ApiResult<()> {
+        self.require_role(chat, user)?;
+        if views::message(self.store.as_ref(), chat, message)?.is_none() {
+            return Err(ApiError::not_found("message"));
+        }
+        let previous = views::read_marker(self.store.as_ref(), user, chat)?;
+        if previous.as_ref().is_some_and(|p| p >= message) {
+            return Ok(());
+        }
+        tx.batch.put(Tree::ReadMarkers, keys::user_chat(user, chat), message.as_bytes().to_vec());
+        self.emit(tx, Audience::Chat(*chat), EventBody::ReadMarker { chat_id: *chat, user_id: user.clone(), message_id: *message });
+        // Other people's messages up to the marker are now viewed (bounded work per call).
+        let (start, _) = crate::store::prefix_range(chat.as_bytes());
+        let start = previous.map_or(start, |p| std::ops::Bound::Excluded(keys::message(chat, &p)));
+        let end = std::ops::Bound::Included(keys::message(chat, message));
+        for (key, value) in self.store.range(Tree::Messages, (start, end), true, 1000)? {
+            let Ok(mut view) = serde_json::from_slice::<MessageView>(&value) else { continue };
+            if &view.author == user || view.state >= MessageState::Viewed {
+                continue;
+            }
+            view.state = MessageState::Viewed;
+            tx.batch.put(Tree::Messages, key, json(&view));
+            self.emit(tx, Audience::User(view.author.clone()), EventBody::MessageState { chat_id: *chat, message_id: view.id, state: MessageState::Viewed });
+        }
+        Ok(())
+    }
+
+    fn mark_received(&mut self, tx: &mut Tx, chat: &ChatId, message: &MessageId, by: &UserId) -> ApiResult<()> {
+        let Some(mut view) = views::message(self.store.as_ref(), chat, message)? else { return Ok(()) };
+        if &view.author == by || view.state != MessageState::Sent {
+            return Ok(());
+        }
+        view.state = MessageState::Received;
+        tx.batch.put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(tx, Audience::User(view.author.clone()), EventBody::MessageState { chat_id: *chat, message_id: *message, state: MessageState::Received });
+        Ok(())
+    }
+}

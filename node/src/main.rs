@@ -1,0 +1,226 @@
+//! The `confab-node` binary: `serve`, and admin subcommands that work on a stopped node's data.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use confab_node::config::Config;
+use confab_node::engine::{self, Command};
+use confab_node::{accounts, server, views};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "confab-node", version, about = "Confab: an organisation's federated chat server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Run the node.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "CONFAB_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Log format.
+        #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
+    /// Manage users (stop the node first: the data directory is locked while it runs).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long, env = "CONFAB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default ./confab-data).
+    #[arg(long, env = "CONFAB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The organisation's name: users are `name@org` (default `local`).
+    #[arg(long, env = "CONFAB_ORG_NAME")]
+    org_name: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        username: String,
+        /// The password (or use --password-stdin).
+        #[arg(long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user a node admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Set a new password and end the user's sessions.
+    ResetPassword {
+        #[command(flatten)]
+        common: Common,
+        username: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Defaults, then the TOML file, then environment and flags (clap reads both; flags win).
+fn load_config(common: &Common, listen: Option<SocketAddr>) -> Result<Config> {
+    let mut config = match &common.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(dir) = &common.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(name) = &common.org_name {
+        config.org_name = name.clone();
+    }
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    confab_protocol::ids::validate_org_name(&config.org_name).context("org_name")?;
+    Ok(config)
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn password(given: Option<String>, stdin: bool) -> Result<String> {
+    let password = match (given, stdin) {
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+        _ => bail!("give exactly one of --password or --password-stdin"),
+    };
+    accounts::check_password_rules(&password).map_err(anyhow::Error::msg)?;
+    Ok(password)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Top::Serve { common, listen, log_format } => {
+            init_logs(&log_format);
+            let config = load_config(&common, listen)?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
+            let address = listener.local_addr()?;
+            tracing::info!(%address, data_dir = %config.data_dir.display(), org = %config.org_name, "starting");
+            println!("confab-node listening on http://{address}");
+            server::serve(listener, config, shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Top::User { command } => {
+            init_logs("text");
+            user_command(command).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn user_command(command: UserCommand) -> Result<()> {
+    let common = match &command {
+        UserCommand::Create { common, .. } | UserCommand::ResetPassword { common, .. } | UserCommand::List { common } => common.clone(),
+    };
+    let config = load_config(&common, None)?;
+    let store = server::open_store(&config)?;
+    if let UserCommand::List { .. } = command {
+        for user in views::users(store.as_ref())? {
+            let flags = [(user.is_admin, "admin"), (user.disabled, "disabled")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| *name)
+                .collect::<Vec<_>>()
+                .join(",");
+            println!("{}\t{}\t{}", user.id, user.display_name, flags);
+        }
+        return Ok(());
+    }
+    let (engine, _hub, task) = engine::start(store, config.org_name.clone(), config.limits.clone()).await?;
+    match command {
+        UserCommand::Create { username, password: given, password_stdin, admin, .. } => {
+            let password = password(given, password_stdin)?;
+            let hash = accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let user = engine
+                .call(|reply| Command::CreateUser {
+                    username,
+                    password_hash: hash,
+                    display_name: String::new(),
+                    force_admin: admin.then_some(true),
+                    bypass_registration: true,
+                    reply,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("created {}{}", user.id, if user.is_admin { " (admin)" } else { "" });
+        }
+        UserCommand::ResetPassword { username, password: given, password_stdin, .. } => {
+            let password = password(given, password_stdin)?;
+            let hash = accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let user = engine
+                .call(|reply| Command::SetPassword { username, password_hash: hash, reply })
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("password reset for {}; their sessions are ended", user.id);
+        }
+        UserCommand::List { .. } => {}
+    }
+    drop(engine);
+    let _ = task.await;
+    Ok(())
+}

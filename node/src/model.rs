@@ -1,0 +1,211 @@
+//! Records the node stores in its views, and the JSON shapes of the client API
+//! (`spec/client-api.md`). Views are derived from the channel documents plus local state
+//! (sessions, read markers, delivery states).
+
+use confab_protocol::control::{ChatKind, Role, Visibility};
+use confab_protocol::{ChatId, MessageId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A user account (the `Users` tree). The password hash never leaves the node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub password_hash: String,
+    pub display_name: String,
+    pub status_text: String,
+    pub time_zone: String,
+    pub team: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_ms: u64,
+    /// Bumped to end every session of the user (disable, password reset).
+    #[serde(default)]
+    pub session_generation: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserView {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub status_text: String,
+    pub time_zone: String,
+    pub team: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_ms: u64,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(user: &UserRecord) -> Self {
+        Self {
+            id: user.id.clone(),
+            username: user.id.localpart().to_string(),
+            display_name: user.display_name.clone(),
+            status_text: user.status_text.clone(),
+            time_zone: user.time_zone.clone(),
+            team: user.team.clone(),
+            is_admin: user.is_admin,
+            disabled: user.disabled,
+            created_ms: user.created_ms,
+        }
+    }
+}
+
+/// A session (the `Sessions` tree, keyed by the SHA-256 of the token).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user: UserId,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub generation: u64,
+}
+
+/// Node-wide settings (the `Meta` tree, key `settings`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settings {
+    pub registration_open: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { registration_open: true }
+    }
+}
+
+/// A chat's view (the `Chats` tree), derived from its control document.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatRecord {
+    pub id: ChatId,
+    pub kind: ChatKind,
+    pub visibility: Visibility,
+    pub name: String,
+    pub topic: String,
+    pub owner_org: String,
+    pub created_ms: u64,
+    pub member_count: usize,
+    pub last_activity_ms: u64,
+    pub last_message: Option<MessageId>,
+    /// DMs: the participants, for naming the chat in the client.
+    #[serde(default)]
+    pub dm_members: Vec<UserId>,
+}
+
+/// A chat as one user sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatView {
+    pub id: ChatId,
+    pub kind: ChatKind,
+    pub visibility: Visibility,
+    pub name: String,
+    pub topic: String,
+    pub owner_org: String,
+    pub created_ms: u64,
+    pub member_count: usize,
+    pub joined: bool,
+    pub my_role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dm_members: Vec<UserId>,
+}
+
+impl ChatView {
+    pub fn of(chat: &ChatRecord, my_role: Option<Role>) -> Self {
+        Self {
+            id: chat.id,
+            kind: chat.kind,
+            visibility: chat.visibility,
+            name: chat.name.clone(),
+            topic: chat.topic.clone(),
+            owner_org: chat.owner_org.clone(),
+            created_ms: chat.created_ms,
+            member_count: chat.member_count,
+            joined: my_role.is_some(),
+            my_role,
+            dm_members: chat.dm_members.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub role: Role,
+}
+
+/// Delivery state of a message, as its sender sees it. Ordered: a state only moves forward.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    Sent,
+    Received,
+    Viewed,
+    Deleted,
+}
+
+/// A message view (the `Messages` tree), with edits and deletion applied.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub chat_id: ChatId,
+    pub author: UserId,
+    pub body: String,
+    pub reply_to: Option<MessageId>,
+    pub created_ms: u64,
+    pub edited_ms: Option<u64>,
+    pub deleted: bool,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    pub state: MessageState,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ChatListEntry {
+    pub chat: ChatView,
+    pub unread_count: usize,
+    pub mention_count: usize,
+    pub last_message: Option<MessageView>,
+    pub last_activity_ms: u64,
+    pub last_read: Option<MessageId>,
+}
+
+/// Key helpers for the trees that are keyed by user and chat.
+pub mod keys {
+    use confab_protocol::{ChatId, MessageId, UserId};
+
+    pub fn user_chat(user: &UserId, chat: &ChatId) -> Vec<u8> {
+        let mut key = user_prefix(user);
+        key.extend_from_slice(chat.as_bytes());
+        key
+    }
+
+    pub fn user_prefix(user: &UserId) -> Vec<u8> {
+        let mut key = user.as_str().as_bytes().to_vec();
+        key.push(0);
+        key
+    }
+
+    pub fn chat_member(chat: &ChatId, user: &UserId) -> Vec<u8> {
+        let mut key = chat.as_bytes().to_vec();
+        key.extend_from_slice(user.as_str().as_bytes());
+        key
+    }
+
+    pub fn message(chat: &ChatId, id: &MessageId) -> Vec<u8> {
+        let mut key = chat.as_bytes().to_vec();
+        key.extend_from_slice(id.as_bytes());
+        key
+    }
+
+    pub fn client_id(user: &UserId, client_id: &str) -> Vec<u8> {
+        let mut key = user_prefix(user);
+        key.extend_from_slice(client_id.as_bytes());
+        key
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

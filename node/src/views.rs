@@ -1,0 +1,157 @@
+//! Reads of the materialised views: users, chats, members, messages, read markers, the chat
+//! list. Writes to these trees happen only in the engine.
+
+use crate::model::{keys, ChatListEntry, ChatRecord, ChatView, MemberView, MessageView, Settings, UserRecord};
+use crate::store::{prefix_range, KvStore, StoreError, Tree};
+use confab_protocol::control::Role;
+use confab_protocol::{ChatId, MessageId, UserId};
+use serde::de::DeserializeOwned;
+use std::ops::Bound;
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Backend(format!("unreadable record: {error}")))
+}
+
+pub fn settings(store: &dyn KvStore) -> Result<Settings, StoreError> {
+    Ok(match store.get(Tree::Meta, b"settings")? {
+        Some(bytes) => decode(&bytes)?,
+        None => Settings::default(),
+    })
+}
+
+pub fn user(store: &dyn KvStore, localpart: &str) -> Result<Option<UserRecord>, StoreError> {
+    store.get(Tree::Users, localpart.as_bytes())?.map(|b| decode(&b)).transpose()
+}
+
+pub fn users(store: &dyn KvStore) -> Result<Vec<UserRecord>, StoreError> {
+    store.range(Tree::Users, prefix_range(b""), false, usize::MAX)?.iter().map(|(_, v)| decode(v)).collect()
+}
+
+pub fn chat(store: &dyn KvStore, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
+    store.get(Tree::Chats, chat.as_bytes())?.map(|b| decode(&b)).transpose()
+}
+
+pub fn all_chats(store: &dyn KvStore) -> Result<Vec<ChatRecord>, StoreError> {
+    store.range(Tree::Chats, prefix_range(b""), false, usize::MAX)?.iter().map(|(_, v)| decode(v)).collect()
+}
+
+pub fn role(store: &dyn KvStore, chat: &ChatId, user: &UserId) -> Result<Option<Role>, StoreError> {
+    Ok(store
+        .get(Tree::Members, &keys::chat_member(chat, user))?
+        .map(|b| decode::<MemberView>(&b))
+        .transpose()?
+        .map(|member| member.role))
+}
+
+pub fn members(store: &dyn KvStore, chat: &ChatId) -> Result<Vec<MemberView>, StoreError> {
+    store.range(Tree::Members, prefix_range(chat.as_bytes()), false, usize::MAX)?.iter().map(|(_, v)| decode(v)).collect()
+}
+
+pub fn user_chats(store: &dyn KvStore, user: &UserId) -> Result<Vec<ChatId>, StoreError> {
+    let prefix = keys::user_prefix(user);
+    Ok(store
+        .range(Tree::UserChats, prefix_range(&prefix), false, usize::MAX)?
+        .iter()
+        .filter_map(|(key, _)| ChatId::from_slice(&key[prefix.len()..]))
+        .collect())
+}
+
+pub fn chat_view(store: &dyn KvStore, record: &ChatRecord, user: &UserId) -> Result<ChatView, StoreError> {
+    Ok(ChatView::of(record, role(store, &record.id, user)?))
+}
+
+pub fn message(store: &dyn KvStore, chat: &ChatId, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
+    store.get(Tree::Messages, &keys::message(chat, id))?.map(|b| decode(&b)).transpose()
+}
+
+/// A page of history, oldest first. Without bounds: the newest `limit`.
+pub fn history(
+    store: &dyn KvStore,
+    chat: &ChatId,
+    before: Option<&MessageId>,
+    after: Option<&MessageId>,
+    limit: usize,
+) -> Result<(Vec<MessageView>, bool), StoreError> {
+    let prefix = chat.as_bytes().to_vec();
+    let (start, end) = prefix_range(&prefix);
+    let start = after.map_or(start, |id| Bound::Excluded(keys::message(chat, id)));
+    let end = before.map_or(end, |id| Bound::Excluded(keys::message(chat, id)));
+    // With only `after`, page forward from it; otherwise page back from the end.
+    let reverse = after.is_none();
+    let mut page = store.range(Tree::Messages, (start, end), reverse, limit + 1)?;
+    let has_more = page.len() > limit;
+    page.truncate(limit);
+    if reverse {
+        page.reverse();
+    }
+    let messages = page.iter().map(|(_, v)| decode(v)).collect::<Result<Vec<MessageView>, _>>()?;
+    Ok((messages, has_more))
+}
+
+pub fn read_marker(store: &dyn KvStore, user: &UserId, chat: &ChatId) -> Result<Option<MessageId>, StoreError> {
+    Ok(store.get(Tree::ReadMarkers, &keys::user_chat(user, chat))?.and_then(|b| MessageId::from_slice(&b)))
+}
+
+/// The chat list entry of one chat for one user: unread and mention counts after their read
+/// marker (counting at most `unread_max` messages), and the newest message as preview.
+pub fn chat_list_entry(
+    store: &dyn KvStore,
+    user: &UserId,
+    record: &ChatRecord,
+    unread_max: usize,
+) -> Result<ChatListEntry, StoreError> {
+    let last_read = read_marker(store, user, &record.id)?;
+    let (start, end) = prefix_range(record.id.as_bytes());
+    let start = last_read.as_ref().map_or(start, |id| Bound::Excluded(keys::message(&record.id, id)));
+    let mut unread_count = 0;
+    let mut mention_count = 0;
+    for (_, value) in store.range(Tree::Messages, (start, end), false, unread_max)? {
+        let message: MessageView = decode(&value)?;
+        if message.deleted || &message.author == user {
+            continue;
+        }
+        unread_count += 1;
+        if message.mention_all || message.mentions.contains(user) {
+            mention_count += 1;
+        }
+    }
+    let last_message = match &record.last_message {
+        Some(id) => message(store, &record.id, id)?,
+        None => None,
+    };
+    Ok(ChatListEntry {
+        chat: chat_view(store, record, user)?,
+        unread_count,
+        mention_count,
+        last_message,
+        last_activity_ms: record.last_activity_ms,
+        last_read,
+    })
+}
+
+pub fn chat_list(store: &dyn KvStore, user: &UserId, unread_max: usize) -> Result<Vec<ChatListEntry>, StoreError> {
+    let mut entries = Vec::new();
+    for chat_id in user_chats(store, user)? {
+        if let Some(record) = chat(store, &chat_id)? {
+            entries.push(chat_list_entry(store, user, &record, unread_max)?);
+        }
+    }
+    entries.sort_by(|a, b| b.last_activity_ms.cmp(&a.last_activity_ms).then(a.chat.id.cmp(&b.chat.id)));
+    Ok(entries)
+}
+
+/// Multi-device sync: messages with id > `after` in every chat of the user, oldest first.
+pub fn sync(store: &dyn KvStore, user: &UserId, after: Option<&MessageId>, limit: usize) -> Result<(Vec<MessageView>, bool), StoreError> {
+    let mut all = Vec::new();
+    for chat_id in user_chats(store, user)? {
+        let (start, end) = prefix_range(chat_id.as_bytes());
+        let start = after.map_or(start, |id| Bound::Excluded(keys::message(&chat_id, id)));
+        for (_, value) in store.range(Tree::Messages, (start, end), false, limit + 1)? {
+            all.push(decode::<MessageView>(&value)?);
+        }
+    }
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let has_more = all.len() > limit;
+    all.truncate(limit);
+    Ok((all, has_more))
+}
