@@ -81,7 +81,11 @@ pub fn genesis(doc: &mut AutoCommit) -> Result<Collections, AutomergeError> {
     let messages = doc.put_object(ROOT, MESSAGES, ObjType::Map)?;
     let updates = doc.put_object(ROOT, UPDATES, ObjType::Map)?;
     let reactions = doc.put_object(ROOT, REACTIONS, ObjType::Map)?;
-    Ok(Collections { messages, updates, reactions })
+    Ok(Collections {
+        messages,
+        updates,
+        reactions,
+    })
 }
 
 /// Finds the collection maps of an existing bucket.
@@ -118,7 +122,11 @@ pub fn put_message(
     record: &MessageRecord,
 ) -> Result<(), AutomergeError> {
     let json = serde_json::to_string(record).unwrap_or_default();
-    doc.put(&collections.messages, namespaced_key(org, &id.to_string()), json)
+    doc.put(
+        &collections.messages,
+        namespaced_key(org, &id.to_string()),
+        json,
+    )
 }
 
 pub fn put_update(
@@ -128,7 +136,11 @@ pub fn put_update(
     record: &UpdateRecord,
 ) -> Result<(), AutomergeError> {
     let json = serde_json::to_string(record).unwrap_or_default();
-    doc.put(&collections.updates, namespaced_key(org, &record.target.to_string()), json)
+    doc.put(
+        &collections.updates,
+        namespaced_key(org, &record.target.to_string()),
+        json,
+    )
 }
 
 /// Every message in a bucket whose key and record parse (validation admits no others).
@@ -136,7 +148,9 @@ pub fn messages(doc: &impl ReadDoc) -> Result<Vec<(OrgId, MessageId, MessageReco
     let collections = collections(doc)?;
     let mut out = Vec::new();
     for (key, json) in string_entries(doc, &collections.messages)? {
-        let Some((org, rest)) = split_key(&key) else { continue };
+        let Some((org, rest)) = split_key(&key) else {
+            continue;
+        };
         let (Ok(id), Ok(record)) = (rest.parse::<MessageId>(), serde_json::from_str(&json)) else {
             continue;
         };
@@ -150,7 +164,9 @@ pub fn updates(doc: &impl ReadDoc) -> Result<Vec<(OrgId, UpdateRecord)>, BucketE
     let collections = collections(doc)?;
     let mut out = Vec::new();
     for (key, json) in string_entries(doc, &collections.updates)? {
-        let Some((org, _)) = split_key(&key) else { continue };
+        let Some((org, _)) = split_key(&key) else {
+            continue;
+        };
         if let Ok(record) = serde_json::from_str(&json) {
             out.push((org, record));
         }
@@ -158,7 +174,10 @@ pub fn updates(doc: &impl ReadDoc) -> Result<Vec<(OrgId, UpdateRecord)>, BucketE
     Ok(out)
 }
 
-fn string_entries(doc: &impl ReadDoc, obj: &automerge::ObjId) -> Result<Vec<(String, String)>, AutomergeError> {
+fn string_entries(
+    doc: &impl ReadDoc,
+    obj: &automerge::ObjId,
+) -> Result<Vec<(String, String)>, AutomergeError> {
     let mut out = Vec::new();
     for key in doc.keys(obj) {
         if let Some((Value::Scalar(value), _)) = doc.get(obj, key.as_str())? {
@@ -180,13 +199,19 @@ mod tests {
         let mut doc = AutoCommit::new();
         let collections = genesis(&mut doc).unwrap();
         let id = MessageId::new(HlcTime { ms: 10, counter: 0 }, &org, [1; 4]);
-        let record = MessageRecord { author: "alice@acme".parse().unwrap(), body: "hi".into(), reply_to: None };
+        let record = MessageRecord {
+            author: "alice@acme".parse().unwrap(),
+            body: "hi".into(),
+            reply_to: None,
+        };
         put_message(&mut doc, &collections, &org, &id, &record).unwrap();
         let update = UpdateRecord {
             target: id,
             by: "alice@acme".parse().unwrap(),
             at: HlcTime { ms: 11, counter: 0 },
-            op: UpdateOp::Edit { body: "hello".into() },
+            op: UpdateOp::Edit {
+                body: "hello".into(),
+            },
         };
         put_update(&mut doc, &collections, &org, &update).unwrap();
         doc.commit();
@@ -198,10 +223,17 @@ mod tests {
     fn record_json_is_stable() {
         let org = OrgId::from_bytes([4; 32]);
         let id = MessageId::new(HlcTime { ms: 10, counter: 0 }, &org, [1; 4]);
-        let update = UpdateRecord { target: id, by: "bob@acme".parse().unwrap(), at: HlcTime { ms: 1, counter: 2 }, op: UpdateOp::Delete };
+        let update = UpdateRecord {
+            target: id,
+            by: "bob@acme".parse().unwrap(),
+            at: HlcTime { ms: 1, counter: 2 },
+            op: UpdateOp::Delete,
+        };
         assert_eq!(
             serde_json::to_string(&update).unwrap(),
-            format!(r#"{{"target":"{id}","by":"bob@acme","at":{{"ms":1,"counter":2}},"op":"delete"}}"#)
+            format!(
+                r#"{{"target":"{id}","by":"bob@acme","at":{{"ms":1,"counter":2}},"op":"delete"}}"#
+            )
         );
     }
 }

@@ -124,7 +124,11 @@ pub fn set_epoch(doc: &mut AutoCommit, epoch: u64) -> Result<(), AutomergeError>
     doc.put(ROOT, "epoch", epoch)
 }
 
-pub fn put_member(doc: &mut AutoCommit, user: &UserId, record: &MemberRecord) -> Result<(), AutomergeError> {
+pub fn put_member(
+    doc: &mut AutoCommit,
+    user: &UserId,
+    record: &MemberRecord,
+) -> Result<(), AutomergeError> {
     let members = map(doc, "members")?;
     doc.put(&members, user.as_str(), json(record))
 }
@@ -134,12 +138,20 @@ pub fn remove_member(doc: &mut AutoCommit, user: &UserId) -> Result<(), Automerg
     doc.delete(&members, user.as_str())
 }
 
-pub fn set_org_ranges(doc: &mut AutoCommit, org: &OrgId, ranges: &[(u64, Option<u64>)]) -> Result<(), AutomergeError> {
+pub fn set_org_ranges(
+    doc: &mut AutoCommit,
+    org: &OrgId,
+    ranges: &[(u64, Option<u64>)],
+) -> Result<(), AutomergeError> {
     let orgs = map(doc, "orgs")?;
     doc.put(&orgs, org.to_string(), json(&ranges))
 }
 
-pub fn put_bucket(doc: &mut AutoCommit, number: u32, record: &BucketRecord) -> Result<(), AutomergeError> {
+pub fn put_bucket(
+    doc: &mut AutoCommit,
+    number: u32,
+    record: &BucketRecord,
+) -> Result<(), AutomergeError> {
     let buckets = map(doc, "buckets")?;
     doc.put(&buckets, number.to_string(), json(record))
 }
@@ -165,7 +177,10 @@ fn scalar_str(doc: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> Option<S
     }
 }
 
-fn entries<T: serde::de::DeserializeOwned>(doc: &impl ReadDoc, name: &'static str) -> Result<Vec<(String, T)>, ControlError> {
+fn entries<T: serde::de::DeserializeOwned>(
+    doc: &impl ReadDoc,
+    name: &'static str,
+) -> Result<Vec<(String, T)>, ControlError> {
     let obj = match doc.get(ROOT, name)? {
         Some((Value::Object(ObjType::Map), id)) => id,
         _ => return Err(ControlError::Field(name)),
@@ -181,7 +196,7 @@ fn entries<T: serde::de::DeserializeOwned>(doc: &impl ReadDoc, name: &'static st
 
 /// Reads the whole control document.
 pub fn read(doc: &impl ReadDoc) -> Result<ControlState, ControlError> {
-    let root = ROOT.into();
+    let root = ROOT;
     if scalar_str(doc, &root, "v").as_deref() != Some(SCHEMA) {
         return Err(ControlError::Field("v"));
     }
@@ -194,15 +209,24 @@ pub fn read(doc: &impl ReadDoc) -> Result<ControlState, ControlError> {
     };
     let mut members = BTreeMap::new();
     for (key, record) in entries::<MemberRecord>(doc, "members")? {
-        members.insert(key.parse().map_err(|_| ControlError::Field("members"))?, record);
+        members.insert(
+            key.parse().map_err(|_| ControlError::Field("members"))?,
+            record,
+        );
     }
     let mut orgs = BTreeMap::new();
     for (key, ranges) in entries::<Vec<(u64, Option<u64>)>>(doc, "orgs")? {
-        orgs.insert(key.parse().map_err(|_| ControlError::Field("orgs"))?, ranges);
+        orgs.insert(
+            key.parse().map_err(|_| ControlError::Field("orgs"))?,
+            ranges,
+        );
     }
     let mut buckets = BTreeMap::new();
     for (key, record) in entries::<BucketRecord>(doc, "buckets")? {
-        buckets.insert(key.parse().map_err(|_| ControlError::Field("buckets"))?, record);
+        buckets.insert(
+            key.parse().map_err(|_| ControlError::Field("buckets"))?,
+            record,
+        );
     }
     Ok(ControlState {
         info,
@@ -245,9 +269,27 @@ mod tests {
     fn genesis_and_read_back() {
         let owner = OrgId::from_bytes([1; 32]);
         let alice: UserId = "alice@acme".parse().unwrap();
-        let info = ChatInfo { kind: ChatKind::Channel, visibility: Visibility::Public, created_ms: 5, owner };
+        let info = ChatInfo {
+            kind: ChatKind::Channel,
+            visibility: Visibility::Public,
+            created_ms: 5,
+            owner,
+        };
         let mut doc = AutoCommit::new();
-        genesis(&mut doc, &info, "general", "", (&alice, &MemberRecord { role: Role::Owner, org: owner })).unwrap();
+        genesis(
+            &mut doc,
+            &info,
+            "general",
+            "",
+            (
+                &alice,
+                &MemberRecord {
+                    role: Role::Owner,
+                    org: owner,
+                },
+            ),
+        )
+        .unwrap();
         doc.commit();
         let state = read(&doc).unwrap();
         assert_eq!(state.info, info);
@@ -255,8 +297,14 @@ mod tests {
         assert_eq!(state.epoch, 1);
         assert_eq!(state.members[&alice].role, Role::Owner);
         assert_eq!(state.org_at_epoch(&owner, 1), MembershipAnswer::Member);
-        assert_eq!(state.org_at_epoch(&owner, 2), MembershipAnswer::UnknownEpoch);
-        assert_eq!(state.org_at_epoch(&OrgId::from_bytes([2; 32]), 1), MembershipAnswer::NotMember);
+        assert_eq!(
+            state.org_at_epoch(&owner, 2),
+            MembershipAnswer::UnknownEpoch
+        );
+        assert_eq!(
+            state.org_at_epoch(&OrgId::from_bytes([2; 32]), 1),
+            MembershipAnswer::NotMember
+        );
     }
 
     #[test]
@@ -264,9 +312,27 @@ mod tests {
         let owner = OrgId::from_bytes([1; 32]);
         let globex = OrgId::from_bytes([2; 32]);
         let alice: UserId = "alice@acme".parse().unwrap();
-        let info = ChatInfo { kind: ChatKind::Channel, visibility: Visibility::Private, created_ms: 5, owner };
+        let info = ChatInfo {
+            kind: ChatKind::Channel,
+            visibility: Visibility::Private,
+            created_ms: 5,
+            owner,
+        };
         let mut doc = AutoCommit::new();
-        genesis(&mut doc, &info, "x", "", (&alice, &MemberRecord { role: Role::Owner, org: owner })).unwrap();
+        genesis(
+            &mut doc,
+            &info,
+            "x",
+            "",
+            (
+                &alice,
+                &MemberRecord {
+                    role: Role::Owner,
+                    org: owner,
+                },
+            ),
+        )
+        .unwrap();
         set_org_ranges(&mut doc, &globex, &[(2, Some(4))]).unwrap();
         set_epoch(&mut doc, 5).unwrap();
         doc.commit();

@@ -154,8 +154,13 @@ impl MessageId {
 pub fn validate_localpart(text: &str) -> Result<(), IdError> {
     let expected = "1-32 characters of a-z 0-9 . _ -, starting with a letter or digit";
     let ok = (1..=32).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -168,8 +173,13 @@ pub fn validate_localpart(text: &str) -> Result<(), IdError> {
 pub fn validate_org_name(text: &str) -> Result<(), IdError> {
     let expected = "1-63 characters of a-z 0-9 -, starting with a letter or digit";
     let ok = (1..=63).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -250,11 +260,17 @@ impl DocId {
     pub const LEN: usize = 20;
 
     pub fn control(chat: ChatId) -> Self {
-        Self { chat, kind: DocKind::Control }
+        Self {
+            chat,
+            kind: DocKind::Control,
+        }
     }
 
     pub fn bucket(chat: ChatId, number: u32) -> Self {
-        Self { chat, kind: DocKind::Bucket(number) }
+        Self {
+            chat,
+            kind: DocKind::Bucket(number),
+        }
     }
 
     /// The document index on the wire: 0 for the control document, the bucket number otherwise.
@@ -309,7 +325,16 @@ mod tests {
         let user: UserId = "alice@acme".parse().unwrap();
         assert_eq!(user.localpart(), "alice");
         assert_eq!(user.org_name(), "acme");
-        for bad in ["", "alice", "@acme", "alice@", "Alice@acme", "al ice@acme", "-a@acme", "a@b@c"] {
+        for bad in [
+            "",
+            "alice",
+            "@acme",
+            "alice@",
+            "Alice@acme",
+            "al ice@acme",
+            "-a@acme",
+            "a@b@c",
+        ] {
             assert!(bad.parse::<UserId>().is_err(), "{bad:?} must be rejected");
         }
         assert!(UserId::new(&"a".repeat(33), "acme").is_err());
@@ -319,9 +344,30 @@ mod tests {
     #[test]
     fn message_ids_sort_by_time_and_carry_the_org() {
         let org = OrgId::from_bytes([7; 32]);
-        let a = MessageId::new(crate::HlcTime { ms: 1_000, counter: 5 }, &org, [9; 4]);
-        let b = MessageId::new(crate::HlcTime { ms: 1_000, counter: 6 }, &org, [0; 4]);
-        let c = MessageId::new(crate::HlcTime { ms: 1_001, counter: 0 }, &org, [0; 4]);
+        let a = MessageId::new(
+            crate::HlcTime {
+                ms: 1_000,
+                counter: 5,
+            },
+            &org,
+            [9; 4],
+        );
+        let b = MessageId::new(
+            crate::HlcTime {
+                ms: 1_000,
+                counter: 6,
+            },
+            &org,
+            [0; 4],
+        );
+        let c = MessageId::new(
+            crate::HlcTime {
+                ms: 1_001,
+                counter: 0,
+            },
+            &org,
+            [0; 4],
+        );
         assert!(a < b && b < c);
         assert!(a.to_string() < b.to_string() && b.to_string() < c.to_string());
         assert_eq!(a.time_ms(), 1_000);
@@ -333,9 +379,33 @@ mod tests {
     }
 
     #[test]
+    fn every_id_has_exactly_one_spelling() {
+        let org = OrgId::from_bytes([0xff; 32]);
+        let text = org.to_string();
+        assert_eq!(text.parse::<OrgId>(), Ok(org));
+        // The last character carries 4 padding bits; any non-zero padding is another spelling.
+        let mut other = text.clone();
+        other.pop();
+        other.push('v');
+        assert!(other.parse::<OrgId>().is_err());
+        assert!(text.to_uppercase().parse::<OrgId>().is_err());
+        assert!(text[1..].parse::<OrgId>().is_err());
+        assert!(format!("{text}0").parse::<OrgId>().is_err());
+        let chat = ChatId::from_bytes([0; 16]);
+        assert_eq!(chat.to_string(), "0".repeat(26));
+        assert!(format!("{}1", "0".repeat(25)).parse::<ChatId>().is_err());
+        assert!(serde_json::from_str::<OrgId>("\"nope\"").is_err());
+        assert_eq!(serde_json::to_string(&chat).unwrap(), format!("\"{chat}\""));
+    }
+
+    #[test]
     fn doc_ids_round_trip() {
         let chat = ChatId::from_bytes([3; 16]);
-        for doc in [DocId::control(chat), DocId::bucket(chat, 1), DocId::bucket(chat, u32::MAX)] {
+        for doc in [
+            DocId::control(chat),
+            DocId::bucket(chat, 1),
+            DocId::bucket(chat, u32::MAX),
+        ] {
             assert_eq!(DocId::from_bytes(&doc.to_bytes()), Some(doc));
         }
         assert_eq!(DocId::from_bytes(&[0; 19]), None);

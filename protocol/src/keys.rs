@@ -78,7 +78,12 @@ impl fmt::Debug for OrgKey {
 }
 
 /// Verifies `signature` by `signer` over `payload` in `domain`, strictly.
-pub fn verify(signer: &OrgId, domain: Domain, payload: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+pub fn verify(
+    signer: &OrgId,
+    domain: Domain,
+    payload: &[u8],
+    signature: &Signature,
+) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(signer.as_bytes()).map_err(|_| SignatureError::BadKey)?;
     let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
     key.verify_strict(&signed_message(domain, payload), &signature)
@@ -102,7 +107,10 @@ mod tests {
     fn sign_verify_and_domain_separation() {
         let key = OrgKey::from_seed([1; 32]);
         let signature = key.sign(Domain::SignedChange, b"payload");
-        assert_eq!(verify(&key.id(), Domain::SignedChange, b"payload", &signature), Ok(()));
+        assert_eq!(
+            verify(&key.id(), Domain::SignedChange, b"payload", &signature),
+            Ok(())
+        );
         assert_eq!(
             verify(&key.id(), Domain::SignedChange, b"payloaD", &signature),
             Err(SignatureError::Invalid)

@@ -5,8 +5,8 @@
 //! handed in by the caller. That keeps every decision here deterministic, so every honest node
 //! that sees the same inputs decides the same, and it lets the logic run in simulation.
 
-pub mod control;
 pub mod bucket;
+pub mod control;
 pub mod encoding;
 pub mod hlc;
 pub mod ids;

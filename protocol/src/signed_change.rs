@@ -64,9 +64,24 @@ pub enum SignedChangeError {
 
 impl SignedChange {
     /// Signs `change` (raw chunk bytes whose automerge hash is `change_hash`) for `doc` at `epoch`.
-    pub fn sign(key: &OrgKey, doc: DocId, epoch: u64, change: Vec<u8>, change_hash: &[u8; 32]) -> Self {
-        let signature = key.sign(Domain::SignedChange, &signing_payload(&doc, epoch, change_hash));
-        Self { doc, epoch, signer: key.id(), signature, change }
+    pub fn sign(
+        key: &OrgKey,
+        doc: DocId,
+        epoch: u64,
+        change: Vec<u8>,
+        change_hash: &[u8; 32],
+    ) -> Self {
+        let signature = key.sign(
+            Domain::SignedChange,
+            &signing_payload(&doc, epoch, change_hash),
+        );
+        Self {
+            doc,
+            epoch,
+            signer: key.id(),
+            signature,
+            change,
+        }
     }
 
     /// Checks the signature against the given automerge change hash, strictly.
@@ -96,7 +111,10 @@ impl SignedChange {
     /// Decodes, refusing anything over `size_bytes_max` before looking further.
     pub fn decode(bytes: &[u8], size_bytes_max: usize) -> Result<Self, SignedChangeError> {
         if bytes.len() > size_bytes_max {
-            return Err(SignedChangeError::TooLarge { len: bytes.len(), max: size_bytes_max });
+            return Err(SignedChangeError::TooLarge {
+                len: bytes.len(),
+                max: size_bytes_max,
+            });
         }
         if bytes.len() < HEADER_LEN {
             return Err(if bytes.len() >= 4 && &bytes[..4] != MAGIC {
@@ -129,7 +147,13 @@ impl SignedChange {
         if rest.len() > len {
             return Err(SignedChangeError::TrailingBytes(rest.len() - len));
         }
-        Ok(Self { doc, epoch, signer, signature, change: rest.to_vec() })
+        Ok(Self {
+            doc,
+            epoch,
+            signer,
+            signature,
+            change: rest.to_vec(),
+        })
     }
 }
 
@@ -154,7 +178,13 @@ mod tests {
 
     fn sample() -> SignedChange {
         let key = OrgKey::from_seed([5; 32]);
-        SignedChange::sign(&key, DocId::bucket(ChatId::from_bytes([1; 16]), 2), 3, vec![1, 2, 3], &[9; 32])
+        SignedChange::sign(
+            &key,
+            DocId::bucket(ChatId::from_bytes([1; 16]), 2),
+            3,
+            vec![1, 2, 3],
+            &[9; 32],
+        )
     }
 
     #[test]
@@ -171,17 +201,35 @@ mod tests {
     #[test]
     fn decode_refuses_bad_input() {
         let bytes = sample().encode();
-        assert_eq!(SignedChange::decode(&bytes, 10), Err(SignedChangeError::TooLarge { len: bytes.len(), max: 10 }));
-        assert_eq!(SignedChange::decode(&bytes[..bytes.len() - 1], 1 << 20), Err(SignedChangeError::Truncated));
+        assert_eq!(
+            SignedChange::decode(&bytes, 10),
+            Err(SignedChangeError::TooLarge {
+                len: bytes.len(),
+                max: 10
+            })
+        );
+        assert_eq!(
+            SignedChange::decode(&bytes[..bytes.len() - 1], 1 << 20),
+            Err(SignedChangeError::Truncated)
+        );
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(SignedChange::decode(&longer, 1 << 20), Err(SignedChangeError::TrailingBytes(1)));
+        assert_eq!(
+            SignedChange::decode(&longer, 1 << 20),
+            Err(SignedChangeError::TrailingBytes(1))
+        );
         let mut bad = bytes.clone();
         bad[0] = b'X';
-        assert_eq!(SignedChange::decode(&bad, 1 << 20), Err(SignedChangeError::BadMagic));
+        assert_eq!(
+            SignedChange::decode(&bad, 1 << 20),
+            Err(SignedChangeError::BadMagic)
+        );
         let mut version = bytes;
         version[4] = 2;
-        assert_eq!(SignedChange::decode(&version, 1 << 20), Err(SignedChangeError::UnsupportedVersion(2)));
+        assert_eq!(
+            SignedChange::decode(&version, 1 << 20),
+            Err(SignedChangeError::UnsupportedVersion(2))
+        );
         for len in 0..HEADER_LEN {
             assert!(SignedChange::decode(&sample().encode()[..len], 1 << 20).is_err());
         }

@@ -6,7 +6,8 @@
 //! decides the same:
 //!
 //! 1. size cap; the chunk must be an uncompressed change chunk; it must parse, with no trailing
-//!    bytes, no commit message and no extra bytes;
+//!    bytes, a checksum that matches its hash (automerge does not check it, and the signed hash
+//!    does not cover it), `seq` ≥ 1, no commit message and no extra bytes;
 //! 2. the signature (strict) over document, epoch and change hash;
 //! 3. the actor id is the signer's: 32 bytes organisation id + 16 bytes suffix;
 //! 4. authority: the control document is written only by the owner; a bucket change's signer must
@@ -17,9 +18,13 @@
 //! 6. every dependency is known (else pending);
 //! 7. `start_op` is exactly 1 + the highest op of its dependencies, and above the actor's previous
 //!    change, so op ids can never collide or jump;
-//! 8. every operation stays in the signer's namespace: only the owner's genesis writes the root;
+//! 8. every object and `pred` an operation names is older than the operation; a change without
+//!    dependencies is the document's one genesis;
+//! 9. every operation stays in the signer's namespace: only the owner's genesis writes the root;
 //!    later writes are scalar JSON strings put into a collection map under a key prefixed with
 //!    the signer's organisation id; `pred`s name only the signer's own ops; the records parse.
+//!
+//! The exact rules and limits are written down in `spec/channel-documents.md`.
 //!
 //! A change that passes comes back as [`Checked`]; the caller applies it with [`apply`] (under
 //! `catch_unwind`), persists it, and only then calls [`DocValidator::commit`] and forwards it.
@@ -105,7 +110,11 @@ pub enum Rejection {
     #[error("start_op {got} does not follow the actor's previous change")]
     OpIdReuse { got: u64 },
     #[error("too many {what}: {count}, the limit is {max}")]
-    Limit { what: &'static str, count: usize, max: usize },
+    Limit {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("a change without dependencies must be the owner's genesis")]
     BadGenesis,
     #[error("only the owner's genesis change writes the document root")]
@@ -117,7 +126,11 @@ pub enum Rejection {
     #[error("operation {index} overwrites an operation of another organisation")]
     ForeignPred { index: usize },
     #[error("operation {index}: message body is {chars} characters; the limit is {max}")]
-    BodyTooLong { index: usize, chars: usize, max: usize },
+    BodyTooLong {
+        index: usize,
+        chars: usize,
+        max: usize,
+    },
 }
 
 /// Why a change cannot be decided yet.
@@ -160,7 +173,10 @@ struct OpKey {
 
 impl OpKey {
     fn of(op: &OpId) -> Self {
-        Self { counter: op.0, actor: op.1.to_bytes().to_vec() }
+        Self {
+            counter: op.0,
+            actor: op.1.to_bytes().to_vec(),
+        }
     }
 }
 
@@ -191,7 +207,14 @@ pub struct DocValidator {
 
 impl DocValidator {
     pub fn new(doc: crate::ids::DocId, owner: OrgId, limits: Limits) -> Self {
-        Self { doc, owner, limits, actors: HashMap::new(), changes: HashMap::new(), collections: None }
+        Self {
+            doc,
+            owner,
+            limits,
+            actors: HashMap::new(),
+            changes: HashMap::new(),
+            collections: None,
+        }
     }
 
     pub fn doc(&self) -> crate::ids::DocId {
@@ -217,18 +240,28 @@ impl DocValidator {
 
     /// The `seq` the actor's next change must have.
     pub fn next_seq(&self, actor: &ActorId) -> u64 {
-        self.actors.get(actor).map_or(1, |state| state.hashes.len() as u64 + 1)
+        self.actors
+            .get(actor)
+            .map_or(1, |state| state.hashes.len() as u64 + 1)
     }
 
     /// Runs the whole pipeline on a change from anyone.
-    pub fn check(&self, signed: &SignedChange, membership: &dyn Membership) -> Result<Verdict, Rejection> {
+    pub fn check(
+        &self,
+        signed: &SignedChange,
+        membership: &dyn Membership,
+    ) -> Result<Verdict, Rejection> {
         self.check_inner(signed, membership, true)
     }
 
     /// Runs the pipeline on a change this node has just made and signed itself, skipping only
     /// the signature verification (the node holds the key). Everything structural is checked, so
     /// a bug in our own writer cannot put an invalid change into history.
-    pub fn check_own(&self, signed: &SignedChange, membership: &dyn Membership) -> Result<Verdict, Rejection> {
+    pub fn check_own(
+        &self,
+        signed: &SignedChange,
+        membership: &dyn Membership,
+    ) -> Result<Verdict, Rejection> {
         self.check_inner(signed, membership, false)
     }
 
@@ -239,7 +272,10 @@ impl DocValidator {
         verify_signature: bool,
     ) -> Result<Verdict, Rejection> {
         if signed.doc != self.doc {
-            return Err(Rejection::WrongDocument { expected: self.doc.to_string(), got: signed.doc.to_string() });
+            return Err(Rejection::WrongDocument {
+                expected: self.doc.to_string(),
+                got: signed.doc.to_string(),
+            });
         }
         let change = self.parse(&signed.change)?;
         let hash = change.hash();
@@ -263,7 +299,10 @@ impl DocValidator {
             return Err(Rejection::Equivocation { seq });
         }
         if seq > expected_seq {
-            return Ok(Verdict::Pending(PendingReason::SeqGap { expected: expected_seq, got: seq }));
+            return Ok(Verdict::Pending(PendingReason::SeqGap {
+                expected: expected_seq,
+                got: seq,
+            }));
         }
         if !self.actors.contains_key(actor) && self.actors.len() >= self.limits.actors_per_doc_max {
             return Err(Rejection::Limit {
@@ -274,9 +313,17 @@ impl DocValidator {
         }
         let deps = change.deps();
         if deps.len() > self.limits.deps_per_change_max {
-            return Err(Rejection::Limit { what: "dependencies", count: deps.len(), max: self.limits.deps_per_change_max });
+            return Err(Rejection::Limit {
+                what: "dependencies",
+                count: deps.len(),
+                max: self.limits.deps_per_change_max,
+            });
         }
-        let missing: Vec<ChangeHash> = deps.iter().filter(|dep| !self.changes.contains_key(dep)).copied().collect();
+        let missing: Vec<ChangeHash> = deps
+            .iter()
+            .filter(|dep| !self.changes.contains_key(dep))
+            .copied()
+            .collect();
         if !missing.is_empty() {
             return Ok(Verdict::Pending(PendingReason::MissingDeps(missing)));
         }
@@ -285,11 +332,17 @@ impl DocValidator {
             (op.max(info.max_op), epoch.max(info.epoch))
         });
         if signed.epoch < deps_epoch {
-            return Err(Rejection::StaleEpoch { epoch: signed.epoch, deps_epoch });
+            return Err(Rejection::StaleEpoch {
+                epoch: signed.epoch,
+                deps_epoch,
+            });
         }
         let start_op = change.start_op().get();
         if start_op != deps_max_op + 1 {
-            return Err(Rejection::BadStartOp { expected: deps_max_op + 1, got: start_op });
+            return Err(Rejection::BadStartOp {
+                expected: deps_max_op + 1,
+                got: start_op,
+            });
         }
         if let Some(state) = self.actors.get(actor) {
             if start_op <= state.last_max_op {
@@ -299,12 +352,22 @@ impl DocValidator {
         let ops = decode_ops(&change)?;
         let genesis_collections = self.check_operations(signed, &change, &ops)?;
         let max_op = start_op + change.len() as u64 - 1;
-        Ok(Verdict::Accept(Box::new(Checked { change, hash, epoch: signed.epoch, seq, max_op, genesis_collections })))
+        Ok(Verdict::Accept(Box::new(Checked {
+            change,
+            hash,
+            epoch: signed.epoch,
+            seq,
+            max_op,
+            genesis_collections,
+        })))
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<Change, Rejection> {
         if bytes.len() > self.limits.change_bytes_max {
-            return Err(Rejection::TooLarge { len: bytes.len(), max: self.limits.change_bytes_max });
+            return Err(Rejection::TooLarge {
+                len: bytes.len(),
+                max: self.limits.change_bytes_max,
+            });
         }
         // Chunk header: magic (4) ‖ checksum (4) ‖ type (1). Type 1 is an uncompressed change;
         // compressed changes (2) could inflate past every limit, documents (0) are not changes.
@@ -316,14 +379,18 @@ impl DocValidator {
             .map_err(|_| Rejection::Malformed("parser panicked".into()))?
             .map_err(|error| Rejection::Malformed(error.to_string()))?;
         if change.raw_bytes() != bytes {
-            return Err(Rejection::Malformed("trailing bytes after the change".into()));
+            return Err(Rejection::Malformed(
+                "trailing bytes after the change".into(),
+            ));
         }
         // automerge does not check the chunk checksum when it parses a single change, and the
         // change hash (which the signature covers) does not cover the checksum. Without this
         // check anyone could flip checksum bits of a signed change and it would still verify,
         // yet `Automerge::load` refuses such a chunk once it is stored.
         if bytes[4..8] != change.hash().0[..4] {
-            return Err(Rejection::Malformed("chunk checksum does not match the change hash".into()));
+            return Err(Rejection::Malformed(
+                "chunk checksum does not match the change hash".into(),
+            ));
         }
         if change.seq() == 0 {
             return Err(Rejection::Malformed("seq 0".into()));
@@ -332,7 +399,11 @@ impl DocValidator {
             return Err(Rejection::ExtraBytes);
         }
         if change.len() > self.limits.ops_per_change_max {
-            return Err(Rejection::Limit { what: "operations", count: change.len(), max: self.limits.ops_per_change_max });
+            return Err(Rejection::Limit {
+                what: "operations",
+                count: change.len(),
+                max: self.limits.ops_per_change_max,
+            });
         }
         if change.actor_id().to_bytes().len() != ACTOR_LEN {
             return Err(Rejection::ActorNotSigner);
@@ -341,7 +412,11 @@ impl DocValidator {
     }
 
     /// Checks who may write, and at which epoch. `Some` is a pending verdict.
-    fn check_authority(&self, signed: &SignedChange, membership: &dyn Membership) -> Result<Option<Verdict>, Rejection> {
+    fn check_authority(
+        &self,
+        signed: &SignedChange,
+        membership: &dyn Membership,
+    ) -> Result<Option<Verdict>, Rejection> {
         match self.doc.kind {
             DocKind::Control => {
                 if signed.signer != self.owner {
@@ -351,8 +426,12 @@ impl DocValidator {
             }
             DocKind::Bucket(_) => match membership.org_at_epoch(&signed.signer, signed.epoch) {
                 MembershipAnswer::Member => Ok(None),
-                MembershipAnswer::NotMember => Err(Rejection::NotMember { epoch: signed.epoch }),
-                MembershipAnswer::UnknownEpoch => Ok(Some(Verdict::Pending(PendingReason::UnknownEpoch(signed.epoch)))),
+                MembershipAnswer::NotMember => Err(Rejection::NotMember {
+                    epoch: signed.epoch,
+                }),
+                MembershipAnswer::UnknownEpoch => Ok(Some(Verdict::Pending(
+                    PendingReason::UnknownEpoch(signed.epoch),
+                ))),
             },
         }
     }
@@ -393,7 +472,11 @@ impl DocValidator {
         change: &Change,
         ops: &[automerge::legacy::Op],
     ) -> Result<[OpKey; 3], Rejection> {
-        if signed.signer != self.owner || self.collections.is_some() || change.seq() != 1 || ops.len() != 4 {
+        if signed.signer != self.owner
+            || self.collections.is_some()
+            || change.seq() != 1
+            || ops.len() != 4
+        {
             return Err(Rejection::BadGenesis);
         }
         let schema_ok = matches!(
@@ -415,7 +498,10 @@ impl DocValidator {
             if !is_map {
                 return Err(Rejection::BadGenesis);
             }
-            collections.push(OpKey { counter: start_op + 1 + offset as u64, actor: actor.clone() });
+            collections.push(OpKey {
+                counter: start_op + 1 + offset as u64,
+                actor: actor.clone(),
+            });
         }
         collections.try_into().map_err(|_| Rejection::BadGenesis)
     }
@@ -428,7 +514,10 @@ impl DocValidator {
     ) -> Result<(), Rejection> {
         let prefix = format!("{signer}:");
         for (index, op) in ops.iter().enumerate() {
-            let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
+            let bad = |reason: &str| Rejection::BadOperation {
+                index,
+                reason: reason.to_string(),
+            };
             let collection = match &op.obj {
                 ObjectId::Root => return Err(Rejection::RootWrite),
                 ObjectId::Id(id) => collections
@@ -446,17 +535,30 @@ impl DocValidator {
                 return Err(bad("key is too long"));
             }
             let Some(rest) = key.strip_prefix(&prefix) else {
-                return Err(Rejection::ForeignNamespace { index, key: key.to_string() });
+                return Err(Rejection::ForeignNamespace {
+                    index,
+                    key: key.to_string(),
+                });
             };
-            if op.pred.iter().any(|pred| !actor_belongs_to(&pred.1, signer)) {
+            if op
+                .pred
+                .iter()
+                .any(|pred| !actor_belongs_to(&pred.1, signer))
+            {
                 return Err(Rejection::ForeignPred { index });
             }
             match (&op.action, collection) {
-                (OpType::Put(ScalarValue::Str(value)), _) if value.len() > self.limits.value_bytes_max => {
+                (OpType::Put(ScalarValue::Str(value)), _)
+                    if value.len() > self.limits.value_bytes_max =>
+                {
                     return Err(bad("value is too large"));
                 }
-                (OpType::Put(ScalarValue::Str(value)), 0) => self.check_message(index, signer, rest, value)?,
-                (OpType::Put(ScalarValue::Str(value)), 1) => self.check_update(index, rest, value)?,
+                (OpType::Put(ScalarValue::Str(value)), 0) => {
+                    self.check_message(index, signer, rest, value)?
+                }
+                (OpType::Put(ScalarValue::Str(value)), 1) => {
+                    self.check_update(index, rest, value)?
+                }
                 (OpType::Put(ScalarValue::Str(value)), _) if value.len() <= 64 => {}
                 (OpType::Delete, 2) => {}
                 _ => return Err(bad("action not allowed here")),
@@ -465,20 +567,38 @@ impl DocValidator {
         Ok(())
     }
 
-    fn check_message(&self, index: usize, signer: &OrgId, rest: &str, value: &str) -> Result<(), Rejection> {
-        let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
-        let id: MessageId = rest.parse().map_err(|_| bad("message key is not a message id"))?;
+    fn check_message(
+        &self,
+        index: usize,
+        signer: &OrgId,
+        rest: &str,
+        value: &str,
+    ) -> Result<(), Rejection> {
+        let bad = |reason: &str| Rejection::BadOperation {
+            index,
+            reason: reason.to_string(),
+        };
+        let id: MessageId = rest
+            .parse()
+            .map_err(|_| bad("message key is not a message id"))?;
         if !id.minted_by(signer) {
             return Err(bad("message id does not carry the signer's tag"));
         }
-        let record: MessageRecord = serde_json::from_str(value).map_err(|_| bad("message record does not parse"))?;
+        let record: MessageRecord =
+            serde_json::from_str(value).map_err(|_| bad("message record does not parse"))?;
         self.check_body(index, &record.body)
     }
 
     fn check_update(&self, index: usize, rest: &str, value: &str) -> Result<(), Rejection> {
-        let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
-        let target: MessageId = rest.parse().map_err(|_| bad("update key is not a message id"))?;
-        let record: UpdateRecord = serde_json::from_str(value).map_err(|_| bad("update record does not parse"))?;
+        let bad = |reason: &str| Rejection::BadOperation {
+            index,
+            reason: reason.to_string(),
+        };
+        let target: MessageId = rest
+            .parse()
+            .map_err(|_| bad("update key is not a message id"))?;
+        let record: UpdateRecord =
+            serde_json::from_str(value).map_err(|_| bad("update record does not parse"))?;
         if record.target != target {
             return Err(bad("update record names another message than its key"));
         }
@@ -491,10 +611,17 @@ impl DocValidator {
     fn check_body(&self, index: usize, body: &str) -> Result<(), Rejection> {
         let chars = body.chars().count();
         if chars == 0 {
-            return Err(Rejection::BadOperation { index, reason: "message body is empty".into() });
+            return Err(Rejection::BadOperation {
+                index,
+                reason: "message body is empty".into(),
+            });
         }
         if chars > self.limits.message_body_chars_max {
-            return Err(Rejection::BodyTooLong { index, chars, max: self.limits.message_body_chars_max });
+            return Err(Rejection::BodyTooLong {
+                index,
+                chars,
+                max: self.limits.message_body_chars_max,
+            });
         }
         Ok(())
     }
@@ -502,11 +629,20 @@ impl DocValidator {
     /// Records a change that was accepted by [`check`](Self::check) and applied.
     pub fn commit(&mut self, checked: &Checked) {
         let actor = checked.change.actor_id().clone();
-        let state = self.actors.entry(actor).or_insert_with(|| ActorState { hashes: Vec::new(), last_max_op: 0 });
+        let state = self.actors.entry(actor).or_insert_with(|| ActorState {
+            hashes: Vec::new(),
+            last_max_op: 0,
+        });
         debug_assert_eq!(state.hashes.len() as u64 + 1, checked.seq);
         state.hashes.push(checked.hash);
         state.last_max_op = state.last_max_op.max(checked.max_op);
-        self.changes.insert(checked.hash, ChangeInfo { max_op: checked.max_op, epoch: checked.epoch });
+        self.changes.insert(
+            checked.hash,
+            ChangeInfo {
+                max_op: checked.max_op,
+                epoch: checked.epoch,
+            },
+        );
         if let Some(collections) = &checked.genesis_collections {
             self.collections = Some(collections.clone());
         }
@@ -533,7 +669,10 @@ fn check_op_ids(change: &Change, ops: &[automerge::legacy::Op]) -> Result<(), Re
 
 fn check_control_ops(owner: &OrgId, ops: &[automerge::legacy::Op]) -> Result<(), Rejection> {
     for (index, op) in ops.iter().enumerate() {
-        let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
+        let bad = |reason: &str| Rejection::BadOperation {
+            index,
+            reason: reason.to_string(),
+        };
         if op.insert || !matches!(op.key, Key::Map(_)) {
             return Err(bad("the control document has only maps"));
         }
@@ -571,7 +710,9 @@ fn decode_ops(change: &Change) -> Result<Vec<automerge::legacy::Op>, Rejection> 
     let expanded = catch_unwind(AssertUnwindSafe(|| change.decode()))
         .map_err(|_| Rejection::Malformed("decoder panicked".into()))?;
     if expanded.operations.len() != change.len() {
-        return Err(Rejection::Malformed("operation count does not match".into()));
+        return Err(Rejection::Malformed(
+            "operation count does not match".into(),
+        ));
     }
     Ok(expanded.operations)
 }
