@@ -29,6 +29,12 @@ enum Top {
         #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
+    /// Rebuild the views (chats, members, messages) from the stored channel documents
+    /// (stop the node first).
+    RebuildViews {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Manage users (stop the node first: the data directory is locked while it runs).
     User {
         #[command(subcommand)]
@@ -164,6 +170,14 @@ async fn main() -> Result<()> {
             println!("confab-node listening on http://{address}");
             server::serve(listener, config, shutdown_signal()).await?;
             tracing::info!("stopped");
+        }
+        Top::RebuildViews { common } => {
+            init_logs("text");
+            let config = load_config(&common, None)?;
+            let store = server::open_store(&config)?;
+            let key = engine::load_or_create_org_key(store.as_ref()).await?;
+            let report = engine::rebuild::rebuild_views(store.as_ref(), &key.id(), &config.org_name).await?;
+            println!("rebuilt {} chats, {} messages", report.chats, report.messages);
         }
         Top::User { command } => {
             init_logs("text");

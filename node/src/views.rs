@@ -155,3 +155,32 @@ pub fn sync(store: &dyn KvStore, user: &UserId, after: Option<&MessageId>, limit
     all.truncate(limit);
     Ok((all, has_more))
 }
+
+/// `@name` mentions of existing users of this node, and `@channel` / `@here` / `@all` /
+/// `@everyone` (which mention everyone in the chat).
+pub fn parse_mentions(store: &dyn KvStore, org_name: &str, body: &str) -> (Vec<UserId>, bool) {
+    let mut users = Vec::new();
+    let mut all = false;
+    for (at, _) in body.match_indices('@') {
+        if body[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric()) {
+            continue; // an e-mail address, not a mention
+        }
+        let name: String = body[at + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+            .collect();
+        let name = name.trim_end_matches(['.', '-', '_']);
+        match name {
+            "" => {}
+            "channel" | "here" | "all" | "everyone" => all = true,
+            _ => {
+                if let Ok(user) = UserId::new(name, org_name) {
+                    if !users.contains(&user) && matches!(self::user(store, name), Ok(Some(_))) {
+                        users.push(user);
+                    }
+                }
+            }
+        }
+    }
+    (users, all)
+}

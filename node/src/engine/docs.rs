@@ -262,3 +262,25 @@ fn placeholder_state(info: &control::ChatInfo) -> ControlState {
         buckets: Default::default(),
     }
 }
+
+/// Every document of a chat, read back for rebuilding views: the control state, its owner, and
+/// each history bucket in order. `None` if the chat has no stored control document.
+pub fn load_history(store: &dyn KvStore, chat: ChatId) -> Result<Option<(ControlState, Vec<AutoCommit>)>, DocError> {
+    let suffix = [0u8; 16];
+    let control_id = DocId::control(chat);
+    let Some((_, first)) = store.range(Tree::Changes, prefix_range(&control_id.to_bytes()), false, 1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let owner = SignedChange::decode(&first, usize::MAX).map_err(|e| DocError::Damaged(e.to_string()))?.signer;
+    let control_doc = Doc::load(store, control_id, owner, None, suffix)?;
+    let state = control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+    let mut buckets = Vec::new();
+    for number in 1.. {
+        let id = DocId::bucket(chat, number);
+        if store.range(Tree::Changes, prefix_range(&id.to_bytes()), false, 1)?.is_empty() {
+            break;
+        }
+        buckets.push(Doc::load(store, id, owner, Some(&state), suffix)?.doc);
+    }
+    Ok(Some((state, buckets)))
+}

@@ -9,6 +9,7 @@
 //! events. One flush costs the same for one message or hundreds.
 
 mod docs;
+pub mod rebuild;
 
 use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
@@ -547,7 +548,13 @@ impl Engine {
             member_count: members.len(),
             last_activity_ms: now,
             last_message: None,
-            dm_members: if kind == ChatKind::Dm { members.iter().map(|(u, _)| u.clone()).collect() } else { Vec::new() },
+            dm_members: if kind == ChatKind::Dm {
+                let mut all: Vec<UserId> = members.iter().map(|(u, _)| u.clone()).collect();
+                all.sort();
+                all
+            } else {
+                Vec::new()
+            },
         };
         tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         for (user, role) in &members {
@@ -762,32 +769,8 @@ impl Engine {
         Ok(())
     }
 
-    /// `@name` mentions of users of this node, and `@channel` / `@here` / `@all`.
     fn mentions(&self, body: &str) -> (Vec<UserId>, bool) {
-        let mut users = Vec::new();
-        let mut all = false;
-        for (at, _) in body.match_indices('@') {
-            if at > 0 && body[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric()) {
-                continue; // an e-mail address, not a mention
-            }
-            let name: String = body[at + 1..]
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-                .collect();
-            let name = name.trim_end_matches(['.', '-', '_']);
-            match name {
-                "" => {}
-                "channel" | "here" | "all" | "everyone" => all = true,
-                _ => {
-                    if let Ok(user) = UserId::new(name, &self.org_name) {
-                        if !users.contains(&user) && matches!(views::user(self.store.as_ref(), name), Ok(Some(_))) {
-                            users.push(user);
-                        }
-                    }
-                }
-            }
-        }
-        (users, all)
+        views::parse_mentions(self.store.as_ref(), &self.org_name, body)
     }
 
     fn send(

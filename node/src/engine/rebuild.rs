@@ -1,0 +1,159 @@
+//! Rebuilding the materialised views from the channel documents.
+//!
+//! Chats, members, the chats of each user and every message (with its edits and deletions) are
+//! derived again from the stored signed changes. Local delivery state that is not in the
+//! documents (read markers, `received` / `viewed`) is kept from the old views.
+//!
+//! An update (edit or deletion) applies to a message when it was written by the message's own
+//! organisation (whose node checked that the user was the author or a moderator) or by the
+//! chat's owning organisation (moderation). Updates apply in HLC order; a deletion is final.
+
+use super::docs::{load_history, DocError};
+use crate::model::{keys, ChatRecord, MemberView, MessageState, MessageView};
+use crate::store::{prefix_range, KvStore, StoreError, Tree, WriteBatch};
+use crate::views;
+use confab_protocol::bucket::{self, UpdateOp};
+use confab_protocol::control::ChatKind;
+use confab_protocol::{ChatId, OrgId};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("chat {chat}: {source}")]
+    Doc { chat: ChatId, source: DocError },
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub chats: usize,
+    pub messages: usize,
+}
+
+/// Every chat that has a stored control document.
+fn stored_chats(store: &dyn KvStore) -> Result<Vec<ChatId>, StoreError> {
+    let mut chats = Vec::new();
+    let mut from: Bound<Vec<u8>> = Bound::Unbounded;
+    while let Some((key, _)) = store.range(Tree::Changes, (from.clone(), Bound::Unbounded), false, 1)?.into_iter().next() {
+        let Some(chat) = key.get(..16).and_then(ChatId::from_slice) else { break };
+        chats.push(chat);
+        from = match prefix_range(chat.as_bytes()).1 {
+            Bound::Excluded(next) => Bound::Included(next),
+            _ => break,
+        };
+    }
+    Ok(chats)
+}
+
+/// Rebuilds the views of every chat, one atomic batch per chat, then flushes.
+pub async fn rebuild_views(store: &dyn KvStore, own_org: &OrgId, org_name: &str) -> Result<RebuildReport, RebuildError> {
+    let mut report = RebuildReport::default();
+    for chat in stored_chats(store)? {
+        let messages = rebuild_chat(store, chat, own_org, org_name).map_err(|source| match source {
+            RebuildError::Doc { source, .. } => RebuildError::Doc { chat, source },
+            other => other,
+        })?;
+        report.chats += 1;
+        report.messages += messages;
+    }
+    store.flush().await?;
+    Ok(report)
+}
+
+fn rebuild_chat(store: &dyn KvStore, chat: ChatId, own_org: &OrgId, org_name: &str) -> Result<usize, RebuildError> {
+    let (state, buckets) = load_history(store, chat)
+        .map_err(|source| RebuildError::Doc { chat, source })?
+        .ok_or(RebuildError::Doc { chat, source: DocError::Damaged("no control document".into()) })?;
+    let mut batch = WriteBatch::default();
+
+    // Old views: keep delivery states, drop everything else of this chat.
+    let mut old_states = BTreeMap::new();
+    for (key, value) in store.range(Tree::Messages, prefix_range(chat.as_bytes()), false, usize::MAX)? {
+        if let Ok(view) = serde_json::from_slice::<MessageView>(&value) {
+            old_states.insert(view.id, view.state);
+        }
+        batch.delete(Tree::Messages, key);
+    }
+    for member in views::members(store, &chat)? {
+        batch.delete(Tree::Members, keys::chat_member(&chat, &member.user_id));
+        batch.delete(Tree::UserChats, keys::user_chat(&member.user_id, &chat));
+    }
+
+    // Messages, then their updates in HLC order.
+    let mut messages: BTreeMap<confab_protocol::MessageId, (OrgId, MessageView)> = BTreeMap::new();
+    let mut updates = Vec::new();
+    for doc in &buckets {
+        for (org, id, record) in bucket::messages(doc).map_err(|e| RebuildError::Doc { chat, source: DocError::Damaged(e.to_string()) })? {
+            let (mentions, mention_all) = views::parse_mentions(store, org_name, &record.body);
+            let view = MessageView {
+                id,
+                chat_id: chat,
+                author: record.author,
+                body: record.body,
+                reply_to: record.reply_to,
+                created_ms: id.time_ms(),
+                edited_ms: None,
+                deleted: false,
+                mentions,
+                mention_all,
+                state: old_states.get(&id).copied().filter(|s| *s != MessageState::Deleted).unwrap_or(MessageState::Sent),
+            };
+            messages.insert(id, (org, view));
+        }
+        updates.extend(bucket::updates(doc).map_err(|e| RebuildError::Doc { chat, source: DocError::Damaged(e.to_string()) })?);
+    }
+    updates.sort_by(|(org_a, a), (org_b, b)| a.at.cmp(&b.at).then(org_a.cmp(org_b)));
+    for (org, update) in updates {
+        let Some((message_org, view)) = messages.get_mut(&update.target) else { continue };
+        if (org != *message_org && org != state.info.owner) || view.deleted {
+            continue;
+        }
+        view.edited_ms = Some(update.at.ms);
+        match update.op {
+            UpdateOp::Edit { body } => {
+                let (mentions, mention_all) = views::parse_mentions(store, org_name, &body);
+                view.body = body;
+                view.mentions = mentions;
+                view.mention_all = mention_all;
+            }
+            UpdateOp::Delete => {
+                view.body = String::new();
+                view.deleted = true;
+                view.mentions.clear();
+                view.mention_all = false;
+                view.state = MessageState::Deleted;
+            }
+        }
+    }
+    for (id, (_, view)) in &messages {
+        batch.put(Tree::Messages, keys::message(&chat, id), serde_json::to_vec(view).unwrap_or_default());
+    }
+
+    // The chat and its members, from the control document.
+    let mut dm_members: Vec<_> = Vec::new();
+    for (user, member) in &state.members {
+        let view = MemberView { user_id: user.clone(), role: member.role };
+        batch.put(Tree::Members, keys::chat_member(&chat, user), serde_json::to_vec(&view).unwrap_or_default());
+        batch.put(Tree::UserChats, keys::user_chat(user, &chat), Vec::new());
+        dm_members.push(user.clone());
+    }
+    let last = messages.keys().next_back().copied();
+    let record = ChatRecord {
+        id: chat,
+        kind: state.info.kind,
+        visibility: state.info.visibility,
+        name: state.name.clone(),
+        topic: state.topic.clone(),
+        owner_org: if state.info.owner == *own_org { org_name.to_string() } else { state.info.owner.to_string() },
+        created_ms: state.info.created_ms,
+        member_count: state.members.len(),
+        last_activity_ms: last.map_or(state.info.created_ms, |id| id.time_ms().max(state.info.created_ms)),
+        last_message: last,
+        dm_members: if state.info.kind == ChatKind::Dm { dm_members } else { Vec::new() },
+    };
+    batch.put(Tree::Chats, chat.as_bytes().to_vec(), serde_json::to_vec(&record).unwrap_or_default());
+    store.apply(batch)?;
+    Ok(messages.len())
+}

@@ -1,0 +1,110 @@
+//! A node's parts on a fresh sled store in a temporary directory, removed on drop.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use confab_node::api::{app, AppState};
+use confab_node::config::{Config, Limits};
+use confab_node::engine;
+use confab_node::store::{KvStore, SledStore};
+use http_body_util::BodyExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+pub struct TestNode {
+    pub dir: PathBuf,
+    pub store: Arc<dyn KvStore>,
+    pub router: Router,
+    _stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn temp_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("confab-node-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl TestNode {
+    pub async fn start(limits: Limits) -> Self {
+        Self::start_in(temp_dir(), limits).await
+    }
+
+    pub async fn start_in(dir: PathBuf, limits: Limits) -> Self {
+        let config = Config { data_dir: dir.clone(), limits, ..Config::default() };
+        let store: Arc<dyn KvStore> = Arc::new(SledStore::open(&dir.join("db")).expect("open sled"));
+        let (engine, hub, task) = engine::start(store.clone(), config.org_name.clone(), config.limits.clone())
+            .await
+            .expect("start engine");
+        let (stop, stopped) = watch::channel(false);
+        let state = AppState::new(store.clone(), engine, hub, config, stopped);
+        Self { dir, store, router: app(state), _stop: stop, task: Some(task) }
+    }
+
+    /// Sends a request; returns status, headers and the JSON body (`Null` if empty).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, "127.0.0.1:8080");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.raw(request.body(body).expect("request")).await
+    }
+
+    pub async fn raw(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null) };
+        (status, headers, json)
+    }
+
+    /// Registers a user and returns their session cookie (`name=value`).
+    pub async fn register(&self, username: &str) -> String {
+        let (status, headers, body) = self
+            .request("POST", "/api/v1/auth/register", None, Some(serde_json::json!({"username": username, "password": "password123"})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
+        let cookie = headers.get(header::SET_COOKIE).expect("cookie").to_str().expect("ascii");
+        cookie.split(';').next().expect("pair").to_string()
+    }
+}
+
+impl TestNode {
+    /// Stops the engine (after its last flush) and closes the store, keeping the directory.
+    pub async fn stop(mut self) -> PathBuf {
+        let task = self.task.take();
+        let dir = std::mem::take(&mut self.dir);
+        drop(self);
+        if let Some(task) = task {
+            task.await.expect("engine task");
+        }
+        dir
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
