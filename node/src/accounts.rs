@@ -18,7 +18,9 @@ pub const PASSWORD_CHARS_MAX: usize = 1024;
 pub fn check_password_rules(password: &str) -> Result<(), String> {
     let chars = password.chars().count();
     if !(PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&chars) {
-        return Err(format!("a password is {PASSWORD_CHARS_MIN} to {PASSWORD_CHARS_MAX} characters"));
+        return Err(format!(
+            "a password is {PASSWORD_CHARS_MIN} to {PASSWORD_CHARS_MAX} characters"
+        ));
     }
     Ok(())
 }
@@ -42,7 +44,11 @@ fn token_key(token: &str) -> Vec<u8> {
 }
 
 /// Creates a session for `user` and returns its token. Flushed before returning.
-pub async fn create_session(store: &dyn KvStore, user: &UserRecord, lifetime_s: u64) -> Result<String, StoreError> {
+pub async fn create_session(
+    store: &dyn KvStore,
+    user: &UserRecord,
+    lifetime_s: u64,
+) -> Result<String, StoreError> {
     let token = data_encoding::BASE64URL_NOPAD.encode(&crate::engine::random_bytes::<32>());
     let now = now_ms();
     let record = SessionRecord {
@@ -52,7 +58,11 @@ pub async fn create_session(store: &dyn KvStore, user: &UserRecord, lifetime_s: 
         generation: user.session_generation,
     };
     let mut batch = WriteBatch::default();
-    batch.put(Tree::Sessions, token_key(&token), serde_json::to_vec(&record).unwrap_or_default());
+    batch.put(
+        Tree::Sessions,
+        token_key(&token),
+        serde_json::to_vec(&record).unwrap_or_default(),
+    );
     store.apply(batch)?;
     store.flush().await?;
     Ok(token)
@@ -63,12 +73,18 @@ pub fn session_user(store: &dyn KvStore, token: &str) -> Result<Option<UserRecor
     if token.len() > 128 {
         return Ok(None);
     }
-    let Some(bytes) = store.get(Tree::Sessions, &token_key(token))? else { return Ok(None) };
-    let Ok(session) = serde_json::from_slice::<SessionRecord>(&bytes) else { return Ok(None) };
+    let Some(bytes) = store.get(Tree::Sessions, &token_key(token))? else {
+        return Ok(None);
+    };
+    let Ok(session) = serde_json::from_slice::<SessionRecord>(&bytes) else {
+        return Ok(None);
+    };
     if session.expires_ms < now_ms() {
         return Ok(None);
     }
-    let Some(user) = crate::views::user(store, session.user.localpart())? else { return Ok(None) };
+    let Some(user) = crate::views::user(store, session.user.localpart())? else {
+        return Ok(None);
+    };
     if user.disabled || user.session_generation != session.generation {
         return Ok(None);
     }
@@ -94,14 +110,20 @@ const LIMITER_ENTRIES_MAX: usize = 100_000;
 
 impl FailureLimiter {
     pub fn new(failures_max: u32, window_s: u64) -> Self {
-        Self { failures_max, window: Duration::from_secs(window_s), entries: Mutex::new(HashMap::new()) }
+        Self {
+            failures_max,
+            window: Duration::from_secs(window_s),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Err(seconds to wait)` if the key is locked out.
     pub fn check(&self, key: &str) -> Result<(), u64> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(key) {
-            Some((start, count)) if *count >= self.failures_max && start.elapsed() < self.window => {
+            Some((start, count))
+                if *count >= self.failures_max && start.elapsed() < self.window =>
+            {
                 Err((self.window - start.elapsed()).as_secs() + 1)
             }
             _ => Ok(()),
@@ -114,7 +136,9 @@ impl FailureLimiter {
             let window = self.window;
             entries.retain(|_, (start, _)| start.elapsed() < window);
         }
-        let entry = entries.entry(key.to_string()).or_insert((Instant::now(), 0));
+        let entry = entries
+            .entry(key.to_string())
+            .or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= self.window {
             *entry = (Instant::now(), 0);
         }
@@ -122,7 +146,10 @@ impl FailureLimiter {
     }
 
     pub fn clear(&self, key: &str) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -136,13 +163,19 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate_per_s: u32, burst: u32) -> Self {
-        Self { rate_per_s: rate_per_s as f64, burst: burst as f64, tokens: burst as f64, last: Instant::now() }
+        Self {
+            rate_per_s: rate_per_s as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            last: Instant::now(),
+        }
     }
 
     /// Takes one token; `Err(seconds to wait)` if none is left.
     pub fn take(&mut self) -> Result<(), u64> {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate_per_s).min(self.burst);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate_per_s)
+            .min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -38,9 +38,17 @@ pub enum EventBody {
     #[serde(rename = "message.deleted")]
     MessageDeleted { message: MessageView },
     #[serde(rename = "message.state")]
-    MessageState { chat_id: ChatId, message_id: MessageId, state: MessageState },
+    MessageState {
+        chat_id: ChatId,
+        message_id: MessageId,
+        state: MessageState,
+    },
     #[serde(rename = "read_marker")]
-    ReadMarker { chat_id: ChatId, user_id: UserId, message_id: MessageId },
+    ReadMarker {
+        chat_id: ChatId,
+        user_id: UserId,
+        message_id: MessageId,
+    },
     #[serde(rename = "chat.updated")]
     ChatUpdated { chat: ChatView },
     #[serde(rename = "chat.joined")]
@@ -84,7 +92,10 @@ pub struct EventHub {
 impl EventHub {
     pub fn new(latest: u64, capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity);
-        Self { sender, latest: AtomicU64::new(latest) }
+        Self {
+            sender,
+            latest: AtomicU64::new(latest),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -107,7 +118,12 @@ impl EventHub {
 }
 
 /// Reads stored events with cursor in `(after, up_to]`, at most `limit`.
-pub fn read_log(store: &dyn KvStore, after: u64, up_to: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+pub fn read_log(
+    store: &dyn KvStore,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
     if after >= up_to {
         return Ok(Vec::new());
     }

@@ -10,7 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "confab-node", version, about = "Confab: an organisation's federated chat server")]
+#[command(
+    name = "confab-node",
+    version,
+    about = "Confab: an organisation's federated chat server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Top,
@@ -93,7 +97,8 @@ enum UserCommand {
 fn load_config(common: &Common, listen: Option<SocketAddr>) -> Result<Config> {
     let mut config = match &common.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => Config::default(),
@@ -112,8 +117,11 @@ fn load_config(common: &Common, listen: Option<SocketAddr>) -> Result<Config> {
 }
 
 fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -125,13 +133,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -159,7 +168,11 @@ fn password(given: Option<String>, stdin: bool) -> Result<String> {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Top::Serve { common, listen, log_format } => {
+        Top::Serve {
+            common,
+            listen,
+            log_format,
+        } => {
             init_logs(&log_format);
             let config = load_config(&common, listen)?;
             let listener = tokio::net::TcpListener::bind(config.listen)
@@ -176,8 +189,12 @@ async fn main() -> Result<()> {
             let config = load_config(&common, None)?;
             let store = server::open_store(&config)?;
             let key = engine::load_or_create_org_key(store.as_ref()).await?;
-            let report = engine::rebuild::rebuild_views(store.as_ref(), &key.id(), &config.org_name).await?;
-            println!("rebuilt {} chats, {} messages", report.chats, report.messages);
+            let report =
+                engine::rebuild::rebuild_views(store.as_ref(), &key.id(), &config.org_name).await?;
+            println!(
+                "rebuilt {} chats, {} messages",
+                report.chats, report.messages
+            );
         }
         Top::User { command } => {
             init_logs("text");
@@ -189,7 +206,9 @@ async fn main() -> Result<()> {
 
 async fn user_command(command: UserCommand) -> Result<()> {
     let common = match &command {
-        UserCommand::Create { common, .. } | UserCommand::ResetPassword { common, .. } | UserCommand::List { common } => common.clone(),
+        UserCommand::Create { common, .. }
+        | UserCommand::ResetPassword { common, .. }
+        | UserCommand::List { common } => common.clone(),
     };
     let config = load_config(&common, None)?;
     let store = server::open_store(&config)?;
@@ -205,9 +224,16 @@ async fn user_command(command: UserCommand) -> Result<()> {
         }
         return Ok(());
     }
-    let (engine, _hub, task) = engine::start(store, config.org_name.clone(), config.limits.clone()).await?;
+    let (engine, _hub, task) =
+        engine::start(store, config.org_name.clone(), config.limits.clone()).await?;
     match command {
-        UserCommand::Create { username, password: given, password_stdin, admin, .. } => {
+        UserCommand::Create {
+            username,
+            password: given,
+            password_stdin,
+            admin,
+            ..
+        } => {
             let password = password(given, password_stdin)?;
             let hash = accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
             let user = engine
@@ -221,13 +247,26 @@ async fn user_command(command: UserCommand) -> Result<()> {
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            println!("created {}{}", user.id, if user.is_admin { " (admin)" } else { "" });
+            println!(
+                "created {}{}",
+                user.id,
+                if user.is_admin { " (admin)" } else { "" }
+            );
         }
-        UserCommand::ResetPassword { username, password: given, password_stdin, .. } => {
+        UserCommand::ResetPassword {
+            username,
+            password: given,
+            password_stdin,
+            ..
+        } => {
             let password = password(given, password_stdin)?;
             let hash = accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
             let user = engine
-                .call(|reply| Command::SetPassword { username, password_hash: hash, reply })
+                .call(|reply| Command::SetPassword {
+                    username,
+                    password_hash: hash,
+                    reply,
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("password reset for {}; their sessions are ended", user.id);

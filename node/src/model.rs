@@ -69,7 +69,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { registration_open: true }
+        Self {
+            registration_open: true,
+        }
     }
 }
 

@@ -23,23 +23,37 @@ pub enum ServeError {
     #[error(transparent)]
     Start(#[from] engine::StartError),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Opens the store in the configured data directory.
 pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| ServeError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
     Ok(Arc::new(SledStore::open(&config.data_dir.join("db"))?))
 }
 
 /// Serves the node on `listener` until `shutdown` completes, then stops cleanly: WebSockets are
 /// closed with 1001, in-flight requests finish, the engine flushes its last group.
-pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let store = open_store(&config)?;
-    let (engine, hub, engine_task) = engine::start(store.clone(), config.org_name.clone(), config.limits.clone()).await?;
+    let (engine, hub, engine_task) = engine::start(
+        store.clone(),
+        config.org_name.clone(),
+        config.limits.clone(),
+    )
+    .await?;
     let (stop_sender, stop_receiver) = watch::channel(false);
     let state = AppState::new(store, engine, hub, config, stop_receiver);
     let router = app(state);
@@ -58,7 +72,10 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
         })
         .await?;
     // The router (and its engine handles) are dropped now; the engine drains and stops.
-    if tokio::time::timeout(ENGINE_STOP_TIMEOUT, engine_task).await.is_err() {
+    if tokio::time::timeout(ENGINE_STOP_TIMEOUT, engine_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("engine did not stop in time");
     }
     Ok(())

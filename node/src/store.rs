@@ -144,11 +144,16 @@ pub struct SledStore {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|error| match error {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked,
-            sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked,
-            other => StoreError::from(other),
-        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|error| match error {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked,
+                other => StoreError::from(other),
+            })?;
         let trees = Tree::ALL
             .iter()
             .map(|tree| db.open_tree(tree.name()))
@@ -174,11 +179,17 @@ impl KvStore for SledStore {
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
         let iter = self.tree(tree).range::<Vec<u8>, _>(range);
-        let pairs: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-            if reverse { Box::new(iter.rev()) } else { Box::new(iter) };
+        let pairs: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
         pairs
             .take(limit)
-            .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .map(|pair| {
+                pair.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
             .collect()
     }
 
@@ -251,8 +262,16 @@ mod tests {
             batch.put(Tree::Chats, b"a".to_vec(), b"x".to_vec());
             store.apply(batch).unwrap();
             store.flush().await.unwrap();
-            let all = store.range(Tree::Users, prefix_range(b""), true, 10).unwrap();
-            assert_eq!(all, vec![(b"b".to_vec(), b"2".to_vec()), (b"a".to_vec(), b"1".to_vec())]);
+            let all = store
+                .range(Tree::Users, prefix_range(b""), true, 10)
+                .unwrap();
+            assert_eq!(
+                all,
+                vec![
+                    (b"b".to_vec(), b"2".to_vec()),
+                    (b"a".to_vec(), b"1".to_vec())
+                ]
+            );
             let mut batch = WriteBatch::default();
             batch.delete(Tree::Users, b"a".to_vec());
             store.apply(batch).unwrap();
@@ -261,7 +280,10 @@ mod tests {
         let store = SledStore::open(&dir).unwrap();
         assert_eq!(store.get(Tree::Users, b"a").unwrap(), None);
         assert_eq!(store.get(Tree::Chats, b"a").unwrap(), Some(b"x".to_vec()));
-        assert_eq!(prefix_range(&[1, 255]), (Bound::Included(vec![1, 255]), Bound::Excluded(vec![2])));
+        assert_eq!(
+            prefix_range(&[1, 255]),
+            (Bound::Included(vec![1, 255]), Bound::Excluded(vec![2]))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

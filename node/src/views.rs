@@ -1,7 +1,9 @@
 //! Reads of the materialised views: users, chats, members, messages, read markers, the chat
 //! list. Writes to these trees happen only in the engine.
 
-use crate::model::{keys, ChatListEntry, ChatRecord, ChatView, MemberView, MessageView, Settings, UserRecord};
+use crate::model::{
+    keys, ChatListEntry, ChatRecord, ChatView, MemberView, MessageView, Settings, UserRecord,
+};
 use crate::store::{prefix_range, KvStore, StoreError, Tree};
 use confab_protocol::control::Role;
 use confab_protocol::{ChatId, MessageId, UserId};
@@ -9,7 +11,8 @@ use serde::de::DeserializeOwned;
 use std::ops::Bound;
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Backend(format!("unreadable record: {error}")))
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::Backend(format!("unreadable record: {error}")))
 }
 
 pub fn settings(store: &dyn KvStore) -> Result<Settings, StoreError> {
@@ -20,19 +23,33 @@ pub fn settings(store: &dyn KvStore) -> Result<Settings, StoreError> {
 }
 
 pub fn user(store: &dyn KvStore, localpart: &str) -> Result<Option<UserRecord>, StoreError> {
-    store.get(Tree::Users, localpart.as_bytes())?.map(|b| decode(&b)).transpose()
+    store
+        .get(Tree::Users, localpart.as_bytes())?
+        .map(|b| decode(&b))
+        .transpose()
 }
 
 pub fn users(store: &dyn KvStore) -> Result<Vec<UserRecord>, StoreError> {
-    store.range(Tree::Users, prefix_range(b""), false, usize::MAX)?.iter().map(|(_, v)| decode(v)).collect()
+    store
+        .range(Tree::Users, prefix_range(b""), false, usize::MAX)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
 }
 
 pub fn chat(store: &dyn KvStore, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
-    store.get(Tree::Chats, chat.as_bytes())?.map(|b| decode(&b)).transpose()
+    store
+        .get(Tree::Chats, chat.as_bytes())?
+        .map(|b| decode(&b))
+        .transpose()
 }
 
 pub fn all_chats(store: &dyn KvStore) -> Result<Vec<ChatRecord>, StoreError> {
-    store.range(Tree::Chats, prefix_range(b""), false, usize::MAX)?.iter().map(|(_, v)| decode(v)).collect()
+    store
+        .range(Tree::Chats, prefix_range(b""), false, usize::MAX)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
 }
 
 pub fn role(store: &dyn KvStore, chat: &ChatId, user: &UserId) -> Result<Option<Role>, StoreError> {
@@ -44,7 +61,16 @@ pub fn role(store: &dyn KvStore, chat: &ChatId, user: &UserId) -> Result<Option<
 }
 
 pub fn members(store: &dyn KvStore, chat: &ChatId) -> Result<Vec<MemberView>, StoreError> {
-    store.range(Tree::Members, prefix_range(chat.as_bytes()), false, usize::MAX)?.iter().map(|(_, v)| decode(v)).collect()
+    store
+        .range(
+            Tree::Members,
+            prefix_range(chat.as_bytes()),
+            false,
+            usize::MAX,
+        )?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
 }
 
 pub fn user_chats(store: &dyn KvStore, user: &UserId) -> Result<Vec<ChatId>, StoreError> {
@@ -56,12 +82,23 @@ pub fn user_chats(store: &dyn KvStore, user: &UserId) -> Result<Vec<ChatId>, Sto
         .collect())
 }
 
-pub fn chat_view(store: &dyn KvStore, record: &ChatRecord, user: &UserId) -> Result<ChatView, StoreError> {
+pub fn chat_view(
+    store: &dyn KvStore,
+    record: &ChatRecord,
+    user: &UserId,
+) -> Result<ChatView, StoreError> {
     Ok(ChatView::of(record, role(store, &record.id, user)?))
 }
 
-pub fn message(store: &dyn KvStore, chat: &ChatId, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
-    store.get(Tree::Messages, &keys::message(chat, id))?.map(|b| decode(&b)).transpose()
+pub fn message(
+    store: &dyn KvStore,
+    chat: &ChatId,
+    id: &MessageId,
+) -> Result<Option<MessageView>, StoreError> {
+    store
+        .get(Tree::Messages, &keys::message(chat, id))?
+        .map(|b| decode(&b))
+        .transpose()
 }
 
 /// A page of history, oldest first. Without bounds: the newest `limit`.
@@ -84,12 +121,21 @@ pub fn history(
     if reverse {
         page.reverse();
     }
-    let messages = page.iter().map(|(_, v)| decode(v)).collect::<Result<Vec<MessageView>, _>>()?;
+    let messages = page
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect::<Result<Vec<MessageView>, _>>()?;
     Ok((messages, has_more))
 }
 
-pub fn read_marker(store: &dyn KvStore, user: &UserId, chat: &ChatId) -> Result<Option<MessageId>, StoreError> {
-    Ok(store.get(Tree::ReadMarkers, &keys::user_chat(user, chat))?.and_then(|b| MessageId::from_slice(&b)))
+pub fn read_marker(
+    store: &dyn KvStore,
+    user: &UserId,
+    chat: &ChatId,
+) -> Result<Option<MessageId>, StoreError> {
+    Ok(store
+        .get(Tree::ReadMarkers, &keys::user_chat(user, chat))?
+        .and_then(|b| MessageId::from_slice(&b)))
 }
 
 /// The chat list entry of one chat for one user: unread and mention counts after their read
@@ -102,7 +148,9 @@ pub fn chat_list_entry(
 ) -> Result<ChatListEntry, StoreError> {
     let last_read = read_marker(store, user, &record.id)?;
     let (start, end) = prefix_range(record.id.as_bytes());
-    let start = last_read.as_ref().map_or(start, |id| Bound::Excluded(keys::message(&record.id, id)));
+    let start = last_read
+        .as_ref()
+        .map_or(start, |id| Bound::Excluded(keys::message(&record.id, id)));
     let mut unread_count = 0;
     let mut mention_count = 0;
     for (_, value) in store.range(Tree::Messages, (start, end), false, unread_max)? {
@@ -129,19 +177,32 @@ pub fn chat_list_entry(
     })
 }
 
-pub fn chat_list(store: &dyn KvStore, user: &UserId, unread_max: usize) -> Result<Vec<ChatListEntry>, StoreError> {
+pub fn chat_list(
+    store: &dyn KvStore,
+    user: &UserId,
+    unread_max: usize,
+) -> Result<Vec<ChatListEntry>, StoreError> {
     let mut entries = Vec::new();
     for chat_id in user_chats(store, user)? {
         if let Some(record) = chat(store, &chat_id)? {
             entries.push(chat_list_entry(store, user, &record, unread_max)?);
         }
     }
-    entries.sort_by(|a, b| b.last_activity_ms.cmp(&a.last_activity_ms).then(a.chat.id.cmp(&b.chat.id)));
+    entries.sort_by(|a, b| {
+        b.last_activity_ms
+            .cmp(&a.last_activity_ms)
+            .then(a.chat.id.cmp(&b.chat.id))
+    });
     Ok(entries)
 }
 
 /// Multi-device sync: messages with id > `after` in every chat of the user, oldest first.
-pub fn sync(store: &dyn KvStore, user: &UserId, after: Option<&MessageId>, limit: usize) -> Result<(Vec<MessageView>, bool), StoreError> {
+pub fn sync(
+    store: &dyn KvStore,
+    user: &UserId,
+    after: Option<&MessageId>,
+    limit: usize,
+) -> Result<(Vec<MessageView>, bool), StoreError> {
     let mut all = Vec::new();
     for chat_id in user_chats(store, user)? {
         let (start, end) = prefix_range(chat_id.as_bytes());
@@ -150,7 +211,7 @@ pub fn sync(store: &dyn KvStore, user: &UserId, after: Option<&MessageId>, limit
             all.push(decode::<MessageView>(&value)?);
         }
     }
-    all.sort_by(|a, b| a.id.cmp(&b.id));
+    all.sort_by_key(|message| message.id);
     let has_more = all.len() > limit;
     all.truncate(limit);
     Ok((all, has_more))
@@ -162,12 +223,18 @@ pub fn parse_mentions(store: &dyn KvStore, org_name: &str, body: &str) -> (Vec<U
     let mut users = Vec::new();
     let mut all = false;
     for (at, _) in body.match_indices('@') {
-        if body[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric()) {
+        if body[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric())
+        {
             continue; // an e-mail address, not a mention
         }
         let name: String = body[at + 1..]
             .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+            .take_while(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            })
             .collect();
         let name = name.trim_end_matches(['.', '-', '_']);
         match name {

@@ -9,11 +9,15 @@ use crate::config::Config;
 use crate::engine::{Command, EngineHandle, ProfilePatch};
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventHub;
-use crate::model::{ChatListEntry, ChatView, MemberView, MessageView, Settings, UserRecord, UserView};
+use crate::model::{
+    ChatListEntry, ChatView, MemberView, MessageView, Settings, UserRecord, UserView,
+};
 use crate::store::KvStore;
 use crate::views;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -42,11 +46,23 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn KvStore>, engine: EngineHandle, hub: Arc<EventHub>, config: Config, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Arc<dyn KvStore>,
+        engine: EngineHandle,
+        hub: Arc<EventHub>,
+        config: Config,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let limits = &config.limits;
         Self {
-            login_by_account: Arc::new(FailureLimiter::new(limits.login_failures_max, limits.login_window_s)),
-            login_by_address: Arc::new(FailureLimiter::new(limits.login_failures_max, limits.login_window_s)),
+            login_by_account: Arc::new(FailureLimiter::new(
+                limits.login_failures_max,
+                limits.login_window_s,
+            )),
+            login_by_address: Arc::new(FailureLimiter::new(
+                limits.login_failures_max,
+                limits.login_window_s,
+            )),
             request_buckets: Arc::new(Mutex::new(HashMap::new())),
             store,
             engine,
@@ -75,10 +91,19 @@ pub fn app(state: AppState) -> Router {
         .route("/chats/{chat_id}", get(get_chat).patch(patch_chat))
         .route("/chats/{chat_id}/join", post(join_chat))
         .route("/chats/{chat_id}/leave", post(leave_chat))
-        .route("/chats/{chat_id}/members", get(list_members).post(add_member))
-        .route("/chats/{chat_id}/members/{user_id}", patch(set_role).delete(remove_member))
+        .route(
+            "/chats/{chat_id}/members",
+            get(list_members).post(add_member),
+        )
+        .route(
+            "/chats/{chat_id}/members/{user_id}",
+            patch(set_role).delete(remove_member),
+        )
         .route("/chats/{chat_id}/messages", get(history).post(send_message))
-        .route("/chats/{chat_id}/messages/{message_id}", get(get_message).patch(edit_message).delete(delete_message))
+        .route(
+            "/chats/{chat_id}/messages/{message_id}",
+            get(get_message).patch(edit_message).delete(delete_message),
+        )
         .route("/chats/{chat_id}/read", post(mark_read))
         .route("/sync", get(sync))
         .route("/ws", get(ws::upgrade))
@@ -88,14 +113,22 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::web::routes())
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::map_response(security_headers))
-        .layer(DefaultBodyLimit::max(state.config.limits.request_body_bytes_max))
+        .layer(DefaultBodyLimit::max(
+            state.config.limits.request_body_bytes_max,
+        ))
         .with_state(state)
 }
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -105,19 +138,27 @@ async fn security_headers(mut response: Response) -> Response {
 
 /// The origins this node answers as: its `Host`, over http or https.
 pub fn origin_allowed(headers: &HeaderMap, origin: &str) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
     origin == format!("http://{host}") || origin == format!("https://{host}")
 }
 
 /// Refuses state-changing requests from a foreign `Origin` (axum does not check it). Requests
 /// without `Origin` come from non-browser clients and pass; browsers always send it on these.
 async fn check_origin(State(_state): State<AppState>, request: Request, next: Next) -> Response {
-    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let changes_state = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if changes_state {
         if let Some(origin) = request.headers().get(header::ORIGIN) {
-            let ok = origin.to_str().is_ok_and(|origin| origin_allowed(request.headers(), origin));
+            let ok = origin
+                .to_str()
+                .is_ok_and(|origin| origin_allowed(request.headers(), origin));
             if !ok {
-                return ApiError::forbidden("forbidden_origin", "cross-origin request refused").into_response();
+                return ApiError::forbidden("forbidden_origin", "cross-origin request refused")
+                    .into_response();
             }
         }
     }
@@ -143,7 +184,11 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         return ApiError::too_large("payload_too_large", "request body is too large");
     }
     if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "send Content-Type: application/json");
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+            "send Content-Type: application/json",
+        );
     }
     ApiError::bad_request("bad_request", rejection.body_text())
 }
@@ -152,12 +197,16 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 pub struct CurrentUser(pub UserRecord);
 
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
-        cookies.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE).then(|| value.to_string())
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|cookies| {
+            cookies.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == COOKIE).then(|| value.to_string())
+            })
         })
-    })
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -165,15 +214,22 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = session_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        let user = accounts::session_user(state.store.as_ref(), &token)?.ok_or_else(ApiError::unauthenticated)?;
+        let user = accounts::session_user(state.store.as_ref(), &token)?
+            .ok_or_else(ApiError::unauthenticated)?;
         let limits = &state.config.limits;
-        let mut buckets = state.request_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = state
+            .request_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             buckets.clear();
         }
-        let bucket = buckets
-            .entry(user.id.clone())
-            .or_insert_with(|| TokenBucket::new(limits.requests_per_s_per_user, limits.requests_burst_per_user));
+        let bucket = buckets.entry(user.id.clone()).or_insert_with(|| {
+            TokenBucket::new(
+                limits.requests_per_s_per_user,
+                limits.requests_burst_per_user,
+            )
+        });
         bucket.take().map_err(ApiError::rate_limited)?;
         Ok(Self(user))
     }
@@ -186,20 +242,29 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
         Ok(Self(address.unwrap_or_else(|| "unknown".into())))
     }
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age_s: u64) -> HeaderValue {
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
-    let value = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value =
+        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn parse_user(state: &AppState, text: &str) -> ApiResult<UserId> {
     let _ = state;
-    text.parse().map_err(|e: confab_protocol::IdError| ApiError::bad_request("invalid_id", e.to_string()))
+    text.parse()
+        .map_err(|e: confab_protocol::IdError| ApiError::bad_request("invalid_id", e.to_string()))
 }
 
 fn parse_chat(text: &str) -> ApiResult<ChatId> {
@@ -220,9 +285,14 @@ struct RegisterBody {
     display_name: Option<String>,
 }
 
-async fn register(State(state): State<AppState>, JsonBody(body): JsonBody<RegisterBody>) -> ApiResult<Response> {
-    confab_protocol::ids::validate_localpart(&body.username).map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
-    accounts::check_password_rules(&body.password).map_err(|e| ApiError::bad_request("invalid_password", e))?;
+async fn register(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> ApiResult<Response> {
+    confab_protocol::ids::validate_localpart(&body.username)
+        .map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
+    accounts::check_password_rules(&body.password)
+        .map_err(|e| ApiError::bad_request("invalid_password", e))?;
     let password = body.password;
     let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&password))
         .await
@@ -232,7 +302,14 @@ async fn register(State(state): State<AppState>, JsonBody(body): JsonBody<Regist
     let display_name = body.display_name.unwrap_or_default();
     let user = state
         .engine
-        .call(|reply| Command::CreateUser { username, password_hash: hash, display_name, force_admin: None, bypass_registration: false, reply })
+        .call(|reply| Command::CreateUser {
+            username,
+            password_hash: hash,
+            display_name,
+            force_admin: None,
+            bypass_registration: false,
+            reply,
+        })
         .await?;
     signed_in(&state, &user, StatusCode::CREATED).await
 }
@@ -241,7 +318,10 @@ async fn signed_in(state: &AppState, user: &UserRecord, status: StatusCode) -> A
     let lifetime_s = state.config.limits.session_lifetime_s;
     let token = accounts::create_session(state.store.as_ref(), user, lifetime_s).await?;
     let mut response = (status, Json(UserView::from(user))).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(state, &token, lifetime_s));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(state, &token, lifetime_s),
+    );
     Ok(response)
 }
 
@@ -252,25 +332,44 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, ClientAddress(address): ClientAddress, JsonBody(body): JsonBody<LoginBody>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> ApiResult<Response> {
     let account_key = body.username.to_lowercase();
-    state.login_by_account.check(&account_key).map_err(ApiError::rate_limited)?;
-    state.login_by_address.check(&address).map_err(ApiError::rate_limited)?;
+    state
+        .login_by_account
+        .check(&account_key)
+        .map_err(ApiError::rate_limited)?;
+    state
+        .login_by_address
+        .check(&address)
+        .map_err(ApiError::rate_limited)?;
     let user = views::user(state.store.as_ref(), &body.username)?;
     // Verify even for unknown users so timing does not reveal which names exist.
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| {
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Q0g7Qy6Yh3bKfW5p6dGx1qR9nG0Yq2mHcY8m0s0c0Y".into()
     });
     let password = body.password;
-    let valid = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
+    let valid = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| valid) else {
         state.login_by_account.record_failure(&account_key);
         state.login_by_address.record_failure(&address);
         tracing::info!(username = %body.username, %address, "login failed");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        ));
     };
     if user.disabled {
-        return Err(ApiError::forbidden("user_disabled", "this account is disabled"));
+        return Err(ApiError::forbidden(
+            "user_disabled",
+            "this account is disabled",
+        ));
     }
     state.login_by_account.clear(&account_key);
     signed_in(&state, &user, StatusCode::OK).await
@@ -281,7 +380,9 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
         accounts::end_session(state.store.as_ref(), &token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
     Ok(response)
 }
 
@@ -289,21 +390,45 @@ async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
     Json(UserView::from(&user))
 }
 
-async fn patch_me(State(state): State<AppState>, CurrentUser(user): CurrentUser, JsonBody(patch): JsonBody<ProfilePatch>) -> ApiResult<Json<UserView>> {
-    let user = state.engine.call(|reply| Command::UpdateProfile { user: user.id, patch, reply }).await?;
+async fn patch_me(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(patch): JsonBody<ProfilePatch>,
+) -> ApiResult<Json<UserView>> {
+    let user = state
+        .engine
+        .call(|reply| Command::UpdateProfile {
+            user: user.id,
+            patch,
+            reply,
+        })
+        .await?;
     Ok(Json(UserView::from(&user)))
 }
 
-async fn list_users(State(state): State<AppState>, CurrentUser(_): CurrentUser) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(views::users(state.store.as_ref())?.iter().map(UserView::from).collect()))
+async fn list_users(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+) -> ApiResult<Json<Vec<UserView>>> {
+    Ok(Json(
+        views::users(state.store.as_ref())?
+            .iter()
+            .map(UserView::from)
+            .collect(),
+    ))
 }
 
-async fn get_user(State(state): State<AppState>, CurrentUser(_): CurrentUser, Path(user_id): Path<String>) -> ApiResult<Json<UserView>> {
+async fn get_user(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<UserView>> {
     let id = parse_user(&state, &user_id)?;
     if id.org_name() != state.config.org_name {
         return Err(ApiError::not_found("user"));
     }
-    let user = views::user(state.store.as_ref(), id.localpart())?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = views::user(state.store.as_ref(), id.localpart())?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(UserView::from(&user)))
 }
 
@@ -311,11 +436,17 @@ fn require_admin(user: &UserRecord) -> ApiResult<()> {
     if user.is_admin {
         Ok(())
     } else {
-        Err(ApiError::forbidden("forbidden", "only a node admin can do this"))
+        Err(ApiError::forbidden(
+            "forbidden",
+            "only a node admin can do this",
+        ))
     }
 }
 
-async fn get_settings(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Settings>> {
+async fn get_settings(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Settings>> {
     require_admin(&user)?;
     Ok(Json(views::settings(state.store.as_ref())?))
 }
@@ -326,27 +457,60 @@ struct SettingsBody {
     registration_open: bool,
 }
 
-async fn patch_settings(State(state): State<AppState>, CurrentUser(user): CurrentUser, JsonBody(body): JsonBody<SettingsBody>) -> ApiResult<Json<Settings>> {
+async fn patch_settings(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<SettingsBody>,
+) -> ApiResult<Json<Settings>> {
     require_admin(&user)?;
-    let settings = state.engine.call(|reply| Command::SetRegistrationOpen { open: body.registration_open, reply }).await?;
+    let settings = state
+        .engine
+        .call(|reply| Command::SetRegistrationOpen {
+            open: body.registration_open,
+            reply,
+        })
+        .await?;
     Ok(Json(settings))
 }
 
-async fn set_disabled(state: AppState, admin: UserRecord, user_id: String, disabled: bool) -> ApiResult<Json<UserView>> {
+async fn set_disabled(
+    state: AppState,
+    admin: UserRecord,
+    user_id: String,
+    disabled: bool,
+) -> ApiResult<Json<UserView>> {
     require_admin(&admin)?;
     let user = parse_user(&state, &user_id)?;
     if user == admin.id && disabled {
-        return Err(ApiError::bad_request("bad_request", "you cannot disable yourself"));
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "you cannot disable yourself",
+        ));
     }
-    let user = state.engine.call(|reply| Command::SetDisabled { user, disabled, reply }).await?;
+    let user = state
+        .engine
+        .call(|reply| Command::SetDisabled {
+            user,
+            disabled,
+            reply,
+        })
+        .await?;
     Ok(Json(UserView::from(&user)))
 }
 
-async fn disable_user(State(state): State<AppState>, CurrentUser(admin): CurrentUser, Path(user_id): Path<String>) -> ApiResult<Json<UserView>> {
+async fn disable_user(
+    State(state): State<AppState>,
+    CurrentUser(admin): CurrentUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<UserView>> {
     set_disabled(state, admin, user_id, true).await
 }
 
-async fn enable_user(State(state): State<AppState>, CurrentUser(admin): CurrentUser, Path(user_id): Path<String>) -> ApiResult<Json<UserView>> {
+async fn enable_user(
+    State(state): State<AppState>,
+    CurrentUser(admin): CurrentUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<UserView>> {
     set_disabled(state, admin, user_id, false).await
 }
 
@@ -361,15 +525,28 @@ struct CreateChannelBody {
     visibility: Visibility,
 }
 
-async fn create_channel(State(state): State<AppState>, CurrentUser(user): CurrentUser, JsonBody(body): JsonBody<CreateChannelBody>) -> ApiResult<(StatusCode, Json<ChatView>)> {
+async fn create_channel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<CreateChannelBody>,
+) -> ApiResult<(StatusCode, Json<ChatView>)> {
     let chat = state
         .engine
-        .call(|reply| Command::CreateChannel { creator: user.id, name: body.name, topic: body.topic, visibility: body.visibility, reply })
+        .call(|reply| Command::CreateChannel {
+            creator: user.id,
+            name: body.name,
+            topic: body.topic,
+            visibility: body.visibility,
+            reply,
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
-async fn list_channels(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Vec<ChatView>>> {
+async fn list_channels(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<ChatView>>> {
     let store = state.store.as_ref();
     let mut channels = Vec::new();
     for chat in views::all_chats(store)? {
@@ -381,7 +558,7 @@ async fn list_channels(State(state): State<AppState>, CurrentUser(user): Current
             channels.push(view);
         }
     }
-    channels.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    channels.sort_by_key(|chat| chat.name.to_lowercase());
     Ok(Json(channels))
 }
 
@@ -391,21 +568,57 @@ struct DmBody {
     user_ids: Vec<String>,
 }
 
-async fn open_dm(State(state): State<AppState>, CurrentUser(user): CurrentUser, JsonBody(body): JsonBody<DmBody>) -> ApiResult<(StatusCode, Json<ChatView>)> {
+async fn open_dm(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<DmBody>,
+) -> ApiResult<(StatusCode, Json<ChatView>)> {
     if body.user_ids.len() > state.config.limits.dm_members_max {
-        return Err(ApiError::bad_request("invalid_body", "too many people for a DM"));
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "too many people for a DM",
+        ));
     }
-    let others = body.user_ids.iter().map(|id| parse_user(&state, id)).collect::<ApiResult<Vec<_>>>()?;
-    let (chat, created) = state.engine.call(|reply| Command::OpenDm { creator: user.id, others, reply }).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(chat)))
+    let others = body
+        .user_ids
+        .iter()
+        .map(|id| parse_user(&state, id))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let (chat, created) = state
+        .engine
+        .call(|reply| Command::OpenDm {
+            creator: user.id,
+            others,
+            reply,
+        })
+        .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(chat),
+    ))
 }
 
-async fn chat_list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Vec<ChatListEntry>>> {
-    Ok(Json(views::chat_list(state.store.as_ref(), &user.id, state.config.limits.unread_count_max)?))
+async fn chat_list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<ChatListEntry>>> {
+    Ok(Json(views::chat_list(
+        state.store.as_ref(),
+        &user.id,
+        state.config.limits.unread_count_max,
+    )?))
 }
 
 /// The chat, if the user may read it: a member, or anyone for a public channel.
-fn readable_chat(state: &AppState, user: &UserRecord, chat_id: &str) -> ApiResult<(crate::model::ChatRecord, Option<Role>)> {
+fn readable_chat(
+    state: &AppState,
+    user: &UserRecord,
+    chat_id: &str,
+) -> ApiResult<(crate::model::ChatRecord, Option<Role>)> {
     let chat = parse_chat(chat_id)?;
     let store = state.store.as_ref();
     let record = views::chat(store, &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
@@ -416,7 +629,11 @@ fn readable_chat(state: &AppState, user: &UserRecord, chat_id: &str) -> ApiResul
     Ok((record, role))
 }
 
-async fn get_chat(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>) -> ApiResult<Json<ChatView>> {
+async fn get_chat(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+) -> ApiResult<Json<ChatView>> {
     let (record, role) = readable_chat(&state, &user, &chat_id)?;
     Ok(Json(ChatView::of(&record, role)))
 }
@@ -428,24 +645,66 @@ struct PatchChatBody {
     topic: Option<String>,
 }
 
-async fn patch_chat(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>, JsonBody(body): JsonBody<PatchChatBody>) -> ApiResult<Json<ChatView>> {
+async fn patch_chat(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<PatchChatBody>,
+) -> ApiResult<Json<ChatView>> {
     let chat = parse_chat(&chat_id)?;
-    let view = state.engine.call(|reply| Command::UpdateChat { user: user.id, chat, name: body.name, topic: body.topic, reply }).await?;
+    let view = state
+        .engine
+        .call(|reply| Command::UpdateChat {
+            user: user.id,
+            chat,
+            name: body.name,
+            topic: body.topic,
+            reply,
+        })
+        .await?;
     Ok(Json(view))
 }
 
-async fn join_chat(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>) -> ApiResult<Json<ChatView>> {
+async fn join_chat(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+) -> ApiResult<Json<ChatView>> {
     let chat = parse_chat(&chat_id)?;
-    Ok(Json(state.engine.call(|reply| Command::Join { user: user.id, chat, reply }).await?))
+    Ok(Json(
+        state
+            .engine
+            .call(|reply| Command::Join {
+                user: user.id,
+                chat,
+                reply,
+            })
+            .await?,
+    ))
 }
 
-async fn leave_chat(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>) -> ApiResult<StatusCode> {
+async fn leave_chat(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let chat = parse_chat(&chat_id)?;
-    state.engine.call(|reply| Command::Leave { user: user.id, chat, reply }).await?;
+    state
+        .engine
+        .call(|reply| Command::Leave {
+            user: user.id,
+            chat,
+            reply,
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_members(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>) -> ApiResult<Json<Vec<MemberView>>> {
+async fn list_members(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+) -> ApiResult<Json<Vec<MemberView>>> {
     let (record, _) = readable_chat(&state, &user, &chat_id)?;
     Ok(Json(views::members(state.store.as_ref(), &record.id)?))
 }
@@ -457,11 +716,25 @@ struct AddMemberBody {
     role: Option<Role>,
 }
 
-async fn add_member(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>, JsonBody(body): JsonBody<AddMemberBody>) -> ApiResult<(StatusCode, Json<MemberView>)> {
+async fn add_member(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<AddMemberBody>,
+) -> ApiResult<(StatusCode, Json<MemberView>)> {
     let chat = parse_chat(&chat_id)?;
     let target = parse_user(&state, &body.user_id)?;
     let role = body.role.unwrap_or(Role::Member);
-    let member = state.engine.call(|reply| Command::AddMember { by: user.id, chat, target, role, reply }).await?;
+    let member = state
+        .engine
+        .call(|reply| Command::AddMember {
+            by: user.id,
+            chat,
+            target,
+            role,
+            reply,
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(member)))
 }
 
@@ -471,16 +744,44 @@ struct RoleBody {
     role: Role,
 }
 
-async fn set_role(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((chat_id, user_id)): Path<(String, String)>, JsonBody(body): JsonBody<RoleBody>) -> ApiResult<Json<MemberView>> {
+async fn set_role(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, user_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> ApiResult<Json<MemberView>> {
     let chat = parse_chat(&chat_id)?;
     let target = parse_user(&state, &user_id)?;
-    Ok(Json(state.engine.call(|reply| Command::SetRole { by: user.id, chat, target, role: body.role, reply }).await?))
+    Ok(Json(
+        state
+            .engine
+            .call(|reply| Command::SetRole {
+                by: user.id,
+                chat,
+                target,
+                role: body.role,
+                reply,
+            })
+            .await?,
+    ))
 }
 
-async fn remove_member(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((chat_id, user_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn remove_member(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let chat = parse_chat(&chat_id)?;
     let target = parse_user(&state, &user_id)?;
-    state.engine.call(|reply| Command::RemoveMember { by: user.id, chat, target, reply }).await?;
+    state
+        .engine
+        .call(|reply| Command::RemoveMember {
+            by: user.id,
+            chat,
+            target,
+            reply,
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -494,18 +795,40 @@ pub struct SendBody {
     pub client_id: Option<String>,
 }
 
-async fn send_message(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>, JsonBody(body): JsonBody<SendBody>) -> ApiResult<(StatusCode, Json<MessageView>)> {
+async fn send_message(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<SendBody>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
     let chat = parse_chat(&chat_id)?;
     let reply_to = body
         .reply_to
         .as_deref()
-        .map(|id| id.parse().map_err(|_| ApiError::bad_request("invalid_id", "reply_to is not a message id")))
+        .map(|id| {
+            id.parse()
+                .map_err(|_| ApiError::bad_request("invalid_id", "reply_to is not a message id"))
+        })
         .transpose()?;
     let (message, created) = state
         .engine
-        .call(|reply| Command::Send { user: user.id, chat, body: body.body, reply_to, client_id: body.client_id, reply })
+        .call(|reply| Command::Send {
+            user: user.id,
+            chat,
+            body: body.body,
+            reply_to,
+            client_id: body.client_id,
+            reply,
+        })
         .await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(message)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(message),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -517,22 +840,49 @@ struct HistoryQuery {
 }
 
 fn parse_cursor_id(text: Option<&str>, name: &str) -> ApiResult<Option<MessageId>> {
-    text.map(|t| t.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("{name} is not a message id")))).transpose()
+    text.map(|t| {
+        t.parse()
+            .map_err(|_| ApiError::bad_request("invalid_id", format!("{name} is not a message id")))
+    })
+    .transpose()
 }
 
-async fn history(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>, Query(query): Query<HistoryQuery>) -> ApiResult<Json<serde_json::Value>> {
+async fn history(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
     let (record, _) = readable_chat(&state, &user, &chat_id)?;
     let before = parse_cursor_id(query.before.as_deref(), "before")?;
     let after = parse_cursor_id(query.after.as_deref(), "after")?;
-    let limit = query.limit.unwrap_or(50).clamp(1, state.config.limits.history_page_max);
-    let (messages, has_more) = views::history(state.store.as_ref(), &record.id, before.as_ref(), after.as_ref(), limit)?;
-    Ok(Json(serde_json::json!({ "messages": messages, "has_more": has_more })))
+    let limit = query
+        .limit
+        .unwrap_or(50)
+        .clamp(1, state.config.limits.history_page_max);
+    let (messages, has_more) = views::history(
+        state.store.as_ref(),
+        &record.id,
+        before.as_ref(),
+        after.as_ref(),
+        limit,
+    )?;
+    Ok(Json(
+        serde_json::json!({ "messages": messages, "has_more": has_more }),
+    ))
 }
 
-async fn get_message(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((chat_id, message_id)): Path<(String, String)>) -> ApiResult<Json<MessageView>> {
+async fn get_message(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, message_id)): Path<(String, String)>,
+) -> ApiResult<Json<MessageView>> {
     let (record, _) = readable_chat(&state, &user, &chat_id)?;
     let id = parse_message(&message_id)?;
-    Ok(Json(views::message(state.store.as_ref(), &record.id, &id)?.ok_or_else(|| ApiError::not_found("message"))?))
+    Ok(Json(
+        views::message(state.store.as_ref(), &record.id, &id)?
+            .ok_or_else(|| ApiError::not_found("message"))?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -541,17 +891,48 @@ struct EditBody {
     body: String,
 }
 
-async fn edit_message(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((chat_id, message_id)): Path<(String, String)>, JsonBody(body): JsonBody<EditBody>) -> ApiResult<Json<MessageView>> {
+async fn edit_message(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, message_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<EditBody>,
+) -> ApiResult<Json<MessageView>> {
     let chat = parse_chat(&chat_id)?;
     let message = parse_message(&message_id)?;
-    Ok(Json(state.engine.call(|reply| Command::Edit { user: user.id, chat, message, body: body.body, reply }).await?))
+    Ok(Json(
+        state
+            .engine
+            .call(|reply| Command::Edit {
+                user: user.id,
+                chat,
+                message,
+                body: body.body,
+                reply,
+            })
+            .await?,
+    ))
 }
 
-async fn delete_message(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path((chat_id, message_id)): Path<(String, String)>) -> ApiResult<Json<MessageView>> {
+async fn delete_message(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, message_id)): Path<(String, String)>,
+) -> ApiResult<Json<MessageView>> {
     let chat = parse_chat(&chat_id)?;
     let message = parse_message(&message_id)?;
     let node_admin = user.is_admin;
-    Ok(Json(state.engine.call(|reply| Command::Delete { user: user.id, node_admin, chat, message, reply }).await?))
+    Ok(Json(
+        state
+            .engine
+            .call(|reply| Command::Delete {
+                user: user.id,
+                node_admin,
+                chat,
+                message,
+                reply,
+            })
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -560,13 +941,32 @@ struct ReadBody {
     message_id: String,
 }
 
-async fn mark_read(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(chat_id): Path<String>, JsonBody(body): JsonBody<ReadBody>) -> ApiResult<Json<ChatListEntry>> {
+async fn mark_read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<ReadBody>,
+) -> ApiResult<Json<ChatListEntry>> {
     let chat = parse_chat(&chat_id)?;
     let message = parse_message(&body.message_id)?;
     let id = user.id.clone();
-    state.engine.call(|reply| Command::MarkRead { user: id, chat, message, reply }).await?;
-    let record = views::chat(state.store.as_ref(), &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
-    Ok(Json(views::chat_list_entry(state.store.as_ref(), &user.id, &record, state.config.limits.unread_count_max)?))
+    state
+        .engine
+        .call(|reply| Command::MarkRead {
+            user: id,
+            chat,
+            message,
+            reply,
+        })
+        .await?;
+    let record =
+        views::chat(state.store.as_ref(), &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
+    Ok(Json(views::chat_list_entry(
+        state.store.as_ref(),
+        &user.id,
+        &record,
+        state.config.limits.unread_count_max,
+    )?))
 }
 
 #[derive(Deserialize)]
@@ -576,9 +976,18 @@ struct SyncQuery {
     limit: Option<usize>,
 }
 
-async fn sync(State(state): State<AppState>, CurrentUser(user): CurrentUser, Query(query): Query<SyncQuery>) -> ApiResult<Json<serde_json::Value>> {
+async fn sync(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<SyncQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
     let after = parse_cursor_id(query.after.as_deref(), "after")?;
-    let limit = query.limit.unwrap_or(100).clamp(1, state.config.limits.history_page_max);
+    let limit = query
+        .limit
+        .unwrap_or(100)
+        .clamp(1, state.config.limits.history_page_max);
     let (messages, has_more) = views::sync(state.store.as_ref(), &user.id, after.as_ref(), limit)?;
-    Ok(Json(serde_json::json!({ "messages": messages, "has_more": has_more })))
+    Ok(Json(
+        serde_json::json!({ "messages": messages, "has_more": has_more }),
+    ))
 }

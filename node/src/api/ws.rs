@@ -46,10 +46,14 @@ pub async fn upgrade(
         .and_then(|o| o.to_str().ok())
         .is_some_and(|origin| origin_allowed(&headers, origin));
     if !origin_ok {
-        return Err(ApiError::forbidden("forbidden_origin", "WebSocket upgrade needs a same-origin Origin header"));
+        return Err(ApiError::forbidden(
+            "forbidden_origin",
+            "WebSocket upgrade needs a same-origin Origin header",
+        ));
     }
     let token = super::session_token(&headers).ok_or_else(ApiError::unauthenticated)?;
-    let user = crate::accounts::session_user(state.store.as_ref(), &token)?.ok_or_else(ApiError::unauthenticated)?;
+    let user = crate::accounts::session_user(state.store.as_ref(), &token)?
+        .ok_or_else(ApiError::unauthenticated)?;
     let _ = CurrentUser(user.clone());
     let frame_max = state.config.limits.websocket_frame_bytes_max;
     let cursor = query.cursor;
@@ -109,7 +113,15 @@ impl Session {
     fn new(state: AppState, user: UserRecord) -> Self {
         let limits = &state.config.limits;
         let bucket = TokenBucket::new(limits.websocket_frames_per_s, limits.websocket_frames_burst);
-        Self { state, user, chats: HashSet::new(), last_cursor: 0, bucket, sends: Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX)), close_after: false }
+        Self {
+            state,
+            user,
+            chats: HashSet::new(),
+            last_cursor: 0,
+            bucket,
+            sends: Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX)),
+            close_after: false,
+        }
     }
 
     async fn run(mut self, socket: WebSocket, cursor: Option<u64>) -> Result<(), SessionError> {
@@ -117,14 +129,22 @@ impl Session {
         let mut events = self.state.hub.subscribe();
         let mut shutdown = self.state.shutdown.clone();
         let (acks, mut ack_frames) = mpsc::channel::<String>(SENDS_IN_FLIGHT_MAX);
-        self.chats = views::user_chats(self.state.store.as_ref(), &self.user.id)?.into_iter().collect();
+        self.chats = views::user_chats(self.state.store.as_ref(), &self.user.id)?
+            .into_iter()
+            .collect();
         let latest = self.state.hub.latest();
-        sink.send(text(serde_json::json!({ "type": "hello", "cursor": latest }).to_string())).await?;
+        sink.send(text(
+            serde_json::json!({ "type": "hello", "cursor": latest }).to_string(),
+        ))
+        .await?;
         self.last_cursor = latest;
         if let Some(cursor) = cursor.filter(|c| *c < latest) {
             let oldest = events::oldest_cursor(self.state.store.as_ref())?;
             if oldest > cursor + 1 {
-                sink.send(text(serde_json::json!({ "type": "resync", "cursor": latest }).to_string())).await?;
+                sink.send(text(
+                    serde_json::json!({ "type": "resync", "cursor": latest }).to_string(),
+                ))
+                .await?;
             } else {
                 self.last_cursor = cursor;
                 self.replay(&mut sink, latest).await?;
@@ -168,8 +188,15 @@ impl Session {
     /// Sends stored events after `last_cursor` up to `up_to`.
     async fn replay(&mut self, sink: &mut Sink, up_to: u64) -> Result<(), SessionError> {
         while self.last_cursor < up_to {
-            let page = events::read_log(self.state.store.as_ref(), self.last_cursor, up_to, REPLAY_PAGE)?;
-            let Some(last) = page.last().map(|e| e.cursor) else { break };
+            let page = events::read_log(
+                self.state.store.as_ref(),
+                self.last_cursor,
+                up_to,
+                REPLAY_PAGE,
+            )?;
+            let Some(last) = page.last().map(|e| e.cursor) else {
+                break;
+            };
             for event in page {
                 self.deliver(sink, &event).await?;
             }
@@ -192,7 +219,8 @@ impl Session {
             return Ok(());
         }
         self.last_cursor = event.cursor;
-        if let (EventBody::ChatJoined { chat }, Audience::User(_)) = (&event.body, &event.audience) {
+        if let (EventBody::ChatJoined { chat }, Audience::User(_)) = (&event.body, &event.audience)
+        {
             if self.visible(event) {
                 self.chats.insert(chat.id);
             }
@@ -206,7 +234,11 @@ impl Session {
                 self.chats.remove(chat_id);
             }
             EventBody::MessageCreated { message } if message.author != self.user.id => {
-                self.state.engine.notify(Command::MarkReceived { chat: message.chat_id, message: message.id, by: self.user.id.clone() });
+                self.state.engine.notify(Command::MarkReceived {
+                    chat: message.chat_id,
+                    message: message.id,
+                    by: self.user.id.clone(),
+                });
             }
             EventBody::UserUpdated { user } if user.id == self.user.id && user.disabled => {
                 self.close_after = true;
@@ -216,27 +248,55 @@ impl Session {
         Ok(())
     }
 
-    async fn on_frame(&mut self, sink: &mut Sink, frame: &str, acks: &mpsc::Sender<String>) -> Result<(), SessionError> {
+    async fn on_frame(
+        &mut self,
+        sink: &mut Sink,
+        frame: &str,
+        acks: &mpsc::Sender<String>,
+    ) -> Result<(), SessionError> {
         if let Err(retry_after_s) = self.bucket.take() {
             let error = ApiError::rate_limited(retry_after_s);
-            sink.send(text(error_frame(client_id_of(frame).as_deref(), &error))).await?;
+            sink.send(text(error_frame(client_id_of(frame).as_deref(), &error)))
+                .await?;
             return Ok(());
         }
         let parsed: ClientFrame = match serde_json::from_str(frame) {
             Ok(parsed) => parsed,
             Err(error) => {
-                let error = ApiError::bad_request("bad_request", format!("unreadable frame: {error}"));
-                sink.send(text(error_frame(client_id_of(frame).as_deref(), &error))).await?;
+                let error =
+                    ApiError::bad_request("bad_request", format!("unreadable frame: {error}"));
+                sink.send(text(error_frame(client_id_of(frame).as_deref(), &error)))
+                    .await?;
                 return Ok(());
             }
         };
         match parsed {
             ClientFrame::Ping => sink.send(text(r#"{"type":"pong"}"#.to_string())).await?,
-            ClientFrame::Send { client_id, chat_id, body, reply_to } => {
-                self.spawn_send(client_id, chat_id, SendBody { body, reply_to, client_id: None }, acks.clone());
+            ClientFrame::Send {
+                client_id,
+                chat_id,
+                body,
+                reply_to,
+            } => {
+                self.spawn_send(
+                    client_id,
+                    chat_id,
+                    SendBody {
+                        body,
+                        reply_to,
+                        client_id: None,
+                    },
+                    acks.clone(),
+                );
             }
-            ClientFrame::Read { chat_id, message_id } => {
-                let parsed = chat_id.parse::<ChatId>().ok().zip(message_id.parse::<MessageId>().ok());
+            ClientFrame::Read {
+                chat_id,
+                message_id,
+            } => {
+                let parsed = chat_id
+                    .parse::<ChatId>()
+                    .ok()
+                    .zip(message_id.parse::<MessageId>().ok());
                 let Some((chat, message)) = parsed else {
                     let error = ApiError::bad_request("invalid_id", "bad chat or message id");
                     sink.send(text(error_frame(None, &error))).await?;
@@ -246,7 +306,15 @@ impl Session {
                 let user = self.user.id.clone();
                 let acks = acks.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = engine.call(|reply| Command::MarkRead { user, chat, message, reply }).await {
+                    if let Err(error) = engine
+                        .call(|reply| Command::MarkRead {
+                            user,
+                            chat,
+                            message,
+                            reply,
+                        })
+                        .await
+                    {
                         let _ = acks.send(error_frame(None, &error)).await;
                     }
                 });
@@ -255,27 +323,49 @@ impl Session {
         Ok(())
     }
 
-    fn spawn_send(&self, client_id: String, chat_id: String, body: SendBody, acks: mpsc::Sender<String>) {
+    fn spawn_send(
+        &self,
+        client_id: String,
+        chat_id: String,
+        body: SendBody,
+        acks: mpsc::Sender<String>,
+    ) {
         let engine = self.state.engine.clone();
         let user = self.user.id.clone();
         let sends = self.sends.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = sends.acquire_owned().await else { return };
+            let Ok(_permit) = sends.acquire_owned().await else {
+                return;
+            };
             let result = async {
                 let chat: ChatId = chat_id.parse().map_err(|_| ApiError::not_found("chat"))?;
                 let reply_to = body
                     .reply_to
                     .as_deref()
-                    .map(|id| id.parse::<MessageId>().map_err(|_| ApiError::bad_request("invalid_id", "reply_to is not a message id")))
+                    .map(|id| {
+                        id.parse::<MessageId>().map_err(|_| {
+                            ApiError::bad_request("invalid_id", "reply_to is not a message id")
+                        })
+                    })
                     .transpose()?;
                 let client = Some(client_id.clone()).filter(|c| !c.is_empty());
                 engine
-                    .call(|reply| Command::Send { user, chat, body: body.body, reply_to, client_id: client, reply })
+                    .call(|reply| Command::Send {
+                        user,
+                        chat,
+                        body: body.body,
+                        reply_to,
+                        client_id: client,
+                        reply,
+                    })
                     .await
             }
             .await;
             let frame = match result {
-                Ok((message, _)) => serde_json::json!({ "type": "ack", "client_id": client_id, "message": message }).to_string(),
+                Ok((message, _)) => {
+                    serde_json::json!({ "type": "ack", "client_id": client_id, "message": message })
+                        .to_string()
+                }
                 Err(error) => error_frame(Some(&client_id), &error),
             };
             let _ = acks.send(frame).await;
@@ -284,11 +374,16 @@ impl Session {
 }
 
 fn client_id_of(frame: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(frame).ok()?.get("client_id")?.as_str().map(str::to_string)
+    serde_json::from_str::<serde_json::Value>(frame)
+        .ok()?
+        .get("client_id")?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn error_frame(client_id: Option<&str>, error: &ApiError) -> String {
-    let mut value = serde_json::json!({ "type": "error", "code": error.code, "message": error.message });
+    let mut value =
+        serde_json::json!({ "type": "error", "code": error.code, "message": error.message });
     if let Some(client_id) = client_id {
         value["client_id"] = client_id.into();
     }

@@ -35,7 +35,12 @@ impl Doc {
     fn new(id: DocId, owner: confab_protocol::OrgId, actor_suffix: [u8; 16]) -> Self {
         let mut doc = AutoCommit::new();
         doc.set_actor(actor_for(&owner, actor_suffix));
-        Self { id, doc, validator: DocValidator::new(id, owner, Limits::default()), next_index: 0 }
+        Self {
+            id,
+            doc,
+            validator: DocValidator::new(id, owner, Limits::default()),
+            next_index: 0,
+        }
     }
 
     /// Makes a change with `write`, signs it, validates it, and adds it to `batch`.
@@ -58,13 +63,23 @@ impl Doc {
             .doc
             .get_last_local_change()
             .ok_or_else(|| DocError::Rejected("no local change after commit".into()))?;
-        let signed = SignedChange::sign(key, self.id, epoch, change.raw_bytes().to_vec(), &change.hash().0);
+        let signed = SignedChange::sign(
+            key,
+            self.id,
+            epoch,
+            change.raw_bytes().to_vec(),
+            &change.hash().0,
+        );
         match self.validator.check_own(&signed, membership) {
             Ok(Verdict::Accept(checked)) => self.validator.commit(&checked),
             Ok(other) => return Err(DocError::Rejected(format!("{other:?}"))),
             Err(rejection) => return Err(DocError::Rejected(rejection.to_string())),
         }
-        batch.put(Tree::Changes, change_key(&self.id, self.next_index), signed.encode());
+        batch.put(
+            Tree::Changes,
+            change_key(&self.id, self.next_index),
+            signed.encode(),
+        );
         self.next_index += 1;
         Ok(signed)
     }
@@ -84,16 +99,24 @@ impl Doc {
         loop {
             let range = match &after {
                 None => prefix_range(&id.to_bytes()),
-                Some(key) => (std::ops::Bound::Excluded(key.clone()), prefix_range(&id.to_bytes()).1),
+                Some(key) => (
+                    std::ops::Bound::Excluded(key.clone()),
+                    prefix_range(&id.to_bytes()).1,
+                ),
             };
             let page = store.range(Tree::Changes, range, false, 1024)?;
-            let Some((last_key, _)) = page.last() else { break };
+            let Some((last_key, _)) = page.last() else {
+                break;
+            };
             after = Some(last_key.clone());
             for (_, bytes) in page {
-                let signed = SignedChange::decode(&bytes, usize::MAX).map_err(|e| DocError::Damaged(e.to_string()))?;
+                let signed = SignedChange::decode(&bytes, usize::MAX)
+                    .map_err(|e| DocError::Damaged(e.to_string()))?;
                 // Our own store: the signatures were checked when the changes arrived.
                 let verdict = match (id.kind, membership) {
-                    (confab_protocol::DocKind::Bucket(_), Some(control)) => loaded.validator.check_own(&signed, control),
+                    (confab_protocol::DocKind::Bucket(_), Some(control)) => {
+                        loaded.validator.check_own(&signed, control)
+                    }
                     _ => loaded.validator.check_own(&signed, &NoMembership),
                 };
                 match verdict {
@@ -102,7 +125,11 @@ impl Doc {
                         changes.push(checked.change);
                     }
                     Ok(Verdict::Duplicate) => {}
-                    other => return Err(DocError::Damaged(format!("stored change of {id} does not validate: {other:?}"))),
+                    other => {
+                        return Err(DocError::Damaged(format!(
+                            "stored change of {id} does not validate: {other:?}"
+                        )))
+                    }
                 }
                 loaded.next_index += 1;
             }
@@ -159,26 +186,52 @@ impl ChatDocs {
         control_doc.commit(key, 1, &placeholder, now_ms, batch, |doc| {
             control::genesis(doc, info, name, topic, first_member)
         })?;
-        let state = control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+        let state =
+            control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
         let mut bucket_doc = Doc::new(DocId::bucket(chat, 1), owner, actor_suffixes.1);
         let mut collections = None;
         bucket_doc.commit(key, state.epoch, &state, now_ms, batch, |doc| {
             collections = Some(bucket::genesis(doc)?);
             Ok(())
         })?;
-        let collections = collections.ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?;
-        Ok(Self { chat, control: control_doc, state, bucket: bucket_doc, bucket_number: 1, collections, bucket_messages: 0 })
+        let collections = collections
+            .ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?;
+        Ok(Self {
+            chat,
+            control: control_doc,
+            state,
+            bucket: bucket_doc,
+            bucket_number: 1,
+            collections,
+            bucket_messages: 0,
+        })
     }
 
     /// Loads a chat's control document and newest bucket from storage.
-    pub fn load(store: &dyn KvStore, chat: ChatId, suffixes: ([u8; 16], [u8; 16])) -> Result<Option<Self>, DocError> {
+    pub fn load(
+        store: &dyn KvStore,
+        chat: ChatId,
+        suffixes: ([u8; 16], [u8; 16]),
+    ) -> Result<Option<Self>, DocError> {
         let control_id = DocId::control(chat);
-        let Some((_, first)) = store.range(Tree::Changes, prefix_range(&control_id.to_bytes()), false, 1)?.into_iter().next() else {
+        let Some((_, first)) = store
+            .range(
+                Tree::Changes,
+                prefix_range(&control_id.to_bytes()),
+                false,
+                1,
+            )?
+            .into_iter()
+            .next()
+        else {
             return Ok(None);
         };
-        let owner = SignedChange::decode(&first, usize::MAX).map_err(|e| DocError::Damaged(e.to_string()))?.signer;
+        let owner = SignedChange::decode(&first, usize::MAX)
+            .map_err(|e| DocError::Damaged(e.to_string()))?
+            .signer;
         let control_doc = Doc::load(store, control_id, owner, None, suffixes.0)?;
-        let state = control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+        let state =
+            control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
         let bucket_number = state
             .buckets
             .iter()
@@ -186,10 +239,27 @@ impl ChatDocs {
             .map(|(number, _)| number + 1)
             .max()
             .unwrap_or(1);
-        let bucket_doc = Doc::load(store, DocId::bucket(chat, bucket_number), owner, Some(&state), suffixes.1)?;
-        let collections = bucket::collections(&bucket_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
-        let bucket_messages = bucket::messages(&bucket_doc.doc).map(|m| m.len() as u64).unwrap_or(0);
-        Ok(Some(Self { chat, control: control_doc, state, bucket: bucket_doc, bucket_number, collections, bucket_messages }))
+        let bucket_doc = Doc::load(
+            store,
+            DocId::bucket(chat, bucket_number),
+            owner,
+            Some(&state),
+            suffixes.1,
+        )?;
+        let collections =
+            bucket::collections(&bucket_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+        let bucket_messages = bucket::messages(&bucket_doc.doc)
+            .map(|m| m.len() as u64)
+            .unwrap_or(0);
+        Ok(Some(Self {
+            chat,
+            control: control_doc,
+            state,
+            bucket: bucket_doc,
+            bucket_number,
+            collections,
+            bucket_messages,
+        }))
     }
 
     /// Changes the control document and re-reads its state.
@@ -201,16 +271,22 @@ impl ChatDocs {
         write: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
         bump_epoch: bool,
     ) -> Result<(), DocError> {
-        let epoch = if bump_epoch { self.state.epoch + 1 } else { self.state.epoch };
+        let epoch = if bump_epoch {
+            self.state.epoch + 1
+        } else {
+            self.state.epoch
+        };
         let state = self.state.clone();
-        self.control.commit(key, epoch, &state, now_ms, batch, |doc| {
-            write(doc)?;
-            if bump_epoch {
-                control::set_epoch(doc, epoch)?;
-            }
-            Ok(())
-        })?;
-        self.state = control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+        self.control
+            .commit(key, epoch, &state, now_ms, batch, |doc| {
+                write(doc)?;
+                if bump_epoch {
+                    control::set_epoch(doc, epoch)?;
+                }
+                Ok(())
+            })?;
+        self.state =
+            control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
         Ok(())
     }
 
@@ -224,23 +300,49 @@ impl ChatDocs {
     ) -> Result<(), DocError> {
         let collections = self.collections.clone();
         let epoch = self.state.epoch;
-        self.bucket.commit(key, epoch, &self.state, now_ms, batch, |doc| write(doc, &collections))?;
+        self.bucket
+            .commit(key, epoch, &self.state, now_ms, batch, |doc| {
+                write(doc, &collections)
+            })?;
         Ok(())
     }
 
     /// Seals the full bucket (its final heads in the control document) and starts the next one.
-    pub fn roll_over(&mut self, key: &OrgKey, now_ms: u64, suffix: [u8; 16], batch: &mut WriteBatch) -> Result<(), DocError> {
-        let heads = self.bucket.doc.get_heads().iter().map(|h| h.to_string()).collect();
-        let record = control::BucketRecord { sealed: true, heads, messages: self.bucket_messages };
+    pub fn roll_over(
+        &mut self,
+        key: &OrgKey,
+        now_ms: u64,
+        suffix: [u8; 16],
+        batch: &mut WriteBatch,
+    ) -> Result<(), DocError> {
+        let heads = self
+            .bucket
+            .doc
+            .get_heads()
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let record = control::BucketRecord {
+            sealed: true,
+            heads,
+            messages: self.bucket_messages,
+        };
         let number = self.bucket_number;
-        self.change_control(key, now_ms, batch, |doc| control::put_bucket(doc, number, &record), false)?;
+        self.change_control(
+            key,
+            now_ms,
+            batch,
+            |doc| control::put_bucket(doc, number, &record),
+            false,
+        )?;
         let mut next = Doc::new(DocId::bucket(self.chat, number + 1), key.id(), suffix);
         let mut collections = None;
         next.commit(key, self.state.epoch, &self.state, now_ms, batch, |doc| {
             collections = Some(bucket::genesis(doc)?);
             Ok(())
         })?;
-        self.collections = collections.ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?;
+        self.collections = collections
+            .ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?;
         self.bucket = next;
         self.bucket_number = number + 1;
         self.bucket_messages = 0;
@@ -265,19 +367,36 @@ fn placeholder_state(info: &control::ChatInfo) -> ControlState {
 
 /// Every document of a chat, read back for rebuilding views: the control state, its owner, and
 /// each history bucket in order. `None` if the chat has no stored control document.
-pub fn load_history(store: &dyn KvStore, chat: ChatId) -> Result<Option<(ControlState, Vec<AutoCommit>)>, DocError> {
+pub fn load_history(
+    store: &dyn KvStore,
+    chat: ChatId,
+) -> Result<Option<(ControlState, Vec<AutoCommit>)>, DocError> {
     let suffix = [0u8; 16];
     let control_id = DocId::control(chat);
-    let Some((_, first)) = store.range(Tree::Changes, prefix_range(&control_id.to_bytes()), false, 1)?.into_iter().next() else {
+    let Some((_, first)) = store
+        .range(
+            Tree::Changes,
+            prefix_range(&control_id.to_bytes()),
+            false,
+            1,
+        )?
+        .into_iter()
+        .next()
+    else {
         return Ok(None);
     };
-    let owner = SignedChange::decode(&first, usize::MAX).map_err(|e| DocError::Damaged(e.to_string()))?.signer;
+    let owner = SignedChange::decode(&first, usize::MAX)
+        .map_err(|e| DocError::Damaged(e.to_string()))?
+        .signer;
     let control_doc = Doc::load(store, control_id, owner, None, suffix)?;
     let state = control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
     let mut buckets = Vec::new();
     for number in 1.. {
         let id = DocId::bucket(chat, number);
-        if store.range(Tree::Changes, prefix_range(&id.to_bytes()), false, 1)?.is_empty() {
+        if store
+            .range(Tree::Changes, prefix_range(&id.to_bytes()), false, 1)?
+            .is_empty()
+        {
             break;
         }
         buckets.push(Doc::load(store, id, owner, Some(&state), suffix)?.doc);

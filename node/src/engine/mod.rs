@@ -14,7 +14,10 @@ pub mod rebuild;
 use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Audience, Event, EventBody, EventHub};
-use crate::model::{keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, Settings, UserRecord, UserView};
+use crate::model::{
+    keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, Settings,
+    UserRecord, UserView,
+};
 use crate::store::{KvStore, StoreError, Tree, WriteBatch};
 use crate::views;
 use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};
@@ -47,25 +50,116 @@ pub struct ProfilePatch {
 
 /// The intents the engine carries out.
 pub enum Command {
-    CreateUser { username: String, password_hash: String, display_name: String, force_admin: Option<bool>, bypass_registration: bool, reply: Reply<UserRecord> },
-    SetPassword { username: String, password_hash: String, reply: Reply<UserRecord> },
-    UpdateProfile { user: UserId, patch: ProfilePatch, reply: Reply<UserRecord> },
-    SetRegistrationOpen { open: bool, reply: Reply<Settings> },
-    SetDisabled { user: UserId, disabled: bool, reply: Reply<UserRecord> },
-    CreateChannel { creator: UserId, name: String, topic: String, visibility: Visibility, reply: Reply<ChatView> },
-    OpenDm { creator: UserId, others: Vec<UserId>, reply: Reply<(ChatView, bool)> },
-    UpdateChat { user: UserId, chat: ChatId, name: Option<String>, topic: Option<String>, reply: Reply<ChatView> },
-    Join { user: UserId, chat: ChatId, reply: Reply<ChatView> },
-    Leave { user: UserId, chat: ChatId, reply: Reply<()> },
-    AddMember { by: UserId, chat: ChatId, target: UserId, role: Role, reply: Reply<MemberView> },
-    SetRole { by: UserId, chat: ChatId, target: UserId, role: Role, reply: Reply<MemberView> },
-    RemoveMember { by: UserId, chat: ChatId, target: UserId, reply: Reply<()> },
-    Send { user: UserId, chat: ChatId, body: String, reply_to: Option<MessageId>, client_id: Option<String>, reply: Reply<(MessageView, bool)> },
-    Edit { user: UserId, chat: ChatId, message: MessageId, body: String, reply: Reply<MessageView> },
-    Delete { user: UserId, node_admin: bool, chat: ChatId, message: MessageId, reply: Reply<MessageView> },
-    MarkRead { user: UserId, chat: ChatId, message: MessageId, reply: Reply<()> },
+    CreateUser {
+        username: String,
+        password_hash: String,
+        display_name: String,
+        force_admin: Option<bool>,
+        bypass_registration: bool,
+        reply: Reply<UserRecord>,
+    },
+    SetPassword {
+        username: String,
+        password_hash: String,
+        reply: Reply<UserRecord>,
+    },
+    UpdateProfile {
+        user: UserId,
+        patch: ProfilePatch,
+        reply: Reply<UserRecord>,
+    },
+    SetRegistrationOpen {
+        open: bool,
+        reply: Reply<Settings>,
+    },
+    SetDisabled {
+        user: UserId,
+        disabled: bool,
+        reply: Reply<UserRecord>,
+    },
+    CreateChannel {
+        creator: UserId,
+        name: String,
+        topic: String,
+        visibility: Visibility,
+        reply: Reply<ChatView>,
+    },
+    OpenDm {
+        creator: UserId,
+        others: Vec<UserId>,
+        reply: Reply<(ChatView, bool)>,
+    },
+    UpdateChat {
+        user: UserId,
+        chat: ChatId,
+        name: Option<String>,
+        topic: Option<String>,
+        reply: Reply<ChatView>,
+    },
+    Join {
+        user: UserId,
+        chat: ChatId,
+        reply: Reply<ChatView>,
+    },
+    Leave {
+        user: UserId,
+        chat: ChatId,
+        reply: Reply<()>,
+    },
+    AddMember {
+        by: UserId,
+        chat: ChatId,
+        target: UserId,
+        role: Role,
+        reply: Reply<MemberView>,
+    },
+    SetRole {
+        by: UserId,
+        chat: ChatId,
+        target: UserId,
+        role: Role,
+        reply: Reply<MemberView>,
+    },
+    RemoveMember {
+        by: UserId,
+        chat: ChatId,
+        target: UserId,
+        reply: Reply<()>,
+    },
+    Send {
+        user: UserId,
+        chat: ChatId,
+        body: String,
+        reply_to: Option<MessageId>,
+        client_id: Option<String>,
+        reply: Reply<(MessageView, bool)>,
+    },
+    Edit {
+        user: UserId,
+        chat: ChatId,
+        message: MessageId,
+        body: String,
+        reply: Reply<MessageView>,
+    },
+    Delete {
+        user: UserId,
+        node_admin: bool,
+        chat: ChatId,
+        message: MessageId,
+        reply: Reply<MessageView>,
+    },
+    MarkRead {
+        user: UserId,
+        chat: ChatId,
+        message: MessageId,
+        reply: Reply<()>,
+    },
     /// A recipient's device got the message; no answer.
-    MarkReceived { chat: ChatId, message: MessageId, by: UserId },
+    MarkReceived {
+        chat: ChatId,
+        message: MessageId,
+        by: UserId,
+    },
 }
 
 /// The handle handlers use to reach the engine.
@@ -82,7 +176,9 @@ impl EngineHandle {
             .send(make(reply))
             .await
             .map_err(|_| ApiError::internal("engine stopped"))?;
-        answer.await.map_err(|_| ApiError::internal("engine dropped a request"))?
+        answer
+            .await
+            .map_err(|_| ApiError::internal("engine dropped a request"))?
     }
 
     /// Sends an intent that has no answer; dropped if the engine is overloaded.
@@ -108,7 +204,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     // panic, and log loudly.
     if let Err(error) = getrandom::fill(&mut bytes) {
         tracing::error!(%error, "OS random generator failed");
-        let seed = Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()));
+        let seed = Sha256::digest(format!(
+            "{:?}{}",
+            std::time::SystemTime::now(),
+            std::process::id()
+        ));
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = seed[i % 32];
         }
@@ -224,11 +324,29 @@ impl Engine {
     fn process(&mut self, command: Command, done: &mut Vec<Done>, events: &mut Vec<Event>) {
         let mut tx = Tx::default();
         let finish = match command {
-            Command::CreateUser { username, password_hash, display_name, force_admin, bypass_registration, reply } => {
-                let result = self.create_user(&mut tx, &username, password_hash, display_name, force_admin, bypass_registration);
+            Command::CreateUser {
+                username,
+                password_hash,
+                display_name,
+                force_admin,
+                bypass_registration,
+                reply,
+            } => {
+                let result = self.create_user(
+                    &mut tx,
+                    &username,
+                    password_hash,
+                    display_name,
+                    force_admin,
+                    bypass_registration,
+                );
                 self.finish(tx, result, reply, events)
             }
-            Command::SetPassword { username, password_hash, reply } => {
+            Command::SetPassword {
+                username,
+                password_hash,
+                reply,
+            } => {
                 let result = self.set_password(&mut tx, &username, password_hash);
                 self.finish(tx, result, reply, events)
             }
@@ -237,23 +355,46 @@ impl Engine {
                 self.finish(tx, result, reply, events)
             }
             Command::SetRegistrationOpen { open, reply } => {
-                let settings = Settings { registration_open: open };
-                tx.batch.put(Tree::Meta, b"settings".to_vec(), json(&settings));
+                let settings = Settings {
+                    registration_open: open,
+                };
+                tx.batch
+                    .put(Tree::Meta, b"settings".to_vec(), json(&settings));
                 self.finish(tx, Ok(settings), reply, events)
             }
-            Command::SetDisabled { user, disabled, reply } => {
+            Command::SetDisabled {
+                user,
+                disabled,
+                reply,
+            } => {
                 let result = self.set_disabled(&mut tx, &user, disabled);
                 self.finish(tx, result, reply, events)
             }
-            Command::CreateChannel { creator, name, topic, visibility, reply } => {
+            Command::CreateChannel {
+                creator,
+                name,
+                topic,
+                visibility,
+                reply,
+            } => {
                 let result = self.create_channel(&mut tx, &creator, name, topic, visibility);
                 self.finish(tx, result, reply, events)
             }
-            Command::OpenDm { creator, others, reply } => {
+            Command::OpenDm {
+                creator,
+                others,
+                reply,
+            } => {
                 let result = self.open_dm(&mut tx, &creator, others);
                 self.finish(tx, result, reply, events)
             }
-            Command::UpdateChat { user, chat, name, topic, reply } => {
+            Command::UpdateChat {
+                user,
+                chat,
+                name,
+                topic,
+                reply,
+            } => {
                 let result = self.update_chat(&mut tx, &user, &chat, name, topic);
                 self.finish(tx, result, reply, events)
             }
@@ -265,31 +406,72 @@ impl Engine {
                 let result = self.leave(&mut tx, &user, &chat);
                 self.finish(tx, result, reply, events)
             }
-            Command::AddMember { by, chat, target, role, reply } => {
+            Command::AddMember {
+                by,
+                chat,
+                target,
+                role,
+                reply,
+            } => {
                 let result = self.add_member(&mut tx, &by, &chat, &target, role);
                 self.finish(tx, result, reply, events)
             }
-            Command::SetRole { by, chat, target, role, reply } => {
+            Command::SetRole {
+                by,
+                chat,
+                target,
+                role,
+                reply,
+            } => {
                 let result = self.set_role(&mut tx, &by, &chat, &target, role);
                 self.finish(tx, result, reply, events)
             }
-            Command::RemoveMember { by, chat, target, reply } => {
+            Command::RemoveMember {
+                by,
+                chat,
+                target,
+                reply,
+            } => {
                 let result = self.remove_member(&mut tx, &by, &chat, &target);
                 self.finish(tx, result, reply, events)
             }
-            Command::Send { user, chat, body, reply_to, client_id, reply } => {
+            Command::Send {
+                user,
+                chat,
+                body,
+                reply_to,
+                client_id,
+                reply,
+            } => {
                 let result = self.send(&mut tx, &user, &chat, body, reply_to, client_id);
                 self.finish(tx, result, reply, events)
             }
-            Command::Edit { user, chat, message, body, reply } => {
+            Command::Edit {
+                user,
+                chat,
+                message,
+                body,
+                reply,
+            } => {
                 let result = self.edit(&mut tx, &user, &chat, &message, body);
                 self.finish(tx, result, reply, events)
             }
-            Command::Delete { user, node_admin, chat, message, reply } => {
+            Command::Delete {
+                user,
+                node_admin,
+                chat,
+                message,
+                reply,
+            } => {
                 let result = self.delete(&mut tx, &user, node_admin, &chat, &message);
                 self.finish(tx, result, reply, events)
             }
-            Command::MarkRead { user, chat, message, reply } => {
+            Command::MarkRead {
+                user,
+                chat,
+                message,
+                reply,
+            } => {
                 let result = self.mark_read(&mut tx, &user, &chat, &message);
                 self.finish(tx, result, reply, events)
             }
@@ -304,7 +486,13 @@ impl Engine {
 
     /// Applies the intent's batch (so later intents in the group see it) and returns the closure
     /// that answers once the group's flush is done.
-    fn finish<T: Send + 'static>(&mut self, tx: Tx, result: ApiResult<T>, reply: Reply<T>, events: &mut Vec<Event>) -> Done {
+    fn finish<T: Send + 'static>(
+        &mut self,
+        tx: Tx,
+        result: ApiResult<T>,
+        reply: Reply<T>,
+        events: &mut Vec<Event>,
+    ) -> Done {
         let result = match result {
             Ok(value) => match self.store.apply(tx.batch) {
                 Ok(()) => {
@@ -328,17 +516,30 @@ impl Engine {
     }
 
     fn emit(&mut self, tx: &mut Tx, audience: Audience, body: EventBody) {
-        let event = Event { cursor: self.next_cursor, audience, body };
+        let event = Event {
+            cursor: self.next_cursor,
+            audience,
+            body,
+        };
         self.next_cursor += 1;
-        tx.batch.put(Tree::Events, Event::key(event.cursor).to_vec(), json(&event));
+        tx.batch.put(
+            Tree::Events,
+            Event::key(event.cursor).to_vec(),
+            json(&event),
+        );
         tx.events.push(event);
     }
 
     /// Drops the oldest events past the retention limit, a bounded number at a time.
     fn trim_events(&mut self) {
         let newest = self.next_cursor.saturating_sub(1);
-        let Some(keep_from) = newest.checked_sub(self.limits.events_retained_max) else { return };
-        let range = (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(Event::key(keep_from).to_vec()));
+        let Some(keep_from) = newest.checked_sub(self.limits.events_retained_max) else {
+            return;
+        };
+        let range = (
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(Event::key(keep_from).to_vec()),
+        );
         if let Ok(old) = self.store.range(Tree::Events, range, false, 1000) {
             let mut batch = WriteBatch::default();
             for (key, _) in old {
@@ -356,7 +557,8 @@ impl Engine {
         if user.org_name() != self.org_name {
             return Err(ApiError::not_found("user"));
         }
-        views::user(self.store.as_ref(), user.localpart())?.ok_or_else(|| ApiError::not_found("user"))
+        views::user(self.store.as_ref(), user.localpart())?
+            .ok_or_else(|| ApiError::not_found("user"))
     }
 
     fn create_user(
@@ -368,17 +570,36 @@ impl Engine {
         force_admin: Option<bool>,
         bypass_registration: bool,
     ) -> ApiResult<UserRecord> {
-        let id = UserId::new(username, &self.org_name).map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
+        let id = UserId::new(username, &self.org_name)
+            .map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
         if views::user(self.store.as_ref(), username)?.is_some() {
-            return Err(ApiError::conflict("username_taken", format!("the username {username:?} is taken")));
+            return Err(ApiError::conflict(
+                "username_taken",
+                format!("the username {username:?} is taken"),
+            ));
         }
-        let first = self.store.range(Tree::Users, crate::store::prefix_range(b""), false, 1)?.is_empty();
-        if !bypass_registration && !first && !views::settings(self.store.as_ref())?.registration_open {
-            return Err(ApiError::forbidden("registration_closed", "registration is closed on this node"));
+        let first = self
+            .store
+            .range(Tree::Users, crate::store::prefix_range(b""), false, 1)?
+            .is_empty();
+        if !bypass_registration
+            && !first
+            && !views::settings(self.store.as_ref())?.registration_open
+        {
+            return Err(ApiError::forbidden(
+                "registration_closed",
+                "registration is closed on this node",
+            ));
         }
-        let display_name = self.profile_field("display_name", Some(display_name))?.unwrap_or_default();
+        let display_name = self
+            .profile_field("display_name", Some(display_name))?
+            .unwrap_or_default();
         let record = UserRecord {
-            display_name: if display_name.is_empty() { username.to_string() } else { display_name },
+            display_name: if display_name.is_empty() {
+                username.to_string()
+            } else {
+                display_name
+            },
             id,
             password_hash,
             status_text: String::new(),
@@ -394,34 +615,65 @@ impl Engine {
     }
 
     fn put_user(&mut self, tx: &mut Tx, record: &UserRecord) {
-        tx.batch.put(Tree::Users, record.id.localpart().as_bytes().to_vec(), json(record));
-        self.emit(tx, Audience::All, EventBody::UserUpdated { user: UserView::from(record) });
+        tx.batch.put(
+            Tree::Users,
+            record.id.localpart().as_bytes().to_vec(),
+            json(record),
+        );
+        self.emit(
+            tx,
+            Audience::All,
+            EventBody::UserUpdated {
+                user: UserView::from(record),
+            },
+        );
     }
 
-    fn set_password(&mut self, tx: &mut Tx, username: &str, password_hash: String) -> ApiResult<UserRecord> {
-        let mut record = views::user(self.store.as_ref(), username)?.ok_or_else(|| ApiError::not_found("user"))?;
+    fn set_password(
+        &mut self,
+        tx: &mut Tx,
+        username: &str,
+        password_hash: String,
+    ) -> ApiResult<UserRecord> {
+        let mut record = views::user(self.store.as_ref(), username)?
+            .ok_or_else(|| ApiError::not_found("user"))?;
         record.password_hash = password_hash;
         record.session_generation += 1;
-        tx.batch.put(Tree::Users, username.as_bytes().to_vec(), json(&record));
+        tx.batch
+            .put(Tree::Users, username.as_bytes().to_vec(), json(&record));
         Ok(record)
     }
 
     fn profile_field(&self, name: &str, value: Option<String>) -> ApiResult<Option<String>> {
         let Some(value) = value else { return Ok(None) };
         let value = value.trim().to_string();
-        if value.chars().count() > self.limits.profile_field_chars_max || value.chars().any(char::is_control) {
+        if value.chars().count() > self.limits.profile_field_chars_max
+            || value.chars().any(char::is_control)
+        {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                format!("{name} must be at most {} characters without control characters", self.limits.profile_field_chars_max),
+                format!(
+                    "{name} must be at most {} characters without control characters",
+                    self.limits.profile_field_chars_max
+                ),
             ));
         }
         Ok(Some(value))
     }
 
-    fn update_profile(&mut self, tx: &mut Tx, user: &UserId, patch: ProfilePatch) -> ApiResult<UserRecord> {
+    fn update_profile(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        patch: ProfilePatch,
+    ) -> ApiResult<UserRecord> {
         let mut record = self.user_record(user)?;
         if let Some(name) = self.profile_field("display_name", patch.display_name)? {
-            record.display_name = if name.is_empty() { user.localpart().to_string() } else { name };
+            record.display_name = if name.is_empty() {
+                user.localpart().to_string()
+            } else {
+                name
+            };
         }
         if let Some(status) = self.profile_field("status_text", patch.status_text)? {
             record.status_text = status;
@@ -436,7 +688,12 @@ impl Engine {
         Ok(record)
     }
 
-    fn set_disabled(&mut self, tx: &mut Tx, user: &UserId, disabled: bool) -> ApiResult<UserRecord> {
+    fn set_disabled(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        disabled: bool,
+    ) -> ApiResult<UserRecord> {
         let mut record = self.user_record(user)?;
         if record.disabled != disabled {
             record.disabled = disabled;
@@ -470,10 +727,16 @@ impl Engine {
     fn validate_chat_name(&self, name: &str) -> ApiResult<String> {
         let name = name.trim().to_string();
         let chars = name.chars().count();
-        if chars == 0 || chars > self.limits.chat_name_chars_max || name.chars().any(char::is_control) {
+        if chars == 0
+            || chars > self.limits.chat_name_chars_max
+            || name.chars().any(char::is_control)
+        {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                format!("a channel name is 1 to {} characters without control characters", self.limits.chat_name_chars_max),
+                format!(
+                    "a channel name is 1 to {} characters without control characters",
+                    self.limits.chat_name_chars_max
+                ),
             ));
         }
         Ok(name)
@@ -481,29 +744,56 @@ impl Engine {
 
     fn validate_topic(&self, topic: &str) -> ApiResult<String> {
         let topic = topic.trim().to_string();
-        if topic.chars().count() > self.limits.topic_chars_max || topic.chars().any(|c| c.is_control() && c != '\n') {
+        if topic.chars().count() > self.limits.topic_chars_max
+            || topic.chars().any(|c| c.is_control() && c != '\n')
+        {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                format!("a topic is at most {} characters", self.limits.topic_chars_max),
+                format!(
+                    "a topic is at most {} characters",
+                    self.limits.topic_chars_max
+                ),
             ));
         }
         Ok(topic)
     }
 
-    fn create_channel(&mut self, tx: &mut Tx, creator: &UserId, name: String, topic: String, visibility: Visibility) -> ApiResult<ChatView> {
+    fn create_channel(
+        &mut self,
+        tx: &mut Tx,
+        creator: &UserId,
+        name: String,
+        topic: String,
+        visibility: Visibility,
+    ) -> ApiResult<ChatView> {
         let name = self.validate_chat_name(&name)?;
         let topic = self.validate_topic(&topic)?;
         if visibility == Visibility::Dm {
-            return Err(ApiError::bad_request("invalid_body", "visibility is public or private"));
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "visibility is public or private",
+            ));
         }
-        let taken = views::all_chats(self.store.as_ref())?
-            .iter()
-            .any(|chat| chat.kind == ChatKind::Channel && chat.name.to_lowercase() == name.to_lowercase());
+        let taken = views::all_chats(self.store.as_ref())?.iter().any(|chat| {
+            chat.kind == ChatKind::Channel && chat.name.to_lowercase() == name.to_lowercase()
+        });
         if taken {
-            return Err(ApiError::conflict("conflict", format!("a channel named {name:?} exists")));
+            return Err(ApiError::conflict(
+                "conflict",
+                format!("a channel named {name:?} exists"),
+            ));
         }
         let chat = ChatId::from_bytes(random_bytes());
-        self.create_chat(tx, chat, ChatKind::Channel, visibility, &name, &topic, creator, &[])
+        self.create_chat(
+            tx,
+            chat,
+            ChatKind::Channel,
+            visibility,
+            &name,
+            &topic,
+            creator,
+            &[],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -520,19 +810,54 @@ impl Engine {
     ) -> ApiResult<ChatView> {
         let now = now_ms();
         let org = self.key.id();
-        let info = ChatInfo { kind, visibility, created_ms: now, owner: org };
-        let creator_role = if kind == ChatKind::Dm { Role::Member } else { Role::Owner };
-        let first = MemberRecord { role: creator_role, org };
-        let mut docs = ChatDocs::create(&self.key, chat, &info, name, topic, (creator, &first), now, (random_bytes(), random_bytes()), &mut tx.batch)
-            .map_err(ApiError::internal)?;
+        let info = ChatInfo {
+            kind,
+            visibility,
+            created_ms: now,
+            owner: org,
+        };
+        let creator_role = if kind == ChatKind::Dm {
+            Role::Member
+        } else {
+            Role::Owner
+        };
+        let first = MemberRecord {
+            role: creator_role,
+            org,
+        };
+        let mut docs = ChatDocs::create(
+            &self.key,
+            chat,
+            &info,
+            name,
+            topic,
+            (creator, &first),
+            now,
+            (random_bytes(), random_bytes()),
+            &mut tx.batch,
+        )
+        .map_err(ApiError::internal)?;
         if !others.is_empty() {
             let others_owned = others.to_vec();
-            docs.change_control(&self.key, now, &mut tx.batch, |doc| {
-                for user in &others_owned {
-                    control::put_member(doc, user, &MemberRecord { role: Role::Member, org })?;
-                }
-                Ok(())
-            }, true)
+            docs.change_control(
+                &self.key,
+                now,
+                &mut tx.batch,
+                |doc| {
+                    for user in &others_owned {
+                        control::put_member(
+                            doc,
+                            user,
+                            &MemberRecord {
+                                role: Role::Member,
+                                org,
+                            },
+                        )?;
+                    }
+                    Ok(())
+                },
+                true,
+            )
             .map_err(ApiError::internal)?;
         }
         let mut members = vec![(creator.clone(), creator_role)];
@@ -556,22 +881,39 @@ impl Engine {
                 Vec::new()
             },
         };
-        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        tx.batch
+            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         for (user, role) in &members {
             self.put_member_view(tx, &chat, user, *role);
-            self.emit(tx, Audience::User(user.clone()), EventBody::ChatJoined { chat: ChatView::of(&record, Some(*role)) });
+            self.emit(
+                tx,
+                Audience::User(user.clone()),
+                EventBody::ChatJoined {
+                    chat: ChatView::of(&record, Some(*role)),
+                },
+            );
         }
         self.chats.insert(chat, docs);
         Ok(ChatView::of(&record, Some(creator_role)))
     }
 
     fn put_member_view(&mut self, tx: &mut Tx, chat: &ChatId, user: &UserId, role: Role) {
-        let member = MemberView { user_id: user.clone(), role };
-        tx.batch.put(Tree::Members, keys::chat_member(chat, user), json(&member));
-        tx.batch.put(Tree::UserChats, keys::user_chat(user, chat), Vec::new());
+        let member = MemberView {
+            user_id: user.clone(),
+            role,
+        };
+        tx.batch
+            .put(Tree::Members, keys::chat_member(chat, user), json(&member));
+        tx.batch
+            .put(Tree::UserChats, keys::user_chat(user, chat), Vec::new());
     }
 
-    fn open_dm(&mut self, tx: &mut Tx, creator: &UserId, others: Vec<UserId>) -> ApiResult<(ChatView, bool)> {
+    fn open_dm(
+        &mut self,
+        tx: &mut Tx,
+        creator: &UserId,
+        others: Vec<UserId>,
+    ) -> ApiResult<(ChatView, bool)> {
         let mut everyone: Vec<UserId> = others;
         everyone.push(creator.clone());
         everyone.sort();
@@ -579,13 +921,21 @@ impl Engine {
         if everyone.len() < 2 || everyone.len() > self.limits.dm_members_max {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                format!("a DM has 2 to {} people including you", self.limits.dm_members_max),
+                format!(
+                    "a DM has 2 to {} people including you",
+                    self.limits.dm_members_max
+                ),
             ));
         }
         for user in &everyone {
-            let record = self.user_record(user).map_err(|_| ApiError::bad_request("invalid_body", format!("no user {user}")))?;
+            let record = self
+                .user_record(user)
+                .map_err(|_| ApiError::bad_request("invalid_body", format!("no user {user}")))?;
             if record.disabled {
-                return Err(ApiError::bad_request("invalid_body", format!("{user} is disabled")));
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!("{user} is disabled"),
+                ));
             }
         }
         // One conversation per set of people: the chat id is derived from the set.
@@ -600,32 +950,60 @@ impl Engine {
         id.copy_from_slice(&digest[..16]);
         let chat = ChatId::from_bytes(id);
         if let Some(record) = views::chat(self.store.as_ref(), &chat)? {
-            return Ok((views::chat_view(self.store.as_ref(), &record, creator)?, false));
+            return Ok((
+                views::chat_view(self.store.as_ref(), &record, creator)?,
+                false,
+            ));
         }
         let others: Vec<UserId> = everyone.iter().filter(|u| *u != creator).cloned().collect();
-        let view = self.create_chat(tx, chat, ChatKind::Dm, Visibility::Dm, "", "", creator, &others)?;
+        let view = self.create_chat(
+            tx,
+            chat,
+            ChatKind::Dm,
+            Visibility::Dm,
+            "",
+            "",
+            creator,
+            &others,
+        )?;
         Ok((view, true))
     }
 
-    fn update_chat(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId, name: Option<String>, topic: Option<String>) -> ApiResult<ChatView> {
+    fn update_chat(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        chat: &ChatId,
+        name: Option<String>,
+        topic: Option<String>,
+    ) -> ApiResult<ChatView> {
         let mut record = self.chat_record(chat)?;
         let role = self.require_role(chat, user)?;
         let name = name.map(|n| self.validate_chat_name(&n)).transpose()?;
         let topic = topic.map(|t| self.validate_topic(&t)).transpose()?;
         if name.is_some() && (record.kind == ChatKind::Dm || role < Role::Admin) {
-            return Err(ApiError::forbidden("forbidden", "only the channel's owner or an admin can rename it"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the channel's owner or an admin can rename it",
+            ));
         }
         let mut docs = self.take_docs(chat)?;
         let (n, t) = (name.clone(), topic.clone());
-        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| {
-            if let Some(name) = &n {
-                control::set_name(doc, name)?;
-            }
-            if let Some(topic) = &t {
-                control::set_topic(doc, topic)?;
-            }
-            Ok(())
-        }, false)
+        docs.change_control(
+            &self.key,
+            now_ms(),
+            &mut tx.batch,
+            |doc| {
+                if let Some(name) = &n {
+                    control::set_name(doc, name)?;
+                }
+                if let Some(topic) = &t {
+                    control::set_topic(doc, topic)?;
+                }
+                Ok(())
+            },
+            false,
+        )
         .map_err(ApiError::internal)?;
         self.chats.insert(*chat, docs);
         if let Some(name) = name {
@@ -634,46 +1012,111 @@ impl Engine {
         if let Some(topic) = topic {
             record.topic = topic;
         }
-        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
-        self.emit(tx, Audience::Chat(*chat), EventBody::ChatUpdated { chat: ChatView::of(&record, None) });
+        tx.batch
+            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::ChatUpdated {
+                chat: ChatView::of(&record, None),
+            },
+        );
         Ok(ChatView::of(&record, Some(role)))
     }
 
     /// Adds `user` to the control document and views; the caller checked the rights.
-    fn add_to_chat(&mut self, tx: &mut Tx, record: &mut ChatRecord, user: &UserId, role: Role) -> ApiResult<()> {
+    fn add_to_chat(
+        &mut self,
+        tx: &mut Tx,
+        record: &mut ChatRecord,
+        user: &UserId,
+        role: Role,
+    ) -> ApiResult<()> {
         if record.member_count >= self.limits.channel_members_max {
-            return Err(ApiError::forbidden("member_limit", format!("the channel has reached its limit of {} members", self.limits.channel_members_max)));
+            return Err(ApiError::forbidden(
+                "member_limit",
+                format!(
+                    "the channel has reached its limit of {} members",
+                    self.limits.channel_members_max
+                ),
+            ));
         }
         let target = self.user_record(user)?;
         if target.disabled {
-            return Err(ApiError::bad_request("invalid_body", format!("{user} is disabled")));
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("{user} is disabled"),
+            ));
         }
         let org = self.key.id();
         let mut docs = self.take_docs(&record.id)?;
         let member = user.clone();
-        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| control::put_member(doc, &member, &MemberRecord { role, org }), true)
-            .map_err(ApiError::internal)?;
+        docs.change_control(
+            &self.key,
+            now_ms(),
+            &mut tx.batch,
+            |doc| control::put_member(doc, &member, &MemberRecord { role, org }),
+            true,
+        )
+        .map_err(ApiError::internal)?;
         self.chats.insert(record.id, docs);
         record.member_count += 1;
-        tx.batch.put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        tx.batch
+            .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
         self.put_member_view(tx, &record.id, user, role);
-        self.emit(tx, Audience::User(user.clone()), EventBody::ChatJoined { chat: ChatView::of(record, Some(role)) });
-        self.emit(tx, Audience::Chat(record.id), EventBody::ChatUpdated { chat: ChatView::of(record, None) });
+        self.emit(
+            tx,
+            Audience::User(user.clone()),
+            EventBody::ChatJoined {
+                chat: ChatView::of(record, Some(role)),
+            },
+        );
+        self.emit(
+            tx,
+            Audience::Chat(record.id),
+            EventBody::ChatUpdated {
+                chat: ChatView::of(record, None),
+            },
+        );
         Ok(())
     }
 
-    fn remove_from_chat(&mut self, tx: &mut Tx, record: &mut ChatRecord, user: &UserId) -> ApiResult<()> {
+    fn remove_from_chat(
+        &mut self,
+        tx: &mut Tx,
+        record: &mut ChatRecord,
+        user: &UserId,
+    ) -> ApiResult<()> {
         let mut docs = self.take_docs(&record.id)?;
         let member = user.clone();
-        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| control::remove_member(doc, &member), true)
-            .map_err(ApiError::internal)?;
+        docs.change_control(
+            &self.key,
+            now_ms(),
+            &mut tx.batch,
+            |doc| control::remove_member(doc, &member),
+            true,
+        )
+        .map_err(ApiError::internal)?;
         self.chats.insert(record.id, docs);
         record.member_count = record.member_count.saturating_sub(1);
-        tx.batch.put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
-        tx.batch.delete(Tree::Members, keys::chat_member(&record.id, user));
-        tx.batch.delete(Tree::UserChats, keys::user_chat(user, &record.id));
-        self.emit(tx, Audience::User(user.clone()), EventBody::ChatLeft { chat_id: record.id });
-        self.emit(tx, Audience::Chat(record.id), EventBody::ChatUpdated { chat: ChatView::of(record, None) });
+        tx.batch
+            .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        tx.batch
+            .delete(Tree::Members, keys::chat_member(&record.id, user));
+        tx.batch
+            .delete(Tree::UserChats, keys::user_chat(user, &record.id));
+        self.emit(
+            tx,
+            Audience::User(user.clone()),
+            EventBody::ChatLeft { chat_id: record.id },
+        );
+        self.emit(
+            tx,
+            Audience::Chat(record.id),
+            EventBody::ChatUpdated {
+                chat: ChatView::of(record, None),
+            },
+        );
         Ok(())
     }
 
@@ -693,62 +1136,132 @@ impl Engine {
         let mut record = self.chat_record(chat)?;
         self.require_role(chat, user)?;
         if record.kind == ChatKind::Dm {
-            return Err(ApiError::bad_request("bad_request", "you cannot leave a direct message"));
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "you cannot leave a direct message",
+            ));
         }
         self.remove_from_chat(tx, &mut record, user)
     }
 
-    fn add_member(&mut self, tx: &mut Tx, by: &UserId, chat: &ChatId, target: &UserId, role: Role) -> ApiResult<MemberView> {
+    fn add_member(
+        &mut self,
+        tx: &mut Tx,
+        by: &UserId,
+        chat: &ChatId,
+        target: &UserId,
+        role: Role,
+    ) -> ApiResult<MemberView> {
         let mut record = self.chat_record(chat)?;
         let by_role = self.require_role(chat, by)?;
         if record.kind == ChatKind::Dm {
-            return Err(ApiError::bad_request("bad_request", "a DM's members are fixed; start a new DM"));
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "a DM's members are fixed; start a new DM",
+            ));
         }
         if record.visibility == Visibility::Private && by_role < Role::Admin {
-            return Err(ApiError::forbidden("forbidden", "only the owner or an admin can invite to a private channel"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the owner or an admin can invite to a private channel",
+            ));
         }
         if role == Role::Owner || (role == Role::Admin && by_role < Role::Owner) {
-            return Err(ApiError::forbidden("forbidden", "you cannot grant that role"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "you cannot grant that role",
+            ));
         }
         if views::role(self.store.as_ref(), chat, target)?.is_some() {
-            return Err(ApiError::conflict("conflict", format!("{target} is already a member")));
+            return Err(ApiError::conflict(
+                "conflict",
+                format!("{target} is already a member"),
+            ));
         }
         self.add_to_chat(tx, &mut record, target, role)?;
-        Ok(MemberView { user_id: target.clone(), role })
+        Ok(MemberView {
+            user_id: target.clone(),
+            role,
+        })
     }
 
-    fn set_role(&mut self, tx: &mut Tx, by: &UserId, chat: &ChatId, target: &UserId, role: Role) -> ApiResult<MemberView> {
+    fn set_role(
+        &mut self,
+        tx: &mut Tx,
+        by: &UserId,
+        chat: &ChatId,
+        target: &UserId,
+        role: Role,
+    ) -> ApiResult<MemberView> {
         let record = self.chat_record(chat)?;
         if self.require_role(chat, by)? != Role::Owner || record.kind == ChatKind::Dm {
-            return Err(ApiError::forbidden("forbidden", "only the channel's owner changes roles"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the channel's owner changes roles",
+            ));
         }
         if role == Role::Owner {
-            return Err(ApiError::bad_request("invalid_body", "role is admin or member"));
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "role is admin or member",
+            ));
         }
-        let current = views::role(self.store.as_ref(), chat, target)?.ok_or_else(|| ApiError::not_found("member"))?;
+        let current = views::role(self.store.as_ref(), chat, target)?
+            .ok_or_else(|| ApiError::not_found("member"))?;
         if current == Role::Owner {
-            return Err(ApiError::forbidden("forbidden", "the owner's role cannot be changed"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "the owner's role cannot be changed",
+            ));
         }
         let org = self.key.id();
         let mut docs = self.take_docs(chat)?;
         let member = target.clone();
-        docs.change_control(&self.key, now_ms(), &mut tx.batch, |doc| control::put_member(doc, &member, &MemberRecord { role, org }), false)
-            .map_err(ApiError::internal)?;
+        docs.change_control(
+            &self.key,
+            now_ms(),
+            &mut tx.batch,
+            |doc| control::put_member(doc, &member, &MemberRecord { role, org }),
+            false,
+        )
+        .map_err(ApiError::internal)?;
         self.chats.insert(*chat, docs);
         self.put_member_view(tx, chat, target, role);
-        self.emit(tx, Audience::Chat(*chat), EventBody::ChatUpdated { chat: ChatView::of(&record, None) });
-        Ok(MemberView { user_id: target.clone(), role })
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::ChatUpdated {
+                chat: ChatView::of(&record, None),
+            },
+        );
+        Ok(MemberView {
+            user_id: target.clone(),
+            role,
+        })
     }
 
-    fn remove_member(&mut self, tx: &mut Tx, by: &UserId, chat: &ChatId, target: &UserId) -> ApiResult<()> {
+    fn remove_member(
+        &mut self,
+        tx: &mut Tx,
+        by: &UserId,
+        chat: &ChatId,
+        target: &UserId,
+    ) -> ApiResult<()> {
         let mut record = self.chat_record(chat)?;
         let by_role = self.require_role(chat, by)?;
         if record.kind == ChatKind::Dm || by_role < Role::Admin {
-            return Err(ApiError::forbidden("forbidden", "only the owner or an admin removes members"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the owner or an admin removes members",
+            ));
         }
-        let target_role = views::role(self.store.as_ref(), chat, target)?.ok_or_else(|| ApiError::not_found("member"))?;
+        let target_role = views::role(self.store.as_ref(), chat, target)?
+            .ok_or_else(|| ApiError::not_found("member"))?;
         if target_role >= by_role {
-            return Err(ApiError::forbidden("forbidden", "you cannot remove a member of equal or higher role"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "you cannot remove a member of equal or higher role",
+            ));
         }
         self.remove_from_chat(tx, &mut record, target)
     }
@@ -760,11 +1273,17 @@ impl Engine {
         if chars > self.limits.message_chars_max {
             return Err(ApiError::too_large(
                 "message_too_long",
-                format!("message body is {chars} characters; the limit is {}", self.limits.message_chars_max),
+                format!(
+                    "message body is {chars} characters; the limit is {}",
+                    self.limits.message_chars_max
+                ),
             ));
         }
         if body.trim().is_empty() {
-            return Err(ApiError::bad_request("invalid_body", "message body is empty"));
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "message body is empty",
+            ));
         }
         Ok(())
     }
@@ -785,9 +1304,15 @@ impl Engine {
         self.check_body(&body)?;
         if let Some(client_id) = &client_id {
             if client_id.is_empty() || client_id.len() > 64 {
-                return Err(ApiError::bad_request("invalid_body", "client_id is 1 to 64 bytes"));
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "client_id is 1 to 64 bytes",
+                ));
             }
-            if let Some(found) = self.store.get(Tree::ClientIds, &keys::client_id(user, client_id))? {
+            if let Some(found) = self
+                .store
+                .get(Tree::ClientIds, &keys::client_id(user, client_id))?
+            {
                 let existing = ChatId::from_slice(&found[..16.min(found.len())])
                     .zip(MessageId::from_slice(found.get(16..).unwrap_or_default()))
                     .and_then(|(c, m)| views::message(self.store.as_ref(), &c, &m).ok().flatten());
@@ -800,7 +1325,10 @@ impl Engine {
         self.require_role(chat, user)?;
         if let Some(parent) = &reply_to {
             if views::message(self.store.as_ref(), chat, parent)?.is_none() {
-                return Err(ApiError::bad_request("invalid_body", "reply_to names no message of this chat"));
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "reply_to names no message of this chat",
+                ));
             }
         }
         let now = now_ms();
@@ -808,13 +1336,20 @@ impl Engine {
         let org = self.key.id();
         let id = MessageId::new(time, &org, self.unique);
         let (mentions, mention_all) = self.mentions(&body);
-        let stored = MessageRecord { author: user.clone(), body, reply_to };
+        let stored = MessageRecord {
+            author: user.clone(),
+            body,
+            reply_to,
+        };
         let mut docs = self.take_docs(chat)?;
-        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| bucket::put_message(doc, collections, &org, &id, &stored))
-            .map_err(ApiError::internal)?;
+        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
+            bucket::put_message(doc, collections, &org, &id, &stored)
+        })
+        .map_err(ApiError::internal)?;
         docs.bucket_messages += 1;
         if docs.bucket_messages >= self.limits.bucket_messages_max {
-            docs.roll_over(&self.key, now, random_bytes(), &mut tx.batch).map_err(ApiError::internal)?;
+            docs.roll_over(&self.key, now, random_bytes(), &mut tx.batch)
+                .map_err(ApiError::internal)?;
         }
         self.chats.insert(*chat, docs);
         let message = MessageView {
@@ -830,62 +1365,120 @@ impl Engine {
             mention_all,
             state: MessageState::Sent,
         };
-        tx.batch.put(Tree::Messages, keys::message(chat, &id), json(&message));
+        tx.batch
+            .put(Tree::Messages, keys::message(chat, &id), json(&message));
         tx.batch.put(Tree::Meta, b"hlc".to_vec(), json(&time));
         record.last_activity_ms = now.max(record.last_activity_ms);
         record.last_message = Some(id);
-        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        tx.batch
+            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         // Your own message is read by you.
-        tx.batch.put(Tree::ReadMarkers, keys::user_chat(user, chat), id.as_bytes().to_vec());
+        tx.batch.put(
+            Tree::ReadMarkers,
+            keys::user_chat(user, chat),
+            id.as_bytes().to_vec(),
+        );
         if let Some(client_id) = &client_id {
             let mut value = chat.as_bytes().to_vec();
             value.extend_from_slice(id.as_bytes());
-            tx.batch.put(Tree::ClientIds, keys::client_id(user, client_id), value);
+            tx.batch
+                .put(Tree::ClientIds, keys::client_id(user, client_id), value);
         }
-        self.emit(tx, Audience::Chat(*chat), EventBody::MessageCreated { message: message.clone() });
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::MessageCreated {
+                message: message.clone(),
+            },
+        );
         Ok((message, true))
     }
 
     fn message_for_update(&self, chat: &ChatId, message: &MessageId) -> ApiResult<MessageView> {
-        let found = views::message(self.store.as_ref(), chat, message)?.ok_or_else(|| ApiError::not_found("message"))?;
+        let found = views::message(self.store.as_ref(), chat, message)?
+            .ok_or_else(|| ApiError::not_found("message"))?;
         if found.deleted {
             return Err(ApiError::not_found("message"));
         }
         Ok(found)
     }
 
-    fn write_update(&mut self, tx: &mut Tx, chat: &ChatId, user: &UserId, target: MessageId, op: UpdateOp) -> ApiResult<u64> {
+    fn write_update(
+        &mut self,
+        tx: &mut Tx,
+        chat: &ChatId,
+        user: &UserId,
+        target: MessageId,
+        op: UpdateOp,
+    ) -> ApiResult<u64> {
         let now = now_ms();
         let at = self.hlc.tick(now);
         let org = self.key.id();
-        let update = UpdateRecord { target, by: user.clone(), at, op };
+        let update = UpdateRecord {
+            target,
+            by: user.clone(),
+            at,
+            op,
+        };
         let mut docs = self.take_docs(chat)?;
-        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| bucket::put_update(doc, collections, &org, &update))
-            .map_err(ApiError::internal)?;
+        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
+            bucket::put_update(doc, collections, &org, &update)
+        })
+        .map_err(ApiError::internal)?;
         self.chats.insert(*chat, docs);
         tx.batch.put(Tree::Meta, b"hlc".to_vec(), json(&at));
         Ok(at.ms)
     }
 
-    fn edit(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId, message: &MessageId, body: String) -> ApiResult<MessageView> {
+    fn edit(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        chat: &ChatId,
+        message: &MessageId,
+        body: String,
+    ) -> ApiResult<MessageView> {
         self.check_body(&body)?;
         self.require_role(chat, user)?;
         let mut view = self.message_for_update(chat, message)?;
         if &view.author != user {
-            return Err(ApiError::forbidden("forbidden", "only the author edits a message"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the author edits a message",
+            ));
         }
-        let at = self.write_update(tx, chat, user, *message, UpdateOp::Edit { body: body.clone() })?;
+        let at = self.write_update(
+            tx,
+            chat,
+            user,
+            *message,
+            UpdateOp::Edit { body: body.clone() },
+        )?;
         let (mentions, mention_all) = self.mentions(&body);
         view.body = body;
         view.edited_ms = Some(at);
         view.mentions = mentions;
         view.mention_all = mention_all;
-        tx.batch.put(Tree::Messages, keys::message(chat, message), json(&view));
-        self.emit(tx, Audience::Chat(*chat), EventBody::MessageEdited { message: view.clone() });
+        tx.batch
+            .put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::MessageEdited {
+                message: view.clone(),
+            },
+        );
         Ok(view)
     }
 
-    fn delete(&mut self, tx: &mut Tx, user: &UserId, node_admin: bool, chat: &ChatId, message: &MessageId) -> ApiResult<MessageView> {
+    fn delete(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        node_admin: bool,
+        chat: &ChatId,
+        message: &MessageId,
+    ) -> ApiResult<MessageView> {
         let role = views::role(self.store.as_ref(), chat, user)?;
         if role.is_none() && !node_admin {
             return Err(ApiError::not_a_member());
@@ -893,7 +1486,10 @@ impl Engine {
         let mut view = self.message_for_update(chat, message)?;
         let moderator = node_admin || role.is_some_and(|r| r >= Role::Admin);
         if &view.author != user && !moderator {
-            return Err(ApiError::forbidden("forbidden", "only the author or a moderator deletes a message"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the author or a moderator deletes a message",
+            ));
         }
         let at = self.write_update(tx, chat, user, *message, UpdateOp::Delete)?;
         view.body = String::new();
@@ -902,12 +1498,25 @@ impl Engine {
         view.mentions.clear();
         view.mention_all = false;
         view.state = MessageState::Deleted;
-        tx.batch.put(Tree::Messages, keys::message(chat, message), json(&view));
-        self.emit(tx, Audience::Chat(*chat), EventBody::MessageDeleted { message: view.clone() });
+        tx.batch
+            .put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::MessageDeleted {
+                message: view.clone(),
+            },
+        );
         Ok(view)
     }
 
-    fn mark_read(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId, message: &MessageId) -> ApiResult<()> {
+    fn mark_read(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        chat: &ChatId,
+        message: &MessageId,
+    ) -> ApiResult<()> {
         self.require_role(chat, user)?;
         if views::message(self.store.as_ref(), chat, message)?.is_none() {
             return Err(ApiError::not_found("message"));
@@ -916,32 +1525,73 @@ impl Engine {
         if previous.as_ref().is_some_and(|p| p >= message) {
             return Ok(());
         }
-        tx.batch.put(Tree::ReadMarkers, keys::user_chat(user, chat), message.as_bytes().to_vec());
-        self.emit(tx, Audience::Chat(*chat), EventBody::ReadMarker { chat_id: *chat, user_id: user.clone(), message_id: *message });
+        tx.batch.put(
+            Tree::ReadMarkers,
+            keys::user_chat(user, chat),
+            message.as_bytes().to_vec(),
+        );
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::ReadMarker {
+                chat_id: *chat,
+                user_id: user.clone(),
+                message_id: *message,
+            },
+        );
         // Other people's messages up to the marker are now viewed (bounded work per call).
         let (start, _) = crate::store::prefix_range(chat.as_bytes());
-        let start = previous.map_or(start, |p| std::ops::Bound::Excluded(keys::message(chat, &p)));
+        let start = previous.map_or(start, |p| {
+            std::ops::Bound::Excluded(keys::message(chat, &p))
+        });
         let end = std::ops::Bound::Included(keys::message(chat, message));
         for (key, value) in self.store.range(Tree::Messages, (start, end), true, 1000)? {
-            let Ok(mut view) = serde_json::from_slice::<MessageView>(&value) else { continue };
+            let Ok(mut view) = serde_json::from_slice::<MessageView>(&value) else {
+                continue;
+            };
             if &view.author == user || view.state >= MessageState::Viewed {
                 continue;
             }
             view.state = MessageState::Viewed;
             tx.batch.put(Tree::Messages, key, json(&view));
-            self.emit(tx, Audience::User(view.author.clone()), EventBody::MessageState { chat_id: *chat, message_id: view.id, state: MessageState::Viewed });
+            self.emit(
+                tx,
+                Audience::User(view.author.clone()),
+                EventBody::MessageState {
+                    chat_id: *chat,
+                    message_id: view.id,
+                    state: MessageState::Viewed,
+                },
+            );
         }
         Ok(())
     }
 
-    fn mark_received(&mut self, tx: &mut Tx, chat: &ChatId, message: &MessageId, by: &UserId) -> ApiResult<()> {
-        let Some(mut view) = views::message(self.store.as_ref(), chat, message)? else { return Ok(()) };
+    fn mark_received(
+        &mut self,
+        tx: &mut Tx,
+        chat: &ChatId,
+        message: &MessageId,
+        by: &UserId,
+    ) -> ApiResult<()> {
+        let Some(mut view) = views::message(self.store.as_ref(), chat, message)? else {
+            return Ok(());
+        };
         if &view.author == by || view.state != MessageState::Sent {
             return Ok(());
         }
         view.state = MessageState::Received;
-        tx.batch.put(Tree::Messages, keys::message(chat, message), json(&view));
-        self.emit(tx, Audience::User(view.author.clone()), EventBody::MessageState { chat_id: *chat, message_id: *message, state: MessageState::Received });
+        tx.batch
+            .put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(
+            tx,
+            Audience::User(view.author.clone()),
+            EventBody::MessageState {
+                chat_id: *chat,
+                message_id: *message,
+                state: MessageState::Received,
+            },
+        );
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ pub enum RebuildError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("chat {chat}: {source}")]
-    Doc { chat: ChatId, source: DocError },
+    Doc { chat: ChatId, source: Box<DocError> },
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -36,8 +36,14 @@ pub struct RebuildReport {
 fn stored_chats(store: &dyn KvStore) -> Result<Vec<ChatId>, StoreError> {
     let mut chats = Vec::new();
     let mut from: Bound<Vec<u8>> = Bound::Unbounded;
-    while let Some((key, _)) = store.range(Tree::Changes, (from.clone(), Bound::Unbounded), false, 1)?.into_iter().next() {
-        let Some(chat) = key.get(..16).and_then(ChatId::from_slice) else { break };
+    while let Some((key, _)) = store
+        .range(Tree::Changes, (from.clone(), Bound::Unbounded), false, 1)?
+        .into_iter()
+        .next()
+    {
+        let Some(chat) = key.get(..16).and_then(ChatId::from_slice) else {
+            break;
+        };
         chats.push(chat);
         from = match prefix_range(chat.as_bytes()).1 {
             Bound::Excluded(next) => Bound::Included(next),
@@ -48,13 +54,18 @@ fn stored_chats(store: &dyn KvStore) -> Result<Vec<ChatId>, StoreError> {
 }
 
 /// Rebuilds the views of every chat, one atomic batch per chat, then flushes.
-pub async fn rebuild_views(store: &dyn KvStore, own_org: &OrgId, org_name: &str) -> Result<RebuildReport, RebuildError> {
+pub async fn rebuild_views(
+    store: &dyn KvStore,
+    own_org: &OrgId,
+    org_name: &str,
+) -> Result<RebuildReport, RebuildError> {
     let mut report = RebuildReport::default();
     for chat in stored_chats(store)? {
-        let messages = rebuild_chat(store, chat, own_org, org_name).map_err(|source| match source {
-            RebuildError::Doc { source, .. } => RebuildError::Doc { chat, source },
-            other => other,
-        })?;
+        let messages =
+            rebuild_chat(store, chat, own_org, org_name).map_err(|source| match source {
+                RebuildError::Doc { source, .. } => RebuildError::Doc { chat, source },
+                other => other,
+            })?;
         report.chats += 1;
         report.messages += messages;
     }
@@ -62,15 +73,31 @@ pub async fn rebuild_views(store: &dyn KvStore, own_org: &OrgId, org_name: &str)
     Ok(report)
 }
 
-fn rebuild_chat(store: &dyn KvStore, chat: ChatId, own_org: &OrgId, org_name: &str) -> Result<usize, RebuildError> {
+fn rebuild_chat(
+    store: &dyn KvStore,
+    chat: ChatId,
+    own_org: &OrgId,
+    org_name: &str,
+) -> Result<usize, RebuildError> {
     let (state, buckets) = load_history(store, chat)
-        .map_err(|source| RebuildError::Doc { chat, source })?
-        .ok_or(RebuildError::Doc { chat, source: DocError::Damaged("no control document".into()) })?;
+        .map_err(|source| RebuildError::Doc {
+            chat,
+            source: Box::new(source),
+        })?
+        .ok_or(RebuildError::Doc {
+            chat,
+            source: Box::new(DocError::Damaged("no control document".into())),
+        })?;
     let mut batch = WriteBatch::default();
 
     // Old views: keep delivery states, drop everything else of this chat.
     let mut old_states = BTreeMap::new();
-    for (key, value) in store.range(Tree::Messages, prefix_range(chat.as_bytes()), false, usize::MAX)? {
+    for (key, value) in store.range(
+        Tree::Messages,
+        prefix_range(chat.as_bytes()),
+        false,
+        usize::MAX,
+    )? {
         if let Ok(view) = serde_json::from_slice::<MessageView>(&value) {
             old_states.insert(view.id, view.state);
         }
@@ -85,7 +112,10 @@ fn rebuild_chat(store: &dyn KvStore, chat: ChatId, own_org: &OrgId, org_name: &s
     let mut messages: BTreeMap<confab_protocol::MessageId, (OrgId, MessageView)> = BTreeMap::new();
     let mut updates = Vec::new();
     for doc in &buckets {
-        for (org, id, record) in bucket::messages(doc).map_err(|e| RebuildError::Doc { chat, source: DocError::Damaged(e.to_string()) })? {
+        for (org, id, record) in bucket::messages(doc).map_err(|e| RebuildError::Doc {
+            chat,
+            source: Box::new(DocError::Damaged(e.to_string())),
+        })? {
             let (mentions, mention_all) = views::parse_mentions(store, org_name, &record.body);
             let view = MessageView {
                 id,
@@ -98,15 +128,24 @@ fn rebuild_chat(store: &dyn KvStore, chat: ChatId, own_org: &OrgId, org_name: &s
                 deleted: false,
                 mentions,
                 mention_all,
-                state: old_states.get(&id).copied().filter(|s| *s != MessageState::Deleted).unwrap_or(MessageState::Sent),
+                state: old_states
+                    .get(&id)
+                    .copied()
+                    .filter(|s| *s != MessageState::Deleted)
+                    .unwrap_or(MessageState::Sent),
             };
             messages.insert(id, (org, view));
         }
-        updates.extend(bucket::updates(doc).map_err(|e| RebuildError::Doc { chat, source: DocError::Damaged(e.to_string()) })?);
+        updates.extend(bucket::updates(doc).map_err(|e| RebuildError::Doc {
+            chat,
+            source: Box::new(DocError::Damaged(e.to_string())),
+        })?);
     }
     updates.sort_by(|(org_a, a), (org_b, b)| a.at.cmp(&b.at).then(org_a.cmp(org_b)));
     for (org, update) in updates {
-        let Some((message_org, view)) = messages.get_mut(&update.target) else { continue };
+        let Some((message_org, view)) = messages.get_mut(&update.target) else {
+            continue;
+        };
         if (org != *message_org && org != state.info.owner) || view.deleted {
             continue;
         }
@@ -128,14 +167,25 @@ fn rebuild_chat(store: &dyn KvStore, chat: ChatId, own_org: &OrgId, org_name: &s
         }
     }
     for (id, (_, view)) in &messages {
-        batch.put(Tree::Messages, keys::message(&chat, id), serde_json::to_vec(view).unwrap_or_default());
+        batch.put(
+            Tree::Messages,
+            keys::message(&chat, id),
+            serde_json::to_vec(view).unwrap_or_default(),
+        );
     }
 
     // The chat and its members, from the control document.
     let mut dm_members: Vec<_> = Vec::new();
     for (user, member) in &state.members {
-        let view = MemberView { user_id: user.clone(), role: member.role };
-        batch.put(Tree::Members, keys::chat_member(&chat, user), serde_json::to_vec(&view).unwrap_or_default());
+        let view = MemberView {
+            user_id: user.clone(),
+            role: member.role,
+        };
+        batch.put(
+            Tree::Members,
+            keys::chat_member(&chat, user),
+            serde_json::to_vec(&view).unwrap_or_default(),
+        );
         batch.put(Tree::UserChats, keys::user_chat(user, &chat), Vec::new());
         dm_members.push(user.clone());
     }
@@ -146,14 +196,28 @@ fn rebuild_chat(store: &dyn KvStore, chat: ChatId, own_org: &OrgId, org_name: &s
         visibility: state.info.visibility,
         name: state.name.clone(),
         topic: state.topic.clone(),
-        owner_org: if state.info.owner == *own_org { org_name.to_string() } else { state.info.owner.to_string() },
+        owner_org: if state.info.owner == *own_org {
+            org_name.to_string()
+        } else {
+            state.info.owner.to_string()
+        },
         created_ms: state.info.created_ms,
         member_count: state.members.len(),
-        last_activity_ms: last.map_or(state.info.created_ms, |id| id.time_ms().max(state.info.created_ms)),
+        last_activity_ms: last.map_or(state.info.created_ms, |id| {
+            id.time_ms().max(state.info.created_ms)
+        }),
         last_message: last,
-        dm_members: if state.info.kind == ChatKind::Dm { dm_members } else { Vec::new() },
+        dm_members: if state.info.kind == ChatKind::Dm {
+            dm_members
+        } else {
+            Vec::new()
+        },
     };
-    batch.put(Tree::Chats, chat.as_bytes().to_vec(), serde_json::to_vec(&record).unwrap_or_default());
+    batch.put(
+        Tree::Chats,
+        chat.as_bytes().to_vec(),
+        serde_json::to_vec(&record).unwrap_or_default(),
+    );
     store.apply(batch)?;
     Ok(messages.len())
 }

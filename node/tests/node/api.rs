@@ -10,12 +10,20 @@ use serde_json::json;
 async fn register_sets_a_strict_cookie_and_the_first_user_is_admin() {
     let node = TestNode::start(Limits::default()).await;
     let (status, headers, body) = node
-        .request("POST", "/api/v1/auth/register", None, Some(json!({"username": "alice", "password": "password123"})))
+        .request(
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"username": "alice", "password": "password123"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["is_admin"], true);
     let cookie = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let bob = node.register("bob").await;
     let (_, _, me) = node.request("GET", "/api/v1/me", Some(&bob), None).await;
     assert_eq!(me["is_admin"], false);
@@ -35,24 +43,46 @@ async fn errors_have_one_json_shape() {
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
 
     let (status, _, body) = node.request("GET", "/api/v1/chats", None, None).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthenticated")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+    );
 
     let (status, _, body) = node.request("GET", "/api/v1/nope", None, None).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
 
     let (status, _, body) = node
-        .request("POST", "/api/v1/auth/register", None, Some(json!({"username": "Bad Name", "password": "password123"})))
+        .request(
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"username": "Bad Name", "password": "password123"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_username")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_username"))
+    );
 }
 
 #[tokio::test]
 async fn oversized_bodies_get_413_in_the_json_shape() {
-    let limits = Limits { request_body_bytes_max: 1024, ..Limits::default() };
+    let limits = Limits {
+        request_body_bytes_max: 1024,
+        ..Limits::default()
+    };
     let node = TestNode::start(limits).await;
     let big = "x".repeat(4096);
     let (status, _, body) = node
-        .request("POST", "/api/v1/auth/register", None, Some(json!({"username": "alice", "password": big})))
+        .request(
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"username": "alice", "password": big})),
+        )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["code"], "payload_too_large");
@@ -65,15 +95,22 @@ async fn foreign_origin_is_refused_on_state_changes() {
         .header(header::HOST, "127.0.0.1:8080")
         .header(header::ORIGIN, "http://evil.example")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"username": "alice", "password": "password123"}).to_string()))
+        .body(Body::from(
+            json!({"username": "alice", "password": "password123"}).to_string(),
+        ))
         .unwrap();
     let (status, _, body) = node.raw(request).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden_origin")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden_origin"))
+    );
     let request = Request::post("/api/v1/auth/register")
         .header(header::HOST, "127.0.0.1:8080")
         .header(header::ORIGIN, "http://127.0.0.1:8080")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"username": "alice", "password": "password123"}).to_string()))
+        .body(Body::from(
+            json!({"username": "alice", "password": "password123"}).to_string(),
+        ))
         .unwrap();
     assert_eq!(node.raw(request).await.0, StatusCode::CREATED);
 }
@@ -83,14 +120,33 @@ async fn message_length_limit_is_413_with_a_clear_message() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
     let (_, _, chat) = node
-        .request("POST", "/api/v1/channels", Some(&alice), Some(json!({"name": "general", "visibility": "public"})))
+        .request(
+            "POST",
+            "/api/v1/channels",
+            Some(&alice),
+            Some(json!({"name": "general", "visibility": "public"})),
+        )
         .await;
     let path = format!("/api/v1/chats/{}/messages", chat["id"].as_str().unwrap());
-    let (status, _, body) = node.request("POST", &path, Some(&alice), Some(json!({"body": "é".repeat(100_001)}))).await;
+    let (status, _, body) = node
+        .request(
+            "POST",
+            &path,
+            Some(&alice),
+            Some(json!({"body": "é".repeat(100_001)})),
+        )
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["code"], "message_too_long");
     assert!(body["message"].as_str().unwrap().contains("100001"));
-    let (status, _, _) = node.request("POST", &path, Some(&alice), Some(json!({"body": "é".repeat(100_000)}))).await;
+    let (status, _, _) = node
+        .request(
+            "POST",
+            &path,
+            Some(&alice),
+            Some(json!({"body": "é".repeat(100_000)})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -100,19 +156,54 @@ async fn private_channels_are_invisible_to_non_members() {
     let alice = node.register("alice").await;
     let eve = node.register("eve").await;
     let (_, _, chat) = node
-        .request("POST", "/api/v1/channels", Some(&alice), Some(json!({"name": "secret", "visibility": "private"})))
+        .request(
+            "POST",
+            "/api/v1/channels",
+            Some(&alice),
+            Some(json!({"name": "secret", "visibility": "private"})),
+        )
         .await;
     let id = chat["id"].as_str().unwrap();
-    node.request("POST", &format!("/api/v1/chats/{id}/messages"), Some(&alice), Some(json!({"body": "psst"}))).await;
-    for path in [format!("/api/v1/chats/{id}/messages"), format!("/api/v1/chats/{id}"), format!("/api/v1/chats/{id}/members")] {
+    node.request(
+        "POST",
+        &format!("/api/v1/chats/{id}/messages"),
+        Some(&alice),
+        Some(json!({"body": "psst"})),
+    )
+    .await;
+    for path in [
+        format!("/api/v1/chats/{id}/messages"),
+        format!("/api/v1/chats/{id}"),
+        format!("/api/v1/chats/{id}/members"),
+    ] {
         let (status, _, body) = node.request("GET", &path, Some(&eve), None).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_a_member")), "{path}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("not_a_member")),
+            "{path}"
+        );
     }
-    let (status, _, _) = node.request("POST", &format!("/api/v1/chats/{id}/join"), Some(&eve), None).await;
+    let (status, _, _) = node
+        .request(
+            "POST",
+            &format!("/api/v1/chats/{id}/join"),
+            Some(&eve),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, _, channels) = node.request("GET", "/api/v1/channels", Some(&eve), None).await;
+    let (_, _, channels) = node
+        .request("GET", "/api/v1/channels", Some(&eve), None)
+        .await;
     assert_eq!(channels.as_array().unwrap().len(), 0);
-    let (status, _, _) = node.request("POST", &format!("/api/v1/chats/{id}/messages"), Some(&eve), Some(json!({"body": "hi"}))).await;
+    let (status, _, _) = node
+        .request(
+            "POST",
+            &format!("/api/v1/chats/{id}/messages"),
+            Some(&eve),
+            Some(json!({"body": "hi"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
@@ -121,12 +212,33 @@ async fn dms_are_one_per_set_of_people() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
-    let (status, _, first) = node.request("POST", "/api/v1/dms", Some(&alice), Some(json!({"user_ids": ["bob@local"]}))).await;
+    let (status, _, first) = node
+        .request(
+            "POST",
+            "/api/v1/dms",
+            Some(&alice),
+            Some(json!({"user_ids": ["bob@local"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _, again) = node.request("POST", "/api/v1/dms", Some(&bob), Some(json!({"user_ids": ["alice@local"]}))).await;
+    let (status, _, again) = node
+        .request(
+            "POST",
+            "/api/v1/dms",
+            Some(&bob),
+            Some(json!({"user_ids": ["alice@local"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first["id"], again["id"]);
-    let (status, _, _) = node.request("POST", "/api/v1/dms", Some(&alice), Some(json!({"user_ids": ["nobody@local"]}))).await;
+    let (status, _, _) = node
+        .request(
+            "POST",
+            "/api/v1/dms",
+            Some(&alice),
+            Some(json!({"user_ids": ["nobody@local"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -136,20 +248,57 @@ async fn edit_and_delete_rights() {
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
     let (_, _, chat) = node
-        .request("POST", "/api/v1/channels", Some(&alice), Some(json!({"name": "general", "visibility": "public"})))
+        .request(
+            "POST",
+            "/api/v1/channels",
+            Some(&alice),
+            Some(json!({"name": "general", "visibility": "public"})),
+        )
         .await;
     let id = chat["id"].as_str().unwrap();
-    node.request("POST", &format!("/api/v1/chats/{id}/join"), Some(&bob), None).await;
-    let (_, _, message) = node.request("POST", &format!("/api/v1/chats/{id}/messages"), Some(&bob), Some(json!({"body": "from bob"}))).await;
-    let path = format!("/api/v1/chats/{id}/messages/{}", message["id"].as_str().unwrap());
-    let (status, _, _) = node.request("PATCH", &path, Some(&alice), Some(json!({"body": "not yours"}))).await;
+    node.request(
+        "POST",
+        &format!("/api/v1/chats/{id}/join"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    let (_, _, message) = node
+        .request(
+            "POST",
+            &format!("/api/v1/chats/{id}/messages"),
+            Some(&bob),
+            Some(json!({"body": "from bob"})),
+        )
+        .await;
+    let path = format!(
+        "/api/v1/chats/{id}/messages/{}",
+        message["id"].as_str().unwrap()
+    );
+    let (status, _, _) = node
+        .request(
+            "PATCH",
+            &path,
+            Some(&alice),
+            Some(json!({"body": "not yours"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, edited) = node.request("PATCH", &path, Some(&bob), Some(json!({"body": "edited"}))).await;
+    let (status, _, edited) = node
+        .request("PATCH", &path, Some(&bob), Some(json!({"body": "edited"})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(edited["body"], "edited");
     assert!(edited["edited_ms"].is_u64());
     // The channel owner moderates.
     let (status, _, deleted) = node.request("DELETE", &path, Some(&alice), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((deleted["deleted"].as_bool(), deleted["body"].as_str(), deleted["state"].as_str()), (Some(true), Some(""), Some("deleted")));
+    assert_eq!(
+        (
+            deleted["deleted"].as_bool(),
+            deleted["body"].as_str(),
+            deleted["state"].as_str()
+        ),
+        (Some(true), Some(""), Some("deleted"))
+    );
 }

@@ -36,14 +36,29 @@ impl TestNode {
     }
 
     pub async fn start_in(dir: PathBuf, limits: Limits) -> Self {
-        let config = Config { data_dir: dir.clone(), limits, ..Config::default() };
-        let store: Arc<dyn KvStore> = Arc::new(SledStore::open(&dir.join("db")).expect("open sled"));
-        let (engine, hub, task) = engine::start(store.clone(), config.org_name.clone(), config.limits.clone())
-            .await
-            .expect("start engine");
+        let config = Config {
+            data_dir: dir.clone(),
+            limits,
+            ..Config::default()
+        };
+        let store: Arc<dyn KvStore> =
+            Arc::new(SledStore::open(&dir.join("db")).expect("open sled"));
+        let (engine, hub, task) = engine::start(
+            store.clone(),
+            config.org_name.clone(),
+            config.limits.clone(),
+        )
+        .await
+        .expect("start engine");
         let (stop, stopped) = watch::channel(false);
         let state = AppState::new(store.clone(), engine, hub, config, stopped);
-        Self { dir, store, router: app(state), _stop: stop, task: Some(task) }
+        Self {
+            dir,
+            store,
+            router: app(state),
+            _stop: stop,
+            task: Some(task),
+        }
     }
 
     /// Sends a request; returns status, headers and the JSON body (`Null` if empty).
@@ -54,7 +69,10 @@ impl TestNode {
         cookie: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-        let mut request = Request::builder().method(method).uri(path).header(header::HOST, "127.0.0.1:8080");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "127.0.0.1:8080");
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
         }
@@ -68,22 +86,48 @@ impl TestNode {
         self.raw(request.body(body).expect("request")).await
     }
 
-    pub async fn raw(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
+    pub async fn raw(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null) };
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+        };
         (status, headers, json)
     }
 
     /// Registers a user and returns their session cookie (`name=value`).
     pub async fn register(&self, username: &str) -> String {
         let (status, headers, body) = self
-            .request("POST", "/api/v1/auth/register", None, Some(serde_json::json!({"username": username, "password": "password123"})))
+            .request(
+                "POST",
+                "/api/v1/auth/register",
+                None,
+                Some(serde_json::json!({"username": username, "password": "password123"})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
-        let cookie = headers.get(header::SET_COOKIE).expect("cookie").to_str().expect("ascii");
+        let cookie = headers
+            .get(header::SET_COOKIE)
+            .expect("cookie")
+            .to_str()
+            .expect("ascii");
         cookie.split(';').next().expect("pair").to_string()
     }
 }
