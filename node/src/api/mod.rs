@@ -43,6 +43,33 @@ pub struct AppState {
     pub request_buckets: Arc<Mutex<HashMap<UserId, TokenBucket>>>,
     /// Becomes `true` when the node shuts down; WebSocket sessions close on it.
     pub shutdown: watch::Receiver<bool>,
+    /// Messages some recipient device already got, so only the first delivery asks the engine
+    /// to mark a message `received`.
+    pub received: Arc<Mutex<SeenFilter>>,
+}
+
+/// A bounded set of recently seen message ids: two generations, the older dropped when the
+/// newer fills up. A miss only costs an extra (idempotent) engine intent.
+#[derive(Default)]
+pub struct SeenFilter {
+    current: std::collections::HashSet<MessageId>,
+    previous: std::collections::HashSet<MessageId>,
+}
+
+impl SeenFilter {
+    const GENERATION_MAX: usize = 50_000;
+
+    /// True the first time an id is seen (within the filter's memory).
+    pub fn first_sight(&mut self, id: MessageId) -> bool {
+        if self.current.contains(&id) || self.previous.contains(&id) {
+            return false;
+        }
+        if self.current.len() >= Self::GENERATION_MAX {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id);
+        true
+    }
 }
 
 impl AppState {
@@ -64,6 +91,7 @@ impl AppState {
                 limits.login_window_s,
             )),
             request_buckets: Arc::new(Mutex::new(HashMap::new())),
+            received: Arc::new(Mutex::new(SeenFilter::default())),
             store,
             engine,
             hub,

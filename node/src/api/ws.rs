@@ -233,7 +233,9 @@ impl Session {
             EventBody::ChatLeft { chat_id } => {
                 self.chats.remove(chat_id);
             }
-            EventBody::MessageCreated { message } if message.author != self.user.id => {
+            EventBody::MessageCreated { message }
+                if message.author != self.user.id && self.first_delivery(&message.id) =>
+            {
                 self.state.engine.notify(Command::MarkReceived {
                     chat: message.chat_id,
                     message: message.id,
@@ -246,6 +248,14 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+
+    fn first_delivery(&self, id: &MessageId) -> bool {
+        self.state
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_sight(*id)
     }
 
     async fn on_frame(
