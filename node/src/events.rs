@@ -6,7 +6,7 @@
 //! If it falls behind the broadcast it goes back to the log. That gives every client every event
 //! visible to it exactly once, in order, across reconnects.
 
-use crate::model::{ChatView, MessageState, MessageView, UserView};
+use crate::model::{ChatView, MessageState, MessageView, ReactionView, UserView};
 use crate::store::{KvStore, StoreError, Tree};
 use confab_protocol::{ChatId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,15 @@ pub enum EventBody {
     MessageEdited { message: MessageView },
     #[serde(rename = "message.deleted")]
     MessageDeleted { message: MessageView },
+    #[serde(rename = "message.reactions")]
+    MessageReactions {
+        chat_id: ChatId,
+        message_id: MessageId,
+        emoji: String,
+        user_id: UserId,
+        on: bool,
+        reactions: Vec<ReactionView>,
+    },
     #[serde(rename = "message.state")]
     MessageState {
         chat_id: ChatId,

@@ -158,6 +158,59 @@ pub struct MessageView {
     pub mentions: Vec<UserId>,
     pub mention_all: bool,
     pub state: MessageState,
+    /// Reactions, sorted by emoji; users sorted.
+    #[serde(default)]
+    pub reactions: Vec<ReactionView>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: usize,
+    pub users: Vec<UserId>,
+}
+
+impl MessageView {
+    /// Adds or removes `user`'s `emoji`; false if nothing changed.
+    pub fn set_reaction(&mut self, emoji: &str, user: &UserId, on: bool) -> bool {
+        let position = self
+            .reactions
+            .binary_search_by(|r| r.emoji.as_str().cmp(emoji));
+        match (position, on) {
+            (Ok(at), true) => {
+                let users = &mut self.reactions[at].users;
+                match users.binary_search(user) {
+                    Ok(_) => return false,
+                    Err(slot) => users.insert(slot, user.clone()),
+                }
+                self.reactions[at].count = self.reactions[at].users.len();
+            }
+            (Ok(at), false) => {
+                let users = &mut self.reactions[at].users;
+                match users.binary_search(user) {
+                    Ok(slot) => users.remove(slot),
+                    Err(_) => return false,
+                };
+                self.reactions[at].count = self.reactions[at].users.len();
+                if self.reactions[at].users.is_empty() {
+                    self.reactions.remove(at);
+                }
+            }
+            (Err(slot), true) => {
+                self.reactions.insert(
+                    slot,
+                    ReactionView {
+                        emoji: emoji.to_string(),
+                        count: 1,
+                        users: vec![user.clone()],
+                    },
+                );
+            }
+            (Err(_), false) => return false,
+        }
+        true
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

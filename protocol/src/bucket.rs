@@ -14,7 +14,11 @@
 //! - `upd["<org>:<target message id>"]` = [`UpdateRecord`]: an edit or deletion of a message that
 //!   may live in this or an older (sealed) bucket. Whether the update is allowed (author's own
 //!   organisation, or a moderator) is decided when the views are built, from the control document.
-//! - `rx["<org>:<message id>:<emoji>:<user>"]`: reactions (reserved for the reactions feature).
+//! - `rx["<org>:<message id>:<emoji>:<user>"]` = `"1"` (reacted) or `"0"` (reaction removed): a
+//!   reaction by a user of the writing organisation, to a message of any organisation. Each
+//!   (message, emoji, user) has its own key, so concurrent reactions never conflict. Removal
+//!   writes `"0"` into the current bucket (a sealed bucket is never written again); for a key
+//!   present in several buckets the newest bucket's value counts.
 
 use crate::hlc::HlcTime;
 use crate::ids::{MessageId, OrgId, UserId};
@@ -29,6 +33,31 @@ pub const UPDATES: &str = "upd";
 pub const REACTIONS: &str = "rx";
 /// The collection maps, in the order genesis creates them.
 pub const COLLECTIONS: [&str; 3] = [MESSAGES, UPDATES, REACTIONS];
+
+/// Value of a reaction key: reacted.
+pub const REACTION_ON: &str = "1";
+/// Value of a reaction key: the reaction was removed.
+pub const REACTION_OFF: &str = "0";
+/// Longest emoji (or shortcode) a reaction may carry, in bytes.
+pub const EMOJI_BYTES_MAX: usize = 32;
+
+/// An emoji of a reaction: 1 to 32 bytes, no whitespace, control characters or `:`.
+pub fn valid_emoji(emoji: &str) -> bool {
+    !emoji.is_empty()
+        && emoji.len() <= EMOJI_BYTES_MAX
+        && !emoji
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+}
+
+/// Splits the part of a reaction key after the organisation: `<message id>:<emoji>:<user>`.
+pub fn parse_reaction_key_rest(rest: &str) -> Option<(MessageId, &str, UserId)> {
+    let (message, rest) = rest.split_once(':')?;
+    let (emoji, user) = rest.rsplit_once(':')?;
+    let message = message.parse().ok()?;
+    let user = user.parse().ok()?;
+    valid_emoji(emoji).then_some((message, emoji, user))
+}
 
 /// A message as stored in a bucket (`msg` collection).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +170,56 @@ pub fn put_update(
         namespaced_key(org, &record.target.to_string()),
         json,
     )
+}
+
+/// Puts a reaction (`on`) or its removal into the current bucket.
+pub fn put_reaction(
+    doc: &mut AutoCommit,
+    collections: &Collections,
+    org: &OrgId,
+    message: &MessageId,
+    emoji: &str,
+    user: &UserId,
+    on: bool,
+) -> Result<(), AutomergeError> {
+    let key = namespaced_key(org, &format!("{message}:{emoji}:{user}"));
+    doc.put(
+        &collections.reactions,
+        key,
+        if on { REACTION_ON } else { REACTION_OFF },
+    )
+}
+
+/// A reaction entry of a bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionEntry {
+    pub org: OrgId,
+    pub message: MessageId,
+    pub emoji: String,
+    pub user: UserId,
+    pub on: bool,
+}
+
+/// Every reaction entry of a bucket whose key and value parse.
+pub fn reactions(doc: &impl ReadDoc) -> Result<Vec<ReactionEntry>, BucketError> {
+    let collections = collections(doc)?;
+    let mut out = Vec::new();
+    for (key, value) in string_entries(doc, &collections.reactions)? {
+        let Some((org, rest)) = split_key(&key) else {
+            continue;
+        };
+        let Some((message, emoji, user)) = parse_reaction_key_rest(rest) else {
+            continue;
+        };
+        out.push(ReactionEntry {
+            org,
+            message,
+            emoji: emoji.to_string(),
+            user,
+            on: value == REACTION_ON,
+        });
+    }
+    Ok(out)
 }
 
 /// Every message in a bucket whose key and record parse (validation admits no others).

@@ -559,7 +559,14 @@ impl DocValidator {
                 (OpType::Put(ScalarValue::Str(value)), 1) => {
                     self.check_update(index, rest, value)?
                 }
-                (OpType::Put(ScalarValue::Str(value)), _) if value.len() <= 64 => {}
+                (OpType::Put(ScalarValue::Str(value)), _) => {
+                    if !matches!(value.as_str(), bucket::REACTION_ON | bucket::REACTION_OFF) {
+                        return Err(bad("a reaction's value is \"1\" or \"0\""));
+                    }
+                    if bucket::parse_reaction_key_rest(rest).is_none() {
+                        return Err(bad("reaction key is not <message>:<emoji>:<user>"));
+                    }
+                }
                 (OpType::Delete, 2) => {}
                 _ => return Err(bad("action not allowed here")),
             }

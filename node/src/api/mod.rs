@@ -132,6 +132,14 @@ pub fn app(state: AppState) -> Router {
             "/chats/{chat_id}/messages/{message_id}",
             get(get_message).patch(edit_message).delete(delete_message),
         )
+        .route(
+            "/chats/{chat_id}/messages/{message_id}/reactions",
+            post(add_reaction),
+        )
+        .route(
+            "/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
+            axum::routing::delete(remove_reaction),
+        )
         .route("/chats/{chat_id}/read", post(mark_read))
         .route("/sync", get(sync))
         .route("/ws", get(ws::upgrade))
@@ -961,6 +969,53 @@ async fn delete_message(
             })
             .await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReactionBody {
+    emoji: String,
+}
+
+async fn react(
+    state: AppState,
+    user: UserRecord,
+    chat_id: &str,
+    message_id: &str,
+    emoji: String,
+    on: bool,
+) -> ApiResult<Json<MessageView>> {
+    let chat = parse_chat(chat_id)?;
+    let message = parse_message(message_id)?;
+    let view = state
+        .engine
+        .call(|reply| Command::React {
+            user: user.id,
+            chat,
+            message,
+            emoji,
+            on,
+            reply,
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+async fn add_reaction(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, message_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ReactionBody>,
+) -> ApiResult<Json<MessageView>> {
+    react(state, user, &chat_id, &message_id, body.emoji, true).await
+}
+
+async fn remove_reaction(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((chat_id, message_id, emoji)): Path<(String, String, String)>,
+) -> ApiResult<Json<MessageView>> {
+    react(state, user, &chat_id, &message_id, emoji, false).await
 }
 
 #[derive(Deserialize)]

@@ -33,6 +33,8 @@ pub use docs::change_key;
 
 /// How many intents one group commit takes at most.
 const GROUP_MAX: usize = 1024;
+/// Different emojis one message can carry.
+pub const REACTION_EMOJIS_PER_MESSAGE_MAX: usize = 50;
 /// Capacity of the engine's intake queue.
 pub const QUEUE_CAPACITY: usize = 4096;
 
@@ -153,6 +155,14 @@ pub enum Command {
         chat: ChatId,
         message: MessageId,
         reply: Reply<()>,
+    },
+    React {
+        user: UserId,
+        chat: ChatId,
+        message: MessageId,
+        emoji: String,
+        on: bool,
+        reply: Reply<MessageView>,
     },
     /// A recipient's device got the message; no answer.
     MarkReceived {
@@ -464,6 +474,17 @@ impl Engine {
                 reply,
             } => {
                 let result = self.delete(&mut tx, &user, node_admin, &chat, &message);
+                self.finish(tx, result, reply, events)
+            }
+            Command::React {
+                user,
+                chat,
+                message,
+                emoji,
+                on,
+                reply,
+            } => {
+                let result = self.react(&mut tx, &user, &chat, &message, &emoji, on);
                 self.finish(tx, result, reply, events)
             }
             Command::MarkRead {
@@ -1364,6 +1385,7 @@ impl Engine {
             mentions,
             mention_all,
             state: MessageState::Sent,
+            reactions: Vec::new(),
         };
         tx.batch
             .put(Tree::Messages, keys::message(chat, &id), json(&message));
@@ -1497,6 +1519,7 @@ impl Engine {
         view.edited_ms = Some(at);
         view.mentions.clear();
         view.mention_all = false;
+        view.reactions.clear();
         view.state = MessageState::Deleted;
         tx.batch
             .put(Tree::Messages, keys::message(chat, message), json(&view));
@@ -1505,6 +1528,63 @@ impl Engine {
             Audience::Chat(*chat),
             EventBody::MessageDeleted {
                 message: view.clone(),
+            },
+        );
+        Ok(view)
+    }
+
+    fn react(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        chat: &ChatId,
+        message: &MessageId,
+        emoji: &str,
+        on: bool,
+    ) -> ApiResult<MessageView> {
+        if !bucket::valid_emoji(emoji) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!(
+                    "an emoji is 1 to {} bytes without spaces or ':'",
+                    bucket::EMOJI_BYTES_MAX
+                ),
+            ));
+        }
+        self.require_role(chat, user)?;
+        let mut view = self.message_for_update(chat, message)?;
+        let new_emoji = !view.reactions.iter().any(|r| r.emoji == emoji);
+        if on && new_emoji && view.reactions.len() >= REACTION_EMOJIS_PER_MESSAGE_MAX {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!(
+                    "a message has at most {REACTION_EMOJIS_PER_MESSAGE_MAX} different reactions"
+                ),
+            ));
+        }
+        if !view.set_reaction(emoji, user, on) {
+            return Ok(view);
+        }
+        let now = now_ms();
+        let org = self.key.id();
+        let mut docs = self.take_docs(chat)?;
+        docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
+            bucket::put_reaction(doc, collections, &org, message, emoji, user, on)
+        })
+        .map_err(ApiError::internal)?;
+        self.chats.insert(*chat, docs);
+        tx.batch
+            .put(Tree::Messages, keys::message(chat, message), json(&view));
+        self.emit(
+            tx,
+            Audience::Chat(*chat),
+            EventBody::MessageReactions {
+                chat_id: *chat,
+                message_id: *message,
+                emoji: emoji.to_string(),
+                user_id: user.clone(),
+                on,
+                reactions: view.reactions.clone(),
             },
         );
         Ok(view)

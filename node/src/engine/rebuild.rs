@@ -111,6 +111,7 @@ fn rebuild_chat(
     // Messages, then their updates in HLC order.
     let mut messages: BTreeMap<confab_protocol::MessageId, (OrgId, MessageView)> = BTreeMap::new();
     let mut updates = Vec::new();
+    let mut reactions = BTreeMap::new();
     for doc in &buckets {
         for (org, id, record) in bucket::messages(doc).map_err(|e| RebuildError::Doc {
             chat,
@@ -133,8 +134,20 @@ fn rebuild_chat(
                     .copied()
                     .filter(|s| *s != MessageState::Deleted)
                     .unwrap_or(MessageState::Sent),
+                reactions: Vec::new(),
             };
             messages.insert(id, (org, view));
+        }
+        // Later buckets override earlier ones for the same reaction key.
+        for entry in bucket::reactions(doc).map_err(|e| RebuildError::Doc {
+            chat,
+            source: Box::new(DocError::Damaged(e.to_string())),
+        })? {
+            // A user's reaction counts only when written by their own organisation.
+            if entry.org == *own_org && entry.user.org_name() != org_name {
+                continue;
+            }
+            reactions.insert((entry.message, entry.emoji, entry.user), entry.on);
         }
         updates.extend(bucket::updates(doc).map_err(|e| RebuildError::Doc {
             chat,
@@ -163,6 +176,13 @@ fn rebuild_chat(
                 view.mentions.clear();
                 view.mention_all = false;
                 view.state = MessageState::Deleted;
+            }
+        }
+    }
+    for ((message, emoji, user), on) in reactions {
+        if let Some((_, view)) = messages.get_mut(&message) {
+            if on && !view.deleted {
+                view.set_reaction(&emoji, &user, true);
             }
         }
     }

@@ -302,3 +302,88 @@ async fn edit_and_delete_rights() {
         (Some(true), Some(""), Some("deleted"))
     );
 }
+
+#[tokio::test]
+async fn concurrent_reactions_from_many_users_converge() {
+    let node = std::sync::Arc::new(TestNode::start(Limits::default()).await);
+    let owner = node.register("owner").await;
+    let (_, _, chat) = node
+        .request(
+            "POST",
+            "/api/v1/channels",
+            Some(&owner),
+            Some(json!({"name": "general", "visibility": "public"})),
+        )
+        .await;
+    let id = chat["id"].as_str().unwrap().to_string();
+    let (_, _, message) = node
+        .request(
+            "POST",
+            &format!("/api/v1/chats/{id}/messages"),
+            Some(&owner),
+            Some(json!({"body": "react!"})),
+        )
+        .await;
+    let path = format!(
+        "/api/v1/chats/{id}/messages/{}/reactions",
+        message["id"].as_str().unwrap()
+    );
+    let mut cookies = Vec::new();
+    for n in 0..20 {
+        let cookie = node.register(&format!("user{n}")).await;
+        node.request(
+            "POST",
+            &format!("/api/v1/chats/{id}/join"),
+            Some(&cookie),
+            None,
+        )
+        .await;
+        cookies.push(cookie);
+    }
+    let mut tasks = Vec::new();
+    for (n, cookie) in cookies.into_iter().enumerate() {
+        let (node, path) = (node.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            for emoji in ["👍", if n % 2 == 0 { "🎉" } else { "❤️" }] {
+                let (status, _, body) = node
+                    .request("POST", &path, Some(&cookie), Some(json!({"emoji": emoji})))
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+            // Reacting twice is idempotent.
+            node.request("POST", &path, Some(&cookie), Some(json!({"emoji": "👍"})))
+                .await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (_, _, message) = node
+        .request("GET", &path.replace("/reactions", ""), Some(&owner), None)
+        .await;
+    let counts: Vec<(String, u64)> = message["reactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["emoji"].as_str().unwrap().to_string(),
+                r["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        ("👍".to_string(), 20),
+        ("🎉".to_string(), 10),
+        ("❤️".to_string(), 10),
+    ];
+    expected.sort();
+    assert_eq!(counts, expected);
+    let (status, _, body) = node
+        .request("POST", &path, Some(&owner), Some(json!({"emoji": "a b"})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body"))
+    );
+}

@@ -107,6 +107,38 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
         Some(json!({"message_id": ids[4]})),
     )
     .await;
+    // Reactions, including on a message of the sealed first bucket, and a removal.
+    for (who, emoji) in [
+        (&alice, "👍"),
+        (&bob, "👍"),
+        (&bob, "🎉"),
+        (&alice, "party_parrot"),
+    ] {
+        let (status, _, body) = node
+            .request(
+                "POST",
+                &format!("/api/v1/chats/{id}/messages/{}/reactions", ids[2]),
+                Some(who),
+                Some(json!({"emoji": emoji})),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+    let (_, _, after_removal) = node
+        .request(
+            "DELETE",
+            &format!(
+                "/api/v1/chats/{id}/messages/{}/reactions/%F0%9F%8E%89",
+                ids[2]
+            ),
+            Some(&bob),
+            None,
+        )
+        .await;
+    let reactions = &after_removal["reactions"];
+    assert_eq!(reactions.as_array().unwrap().len(), 2, "{after_removal}");
+    assert_eq!(reactions[0]["emoji"], "party_parrot");
+    assert_eq!(reactions[1]["count"], 2);
     node.request(
         "PATCH",
         &format!("/api/v1/chats/{id}"),

@@ -818,6 +818,57 @@ fn deletes_only_in_reactions() {
 }
 
 #[test]
+fn reactions_need_a_well_formed_key_and_value() {
+    let (mut world, _, _) = setup();
+    let state = world.state().clone();
+    let mut b = world.replica(MEMBER, 6);
+    let id = b.put_message(&user("bob", "globex"), "react to me");
+    let first = b.commit_local(2, &state);
+    assert_eq!(check_at_owner(&mut world, &first), Outcome::Accepted);
+    let collections = b.collections();
+    // The writer's own helper produces an accepted change, on and off.
+    for on in [true, false] {
+        bucket::put_reaction(
+            &mut b.doc,
+            &collections,
+            &org(MEMBER),
+            &id,
+            "👍",
+            &user("bob", "globex"),
+            on,
+        )
+        .expect("put");
+        let signed = b.commit_local(2, &state);
+        assert_eq!(check_at_owner(&mut world, &signed), Outcome::Accepted);
+    }
+    let bad_keys = [
+        format!("{}:{id}:👍", org(MEMBER)),               // no user
+        format!("{}:{id}::bob@globex", org(MEMBER)),      // empty emoji
+        format!("{}:notanid:👍:bob@globex", org(MEMBER)), // bad message id
+        format!("{}:{id}:a b:bob@globex", org(MEMBER)),   // whitespace in the emoji
+        format!("{}:{id}:{}:bob@globex", org(MEMBER), "x".repeat(33)),
+    ];
+    for (n, key) in bad_keys.iter().enumerate() {
+        let mut c = world.replica(MEMBER, 20 + n as u8);
+        let collections = c.collections();
+        c.doc
+            .put(&collections.reactions, key.as_str(), "1")
+            .expect("put");
+        bad_operation(check_at_owner(&mut world, &c.sign_local(2)), "reaction key");
+    }
+    let mut c = world.replica(MEMBER, 30);
+    let collections = c.collections();
+    let key = format!("{}:{id}:👍:bob@globex", org(MEMBER));
+    c.doc
+        .put(&collections.reactions, key.as_str(), "yes")
+        .expect("put");
+    bad_operation(
+        check_at_owner(&mut world, &c.sign_local(2)),
+        "reaction's value",
+    );
+}
+
+#[test]
 fn control_document_allows_only_maps_of_the_owner() {
     let world = World::new(false);
     let mut owner = Replica::new(OWNER, 11, CONTROL);
