@@ -55,6 +55,10 @@ pub struct Limits {
     pub history_page_max: usize,
     pub unread_count_max: usize,
     pub websocket_connections_per_user_max: usize,
+    pub presence_heartbeat_interval_ms: u64,
+    pub presence_heartbeats_missed_max: u64,
+    pub typing_interval_min_ms: u64,
+    pub typing_expiry_ms: u64,
 }
 
 impl Default for Limits {
@@ -80,6 +84,10 @@ impl Default for Limits {
             history_page_max: 200,
             unread_count_max: 10_000,
             websocket_connections_per_user_max: 32,
+            presence_heartbeat_interval_ms: 5_000,
+            presence_heartbeats_missed_max: 3,
+            typing_interval_min_ms: 2_000,
+            typing_expiry_ms: 6_000,
         }
     }
 }

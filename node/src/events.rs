@@ -6,7 +6,9 @@
 //! If it falls behind the broadcast it goes back to the log. That gives every client every event
 //! visible to it exactly once, in order, across reconnects.
 
-use crate::model::{ChatView, MessageState, MessageView, ReactionView, UserView};
+use crate::model::{
+    ChatView, MessageState, MessageView, NotificationLevel, ReactionView, UserView,
+};
 use crate::store::{KvStore, StoreError, Tree};
 use confab_protocol::{ChatId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,11 @@ pub enum EventBody {
     ChatJoined { chat: ChatView },
     #[serde(rename = "chat.left")]
     ChatLeft { chat_id: ChatId },
+    #[serde(rename = "notifications.updated")]
+    NotificationsUpdated {
+        chat_id: ChatId,
+        level: NotificationLevel,
+    },
     #[serde(rename = "user.updated")]
     UserUpdated { user: UserView },
 }
@@ -74,16 +81,30 @@ pub struct Event {
     pub cursor: u64,
     pub audience: Audience,
     pub body: EventBody,
+    /// The serialised frame, made once and shared by every session that sends it.
+    #[serde(skip)]
+    pub frame: std::sync::OnceLock<String>,
 }
 
 impl Event {
     /// The frame for the client: the body with its `cursor`.
-    pub fn to_frame(&self) -> String {
-        let mut value = serde_json::to_value(&self.body).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.insert("cursor".into(), self.cursor.into());
+    pub fn to_frame(&self) -> &str {
+        self.frame.get_or_init(|| {
+            let mut value = serde_json::to_value(&self.body).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("cursor".into(), self.cursor.into());
+            }
+            value.to_string()
+        })
+    }
+
+    pub fn new(cursor: u64, audience: Audience, body: EventBody) -> Self {
+        Self {
+            cursor,
+            audience,
+            body,
+            frame: std::sync::OnceLock::new(),
         }
-        value.to_string()
     }
 
     pub fn key(cursor: u64) -> [u8; 8] {
@@ -91,9 +112,28 @@ impl Event {
     }
 }
 
-/// The broadcast side of the event log.
+/// Who may see an ephemeral event (presence, typing).
+#[derive(Clone, Debug)]
+pub enum EphemeralAudience {
+    /// Current members of the chat, except the user the event is about.
+    Chat(ChatId),
+    /// Users who share at least one of these chats with the user the event is about.
+    SharesChat(Arc<Vec<ChatId>>),
+}
+
+/// An event that is never stored: presence changes and typing. Lost if a session lags.
+#[derive(Clone, Debug)]
+pub struct Ephemeral {
+    pub audience: EphemeralAudience,
+    pub about: UserId,
+    /// The exact frame sent to clients.
+    pub frame: String,
+}
+
+/// The broadcast side of the event log, plus the ephemeral broadcast.
 pub struct EventHub {
     sender: broadcast::Sender<Arc<Event>>,
+    ephemeral: broadcast::Sender<Arc<Ephemeral>>,
     /// Newest cursor that is flushed and published.
     latest: AtomicU64,
 }
@@ -101,10 +141,21 @@ pub struct EventHub {
 impl EventHub {
     pub fn new(latest: u64, capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity);
+        let (ephemeral, _) = broadcast::channel(capacity);
         Self {
             sender,
+            ephemeral,
             latest: AtomicU64::new(latest),
         }
+    }
+
+    pub fn subscribe_ephemeral(&self) -> broadcast::Receiver<Arc<Ephemeral>> {
+        self.ephemeral.subscribe()
+    }
+
+    pub fn publish_ephemeral(&self, event: Ephemeral) {
+        // No receivers is fine: nobody is connected.
+        let _ = self.ephemeral.send(Arc::new(event));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

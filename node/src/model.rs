@@ -21,6 +21,52 @@ pub struct UserRecord {
     /// Bumped to end every session of the user (disable, password reset).
     #[serde(default)]
     pub session_generation: u64,
+    /// Do not disturb until this time (`u64::MAX`: until turned off); `None`: off.
+    #[serde(default)]
+    pub dnd_until_ms: Option<u64>,
+}
+
+impl UserRecord {
+    pub fn dnd_active(&self, now_ms: u64) -> bool {
+        self.dnd_until_ms.is_some_and(|until| now_ms < until)
+    }
+}
+
+/// Which messages of a chat notify a user.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationLevel {
+    All,
+    Mentions,
+    Mute,
+}
+
+impl NotificationLevel {
+    /// DMs notify on everything by default; channels on mentions.
+    pub fn default_for(kind: ChatKind) -> Self {
+        match kind {
+            ChatKind::Dm => NotificationLevel::All,
+            ChatKind::Channel => NotificationLevel::Mentions,
+        }
+    }
+}
+
+/// Whether `message` notifies `user`: not their own, not deleted, not during do-not-disturb, and
+/// allowed by the chat's level (mentions: `@user`, `@channel`, `@here`, `@all`).
+pub fn is_notifying(
+    user: &UserId,
+    level: NotificationLevel,
+    dnd: bool,
+    message: &MessageView,
+) -> bool {
+    if &message.author == user || message.deleted || dnd {
+        return false;
+    }
+    match level {
+        NotificationLevel::All => true,
+        NotificationLevel::Mentions => message.mention_all || message.mentions.contains(user),
+        NotificationLevel::Mute => false,
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -34,6 +80,9 @@ pub struct UserView {
     pub is_admin: bool,
     pub disabled: bool,
     pub created_ms: u64,
+    /// Do-not-disturb is on now.
+    pub dnd: bool,
+    pub dnd_until_ms: Option<u64>,
 }
 
 impl From<&UserRecord> for UserView {
@@ -48,6 +97,8 @@ impl From<&UserRecord> for UserView {
             is_admin: user.is_admin,
             disabled: user.disabled,
             created_ms: user.created_ms,
+            dnd: user.dnd_active(now_ms()),
+            dnd_until_ms: user.dnd_until_ms,
         }
     }
 }
@@ -221,6 +272,7 @@ pub struct ChatListEntry {
     pub last_message: Option<MessageView>,
     pub last_activity_ms: u64,
     pub last_read: Option<MessageId>,
+    pub notification_level: NotificationLevel,
 }
 
 /// Key helpers for the trees that are keyed by user and chat.

@@ -36,10 +36,12 @@ pub enum Tree {
     Events,
     /// user id ‖ 0 ‖ client id → chat id (16) ‖ message id (20): idempotent sends.
     ClientIds,
+    /// user id ‖ 0 ‖ chat id (16) → notification level JSON.
+    NotifySettings,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 12] = [
         Tree::Meta,
         Tree::Users,
         Tree::Sessions,
@@ -51,6 +53,7 @@ impl Tree {
         Tree::ReadMarkers,
         Tree::Events,
         Tree::ClientIds,
+        Tree::NotifySettings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +69,7 @@ impl Tree {
             Tree::ReadMarkers => "read_markers/v1",
             Tree::Events => "events/v1",
             Tree::ClientIds => "client_ids/v1",
+            Tree::NotifySettings => "notify_settings/v1",
         }
     }
 

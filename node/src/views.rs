@@ -2,7 +2,8 @@
 //! list. Writes to these trees happen only in the engine.
 
 use crate::model::{
-    keys, ChatListEntry, ChatRecord, ChatView, MemberView, MessageView, Settings, UserRecord,
+    keys, ChatListEntry, ChatRecord, ChatView, MemberView, MessageView, NotificationLevel,
+    Settings, UserRecord,
 };
 use crate::store::{prefix_range, KvStore, StoreError, Tree};
 use confab_protocol::control::Role;
@@ -174,6 +175,7 @@ pub fn chat_list_entry(
         last_message,
         last_activity_ms: record.last_activity_ms,
         last_read,
+        notification_level: notification_level(store, user, record)?,
     })
 }
 
@@ -250,4 +252,32 @@ pub fn parse_mentions(store: &dyn KvStore, org_name: &str, body: &str) -> (Vec<U
         }
     }
     (users, all)
+}
+
+/// The user's notification level for a chat (the default for its kind if never set).
+pub fn notification_level(
+    store: &dyn KvStore,
+    user: &UserId,
+    chat: &ChatRecord,
+) -> Result<NotificationLevel, StoreError> {
+    Ok(
+        match store.get(Tree::NotifySettings, &keys::user_chat(user, &chat.id))? {
+            Some(bytes) => decode(&bytes)?,
+            None => NotificationLevel::default_for(chat.kind),
+        },
+    )
+}
+
+/// The user's notification level for each of their chats.
+pub fn notification_levels(
+    store: &dyn KvStore,
+    user: &UserId,
+) -> Result<std::collections::HashMap<ChatId, NotificationLevel>, StoreError> {
+    let mut levels = std::collections::HashMap::new();
+    for chat_id in user_chats(store, user)? {
+        if let Some(record) = chat(store, &chat_id)? {
+            levels.insert(chat_id, notification_level(store, user, &record)?);
+        }
+    }
+    Ok(levels)
 }

@@ -4,5 +4,6 @@
 mod node {
     pub mod api;
     pub mod harness;
+    pub mod live;
     pub mod rebuild;
 }

@@ -46,6 +46,7 @@ pub struct AppState {
     /// Messages some recipient device already got, so only the first delivery asks the engine
     /// to mark a message `received`.
     pub received: Arc<Mutex<SeenFilter>>,
+    pub presence: crate::live::PresenceHandle,
 }
 
 /// A bounded set of recently seen message ids: two generations, the older dropped when the
@@ -92,6 +93,14 @@ impl AppState {
             )),
             request_buckets: Arc::new(Mutex::new(HashMap::new())),
             received: Arc::new(Mutex::new(SeenFilter::default())),
+            presence: crate::live::start(
+                store.clone(),
+                hub.clone(),
+                crate::presence::PresenceConfig {
+                    heartbeat_interval_ms: limits.presence_heartbeat_interval_ms,
+                    heartbeats_missed_max: limits.presence_heartbeats_missed_max,
+                },
+            ),
             store,
             engine,
             hub,
@@ -142,6 +151,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/chats/{chat_id}/read", post(mark_read))
         .route("/sync", get(sync))
+        .route("/presence", get(presence))
+        .route("/me/dnd", axum::routing::put(set_dnd))
+        .route(
+            "/chats/{chat_id}/notifications",
+            axum::routing::put(set_notifications),
+        )
         .route("/ws", get(ws::upgrade))
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
@@ -1073,4 +1088,83 @@ async fn sync(
     Ok(Json(
         serde_json::json!({ "messages": messages, "has_more": has_more }),
     ))
+}
+
+/// Presence of everyone who shares a chat with the user (and the user).
+async fn presence(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<crate::presence::PresenceView>>> {
+    let store = state.store.as_ref();
+    let mut people = std::collections::BTreeSet::new();
+    people.insert(user.id.clone());
+    for chat in views::user_chats(store, &user.id)? {
+        for member in views::members(store, &chat)? {
+            people.insert(member.user_id);
+        }
+    }
+    Ok(Json(
+        people
+            .iter()
+            .map(|person| state.presence.view(person))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DndBody {
+    enabled: bool,
+    /// When do-not-disturb ends by itself (ms since the epoch); absent: until turned off.
+    until_ms: Option<u64>,
+}
+
+async fn set_dnd(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<DndBody>,
+) -> ApiResult<Json<UserView>> {
+    let until_ms = body.enabled.then(|| body.until_ms.unwrap_or(u64::MAX));
+    let user = state
+        .engine
+        .call(|reply| Command::SetDoNotDisturb {
+            user: user.id,
+            until_ms,
+            reply,
+        })
+        .await?;
+    Ok(Json(UserView::from(&user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsBody {
+    level: crate::model::NotificationLevel,
+}
+
+async fn set_notifications(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<NotificationsBody>,
+) -> ApiResult<Json<ChatListEntry>> {
+    let chat = parse_chat(&chat_id)?;
+    let id = user.id.clone();
+    state
+        .engine
+        .call(|reply| Command::SetNotificationLevel {
+            user: id,
+            chat,
+            level: body.level,
+            reply,
+        })
+        .await?;
+    let record =
+        views::chat(state.store.as_ref(), &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
+    Ok(Json(views::chat_list_entry(
+        state.store.as_ref(),
+        &user.id,
+        &record,
+        state.config.limits.unread_count_max,
+    )?))
 }

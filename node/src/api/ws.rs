@@ -9,8 +9,9 @@ use super::{origin_allowed, AppState, CurrentUser, SendBody};
 use crate::accounts::TokenBucket;
 use crate::engine::Command;
 use crate::error::ApiError;
-use crate::events::{self, Audience, Event, EventBody};
-use crate::model::UserRecord;
+use crate::events::{self, Audience, Ephemeral, EphemeralAudience, Event, EventBody};
+use crate::live::PresenceInput;
+use crate::model::{is_notifying, NotificationLevel, UserRecord};
 use crate::views;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -83,7 +84,17 @@ enum ClientFrame {
         chat_id: String,
         message_id: String,
     },
+    Heartbeat {
+        #[serde(default)]
+        idle: bool,
+    },
+    Typing {
+        chat_id: String,
+    },
 }
+
+/// Tells sessions apart for presence (a session is a device).
+static NEXT_DEVICE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 struct Session {
     state: AppState,
@@ -93,6 +104,12 @@ struct Session {
     bucket: TokenBucket,
     sends: Arc<Semaphore>,
     close_after: bool,
+    /// The user's notification level per chat, and do-not-disturb, for the `notify` flag.
+    levels: std::collections::HashMap<ChatId, NotificationLevel>,
+    dnd_until_ms: Option<u64>,
+    device: u64,
+    /// When this session last announced typing in each chat.
+    typing_sent: std::collections::HashMap<ChatId, std::time::Instant>,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -113,6 +130,7 @@ impl Session {
     fn new(state: AppState, user: UserRecord) -> Self {
         let limits = &state.config.limits;
         let bucket = TokenBucket::new(limits.websocket_frames_per_s, limits.websocket_frames_burst);
+        let dnd_until_ms = user.dnd_until_ms;
         Self {
             state,
             user,
@@ -121,17 +139,41 @@ impl Session {
             bucket,
             sends: Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX)),
             close_after: false,
+            levels: std::collections::HashMap::new(),
+            dnd_until_ms,
+            device: NEXT_DEVICE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            typing_sent: std::collections::HashMap::new(),
         }
     }
 
+    /// Runs the session; the device counts for presence from connect until it lapses.
     async fn run(mut self, socket: WebSocket, cursor: Option<u64>) -> Result<(), SessionError> {
+        let presence = self.state.presence.clone();
+        let (user, device) = (self.user.id.clone(), self.device);
+        presence.send(PresenceInput::Heartbeat {
+            user: user.clone(),
+            device,
+            idle: false,
+        });
+        let result = self.serve_socket(socket, cursor).await;
+        presence.send(PresenceInput::Disconnect { user, device });
+        result
+    }
+
+    async fn serve_socket(
+        &mut self,
+        socket: WebSocket,
+        cursor: Option<u64>,
+    ) -> Result<(), SessionError> {
         let (mut sink, mut stream) = socket.split();
         let mut events = self.state.hub.subscribe();
+        let mut ephemeral = self.state.hub.subscribe_ephemeral();
         let mut shutdown = self.state.shutdown.clone();
         let (acks, mut ack_frames) = mpsc::channel::<String>(SENDS_IN_FLIGHT_MAX);
         self.chats = views::user_chats(self.state.store.as_ref(), &self.user.id)?
             .into_iter()
             .collect();
+        self.levels = views::notification_levels(self.state.store.as_ref(), &self.user.id)?;
         let latest = self.state.hub.latest();
         sink.send(text(
             serde_json::json!({ "type": "hello", "cursor": latest }).to_string(),
@@ -173,6 +215,12 @@ impl Session {
                     Some(Err(error)) => return Err(error.into()),
                 },
                 Some(ack) = ack_frames.recv() => sink.send(text(ack)).await?,
+                received = ephemeral.recv() => match received {
+                    Ok(event) if self.sees_ephemeral(&event) => sink.send(text(event.frame.clone())).await?,
+                    // Lost ephemeral events are acceptable: the next change repairs them.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
                 _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
                 _ = shutdown.changed() => {
                     let frame = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("node shutting down") };
@@ -223,13 +271,42 @@ impl Session {
         {
             if self.visible(event) {
                 self.chats.insert(chat.id);
+                self.levels
+                    .insert(chat.id, NotificationLevel::default_for(chat.kind));
             }
         }
         if !self.visible(event) {
             return Ok(());
         }
-        sink.send(text(event.to_frame())).await?;
+        let frame = event.to_frame();
         match &event.body {
+            // Whether the message notifies this user depends on their settings: add it here.
+            EventBody::MessageCreated { message } => {
+                let level = self
+                    .levels
+                    .get(&message.chat_id)
+                    .copied()
+                    .unwrap_or(NotificationLevel::Mentions);
+                let dnd = self
+                    .dnd_until_ms
+                    .is_some_and(|until| crate::model::now_ms() < until);
+                let notify = is_notifying(&self.user.id, level, dnd, message);
+                let base = frame.strip_suffix('}').unwrap_or(frame);
+                sink.send(text(format!("{base},\"notify\":{notify}}}")))
+                    .await?;
+            }
+            _ => sink.send(text(frame.to_string())).await?,
+        }
+        match &event.body {
+            EventBody::NotificationsUpdated { chat_id, level } => {
+                self.levels.insert(*chat_id, *level);
+            }
+            EventBody::UserUpdated { user } if user.id == self.user.id => {
+                self.dnd_until_ms = user.dnd_until_ms;
+                if user.disabled {
+                    self.close_after = true;
+                }
+            }
             EventBody::ChatLeft { chat_id } => {
                 self.chats.remove(chat_id);
             }
@@ -242,12 +319,52 @@ impl Session {
                     by: self.user.id.clone(),
                 });
             }
-            EventBody::UserUpdated { user } if user.id == self.user.id && user.disabled => {
-                self.close_after = true;
-            }
             _ => {}
         }
         Ok(())
+    }
+
+    fn sees_ephemeral(&self, event: &Ephemeral) -> bool {
+        match &event.audience {
+            EphemeralAudience::Chat(chat) => {
+                event.about != self.user.id && self.chats.contains(chat)
+            }
+            EphemeralAudience::SharesChat(chats) => {
+                chats.iter().any(|chat| self.chats.contains(chat))
+            }
+        }
+    }
+
+    /// Announces typing in a chat, at most once per `typing_interval_min_ms` per chat.
+    fn typing(&mut self, chat: ChatId) {
+        let limits = &self.state.config.limits;
+        if !self.chats.contains(&chat) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let interval = Duration::from_millis(limits.typing_interval_min_ms);
+        if self
+            .typing_sent
+            .get(&chat)
+            .is_some_and(|last| now.duration_since(*last) < interval)
+        {
+            return;
+        }
+        if self.typing_sent.len() > 1000 {
+            self.typing_sent.clear();
+        }
+        self.typing_sent.insert(chat, now);
+        let frame = serde_json::json!({
+            "type": "typing",
+            "chat_id": chat,
+            "user_id": self.user.id,
+            "expires_ms": crate::model::now_ms() + limits.typing_expiry_ms,
+        });
+        self.state.hub.publish_ephemeral(Ephemeral {
+            audience: EphemeralAudience::Chat(chat),
+            about: self.user.id.clone(),
+            frame: frame.to_string(),
+        });
     }
 
     fn first_delivery(&self, id: &MessageId) -> bool {
@@ -282,6 +399,16 @@ impl Session {
         };
         match parsed {
             ClientFrame::Ping => sink.send(text(r#"{"type":"pong"}"#.to_string())).await?,
+            ClientFrame::Heartbeat { idle } => self.state.presence.send(PresenceInput::Heartbeat {
+                user: self.user.id.clone(),
+                device: self.device,
+                idle,
+            }),
+            ClientFrame::Typing { chat_id } => {
+                if let Ok(chat) = chat_id.parse() {
+                    self.typing(chat);
+                }
+            }
             ClientFrame::Send {
                 client_id,
                 chat_id,

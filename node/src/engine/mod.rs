@@ -15,8 +15,8 @@ use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Audience, Event, EventBody, EventHub};
 use crate::model::{
-    keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, Settings,
-    UserRecord, UserView,
+    keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, NotificationLevel,
+    Settings, UserRecord, UserView,
 };
 use crate::store::{KvStore, StoreError, Tree, WriteBatch};
 use crate::views;
@@ -155,6 +155,17 @@ pub enum Command {
         chat: ChatId,
         message: MessageId,
         reply: Reply<()>,
+    },
+    SetNotificationLevel {
+        user: UserId,
+        chat: ChatId,
+        level: NotificationLevel,
+        reply: Reply<()>,
+    },
+    SetDoNotDisturb {
+        user: UserId,
+        until_ms: Option<u64>,
+        reply: Reply<UserRecord>,
     },
     React {
         user: UserId,
@@ -476,6 +487,23 @@ impl Engine {
                 let result = self.delete(&mut tx, &user, node_admin, &chat, &message);
                 self.finish(tx, result, reply, events)
             }
+            Command::SetNotificationLevel {
+                user,
+                chat,
+                level,
+                reply,
+            } => {
+                let result = self.set_notification_level(&mut tx, &user, &chat, level);
+                self.finish(tx, result, reply, events)
+            }
+            Command::SetDoNotDisturb {
+                user,
+                until_ms,
+                reply,
+            } => {
+                let result = self.set_do_not_disturb(&mut tx, &user, until_ms);
+                self.finish(tx, result, reply, events)
+            }
             Command::React {
                 user,
                 chat,
@@ -537,11 +565,7 @@ impl Engine {
     }
 
     fn emit(&mut self, tx: &mut Tx, audience: Audience, body: EventBody) {
-        let event = Event {
-            cursor: self.next_cursor,
-            audience,
-            body,
-        };
+        let event = Event::new(self.next_cursor, audience, body);
         self.next_cursor += 1;
         tx.batch.put(
             Tree::Events,
@@ -630,6 +654,7 @@ impl Engine {
             disabled: false,
             created_ms: now_ms(),
             session_generation: 0,
+            dnd_until_ms: None,
         };
         self.put_user(tx, &record);
         Ok(record)
@@ -1531,6 +1556,42 @@ impl Engine {
             },
         );
         Ok(view)
+    }
+
+    fn set_notification_level(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        chat: &ChatId,
+        level: NotificationLevel,
+    ) -> ApiResult<()> {
+        self.require_role(chat, user)?;
+        tx.batch.put(
+            Tree::NotifySettings,
+            keys::user_chat(user, chat),
+            json(&level),
+        );
+        self.emit(
+            tx,
+            Audience::User(user.clone()),
+            EventBody::NotificationsUpdated {
+                chat_id: *chat,
+                level,
+            },
+        );
+        Ok(())
+    }
+
+    fn set_do_not_disturb(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        until_ms: Option<u64>,
+    ) -> ApiResult<UserRecord> {
+        let mut record = self.user_record(user)?;
+        record.dnd_until_ms = until_ms;
+        self.put_user(tx, &record);
+        Ok(record)
     }
 
     fn react(
