@@ -269,6 +269,13 @@ export class Live {
 
   startPing() {
     this.clearPing();
+    // Presence: a heartbeat every 5 s; the node marks the user offline after 3 missed ones.
+    // `idle` when the page is hidden, so the user shows as away.
+    const heartbeat = () => {
+      if (this.open) this.send({ type: "heartbeat", idle: document.visibilityState === "hidden" });
+    };
+    heartbeat();
+    this.heartbeatTimer = setInterval(heartbeat, 5000);
     this.pingTimer = setInterval(() => {
       if (!this.open) return;
       if (this.pongDeadline !== null && Date.now() > this.pongDeadline) {
@@ -288,6 +295,8 @@ export class Live {
   }
 
   clearPing() {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
     clearInterval(this.pingTimer);
     this.pingTimer = null;
     this.pongDeadline = null;
