@@ -1,0 +1,459 @@
+//! confab-bench: load generator for one Confab node on 127.0.0.1.
+//!
+//! Starts a node (or uses `--url`), registers N users, puts them in one public channel, opens a
+//! WebSocket per user and runs:
+//! - `steady`: every user sends `--messages` messages at `--rate` msg/s (default 10 users ×
+//!   200 messages at 10 msg/s each);
+//! - `flood`: ramps the total send rate in steps and reports the highest rate whose fan-out
+//!   p99 stays under `--p99-target-ms` with nothing lost or refused.
+//!
+//! Latency is measured from each message's *scheduled* send time (carried in its body) to its
+//! receipt at every other member's WebSocket. Server CPU per message and peak RSS are read from
+//! /proc when the bench started the node itself (or `--pid` is given).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use confab_tests::{ev_message, ev_type, Client, NodeOptions, TestNode, WsNext, WsSender};
+use serde_json::json;
+use tokio::sync::{mpsc, Mutex};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Steady,
+    Flood,
+    All,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "confab-bench",
+    about = "Load generator for a Confab node (127.0.0.1 only)"
+)]
+struct Args {
+    /// Use a running node at this URL (http://127.0.0.1:PORT) instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// PID of the node behind --url, for CPU and memory figures.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// The confab-node binary to start (use a release build for real figures).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Which workload to run.
+    #[arg(long, value_enum, default_value = "all")]
+    workload: Workload,
+    /// Channel members (each one sends and receives).
+    #[arg(long, default_value_t = 10)]
+    users: usize,
+    /// steady: messages per user.
+    #[arg(long, default_value_t = 200)]
+    messages: u32,
+    /// steady: messages per second per user.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// flood: first total rate (msg/s over all senders).
+    #[arg(long, default_value_t = 50.0)]
+    flood_start: f64,
+    /// flood: each step multiplies the rate by this.
+    #[arg(long, default_value_t = 1.5)]
+    flood_factor: f64,
+    /// flood: highest total rate tried.
+    #[arg(long, default_value_t = 5000.0)]
+    flood_max: f64,
+    /// flood: seconds per step.
+    #[arg(long, default_value_t = 3.0)]
+    step_secs: f64,
+    /// flood: p99 fan-out latency a step must stay under.
+    #[arg(long, default_value_t = 50.0)]
+    p99_target_ms: f64,
+}
+
+/// One delivery: (phase, latency µs).
+type Delivery = (u32, u64);
+
+struct Member {
+    sender: Arc<Mutex<WsSender>>,
+}
+
+struct Bench {
+    t0: Instant,
+    chat_id: String,
+    members: Vec<Member>,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    errors: Arc<AtomicU64>,
+    acks: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    pid: Option<u32>,
+}
+
+#[derive(Default, Debug)]
+struct PhaseResult {
+    sent: u64,
+    send_secs: f64,
+    expected: u64,
+    delivered: u64,
+    errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    cpu_ms_per_msg: Option<f64>,
+}
+
+fn proc_cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm field: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tck = if tck > 0 { tck as f64 } else { 100.0 };
+    Some((ut + st) * 1000.0 / tck)
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+impl Bench {
+    async fn setup(url: &str, users: usize, pid: Option<u32>) -> Result<Bench> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() % 1_000_000)
+            .unwrap_or(0);
+        let password = "bench-password-123";
+        let mut clients = Vec::new();
+        for i in 0..users {
+            let c = Client::new(url);
+            let name = format!("b{stamp}u{i}");
+            c.register(&name, password)
+                .await
+                .map_err(|e| anyhow!("register {name}: {e}"))?;
+            clients.push(c);
+        }
+        let owner = clients
+            .first()
+            .ok_or_else(|| anyhow!("--users must be at least 1"))?;
+        let chat = owner
+            .create_channel(&format!("bench{stamp}"), "public")
+            .await
+            .map_err(|e| anyhow!("create channel: {e}"))?;
+        for c in &clients[1..] {
+            c.join(&chat.id).await.map_err(|e| anyhow!("join: {e}"))?;
+        }
+        let t0 = Instant::now();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let errors = Arc::new(AtomicU64::new(0));
+        let acks = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut members = Vec::new();
+        for (i, c) in clients.into_iter().enumerate() {
+            let ws = c
+                .ws(None)
+                .await
+                .map_err(|e| anyhow!("WebSocket of user {i}: {e}"))?;
+            let (sender, mut receiver) = ws.into_parts();
+            let tx = tx.clone();
+            let errors = errors.clone();
+            let acks = acks.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let v = match receiver.recv(Duration::from_millis(200)).await {
+                        WsNext::Event(v) => v,
+                        WsNext::Timeout => continue,
+                        WsNext::Closed(r) => {
+                            if !stop.load(Ordering::Relaxed) {
+                                eprintln!("user {i}: WebSocket closed: {r}");
+                            }
+                            return;
+                        }
+                    };
+                    match ev_type(&v) {
+                        "message.created" => {
+                            let now = t0.elapsed().as_micros() as u64;
+                            let m = ev_message(&v);
+                            // bench|phase|sender|seq|sched_us|padding
+                            let parts: Vec<&str> = m.body.split('|').collect();
+                            if parts.len() < 5 || parts[0] != "bench" {
+                                continue;
+                            }
+                            let (Ok(phase), Ok(sender), Ok(sched)) = (
+                                parts[1].parse::<u32>(),
+                                parts[2].parse::<usize>(),
+                                parts[4].parse::<u64>(),
+                            ) else {
+                                continue;
+                            };
+                            if sender != i {
+                                let _ = tx.send((phase, now.saturating_sub(sched)));
+                            }
+                        }
+                        "ack" => {
+                            acks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        "error" => {
+                            let n = errors.fetch_add(1, Ordering::Relaxed);
+                            if n < 5 {
+                                eprintln!("user {i}: error frame {v}");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            members.push(Member {
+                sender: Arc::new(Mutex::new(sender)),
+            });
+        }
+        Ok(Bench {
+            t0,
+            chat_id: chat.id,
+            members,
+            deliveries: rx,
+            errors,
+            acks,
+            stop,
+            pid,
+        })
+    }
+
+    /// Every member sends `per_user` messages at `rate_per_user` msg/s over the WebSocket;
+    /// then waits (bounded) for every fan-out delivery of this phase.
+    async fn phase(
+        &mut self,
+        phase: u32,
+        per_user: u32,
+        rate_per_user: f64,
+    ) -> Result<PhaseResult> {
+        let n = self.members.len();
+        let errors0 = self.errors.load(Ordering::Relaxed);
+        let cpu0 = self.pid.and_then(proc_cpu_ms);
+        let start = self.t0.elapsed() + Duration::from_millis(50);
+        let interval = Duration::from_secs_f64(1.0 / rate_per_user);
+        let mut tasks = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            let sender = m.sender.clone();
+            let chat_id = self.chat_id.clone();
+            let t0 = self.t0;
+            // Spread the members' sends evenly over one interval.
+            let offset = interval.mul_f64(i as f64 / n as f64);
+            tasks.push(tokio::spawn(async move {
+                let mut sent = 0u64;
+                let mut s = sender.lock().await;
+                for k in 0..per_user {
+                    let sched = start + offset + interval.mul_f64(f64::from(k));
+                    tokio::time::sleep_until((t0 + sched).into()).await;
+                    let body = format!("bench|{phase}|{i}|{k}|{}|", sched.as_micros());
+                    let frame = json!({"type": "send", "client_id": format!("p{phase}-{i}-{k}"),
+                                       "chat_id": chat_id, "body": body, "reply_to": null});
+                    if let Err(e) = s.send_json(&frame).await {
+                        eprintln!("user {i}: send failed: {e}");
+                        break;
+                    }
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+        let mut sent = 0;
+        for t in tasks {
+            sent += t.await.context("sender task")?;
+        }
+        let send_end = self.t0.elapsed();
+        let send_secs = (send_end.saturating_sub(start)).as_secs_f64().max(1e-9);
+        let expected = sent * (n as u64 - 1);
+        let mut lat = Vec::with_capacity(expected as usize);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (lat.len() as u64) < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.deliveries.recv()).await {
+                Ok(Some((p, l))) if p == phase => lat.push(l),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let cpu1 = self.pid.and_then(proc_cpu_ms);
+        lat.sort_unstable();
+        Ok(PhaseResult {
+            sent,
+            send_secs,
+            expected,
+            delivered: lat.len() as u64,
+            errors: self.errors.load(Ordering::Relaxed) - errors0,
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+            max_ms: lat.last().map_or(f64::NAN, |&m| m as f64 / 1000.0),
+            cpu_ms_per_msg: match (cpu0, cpu1) {
+                (Some(a), Some(b)) if sent > 0 => Some((b - a) / sent as f64),
+                _ => None,
+            },
+        })
+    }
+
+    fn report(&self, label: &str, r: &PhaseResult) {
+        let cpu = r
+            .cpu_ms_per_msg
+            .map_or("n/a".to_string(), |c| format!("{c:.3}"));
+        let rss = self
+            .pid
+            .and_then(|p| proc_status_kib(p, "VmHWM:"))
+            .map_or("n/a".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+        println!(
+            "{label}: sent {} msgs in {:.2}s = {:.1} msg/s; deliveries {}/{}; errors {}; \
+             fan-out latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+             server CPU {cpu} ms/msg; node peak RSS {rss} MiB",
+            r.sent,
+            r.send_secs,
+            r.sent as f64 / r.send_secs,
+            r.delivered,
+            r.expected,
+            r.errors,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms
+        );
+    }
+
+    async fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for m in &self.members {
+            m.sender.lock().await.close().await;
+        }
+        eprintln!("acks received: {}", self.acks.load(Ordering::Relaxed));
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    if args.users < 2 {
+        bail!("--users must be at least 2 (fan-out needs a receiver)");
+    }
+    if !(args.rate > 0.0 && args.flood_start > 0.0 && args.flood_factor > 1.0) {
+        bail!("--rate and --flood-start must be positive and --flood-factor > 1");
+    }
+    let mut node = None;
+    let (url, pid) = match &args.url {
+        Some(u) => {
+            if !(u.starts_with("http://127.0.0.1:") || u.starts_with("http://localhost:")) {
+                bail!("--url must be on 127.0.0.1");
+            }
+            (u.trim_end_matches('/').to_string(), args.pid)
+        }
+        None => {
+            let bin = match &args.node_bin {
+                Some(b) => b.clone(),
+                None => {
+                    let sibling = std::env::current_exe()
+                        .ok()
+                        .and_then(|e| e.parent().map(|p| p.join("confab-node")))
+                        .filter(|p| p.is_file());
+                    match sibling {
+                        Some(p) => p,
+                        None => confab_tests::find_node_binary().map_err(|e| anyhow!(e))?,
+                    }
+                }
+            };
+            eprintln!("starting {}", bin.display());
+            let n = TestNode::start_with(NodeOptions {
+                name: "bench-node".into(),
+                bin: Some(bin),
+                ..NodeOptions::default()
+            })
+            .await;
+            let u = n.base_url();
+            let p = n.pid();
+            node = Some(n);
+            (u, p)
+        }
+    };
+    println!("node {url}, {} users in one channel", args.users);
+    let mut bench = Bench::setup(&url, args.users, pid).await?;
+
+    if matches!(args.workload, Workload::Steady | Workload::All) {
+        let r = bench.phase(1, args.messages, args.rate).await?;
+        bench.report(
+            &format!(
+                "steady ({} users x {} msgs at {} msg/s each)",
+                args.users, args.messages, args.rate
+            ),
+            &r,
+        );
+    }
+    if matches!(args.workload, Workload::Flood | Workload::All) {
+        let mut rate = args.flood_start;
+        let mut best: Option<f64> = None;
+        let mut phase = 10;
+        while rate <= args.flood_max {
+            let per_user_rate = rate / args.users as f64;
+            let per_user = (per_user_rate * args.step_secs).ceil().max(1.0) as u32;
+            let r = bench.phase(phase, per_user, per_user_rate).await?;
+            let achieved = r.sent as f64 / r.send_secs;
+            bench.report(&format!("flood step {rate:.0} msg/s"), &r);
+            let ok = r.p99_ms < args.p99_target_ms
+                && r.delivered == r.expected
+                && r.errors == 0
+                && achieved >= rate * 0.9;
+            if !ok {
+                println!(
+                    "flood: {rate:.0} msg/s not sustained (p99 {:.2} ms, delivered {}/{}, errors {}, achieved {achieved:.0} msg/s)",
+                    r.p99_ms, r.delivered, r.expected, r.errors
+                );
+                break;
+            }
+            best = Some(rate);
+            rate *= args.flood_factor;
+            phase += 1;
+            // Let the node settle between steps.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        match best {
+            Some(b) => println!(
+                "flood result: highest sustained rate {b:.0} msg/s into a {}-member channel with fan-out p99 < {} ms",
+                args.users, args.p99_target_ms
+            ),
+            None => println!(
+                "flood result: even {:.0} msg/s was not sustained with p99 < {} ms",
+                args.flood_start, args.p99_target_ms
+            ),
+        }
+    }
+    if let Some(p) = pid {
+        if let Some(h) = proc_status_kib(p, "VmHWM:") {
+            println!("node peak RSS (VmHWM): {:.1} MiB", h as f64 / 1024.0);
+        }
+    }
+    bench.shutdown().await;
+    if let Some(mut n) = node {
+        let st = n.terminate().await;
+        eprintln!("node exited: {st}");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(run(args))
+}

@@ -1,0 +1,24 @@
+//! Multi-process integration tests against a real `confab-node` (spec/client-api.md is the
+//! contract). One binary; each module covers one area. Every test starts its own node.
+
+#[path = "integration/common.rs"]
+mod common;
+
+#[path = "integration/accounts.rs"]
+mod accounts;
+#[path = "integration/chat.rs"]
+mod chat;
+#[path = "integration/durability.rs"]
+mod durability;
+#[path = "integration/history.rs"]
+mod history;
+#[path = "integration/limits.rs"]
+mod limits;
+#[path = "integration/live.rs"]
+mod live;
+#[path = "integration/security.rs"]
+mod security;
+#[path = "integration/states.rs"]
+mod states;
+#[path = "integration/unread.rs"]
+mod unread;
