@@ -59,6 +59,13 @@ pub struct Limits {
     pub presence_heartbeats_missed_max: u64,
     pub typing_interval_min_ms: u64,
     pub typing_expiry_ms: u64,
+    /// Shortest time between two group-commit flushes; intents arriving meanwhile share the
+    /// next flush. Bounds the flush rate under load; adds at most this much latency.
+    pub group_commit_interval_min_us: u64,
+    /// sled page cache.
+    pub storage_cache_bytes: u64,
+    /// Password hashes (Argon2id, 19 MiB each) computed at once; more wait.
+    pub password_hashes_concurrent_max: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +95,9 @@ impl Default for Limits {
             presence_heartbeats_missed_max: 3,
             typing_interval_min_ms: 2_000,
             typing_expiry_ms: 6_000,
+            group_commit_interval_min_us: 2_000,
+            storage_cache_bytes: 64 * 1024 * 1024,
+            password_hashes_concurrent_max: 2,
         }
     }
 }

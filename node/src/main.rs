@@ -9,6 +9,11 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+// sled starts and retires IO threads as load changes; with glibc's per-thread arenas that left
+// freed memory scattered (RSS grew to 3x the live heap in the load test). mimalloc returns it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "confab-node",

@@ -37,7 +37,10 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    Ok(Arc::new(SledStore::open(&config.data_dir.join("db"))?))
+    Ok(Arc::new(SledStore::open_with_cache(
+        &config.data_dir.join("db"),
+        config.limits.storage_cache_bytes,
+    )?))
 }
 
 /// Serves the node on `listener` until `shutdown` completes, then stops cleanly: WebSockets are

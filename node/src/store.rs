@@ -11,6 +11,9 @@ use std::ops::Bound;
 use std::path::Path;
 use std::pin::Pin;
 
+/// sled page cache used unless configured otherwise.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The trees. Each name carries its key-encoding version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tree {
@@ -148,8 +151,17 @@ pub struct SledStore {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens with a page cache of at most `cache_bytes` (sled's default is 1 GiB).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(cache_bytes)
+            // The node flushes explicitly before every acknowledgement; a timer flush on top
+            // would only add work.
+            .flush_every_ms(None)
             .open()
             .map_err(|error| match error {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -230,8 +242,13 @@ impl KvStore for SledStore {
     }
 
     fn flush(&self) -> FlushFuture<'_> {
+        // `flush_async` runs on sled's IO pool, whose every task wakes all its idle threads;
+        // a blocking flush on tokio's blocking pool wakes one.
+        let db = self.db.clone();
         Box::pin(async move {
-            self.db.flush_async().await?;
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|error| StoreError::Backend(format!("flush task failed: {error}")))??;
             Ok(())
         })
     }

@@ -47,6 +47,8 @@ pub struct AppState {
     /// to mark a message `received`.
     pub received: Arc<Mutex<SeenFilter>>,
     pub presence: crate::live::PresenceHandle,
+    /// Bounds concurrent Argon2id computations (19 MiB of memory each).
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bounded set of recently seen message ids: two generations, the older dropped when the
@@ -93,6 +95,9 @@ impl AppState {
             )),
             request_buckets: Arc::new(Mutex::new(HashMap::new())),
             received: Arc::new(Mutex::new(SeenFilter::default())),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                limits.password_hashes_concurrent_max.max(1),
+            )),
             presence: crate::live::start(
                 store.clone(),
                 hub.clone(),
@@ -345,10 +350,12 @@ async fn register(
     accounts::check_password_rules(&body.password)
         .map_err(|e| ApiError::bad_request("invalid_password", e))?;
     let password = body.password;
+    let permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
     let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&password))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    drop(permit);
     let username = body.username;
     let display_name = body.display_name.unwrap_or_default();
     let user = state
@@ -403,9 +410,11 @@ async fn login(
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Q0g7Qy6Yh3bKfW5p6dGx1qR9nG0Yq2mHcY8m0s0c0Y".into()
     });
     let password = body.password;
+    let permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
     let valid = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash))
         .await
         .map_err(ApiError::internal)?;
+    drop(permit);
     let Some(user) = user.filter(|_| valid) else {
         state.login_by_account.record_failure(&account_key);
         state.login_by_address.record_failure(&address);

@@ -27,6 +27,7 @@ use docs::ChatDocs;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use docs::change_key;
@@ -35,6 +36,10 @@ pub use docs::change_key;
 const GROUP_MAX: usize = 1024;
 /// Different emojis one message can carry.
 pub const REACTION_EMOJIS_PER_MESSAGE_MAX: usize = 50;
+/// Longest a lazy intent (a `received` mark) waits for a flush to share.
+const LAZY_FLUSH: Duration = Duration::from_millis(50);
+/// A group commit slower than this is logged.
+const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(20);
 /// Capacity of the engine's intake queue.
 pub const QUEUE_CAPACITY: usize = 4096;
 
@@ -183,6 +188,13 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Intents nobody waits for: they share the next flush instead of forcing one.
+    fn is_lazy(&self) -> bool {
+        matches!(self, Command::MarkReceived { .. })
+    }
+}
+
 /// The handle handlers use to reach the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -310,17 +322,54 @@ fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 impl Engine {
     async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut last_flush = std::time::Instant::now();
         while let Some(command) = receiver.recv().await {
             let mut done: Vec<Done> = Vec::new();
             let mut events = Vec::new();
+            let started = std::time::Instant::now();
+            let mut urgent = !command.is_lazy();
             self.process(command, &mut done, &mut events);
+            // Gather more intents before flushing: what is queued now; then, if something
+            // waits for an answer, until `group_commit_interval_min_us` after the last flush
+            // (so under load one flush serves many intents); if only lazy intents are here,
+            // up to LAZY_FLUSH for company.
+            let pacing = Duration::from_micros(self.limits.group_commit_interval_min_us);
+            let lazy_deadline = tokio::time::Instant::now() + LAZY_FLUSH;
             while done.len() < GROUP_MAX {
-                match receiver.try_recv() {
-                    Ok(command) => self.process(command, &mut done, &mut events),
-                    Err(_) => break,
-                }
+                let next = match receiver.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(_) => {
+                        let until = if urgent {
+                            tokio::time::Instant::from_std(last_flush + pacing)
+                        } else {
+                            lazy_deadline
+                        };
+                        if tokio::time::Instant::now() >= until {
+                            break;
+                        }
+                        match tokio::time::timeout_at(until, receiver.recv()).await {
+                            Ok(Some(command)) => Some(command),
+                            Ok(None) | Err(_) => None,
+                        }
+                    }
+                };
+                let Some(command) = next else { break };
+                urgent |= !command.is_lazy();
+                self.process(command, &mut done, &mut events);
             }
-            let flushed = match self.store.flush().await {
+            let processed = started.elapsed();
+            let flush_result = self.store.flush().await;
+            last_flush = std::time::Instant::now();
+            let total = started.elapsed();
+            if total >= SLOW_GROUP {
+                tracing::warn!(
+                    intents = done.len(),
+                    process_ms = processed.as_millis() as u64,
+                    flush_ms = (total - processed).as_millis() as u64,
+                    "slow group commit"
+                );
+            }
+            let flushed = match flush_result {
                 Ok(()) => true,
                 Err(error) => {
                     tracing::error!(%error, "flush failed; failing the group");

@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 1.5)]
     flood_factor: f64,
     /// flood: highest total rate tried.
-    #[arg(long, default_value_t = 5000.0)]
+    #[arg(long, default_value_t = 20000.0)]
     flood_max: f64,
     /// flood: seconds per step.
     #[arg(long, default_value_t = 3.0)]
@@ -372,9 +372,20 @@ async fn run(args: Args) -> Result<()> {
                 }
             };
             eprintln!("starting {}", bin.display());
+            // The load is 10 simulated users sending far faster than people type, so the
+            // per-session frame and request rate limits are raised for the benchmark (the
+            // engine, storage and fan-out are what is measured; everything else is default).
+            let config = std::env::temp_dir().join(format!("confab-bench-{}.toml", std::process::id()));
+            std::fs::write(
+                &config,
+                "[limits]\nwebsocket_frames_per_s = 1000000\nwebsocket_frames_burst = 1000000\n\
+                 requests_per_s_per_user = 1000000\nrequests_burst_per_user = 1000000\n",
+            )?;
+            eprintln!("node config {}: per-session rate limits raised for the load", config.display());
             let n = TestNode::start_with(NodeOptions {
                 name: "bench-node".into(),
                 bin: Some(bin),
+                extra_args: vec!["--config".into(), config.display().to_string()],
                 ..NodeOptions::default()
             })
             .await;
