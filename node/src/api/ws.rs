@@ -27,6 +27,8 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 
 /// Sends one session may have waiting for the engine at once.
 const SENDS_IN_FLIGHT_MAX: usize = 256;
+/// Ready events written before one flush of the socket.
+const EVENTS_PER_FLUSH_MAX: usize = 64;
 /// Events read from the log per page while replaying.
 const REPLAY_PAGE: usize = 1000;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -197,7 +199,23 @@ impl Session {
         while !self.close_after {
             tokio::select! {
                 received = events.recv() => match received {
-                    Ok(event) => self.deliver(&mut sink, &event).await?,
+                    Ok(event) => {
+                        // Under load several events are ready: write them all, then flush
+                        // once (one syscall instead of one per frame).
+                        self.deliver(&mut sink, &event).await?;
+                        for _ in 0..EVENTS_PER_FLUSH_MAX {
+                            match events.try_recv() {
+                                Ok(event) => self.deliver(&mut sink, &event).await?,
+                                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                                    let latest = self.state.hub.latest();
+                                    self.replay(&mut sink, latest).await?;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        sink.flush().await?;
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let latest = self.state.hub.latest();
                         self.replay(&mut sink, latest).await?;
@@ -251,6 +269,7 @@ impl Session {
             self.last_cursor = self.last_cursor.max(last);
         }
         self.last_cursor = self.last_cursor.max(up_to);
+        sink.flush().await?;
         Ok(())
     }
 
@@ -292,10 +311,10 @@ impl Session {
                     .is_some_and(|until| crate::model::now_ms() < until);
                 let notify = is_notifying(&self.user.id, level, dnd, message);
                 let base = frame.strip_suffix('}').unwrap_or(frame);
-                sink.send(text(format!("{base},\"notify\":{notify}}}")))
+                sink.feed(text(format!("{base},\"notify\":{notify}}}")))
                     .await?;
             }
-            _ => sink.send(text(frame.to_string())).await?,
+            _ => sink.feed(text(frame.to_string())).await?,
         }
         match &event.body {
             EventBody::NotificationsUpdated { chat_id, level } => {

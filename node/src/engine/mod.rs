@@ -287,6 +287,7 @@ pub async fn start(
         hlc,
         unique: random_bytes(),
         next_cursor: newest + 1,
+        dirty: Dirty::default(),
     };
     let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
     let task = tokio::spawn(engine.run(receiver));
@@ -305,6 +306,36 @@ struct Engine {
     /// Distinguishes message ids minted by this process from other processes of the org.
     unique: [u8; 4],
     next_cursor: u64,
+    /// View writes that many intents of a group repeat (a chat's last activity, the newest HLC
+    /// time, a sender's own read marker), written once at the end of the group.
+    dirty: Dirty,
+}
+
+#[derive(Default)]
+struct Dirty {
+    chats: HashMap<ChatId, ChatRecord>,
+    markers: HashMap<(UserId, ChatId), MessageId>,
+    hlc: Option<confab_protocol::HlcTime>,
+}
+
+impl Dirty {
+    fn take_batch(&mut self) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for (id, record) in self.chats.drain() {
+            batch.put(Tree::Chats, id.as_bytes().to_vec(), json(&record));
+        }
+        for ((user, chat), message) in self.markers.drain() {
+            batch.put(
+                Tree::ReadMarkers,
+                keys::user_chat(&user, &chat),
+                message.as_bytes().to_vec(),
+            );
+        }
+        if let Some(time) = self.hlc.take() {
+            batch.put(Tree::Meta, b"hlc".to_vec(), json(&time));
+        }
+        batch
+    }
 }
 
 /// What one intent writes.
@@ -358,7 +389,11 @@ impl Engine {
                 self.process(command, &mut done, &mut events);
             }
             let processed = started.elapsed();
-            let flush_result = self.store.flush().await;
+            let coalesced = self.dirty.take_batch();
+            let flush_result = match self.store.apply(coalesced) {
+                Ok(()) => self.store.flush().await,
+                Err(error) => Err(error),
+            };
             last_flush = std::time::Instant::now();
             let total = started.elapsed();
             if total >= SLOW_GROUP {
@@ -599,6 +634,7 @@ impl Engine {
                 }
                 Err(error) => {
                     self.chats.clear();
+                    self.dirty = Dirty::default();
                     Err(ApiError::internal(error))
                 }
             },
@@ -801,6 +837,9 @@ impl Engine {
     // ----- chats -----
 
     fn chat_record(&self, chat: &ChatId) -> ApiResult<ChatRecord> {
+        if let Some(record) = self.dirty.chats.get(chat) {
+            return Ok(record.clone());
+        }
         views::chat(self.store.as_ref(), chat)?.ok_or_else(|| ApiError::not_found("chat"))
     }
 
@@ -978,6 +1017,7 @@ impl Engine {
         };
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        self.dirty.chats.remove(&chat);
         for (user, role) in &members {
             self.put_member_view(tx, &chat, user, *role);
             self.emit(
@@ -1109,6 +1149,7 @@ impl Engine {
         }
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        self.dirty.chats.remove(&*chat);
         self.emit(
             tx,
             Audience::Chat(*chat),
@@ -1158,6 +1199,7 @@ impl Engine {
         record.member_count += 1;
         tx.batch
             .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        self.dirty.chats.remove(&record.id);
         self.put_member_view(tx, &record.id, user, role);
         self.emit(
             tx,
@@ -1196,6 +1238,7 @@ impl Engine {
         record.member_count = record.member_count.saturating_sub(1);
         tx.batch
             .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        self.dirty.chats.remove(&record.id);
         tx.batch
             .delete(Tree::Members, keys::chat_member(&record.id, user));
         tx.batch
@@ -1463,17 +1506,12 @@ impl Engine {
         };
         tx.batch
             .put(Tree::Messages, keys::message(chat, &id), json(&message));
-        tx.batch.put(Tree::Meta, b"hlc".to_vec(), json(&time));
+        self.dirty.hlc = Some(time);
         record.last_activity_ms = now.max(record.last_activity_ms);
         record.last_message = Some(id);
-        tx.batch
-            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        self.dirty.chats.insert(*chat, record);
         // Your own message is read by you.
-        tx.batch.put(
-            Tree::ReadMarkers,
-            keys::user_chat(user, chat),
-            id.as_bytes().to_vec(),
-        );
+        self.dirty.markers.insert((user.clone(), *chat), id);
         if let Some(client_id) = &client_id {
             let mut value = chat.as_bytes().to_vec();
             value.extend_from_slice(id.as_bytes());
@@ -1522,7 +1560,7 @@ impl Engine {
         })
         .map_err(ApiError::internal)?;
         self.chats.insert(*chat, docs);
-        tx.batch.put(Tree::Meta, b"hlc".to_vec(), json(&at));
+        self.dirty.hlc = Some(at);
         Ok(at.ms)
     }
 
@@ -1711,7 +1749,10 @@ impl Engine {
         if views::message(self.store.as_ref(), chat, message)?.is_none() {
             return Err(ApiError::not_found("message"));
         }
-        let previous = views::read_marker(self.store.as_ref(), user, chat)?;
+        let previous = match self.dirty.markers.get(&(user.clone(), *chat)) {
+            Some(dirty) => Some(*dirty),
+            None => views::read_marker(self.store.as_ref(), user, chat)?,
+        };
         if previous.as_ref().is_some_and(|p| p >= message) {
             return Ok(());
         }
@@ -1720,6 +1761,7 @@ impl Engine {
             keys::user_chat(user, chat),
             message.as_bytes().to_vec(),
         );
+        self.dirty.markers.remove(&(user.clone(), *chat));
         self.emit(
             tx,
             Audience::Chat(*chat),
