@@ -13,9 +13,17 @@ use std::time::Instant;
 
 fn cpu_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        + fields
+            .get(12)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks * 10.0
 }
 
@@ -24,9 +32,19 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let messages: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let in_flight: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
-    let pacing_us: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(Limits::default().group_commit_interval_min_us);
-    let bucket_messages_max: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(Limits::default().bucket_messages_max);
-    let limits = Limits { group_commit_interval_min_us: pacing_us, bucket_messages_max, ..Limits::default() };
+    let pacing_us: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(Limits::default().group_commit_interval_min_us);
+    let bucket_messages_max: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(Limits::default().bucket_messages_max);
+    let limits = Limits {
+        group_commit_interval_min_us: pacing_us,
+        bucket_messages_max,
+        ..Limits::default()
+    };
     let dir = std::env::temp_dir().join(format!("confab-engine-throughput-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store: Arc<dyn KvStore> = Arc::new(SledStore::open(&dir)?);
@@ -63,7 +81,14 @@ async fn main() -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let body = format!("message {n} with a body of a typical length for a chat message");
             let result = engine
-                .call(|reply| Command::Send { user, chat, body, reply_to: None, client_id: None, reply })
+                .call(|reply| Command::Send {
+                    user,
+                    chat,
+                    body,
+                    reply_to: None,
+                    client_id: None,
+                    reply,
+                })
                 .await;
             drop(permit);
             result.is_ok()

@@ -375,13 +375,17 @@ async fn run(args: Args) -> Result<()> {
             // The load is 10 simulated users sending far faster than people type, so the
             // per-session frame and request rate limits are raised for the benchmark (the
             // engine, storage and fan-out are what is measured; everything else is default).
-            let config = std::env::temp_dir().join(format!("confab-bench-{}.toml", std::process::id()));
+            let config =
+                std::env::temp_dir().join(format!("confab-bench-{}.toml", std::process::id()));
             std::fs::write(
                 &config,
                 "[limits]\nwebsocket_frames_per_s = 1000000\nwebsocket_frames_burst = 1000000\n\
                  requests_per_s_per_user = 1000000\nrequests_burst_per_user = 1000000\n",
             )?;
-            eprintln!("node config {}: per-session rate limits raised for the load", config.display());
+            eprintln!(
+                "node config {}: per-session rate limits raised for the load",
+                config.display()
+            );
             let n = TestNode::start_with(NodeOptions {
                 name: "bench-node".into(),
                 bin: Some(bin),
