@@ -59,14 +59,70 @@ pub fn parse_reaction_key_rest(rest: &str) -> Option<(MessageId, &str, UserId)> 
     valid_emoji(emoji).then_some((message, emoji, user))
 }
 
+/// Files one message may carry.
+pub const ATTACHMENTS_PER_MESSAGE_MAX: usize = 10;
+
+/// A file attached to a message: a content-addressed blob (SHA-256) and what the posting node
+/// learnt of it from the bytes (never from the client's claims).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRecord {
+    /// SHA-256 of the content, 64 lowercase hex digits.
+    pub id: String,
+    pub name: String,
+    pub mime: String,
+    pub size_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbnails: Vec<ThumbnailRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailRecord {
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl AttachmentRecord {
+    /// Ids are SHA-256 hex; names are at most 255 bytes without control characters or path
+    /// separators; at most 4 thumbnails.
+    pub fn is_well_formed(&self) -> bool {
+        let hex_id = |id: &str| {
+            id.len() == 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        hex_id(&self.id)
+            && !self.name.is_empty()
+            && self.name.len() <= 255
+            && !self
+                .name
+                .chars()
+                .any(|c| c.is_control() || c == '/' || c == '\\')
+            && !self.mime.is_empty()
+            && self.mime.len() <= 100
+            && self.thumbnails.len() <= 4
+            && self.thumbnails.iter().all(|t| hex_id(&t.id))
+    }
+}
+
 /// A message as stored in a bucket (`msg` collection).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRecord {
     pub author: UserId,
+    /// May be empty only when the message carries attachments.
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<MessageId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRecord>,
 }
 
 /// What an update does to its target message.
@@ -282,6 +338,7 @@ mod tests {
             author: "alice@acme".parse().unwrap(),
             body: "hi".into(),
             reply_to: None,
+            attachments: Vec::new(),
         };
         put_message(&mut doc, &collections, &org, &id, &record).unwrap();
         let update = UpdateRecord {

@@ -593,6 +593,19 @@ impl DocValidator {
         }
         let record: MessageRecord =
             serde_json::from_str(value).map_err(|_| bad("message record does not parse"))?;
+        if record.attachments.len() > bucket::ATTACHMENTS_PER_MESSAGE_MAX {
+            return Err(bad("too many attachments"));
+        }
+        if !record
+            .attachments
+            .iter()
+            .all(bucket::AttachmentRecord::is_well_formed)
+        {
+            return Err(bad("an attachment is malformed"));
+        }
+        if record.body.is_empty() && !record.attachments.is_empty() {
+            return Ok(());
+        }
         self.check_body(index, &record.body)
     }
 

@@ -1149,7 +1149,7 @@ impl Engine {
         }
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
-        self.dirty.chats.remove(&*chat);
+        self.dirty.chats.remove(chat);
         self.emit(
             tx,
             Audience::Chat(*chat),
@@ -1478,6 +1478,7 @@ impl Engine {
             author: user.clone(),
             body,
             reply_to,
+            attachments: Vec::new(),
         };
         let mut docs = self.take_docs(chat)?;
         docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {

@@ -41,6 +41,7 @@ fn empty_pred_overwrite_of_another_organisations_key() {
         author: user("alice", "acme"),
         body: "forged".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     b.doc
         .put(
@@ -284,6 +285,7 @@ fn references_into_the_future_are_refused() {
         author: user("bob", "globex"),
         body: "x".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     bucket::put_message(&mut b.doc, &collections, &org(MEMBER), &id, &record).expect("put");
     let honest = b.sign_local(2);

@@ -152,6 +152,7 @@ fn record_json() {
         author: "alice@acme".parse().expect("user"),
         body: "héllo \"wörld\"\n".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     let reply = MessageRecord {
         reply_to: Some(id),

@@ -183,6 +183,7 @@ fn foreign_namespace() {
         author: user("alice", "acme"),
         body: "forged".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     // The member writes a key in the owner's namespace (with the owner's message id).
     bucket::put_message(&mut b.doc, &collections, &owner, &id, &record).expect("put");
@@ -677,6 +678,7 @@ fn message_id_not_minted_by_the_signer() {
         author: user("bob", "globex"),
         body: "hi".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     let key = bucket::namespaced_key(&org(MEMBER), &id.to_string());
     b.doc

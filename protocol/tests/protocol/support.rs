@@ -270,6 +270,7 @@ impl Replica {
             author: author.clone(),
             body: body.into(),
             reply_to: None,
+            attachments: Vec::new(),
         };
         let org = self.org();
         bucket::put_message(&mut self.doc, &collections, &org, &id, &record).expect("put message");

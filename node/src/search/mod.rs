@@ -1,0 +1,819 @@
+//! Full-text search over messages: a tantivy index embedded in the node's data directory.
+//!
+//! The index is derived like the views: the engine [`SearchIndex::upsert`]s a message when it
+//! arrives or is edited, [`SearchIndex::remove`]s it when it is deleted, and a rebuild is
+//! [`SearchIndex::clear`] plus [`SearchIndex::upsert_many`] over the stored documents.
+//!
+//! # What is indexed
+//!
+//! One tantivy document per message: `key` (chat id ‖ message id, the replace/delete key,
+//! stored), `chat` and `author` (raw-byte terms for filters), `created_ms` (u64 fast field for
+//! date ranges and newest-first order), `has_attachment` (bool term) and `body` (tokenized with
+//! the `confab` analyzer: words split on non-alphanumerics, longer than 40 bytes dropped,
+//! lowercased, folded to ASCII; term frequencies but no positions, stored for snippets).
+//!
+//! # Queries
+//!
+//! The user's text is never parsed as query syntax: it is tokenized with the same analyzer and
+//! every distinct word (up to [`MAX_QUERY_TERMS`]) must occur (AND). So `"((( AND OR :::`
+//! searches for the words `and` and `or`. Blank text matches every message that passes the
+//! filters; text with no word in it (only punctuation) matches nothing. The chat filter is
+//! mandatory: [`SearchQuery::chats`] is the set of chats the user may see and the only chats
+//! searched; an empty set gives no hits. Filters add no score.
+//!
+//! # Commit semantics
+//!
+//! Writes (`upsert`, `remove`, `clear`) go to the tantivy writer at once but are searchable only
+//! after a tantivy commit, which writes segment files and fsyncs them (milliseconds to tens of
+//! milliseconds) and, done often, makes many small segments to merge. So [`SearchIndex::commit`]
+//! only *requests* a commit and returns at once; a background thread (`confab-search-commit`)
+//! commits at most every [`COMMIT_INTERVAL`] and reloads the reader. Read-your-writes still
+//! holds: a [`SearchIndex::search`] that starts after `commit()` returned waits for the commit
+//! covering it (and asks the thread to do it now rather than at the end of the interval), so
+//! `upsert → commit → search` always finds the message. Dropping the index commits what is
+//! pending and stops the thread.
+//!
+//! Durability: the index is not part of the engine's atomic batch; after a crash it holds the
+//! writes up to its last commit. [`SearchIndex::commit_marked`] records a caller-chosen number
+//! (e.g. the event-log cursor) with the commit, readable with [`SearchIndex::committed_mark`],
+//! so the node can re-index only what came after it; a full rebuild always works.
+//!
+//! # Threads and memory
+//!
+//! The tantivy writer runs `writer_heap_bytes / 64 MiB` indexing threads (at least 1, at most the
+//! cores and 4), sharing that heap, and one merge thread; plus the commit thread. Readers
+//! memory-map the segment files. [`SearchIndex::search`] blocks (CPU and mmap I/O): call it from
+//! `spawn_blocking`.
+
+use confab_protocol::{ChatId, MessageId, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
+
+/// Longest query text, in characters.
+pub const MAX_TEXT_CHARS: usize = 500;
+/// Most hits in one page.
+pub const MAX_LIMIT: usize = 100;
+/// Deepest page start.
+pub const MAX_OFFSET: usize = 10_000;
+/// Distinct query words used; later ones are ignored.
+pub const MAX_QUERY_TERMS: usize = 32;
+/// Longest snippet, in characters (roughly: tantivy cuts at token boundaries).
+pub const SNIPPET_MAX_CHARS: usize = 200;
+/// The background thread commits at most this often unless a search is waiting.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// A search waits at most this long for the commit that makes earlier writes visible.
+const VISIBILITY_WAIT: Duration = Duration::from_secs(10);
+/// Words longer than this (bytes) are not indexed.
+const MAX_WORD_BYTES: usize = 40;
+/// Name the analyzer is registered under (analyzers are not persisted with the index).
+const ANALYZER: &str = "confab";
+/// tantivy's minimum indexing heap per thread.
+const MIN_HEAP_PER_THREAD: usize = 15_000_000;
+/// Indexing heap that justifies one more indexing thread.
+const HEAP_PER_THREAD: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search text is longer than {max} characters")]
+    TextTooLong { max: usize },
+    #[error("page size is larger than {max}")]
+    LimitTooLarge { max: usize },
+    #[error("page offset is larger than {max}")]
+    OffsetTooLarge { max: usize },
+    #[error("the search index in {0} was made with another schema; remove it and rebuild")]
+    Incompatible(String),
+    #[error("search index I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("search index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("search index commit failed: {0}")]
+    Commit(String),
+    #[error("search index lock poisoned")]
+    Poisoned,
+}
+
+impl SearchError {
+    /// True for errors caused by the query (answer 400), false for the index's own (500).
+    pub fn is_bad_query(&self) -> bool {
+        matches!(
+            self,
+            SearchError::TextTooLong { .. }
+                | SearchError::LimitTooLarge { .. }
+                | SearchError::OffsetTooLarge { .. }
+        )
+    }
+}
+
+/// One message as the index sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchDoc {
+    pub chat: ChatId,
+    pub message: MessageId,
+    pub author: UserId,
+    pub body: String,
+    pub created_ms: u64,
+    pub has_attachment: bool,
+}
+
+/// Order of the hits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchOrder {
+    /// By `created_ms`, newest first.
+    #[default]
+    Newest,
+    /// By BM25 score; blank text falls back to newest first.
+    Relevance,
+}
+
+/// A search. Built by the node, never deserialized from a client: `chats` must come from the
+/// user's memberships.
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    /// Words to find (all of them); blank: every message passing the filters.
+    pub text: String,
+    /// The chats the user may see: the only chats searched. Empty: no hits.
+    pub chats: Vec<ChatId>,
+    pub author: Option<UserId>,
+    /// Inclusive lower bound on `created_ms`.
+    pub from_ms: Option<u64>,
+    /// Exclusive upper bound on `created_ms`.
+    pub to_ms: Option<u64>,
+    pub has_attachment: Option<bool>,
+    pub order: SearchOrder,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// One hit. `score` is the BM25 score for [`SearchOrder::Relevance`] and 0 for newest first.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchHit {
+    pub chat: ChatId,
+    pub message: MessageId,
+    pub score: f32,
+    pub snippet: Vec<SnippetPart>,
+}
+
+/// A piece of a snippet. The client builds DOM text nodes from these; nothing here is HTML.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnippetPart {
+    pub text: String,
+    pub highlighted: bool,
+}
+
+/// One page of hits; `total` counts every match.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    pub total: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    key: Field,
+    chat: Field,
+    author: Field,
+    created_ms: Field,
+    has_attachment: Field,
+    body: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let key = builder.add_bytes_field("key", INDEXED | STORED);
+    let chat = builder.add_bytes_field("chat", INDEXED);
+    let author = builder.add_bytes_field("author", INDEXED);
+    let created_ms = builder.add_u64_field("created_ms", FAST);
+    let has_attachment = builder.add_bool_field("has_attachment", INDEXED);
+    let body_options = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+        .set_stored();
+    let body = builder.add_text_field("body", body_options);
+    let fields = Fields {
+        key,
+        chat,
+        author,
+        created_ms,
+        has_attachment,
+        body,
+    };
+    (builder.build(), fields)
+}
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+fn doc_key(chat: &ChatId, message: &MessageId) -> [u8; ChatId::LEN + MessageId::LEN] {
+    let mut key = [0u8; ChatId::LEN + MessageId::LEN];
+    key[..ChatId::LEN].copy_from_slice(chat.as_bytes());
+    key[ChatId::LEN..].copy_from_slice(message.as_bytes());
+    key
+}
+
+/// What the commit thread and the searches agree on.
+#[derive(Default)]
+struct CommitState {
+    /// Commit requests made so far.
+    requested: u64,
+    /// Requests covered by the last finished commit.
+    visible: u64,
+    /// A search waits: commit now.
+    urgent: bool,
+    shutdown: bool,
+    /// Highest mark handed to `commit_marked` not yet committed.
+    mark: Option<u64>,
+    /// Last background commit failure, reported by the next `commit()`.
+    failure: Option<String>,
+}
+
+struct Inner {
+    index: Index,
+    fields: Fields,
+    /// Adds and deletes take it shared (tantivy's are `&self`); commits take it exclusively.
+    writer: RwLock<IndexWriter>,
+    reader: IndexReader,
+    state: Mutex<CommitState>,
+    changed: Condvar,
+    /// The mark of the last commit: carried into commits that set none, since every tantivy
+    /// commit replaces the payload.
+    last_mark: Mutex<Option<u64>>,
+}
+
+/// The node's message search index. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct SearchIndex {
+    inner: Arc<Inner>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir` (created if missing). `writer_heap_bytes` is the indexing heap,
+    /// at least 15 MB per indexing thread (smaller values are raised to that); 64–128 MiB is
+    /// plenty for live traffic, more speeds up rebuilds.
+    pub fn open(dir: &Path, writer_heap_bytes: usize) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(dir)?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
+        let index = if Index::exists(&directory).map_err(tantivy::TantivyError::from)? {
+            let index = Index::open(directory)?;
+            if !same_schema(&index.schema(), &schema) {
+                return Err(SearchError::Incompatible(dir.display().to_string()));
+            }
+            index
+        } else {
+            Index::create(directory, schema, tantivy::IndexSettings::default())?
+        };
+        index.tokenizers().register(ANALYZER, analyzer());
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (writer_heap_bytes / HEAP_PER_THREAD).clamp(1, cores.clamp(1, 4));
+        let per_thread = (writer_heap_bytes / threads).max(MIN_HEAP_PER_THREAD);
+        let options = tantivy::indexer::IndexWriterOptions::builder()
+            .num_worker_threads(threads)
+            .num_merge_threads(1)
+            .memory_budget_per_thread(per_thread)
+            .build();
+        let writer = index.writer_with_options(options)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let last_mark = index
+            .load_metas()?
+            .payload
+            .and_then(|payload| payload.parse().ok());
+        let inner = Arc::new(Inner {
+            last_mark: Mutex::new(last_mark),
+            index,
+            fields,
+            writer: RwLock::new(writer),
+            reader,
+            state: Mutex::new(CommitState::default()),
+            changed: Condvar::new(),
+        });
+        let thread_inner = Arc::clone(&inner);
+        let committer = std::thread::Builder::new()
+            .name("confab-search-commit".into())
+            .spawn(move || commit_loop(&thread_inner))?;
+        Ok(Self {
+            inner,
+            committer: Some(committer),
+        })
+    }
+
+    /// Adds a message, or replaces the one with the same chat and message id (edits).
+    pub fn upsert(&self, doc: &SearchDoc) -> Result<(), SearchError> {
+        self.upsert_many(std::slice::from_ref(doc))
+    }
+
+    /// Adds or replaces many messages (rebuild, bulk import).
+    pub fn upsert_many(&self, docs: &[SearchDoc]) -> Result<(), SearchError> {
+        let fields = self.inner.fields;
+        let writer = self
+            .inner
+            .writer
+            .read()
+            .map_err(|_| SearchError::Poisoned)?;
+        for doc in docs {
+            let key = doc_key(&doc.chat, &doc.message);
+            writer.delete_term(Term::from_field_bytes(fields.key, &key));
+            let mut document = TantivyDocument::new();
+            document.add_bytes(fields.key, &key[..]);
+            document.add_bytes(fields.chat, &doc.chat.as_bytes()[..]);
+            document.add_bytes(fields.author, doc.author.as_str().as_bytes());
+            document.add_u64(fields.created_ms, doc.created_ms);
+            document.add_bool(fields.has_attachment, doc.has_attachment);
+            document.add_text(fields.body, &doc.body);
+            writer.add_document(document)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a message (deleted). Removing one that is not indexed is not an error.
+    pub fn remove(&self, chat: &ChatId, message: &MessageId) -> Result<(), SearchError> {
+        let key = doc_key(chat, message);
+        let writer = self
+            .inner
+            .writer
+            .read()
+            .map_err(|_| SearchError::Poisoned)?;
+        writer.delete_term(Term::from_field_bytes(self.inner.fields.key, &key));
+        Ok(())
+    }
+
+    /// Requests a commit and returns at once (see the module docs): searches started after this
+    /// returned see every write made before it. Reports a failure of an earlier background
+    /// commit, if any.
+    pub fn commit(&self) -> Result<(), SearchError> {
+        self.request_commit(None)
+    }
+
+    /// [`SearchIndex::commit`], recording `mark` (e.g. the event cursor of the last write) with
+    /// the tantivy commit that includes the writes made before this call.
+    pub fn commit_marked(&self, mark: u64) -> Result<(), SearchError> {
+        self.request_commit(Some(mark))
+    }
+
+    /// The highest mark recorded by a finished commit, read from the index on disk.
+    pub fn committed_mark(&self) -> Result<Option<u64>, SearchError> {
+        let metas = self.inner.index.load_metas()?;
+        Ok(metas.payload.and_then(|payload| payload.parse().ok()))
+    }
+
+    fn request_commit(&self, mark: Option<u64>) -> Result<(), SearchError> {
+        let mut state = self.inner.lock_state()?;
+        state.requested += 1;
+        if let Some(mark) = mark {
+            state.mark = Some(state.mark.map_or(mark, |old| old.max(mark)));
+        }
+        let failure = state.failure.take();
+        drop(state);
+        self.inner.changed.notify_all();
+        match failure {
+            Some(failure) => Err(SearchError::Commit(failure)),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes every message (before a rebuild) and requests a commit.
+    pub fn clear(&self) -> Result<(), SearchError> {
+        {
+            let writer = self
+                .inner
+                .writer
+                .read()
+                .map_err(|_| SearchError::Poisoned)?;
+            writer.delete_all_documents()?;
+        }
+        self.commit()
+    }
+
+    /// Merges every segment into one and waits for it: after a rebuild, to make the index
+    /// smaller and searches faster. Slow (seconds per million messages); never needed for
+    /// correctness.
+    pub fn compact(&self) -> Result<(), SearchError> {
+        self.commit()?;
+        self.wait_visible()?;
+        let mut writer = self
+            .inner
+            .writer
+            .write()
+            .map_err(|_| SearchError::Poisoned)?;
+        let segments = self.inner.index.searchable_segment_ids()?;
+        if segments.len() > 1 {
+            writer.merge(&segments).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        drop(writer);
+        self.inner.reader.reload()?;
+        Ok(())
+    }
+
+    /// Searches. Blocks; call it from `spawn_blocking`.
+    pub fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
+        if query.text.chars().count() > MAX_TEXT_CHARS {
+            return Err(SearchError::TextTooLong {
+                max: MAX_TEXT_CHARS,
+            });
+        }
+        if query.limit > MAX_LIMIT {
+            return Err(SearchError::LimitTooLarge { max: MAX_LIMIT });
+        }
+        if query.offset > MAX_OFFSET {
+            return Err(SearchError::OffsetTooLarge { max: MAX_OFFSET });
+        }
+        let empty = SearchPage {
+            hits: Vec::new(),
+            total: 0,
+        };
+        let Some(built) = self.build_query(query) else {
+            return Ok(empty);
+        };
+        self.wait_visible()?;
+        let searcher = self.inner.reader.searcher();
+        let fields = self.inner.fields;
+
+        let by_score = query.order == SearchOrder::Relevance && built.has_text;
+        let (total, found): (usize, Vec<(f32, DocAddress)>) = if query.limit == 0 {
+            (searcher.search(&built.query, &Count)?, Vec::new())
+        } else if by_score {
+            let top = TopDocs::with_limit(query.limit)
+                .and_offset(query.offset)
+                .order_by_score();
+            let (total, top) = searcher.search(&built.query, &(Count, top))?;
+            (total, top)
+        } else {
+            let top = TopDocs::with_limit(query.limit)
+                .and_offset(query.offset)
+                .order_by_fast_field::<u64>("created_ms", Order::Desc);
+            let (total, top) = searcher.search(&built.query, &(Count, top))?;
+            (total, top.into_iter().map(|(_, doc)| (0.0, doc)).collect())
+        };
+
+        let snippets = if built.has_text {
+            let mut generator = SnippetGenerator::create(&searcher, &built.query, fields.body)?;
+            generator.set_max_num_chars(SNIPPET_MAX_CHARS);
+            Some(generator)
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(found.len());
+        for (score, address) in found {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let Some((chat, message)) = doc
+                .get_first(fields.key)
+                .and_then(|value| value.as_bytes())
+                .and_then(parse_key)
+            else {
+                tracing::warn!(?address, "search document without a valid key");
+                continue;
+            };
+            let body = doc
+                .get_first(fields.body)
+                .and_then(|value| value.as_str())
+                .unwrap_or("");
+            let snippet = match &snippets {
+                Some(generator) => {
+                    let snippet = generator.snippet(body);
+                    if snippet.fragment().is_empty() {
+                        plain_snippet(body)
+                    } else {
+                        snippet_parts(snippet.fragment(), snippet.highlighted())
+                    }
+                }
+                None => plain_snippet(body),
+            };
+            hits.push(SearchHit {
+                chat,
+                message,
+                score,
+                snippet,
+            });
+        }
+        Ok(SearchPage { hits, total })
+    }
+
+    /// Messages indexed, counting every write committed before this call (it waits for the
+    /// pending commit, like [`SearchIndex::search`]).
+    pub fn doc_count(&self) -> u64 {
+        if let Err(error) = self.wait_visible() {
+            tracing::warn!(%error, "search index count before the pending commit finished");
+        }
+        self.inner.reader.searcher().num_docs()
+    }
+
+    /// Blocks until every commit requested so far is visible.
+    fn wait_visible(&self) -> Result<(), SearchError> {
+        let mut state = self.inner.lock_state()?;
+        let target = state.requested;
+        if state.visible >= target {
+            return Ok(());
+        }
+        state.urgent = true;
+        self.inner.changed.notify_all();
+        let deadline = Instant::now() + VISIBILITY_WAIT;
+        while state.visible < target && !state.shutdown {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!("search ran before the pending index commit finished");
+                break;
+            }
+            state = self
+                .inner
+                .changed
+                .wait_timeout(state, deadline - now)
+                .map_err(|_| SearchError::Poisoned)?
+                .0;
+        }
+        Ok(())
+    }
+
+    fn build_query(&self, query: &SearchQuery) -> Option<BuiltQuery> {
+        let fields = self.inner.fields;
+        if query.chats.is_empty() {
+            return None;
+        }
+        if let (Some(from), Some(to)) = (query.from_ms, query.to_ms) {
+            if from >= to {
+                return None;
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let words = query_words(&query.text);
+        let has_text = !query.text.trim().is_empty();
+        if has_text && words.is_empty() {
+            return None;
+        }
+        for word in &words {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(fields.body, word),
+                    IndexRecordOption::WithFreqs,
+                )),
+            ));
+        }
+        let chats = TermSetQuery::new(
+            query
+                .chats
+                .iter()
+                .map(|chat| Term::from_field_bytes(fields.chat, chat.as_bytes())),
+        );
+        clauses.push(filter(chats));
+        if let Some(author) = &query.author {
+            clauses.push(filter(TermQuery::new(
+                Term::from_field_bytes(fields.author, author.as_str().as_bytes()),
+                IndexRecordOption::Basic,
+            )));
+        }
+        if query.from_ms.is_some() || query.to_ms.is_some() {
+            let lower = query.from_ms.map_or(Bound::Unbounded, |ms| {
+                Bound::Included(Term::from_field_u64(fields.created_ms, ms))
+            });
+            let upper = query.to_ms.map_or(Bound::Unbounded, |ms| {
+                Bound::Excluded(Term::from_field_u64(fields.created_ms, ms))
+            });
+            clauses.push(filter(RangeQuery::new(lower, upper)));
+        }
+        if let Some(has_attachment) = query.has_attachment {
+            clauses.push(filter(TermQuery::new(
+                Term::from_field_bool(fields.has_attachment, has_attachment),
+                IndexRecordOption::Basic,
+            )));
+        }
+        let query: Box<dyn Query> = if clauses.is_empty() {
+            Box::new(EmptyQuery)
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        };
+        Some(BuiltQuery { query, has_text })
+    }
+}
+
+impl Drop for SearchIndex {
+    /// Commits what is pending and stops the commit thread.
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.inner.state.lock() {
+            state.shutdown = true;
+        }
+        self.inner.changed.notify_all();
+        if let Some(committer) = self.committer.take() {
+            if committer.join().is_err() {
+                tracing::error!("search commit thread panicked");
+            }
+        }
+    }
+}
+
+struct BuiltQuery {
+    query: Box<dyn Query>,
+    has_text: bool,
+}
+
+/// A clause that must match and adds no score.
+fn filter(query: impl Query) -> (Occur, Box<dyn Query>) {
+    (
+        Occur::Must,
+        Box::new(ConstScoreQuery::new(Box::new(query), 0.0)),
+    )
+}
+
+/// The distinct indexed words of `text`, in order of first appearance.
+fn query_words(text: &str) -> Vec<String> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut seen = BTreeSet::new();
+    let mut words = Vec::new();
+    while stream.advance() {
+        let word = &stream.token().text;
+        if seen.insert(word.clone()) {
+            words.push(word.clone());
+            if words.len() == MAX_QUERY_TERMS {
+                break;
+            }
+        }
+    }
+    words
+}
+
+fn parse_key(key: &[u8]) -> Option<(ChatId, MessageId)> {
+    if key.len() != ChatId::LEN + MessageId::LEN {
+        return None;
+    }
+    let (chat, message) = key.split_at(ChatId::LEN);
+    Some((ChatId::from_slice(chat)?, MessageId::from_slice(message)?))
+}
+
+/// Splits `fragment` at the highlighted byte ranges (which tantivy puts on char boundaries;
+/// anything else is ignored rather than trusted).
+fn snippet_parts(fragment: &str, highlighted: &[std::ops::Range<usize>]) -> Vec<SnippetPart> {
+    let mut ranges: Vec<std::ops::Range<usize>> = highlighted.to_vec();
+    ranges.sort_by_key(|range| range.start);
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for range in ranges {
+        let start = range.start.max(at);
+        let end = range.end.min(fragment.len());
+        if start >= end || !fragment.is_char_boundary(start) || !fragment.is_char_boundary(end) {
+            continue;
+        }
+        if start > at {
+            parts.push(SnippetPart {
+                text: fragment[at..start].to_string(),
+                highlighted: false,
+            });
+        }
+        parts.push(SnippetPart {
+            text: fragment[start..end].to_string(),
+            highlighted: true,
+        });
+        at = end;
+    }
+    if at < fragment.len() {
+        parts.push(SnippetPart {
+            text: fragment[at..].to_string(),
+            highlighted: false,
+        });
+    }
+    parts
+}
+
+/// The start of the body, for hits without highlighted words.
+fn plain_snippet(body: &str) -> Vec<SnippetPart> {
+    let end = body
+        .char_indices()
+        .nth(SNIPPET_MAX_CHARS)
+        .map_or(body.len(), |(index, _)| index);
+    if end == 0 {
+        return Vec::new();
+    }
+    vec![SnippetPart {
+        text: body[..end].to_string(),
+        highlighted: false,
+    }]
+}
+
+/// Compares schemas by their JSON form (what tantivy persists in `meta.json`).
+fn same_schema(a: &Schema, b: &Schema) -> bool {
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> Result<MutexGuard<'_, CommitState>, SearchError> {
+        self.state.lock().map_err(|_| SearchError::Poisoned)
+    }
+
+    /// One tantivy commit with an optional mark, then a reader reload.
+    fn commit_now(&self, mark: Option<u64>) -> Result<(), SearchError> {
+        {
+            let mut writer = self.writer.write().map_err(|_| SearchError::Poisoned)?;
+            let mut last_mark = self.last_mark.lock().map_err(|_| SearchError::Poisoned)?;
+            let mark = mark.or(*last_mark);
+            let mut prepared = writer.prepare_commit()?;
+            if let Some(mark) = mark {
+                prepared.set_payload(&mark.to_string());
+            }
+            prepared.commit()?;
+            *last_mark = mark;
+        }
+        self.reader.reload()?;
+        Ok(())
+    }
+}
+
+/// The commit thread: waits for requests, commits at most every [`COMMIT_INTERVAL`] (at once
+/// when a search waits), and once more on shutdown.
+fn commit_loop(inner: &Inner) {
+    let mut last_commit: Option<Instant> = None;
+    loop {
+        let Ok(mut state) = inner.state.lock() else {
+            return;
+        };
+        // Wait for a request not yet covered.
+        while state.requested == state.visible && !state.shutdown {
+            state = match inner.changed.wait(state) {
+                Ok(state) => state,
+                Err(_) => return,
+            };
+        }
+        if state.requested == state.visible && state.shutdown {
+            // Nothing requested, but writes may be pending: commit them before leaving.
+            let mark = state.mark.take();
+            drop(state);
+            if let Err(error) = inner.commit_now(mark) {
+                tracing::error!(%error, "search index final commit failed");
+            }
+            return;
+        }
+        // Rate-limit unless a search waits or we are stopping.
+        if let Some(last) = last_commit {
+            let due = last + COMMIT_INTERVAL;
+            while !state.urgent && !state.shutdown {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                state = match inner.changed.wait_timeout(state, due - now) {
+                    Ok((state, _)) => state,
+                    Err(_) => return,
+                };
+            }
+        }
+        let target = state.requested;
+        let mark = state.mark.take();
+        state.urgent = false;
+        drop(state);
+
+        let result = inner.commit_now(mark);
+        last_commit = Some(Instant::now());
+
+        let Ok(mut state) = inner.state.lock() else {
+            return;
+        };
+        state.visible = target;
+        if let Err(error) = result {
+            tracing::error!(%error, "search index commit failed");
+            state.failure = Some(error.to_string());
+        }
+        let stop = state.shutdown && state.requested == state.visible;
+        drop(state);
+        inner.changed.notify_all();
+        if stop {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
