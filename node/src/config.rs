@@ -66,6 +66,14 @@ pub struct Limits {
     pub storage_cache_bytes: u64,
     /// Password hashes (Argon2id, 19 MiB each) computed at once; more wait.
     pub password_hashes_concurrent_max: usize,
+    /// Largest file upload; past it the upload is refused with 413.
+    pub upload_bytes_max: u64,
+    /// How often the collector looks for blobs no message references any more.
+    pub media_collect_interval_s: u64,
+    /// Blobs younger than this are kept even when unreferenced (uploaded, not yet posted).
+    pub media_collect_grace_s: u64,
+    /// Indexing memory of the search index writer.
+    pub search_writer_heap_bytes: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +106,10 @@ impl Default for Limits {
             group_commit_interval_min_us: 2_000,
             storage_cache_bytes: 64 * 1024 * 1024,
             password_hashes_concurrent_max: 2,
+            upload_bytes_max: crate::media::UPLOAD_BYTES_MAX_DEFAULT,
+            media_collect_interval_s: 3600,
+            media_collect_grace_s: 24 * 3600,
+            search_writer_heap_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -196,9 +196,14 @@ async fn main() -> Result<()> {
             let key = engine::load_or_create_org_key(store.as_ref()).await?;
             let report =
                 engine::rebuild::rebuild_views(store.as_ref(), &key.id(), &config.org_name).await?;
+            let search = server::open_search(&config)?;
+            let indexed = engine::reindex_search(store.as_ref(), &search)?;
+            let newest = confab_node::events::newest_cursor(store.as_ref())?;
+            search.commit_marked(newest)?;
+            search.compact()?;
             println!(
-                "rebuilt {} chats, {} messages",
-                report.chats, report.messages
+                "rebuilt {} chats, {} messages; search index: {} messages",
+                report.chats, report.messages, indexed
             );
         }
         Top::User { command } => {
@@ -230,7 +235,7 @@ async fn user_command(command: UserCommand) -> Result<()> {
         return Ok(());
     }
     let (engine, _hub, task) =
-        engine::start(store, config.org_name.clone(), config.limits.clone()).await?;
+        engine::start(store, config.org_name.clone(), config.limits.clone(), None).await?;
     match command {
         UserCommand::Create {
             username,

@@ -212,6 +212,9 @@ pub struct MessageView {
     /// Reactions, sorted by emoji; users sorted.
     #[serde(default)]
     pub reactions: Vec<ReactionView>,
+    /// Files, in the order the author attached them; empty once deleted.
+    #[serde(default)]
+    pub attachments: Vec<crate::media::Attachment>,
 }
 
 /// One emoji's reactions to a message.
@@ -300,6 +303,19 @@ pub mod keys {
     pub fn message(chat: &ChatId, id: &MessageId) -> Vec<u8> {
         let mut key = chat.as_bytes().to_vec();
         key.extend_from_slice(id.as_bytes());
+        key
+    }
+
+    pub fn media_ref(blob: &str, chat: &ChatId, message: &MessageId) -> Vec<u8> {
+        let mut key = blob.as_bytes().to_vec();
+        key.extend_from_slice(chat.as_bytes());
+        key.extend_from_slice(message.as_bytes());
+        key
+    }
+
+    pub fn upload(user: &UserId, blob: &str) -> Vec<u8> {
+        let mut key = user_prefix(user);
+        key.extend_from_slice(blob.as_bytes());
         key
     }
 

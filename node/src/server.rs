@@ -4,10 +4,14 @@
 use crate::api::{app, AppState};
 use crate::config::Config;
 use crate::engine;
-use crate::store::{KvStore, SledStore};
+use crate::media::BlobStore;
+use crate::search::SearchIndex;
+use crate::store::{prefix_range, KvStore, SledStore, Tree};
 use axum::serve::ListenerExt;
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -29,6 +33,18 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("media store: {0}")]
+    Media(#[from] crate::media::MediaError),
+    #[error("search index: {0}")]
+    Search(#[from] crate::search::SearchError),
+}
+
+/// Opens the message search index in `<data_dir>/search`.
+pub fn open_search(config: &Config) -> Result<Arc<SearchIndex>, ServeError> {
+    Ok(Arc::new(SearchIndex::open(
+        &config.data_dir.join("search"),
+        config.limits.search_writer_heap_bytes,
+    )?))
 }
 
 /// Opens the store in the configured data directory.
@@ -51,14 +67,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = open_store(&config)?;
+    let blobs = BlobStore::new(&config.data_dir)?;
+    let search = open_search(&config)?;
     let (engine, hub, engine_task) = engine::start(
         store.clone(),
         config.org_name.clone(),
         config.limits.clone(),
+        Some(search.clone()),
     )
     .await?;
     let (stop_sender, stop_receiver) = watch::channel(false);
-    let state = AppState::new(store, engine, hub, config, stop_receiver);
+    let collector = tokio::spawn(collect_media_periodically(
+        store.clone(),
+        blobs.clone(),
+        Duration::from_secs(config.limits.media_collect_interval_s.max(1)),
+        Duration::from_secs(config.limits.media_collect_grace_s),
+        stop_receiver.clone(),
+    ));
+    let state = AppState::new(
+        store,
+        engine,
+        hub,
+        config,
+        stop_receiver,
+        blobs,
+        Some(search),
+    );
     let router = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     // Chat is latency-bound: small frames must not wait for Nagle's algorithm.
@@ -81,5 +115,71 @@ pub async fn serve(
     {
         tracing::warn!("engine did not stop in time");
     }
+    let _ = collector.await;
     Ok(())
+}
+
+/// Every blob id some message carries (attachments and their thumbnails).
+pub fn referenced_blobs(store: &dyn KvStore) -> Result<HashSet<String>, crate::store::StoreError> {
+    const PAGE: usize = 10_000;
+    let mut referenced = HashSet::new();
+    let mut from = Bound::Unbounded;
+    loop {
+        let page = store.range(Tree::MediaRefs, (from, Bound::Unbounded), false, PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(referenced);
+        };
+        // Skip the rest of the last blob's references: the next page starts at the next blob.
+        from = match page.last().and_then(|(key, _)| key.get(..64)) {
+            Some(blob) => match prefix_range(blob).1 {
+                Bound::Excluded(next) => Bound::Included(next),
+                _ => Bound::Excluded(last.clone()),
+            },
+            None => Bound::Excluded(last.clone()),
+        };
+        for (key, _) in page {
+            if let Some(blob) = key.get(..64).and_then(|b| std::str::from_utf8(b).ok()) {
+                referenced.insert(blob.to_string());
+            }
+        }
+    }
+}
+
+/// One collection: deletes blobs no message carries that are older than `grace`.
+pub async fn collect_media(
+    store: Arc<dyn KvStore>,
+    blobs: BlobStore,
+    grace: Duration,
+) -> Result<crate::media::CollectReport, ServeError> {
+    tokio::task::spawn_blocking(move || {
+        let referenced = referenced_blobs(store.as_ref())?;
+        Ok(blobs.collect(&referenced, grace)?)
+    })
+    .await
+    .map_err(|error| ServeError::Io(std::io::Error::other(error.to_string())))?
+}
+
+/// Runs [`collect_media`] every `interval` until shutdown.
+async fn collect_media_periodically(
+    store: Arc<dyn KvStore>,
+    blobs: BlobStore,
+    interval: Duration,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+        match collect_media(store.clone(), blobs.clone(), grace).await {
+            Ok(report) if report.deleted > 0 => tracing::info!(
+                deleted = report.deleted,
+                bytes_freed = report.bytes_freed,
+                "media collected"
+            ),
+            Ok(_) => tracing::debug!("media collection found nothing to delete"),
+            Err(error) => tracing::error!(%error, "media collection failed"),
+        }
+    }
 }

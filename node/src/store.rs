@@ -41,10 +41,16 @@ pub enum Tree {
     ClientIds,
     /// user id ‖ 0 ‖ chat id (16) → notification level JSON.
     NotifySettings,
+    /// blob id (64 hex) ‖ chat id (16) ‖ message id (20) → empty: the messages that carry a
+    /// blob (an attachment or one of its thumbnails). A blob with no entry is collectable.
+    MediaRefs,
+    /// user id ‖ 0 ‖ blob id (64 hex) → upload time (u64 BE ms): what a user uploaded, so
+    /// they may fetch and attach it before it is posted anywhere.
+    Uploads,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 12] = [
+    pub const ALL: [Tree; 14] = [
         Tree::Meta,
         Tree::Users,
         Tree::Sessions,
@@ -57,6 +63,8 @@ impl Tree {
         Tree::Events,
         Tree::ClientIds,
         Tree::NotifySettings,
+        Tree::MediaRefs,
+        Tree::Uploads,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +81,8 @@ impl Tree {
             Tree::Events => "events/v1",
             Tree::ClientIds => "client_ids/v1",
             Tree::NotifySettings => "notify_settings/v1",
+            Tree::MediaRefs => "media_refs/v1",
+            Tree::Uploads => "uploads/v1",
         }
     }
 

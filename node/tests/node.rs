@@ -5,5 +5,7 @@ mod node {
     pub mod api;
     pub mod harness;
     pub mod live;
+    pub mod media;
     pub mod rebuild;
+    pub mod search;
 }

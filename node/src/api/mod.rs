@@ -2,6 +2,8 @@
 //! `Origin` check, limits, and the handlers. Handlers read views directly and send every write
 //! to the engine, which answers once it is durable.
 
+mod media;
+mod search;
 mod ws;
 
 use crate::accounts::{self, FailureLimiter, TokenBucket, COOKIE};
@@ -49,6 +51,10 @@ pub struct AppState {
     pub presence: crate::live::PresenceHandle,
     /// Bounds concurrent Argon2id computations (19 MiB of memory each).
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Uploaded files and thumbnails.
+    pub blobs: crate::media::BlobStore,
+    /// The message index; `None` only in tools and tests that run without one.
+    pub search: Option<Arc<crate::search::SearchIndex>>,
 }
 
 /// A bounded set of recently seen message ids: two generations, the older dropped when the
@@ -82,6 +88,8 @@ impl AppState {
         hub: Arc<EventHub>,
         config: Config,
         shutdown: watch::Receiver<bool>,
+        blobs: crate::media::BlobStore,
+        search: Option<Arc<crate::search::SearchIndex>>,
     ) -> Self {
         let limits = &config.limits;
         Self {
@@ -111,6 +119,8 @@ impl AppState {
             hub,
             config: Arc::new(config),
             shutdown,
+            blobs,
+            search,
         }
     }
 }
@@ -162,6 +172,9 @@ pub fn app(state: AppState) -> Router {
             "/chats/{chat_id}/notifications",
             axum::routing::put(set_notifications),
         )
+        .route("/media", post(media::upload))
+        .route("/media/{id}", get(media::download))
+        .route("/search", get(search::search))
         .route("/ws", get(ws::upgrade))
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
@@ -850,9 +863,12 @@ async fn remove_member(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
+    #[serde(default)]
     pub body: String,
     pub reply_to: Option<String>,
     pub client_id: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<media::AttachmentRef>,
 }
 
 async fn send_message(
@@ -870,6 +886,7 @@ async fn send_message(
                 .map_err(|_| ApiError::bad_request("invalid_id", "reply_to is not a message id"))
         })
         .transpose()?;
+    let attachments = media::resolve_attachments(&state, &user, body.attachments).await?;
     let (message, created) = state
         .engine
         .call(|reply| Command::Send {
@@ -878,6 +895,7 @@ async fn send_message(
             body: body.body,
             reply_to,
             client_id: body.client_id,
+            attachments,
             reply,
         })
         .await?;

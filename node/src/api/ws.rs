@@ -78,9 +78,12 @@ enum ClientFrame {
     Send {
         client_id: String,
         chat_id: String,
+        #[serde(default)]
         body: String,
         #[serde(default)]
         reply_to: Option<String>,
+        #[serde(default)]
+        attachments: Vec<super::media::AttachmentRef>,
     },
     Read {
         chat_id: String,
@@ -433,6 +436,7 @@ impl Session {
                 chat_id,
                 body,
                 reply_to,
+                attachments,
             } => {
                 self.spawn_send(
                     client_id,
@@ -441,6 +445,7 @@ impl Session {
                         body,
                         reply_to,
                         client_id: None,
+                        attachments,
                     },
                     acks.clone(),
                 );
@@ -487,6 +492,8 @@ impl Session {
         acks: mpsc::Sender<String>,
     ) {
         let engine = self.state.engine.clone();
+        let state = self.state.clone();
+        let user_record = self.user.clone();
         let user = self.user.id.clone();
         let sends = self.sends.clone();
         tokio::spawn(async move {
@@ -505,6 +512,9 @@ impl Session {
                     })
                     .transpose()?;
                 let client = Some(client_id.clone()).filter(|c| !c.is_empty());
+                let attachments =
+                    super::media::resolve_attachments(&state, &user_record, body.attachments)
+                        .await?;
                 engine
                     .call(|reply| Command::Send {
                         user,
@@ -512,6 +522,7 @@ impl Session {
                         body: body.body,
                         reply_to,
                         client_id: client,
+                        attachments,
                         reply,
                     })
                     .await

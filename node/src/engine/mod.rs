@@ -14,10 +14,12 @@ pub mod rebuild;
 use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Audience, Event, EventBody, EventHub};
+use crate::media::Attachment;
 use crate::model::{
     keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, NotificationLevel,
     Settings, UserRecord, UserView,
 };
+use crate::search::{SearchDoc, SearchIndex};
 use crate::store::{KvStore, StoreError, Tree, WriteBatch};
 use crate::views;
 use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};
@@ -139,7 +141,17 @@ pub enum Command {
         body: String,
         reply_to: Option<MessageId>,
         client_id: Option<String>,
+        /// Resolved by the caller from the blob store (never the client's claims) and checked
+        /// to be the user's to attach.
+        attachments: Vec<Attachment>,
         reply: Reply<(MessageView, bool)>,
+    },
+    /// The user uploaded these blobs (a file and its thumbnails): they may fetch and attach
+    /// them before they are posted.
+    RecordUpload {
+        user: UserId,
+        blobs: Vec<String>,
+        reply: Reply<()>,
     },
     Edit {
         user: UserId,
@@ -269,6 +281,7 @@ pub async fn start(
     store: Arc<dyn KvStore>,
     org_name: String,
     limits: Limits,
+    search: Option<Arc<SearchIndex>>,
 ) -> Result<(EngineHandle, Arc<EventHub>, tokio::task::JoinHandle<()>), StartError> {
     let key = load_or_create_org_key(store.as_ref()).await?;
     let newest = crate::events::newest_cursor(store.as_ref())?;
@@ -288,7 +301,12 @@ pub async fn start(
         unique: random_bytes(),
         next_cursor: newest + 1,
         dirty: Dirty::default(),
+        search,
+        search_ops: Vec::new(),
     };
+    if let Some(search) = &engine.search {
+        catch_up_search(engine.store.as_ref(), search, newest);
+    }
     let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
     let task = tokio::spawn(engine.run(receiver));
     Ok((EngineHandle { sender }, hub, task))
@@ -309,6 +327,142 @@ struct Engine {
     /// View writes that many intents of a group repeat (a chat's last activity, the newest HLC
     /// time, a sender's own read marker), written once at the end of the group.
     dirty: Dirty,
+    /// The message search index, fed after each flush (it is derived, like the views).
+    search: Option<Arc<SearchIndex>>,
+    /// Index changes of the current group, applied once its flush succeeded.
+    search_ops: Vec<SearchOp>,
+}
+
+/// A change to the search index.
+enum SearchOp {
+    Upsert(SearchDoc),
+    Remove(ChatId, MessageId),
+}
+
+fn search_doc(message: &MessageView) -> SearchDoc {
+    SearchDoc {
+        chat: message.chat_id,
+        message: message.id,
+        author: message.author.clone(),
+        body: message.body.clone(),
+        created_ms: message.created_ms,
+        has_attachment: !message.attachments.is_empty(),
+    }
+}
+
+/// Brings the search index up to the event log after a crash or an upgrade: replays the
+/// message events after the index's committed mark, or re-indexes every stored message when
+/// the log no longer reaches back that far (or the index is new).
+fn catch_up_search(store: &dyn KvStore, search: &SearchIndex, newest_cursor: u64) {
+    let mark = match search.committed_mark() {
+        Ok(mark) => mark,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the search index mark; re-indexing");
+            None
+        }
+    };
+    if mark == Some(newest_cursor) {
+        return;
+    }
+    let oldest = store
+        .range(
+            Tree::Events,
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+            false,
+            1,
+        )
+        .ok()
+        .and_then(|first| first.into_iter().next())
+        .and_then(|(key, _)| key.as_slice().try_into().ok().map(u64::from_be_bytes));
+    let replayable = match (mark, oldest) {
+        (Some(mark), Some(oldest)) => mark + 1 >= oldest,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let result = if replayable {
+        replay_search(store, search, mark.unwrap_or(0))
+    } else {
+        reindex_search(store, search)
+    };
+    match result.and_then(|count| search.commit_marked(newest_cursor).map(|()| count)) {
+        Ok(count) => tracing::info!(count, replayed = replayable, "search index caught up"),
+        Err(error) => tracing::error!(%error, "search index catch-up failed"),
+    }
+}
+
+fn replay_search(
+    store: &dyn KvStore,
+    search: &SearchIndex,
+    after: u64,
+) -> Result<usize, crate::search::SearchError> {
+    let mut count = 0;
+    let mut from = std::ops::Bound::Excluded(Event::key(after).to_vec());
+    loop {
+        let page = store
+            .range(
+                Tree::Events,
+                (from.clone(), std::ops::Bound::Unbounded),
+                false,
+                1000,
+            )
+            .map_err(|e| crate::search::SearchError::Io(std::io::Error::other(e.to_string())))?;
+        let Some((last, _)) = page.last() else {
+            return Ok(count);
+        };
+        from = std::ops::Bound::Excluded(last.clone());
+        for (_, value) in page {
+            let Ok(event) = serde_json::from_slice::<Event>(&value) else {
+                continue;
+            };
+            match event.body {
+                EventBody::MessageCreated { message } | EventBody::MessageEdited { message } => {
+                    search.upsert(&search_doc(&message))?;
+                    count += 1;
+                }
+                EventBody::MessageDeleted { message } => {
+                    search.remove(&message.chat_id, &message.id)?;
+                    count += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Clears the index and adds every message of the views (not deleted ones).
+pub fn reindex_search(
+    store: &dyn KvStore,
+    search: &SearchIndex,
+) -> Result<usize, crate::search::SearchError> {
+    search.clear()?;
+    let mut count = 0;
+    let mut from = std::ops::Bound::Unbounded;
+    let mut docs = Vec::with_capacity(1000);
+    loop {
+        let page = store
+            .range(
+                Tree::Messages,
+                (from.clone(), std::ops::Bound::Unbounded),
+                false,
+                1000,
+            )
+            .map_err(|e| crate::search::SearchError::Io(std::io::Error::other(e.to_string())))?;
+        let Some((last, _)) = page.last() else {
+            search.commit()?;
+            return Ok(count);
+        };
+        from = std::ops::Bound::Excluded(last.clone());
+        docs.clear();
+        for (_, value) in page {
+            if let Ok(message) = serde_json::from_slice::<MessageView>(&value) {
+                if !message.deleted {
+                    docs.push(search_doc(&message));
+                }
+            }
+        }
+        count += docs.len();
+        search.upsert_many(&docs)?;
+    }
 }
 
 #[derive(Default)]
@@ -343,6 +497,8 @@ impl Dirty {
 struct Tx {
     batch: WriteBatch,
     events: Vec<Event>,
+    /// Search index changes, kept only if the intent succeeds.
+    search: Vec<SearchOp>,
 }
 
 type Done = Box<dyn FnOnce(bool) + Send>;
@@ -415,6 +571,9 @@ impl Engine {
             if flushed {
                 self.hub.publish(events);
                 self.trim_events();
+                self.apply_search_ops();
+            } else {
+                self.search_ops.clear();
             }
             for finish in done {
                 finish(flushed);
@@ -546,10 +705,27 @@ impl Engine {
                 body,
                 reply_to,
                 client_id,
+                attachments,
                 reply,
             } => {
-                let result = self.send(&mut tx, &user, &chat, body, reply_to, client_id);
+                let result = self.send(
+                    &mut tx,
+                    &user,
+                    &chat,
+                    body,
+                    reply_to,
+                    client_id,
+                    attachments,
+                );
                 self.finish(tx, result, reply, events)
+            }
+            Command::RecordUpload { user, blobs, reply } => {
+                let at = now_ms().to_be_bytes().to_vec();
+                for blob in &blobs {
+                    tx.batch
+                        .put(Tree::Uploads, keys::upload(&user, blob), at.clone());
+                }
+                self.finish(tx, Ok(()), reply, events)
             }
             Command::Edit {
                 user,
@@ -630,6 +806,7 @@ impl Engine {
             Ok(value) => match self.store.apply(tx.batch) {
                 Ok(()) => {
                     events.extend(tx.events);
+                    self.search_ops.extend(tx.search);
                     Ok(value)
                 }
                 Err(error) => {
@@ -658,6 +835,31 @@ impl Engine {
             json(&event),
         );
         tx.events.push(event);
+    }
+
+    /// Feeds the group's message changes to the search index and requests a commit marked with
+    /// the newest event cursor (so a restart replays only what came after it). Index errors
+    /// are logged: the index is derived and a rebuild restores it.
+    fn apply_search_ops(&mut self) {
+        let Some(search) = &self.search else {
+            self.search_ops.clear();
+            return;
+        };
+        if self.search_ops.is_empty() {
+            return;
+        }
+        for op in self.search_ops.drain(..) {
+            let result = match op {
+                SearchOp::Upsert(doc) => search.upsert(&doc),
+                SearchOp::Remove(chat, message) => search.remove(&chat, &message),
+            };
+            if let Err(error) = result {
+                tracing::error!(%error, "search index update failed");
+            }
+        }
+        if let Err(error) = search.commit_marked(self.next_cursor.saturating_sub(1)) {
+            tracing::error!(%error, "search index commit failed");
+        }
     }
 
     /// Drops the oldest events past the retention limit, a bounded number at a time.
@@ -1430,6 +1632,7 @@ impl Engine {
         views::parse_mentions(self.store.as_ref(), &self.org_name, body)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         tx: &mut Tx,
@@ -1438,8 +1641,20 @@ impl Engine {
         body: String,
         reply_to: Option<MessageId>,
         client_id: Option<String>,
+        attachments: Vec<Attachment>,
     ) -> ApiResult<(MessageView, bool)> {
-        self.check_body(&body)?;
+        if attachments.len() > bucket::ATTACHMENTS_PER_MESSAGE_MAX {
+            return Err(ApiError::bad_request(
+                "too_many_attachments",
+                format!(
+                    "a message carries at most {} files",
+                    bucket::ATTACHMENTS_PER_MESSAGE_MAX
+                ),
+            ));
+        }
+        if attachments.is_empty() || !body.is_empty() {
+            self.check_body(&body)?;
+        }
         if let Some(client_id) = &client_id {
             if client_id.is_empty() || client_id.len() > 64 {
                 return Err(ApiError::bad_request(
@@ -1478,7 +1693,7 @@ impl Engine {
             author: user.clone(),
             body,
             reply_to,
-            attachments: Vec::new(),
+            attachments: attachments.iter().map(Into::into).collect(),
         };
         let mut docs = self.take_docs(chat)?;
         docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
@@ -1504,9 +1719,20 @@ impl Engine {
             mention_all,
             state: MessageState::Sent,
             reactions: Vec::new(),
+            attachments,
         };
         tx.batch
             .put(Tree::Messages, keys::message(chat, &id), json(&message));
+        for attachment in &message.attachments {
+            for blob in attachment.blob_ids() {
+                tx.batch.put(
+                    Tree::MediaRefs,
+                    keys::media_ref(blob, chat, &id),
+                    Vec::new(),
+                );
+            }
+        }
+        tx.search.push(SearchOp::Upsert(search_doc(&message)));
         self.dirty.hlc = Some(time);
         record.last_activity_ms = now.max(record.last_activity_ms);
         record.last_message = Some(id);
@@ -1596,6 +1822,7 @@ impl Engine {
         view.mention_all = mention_all;
         tx.batch
             .put(Tree::Messages, keys::message(chat, message), json(&view));
+        tx.search.push(SearchOp::Upsert(search_doc(&view)));
         self.emit(
             tx,
             Audience::Chat(*chat),
@@ -1634,8 +1861,16 @@ impl Engine {
         view.mention_all = false;
         view.reactions.clear();
         view.state = MessageState::Deleted;
+        // The last message carrying a blob going makes it collectable.
+        for attachment in std::mem::take(&mut view.attachments) {
+            for blob in attachment.blob_ids() {
+                tx.batch
+                    .delete(Tree::MediaRefs, keys::media_ref(blob, chat, message));
+            }
+        }
         tx.batch
             .put(Tree::Messages, keys::message(chat, message), json(&view));
+        tx.search.push(SearchOp::Remove(*chat, *message));
         self.emit(
             tx,
             Audience::Chat(*chat),

@@ -60,6 +60,7 @@ pub async fn rebuild_views(
     org_name: &str,
 ) -> Result<RebuildReport, RebuildError> {
     let mut report = RebuildReport::default();
+    clear_tree(store, Tree::MediaRefs)?;
     for chat in stored_chats(store)? {
         let messages =
             rebuild_chat(store, chat, own_org, org_name).map_err(|source| match source {
@@ -71,6 +72,21 @@ pub async fn rebuild_views(
     }
     store.flush().await?;
     Ok(report)
+}
+
+/// Deletes every entry of a derived tree, a page at a time.
+fn clear_tree(store: &dyn KvStore, tree: Tree) -> Result<(), StoreError> {
+    loop {
+        let page = store.range(tree, (Bound::Unbounded, Bound::Unbounded), false, 10_000)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (key, _) in page {
+            batch.delete(tree, key);
+        }
+        store.apply(batch)?;
+    }
 }
 
 fn rebuild_chat(
@@ -135,6 +151,7 @@ fn rebuild_chat(
                     .filter(|s| *s != MessageState::Deleted)
                     .unwrap_or(MessageState::Sent),
                 reactions: Vec::new(),
+                attachments: record.attachments.into_iter().map(Into::into).collect(),
             };
             messages.insert(id, (org, view));
         }
@@ -176,6 +193,7 @@ fn rebuild_chat(
                 view.mentions.clear();
                 view.mention_all = false;
                 view.state = MessageState::Deleted;
+                view.attachments.clear();
             }
         }
     }
@@ -187,6 +205,15 @@ fn rebuild_chat(
         }
     }
     for (id, (_, view)) in &messages {
+        for attachment in &view.attachments {
+            for blob in attachment.blob_ids() {
+                batch.put(
+                    Tree::MediaRefs,
+                    keys::media_ref(blob, &chat, id),
+                    Vec::new(),
+                );
+            }
+        }
         batch.put(
             Tree::Messages,
             keys::message(&chat, id),

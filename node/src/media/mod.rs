@@ -35,6 +35,7 @@ pub use store::{BlobMeta, BlobStore, CollectReport};
 pub use thumbs::{ThumbnailMeta, IMAGE_PIXELS_MAX, IMAGE_SIDE_MAX, THUMBNAIL_SIDES};
 
 use crate::error::ApiError;
+use confab_protocol::bucket::{AttachmentRecord, ThumbnailRecord};
 use serde::{Deserialize, Serialize};
 
 /// Default upload size limit: 100 MiB.
@@ -119,6 +120,57 @@ impl Attachment {
             width: meta.width,
             height: meta.height,
             thumbnails,
+        }
+    }
+}
+
+impl Attachment {
+    /// Every blob the attachment names: itself and its thumbnails.
+    pub fn blob_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.id.as_str()).chain(self.thumbnails.iter().map(|t| t.id.as_str()))
+    }
+}
+
+impl From<&Attachment> for AttachmentRecord {
+    fn from(attachment: &Attachment) -> Self {
+        AttachmentRecord {
+            id: attachment.id.clone(),
+            name: attachment.name.clone(),
+            mime: attachment.mime.clone(),
+            size_bytes: attachment.size_bytes,
+            width: attachment.width,
+            height: attachment.height,
+            thumbnails: attachment
+                .thumbnails
+                .iter()
+                .map(|t| ThumbnailRecord {
+                    id: t.id.clone(),
+                    width: t.width,
+                    height: t.height,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<AttachmentRecord> for Attachment {
+    fn from(record: AttachmentRecord) -> Self {
+        Attachment {
+            id: record.id,
+            name: record.name,
+            mime: record.mime,
+            size_bytes: record.size_bytes,
+            width: record.width,
+            height: record.height,
+            thumbnails: record
+                .thumbnails
+                .into_iter()
+                .map(|t| ThumbnailMeta {
+                    id: t.id,
+                    width: t.width,
+                    height: t.height,
+                })
+                .collect(),
         }
     }
 }

@@ -43,15 +43,26 @@ impl TestNode {
         };
         let store: Arc<dyn KvStore> =
             Arc::new(SledStore::open(&dir.join("db")).expect("open sled"));
+        let blobs = confab_node::media::BlobStore::new(&dir).expect("open blob store");
+        let search = confab_node::server::open_search(&config).expect("open search index");
         let (engine, hub, task) = engine::start(
             store.clone(),
             config.org_name.clone(),
             config.limits.clone(),
+            Some(search.clone()),
         )
         .await
         .expect("start engine");
         let (stop, stopped) = watch::channel(false);
-        let state = AppState::new(store.clone(), engine, hub, config, stopped);
+        let state = AppState::new(
+            store.clone(),
+            engine,
+            hub,
+            config,
+            stopped,
+            blobs,
+            Some(search),
+        );
         Self {
             dir,
             store,
@@ -84,6 +95,63 @@ impl TestNode {
             None => Body::empty(),
         };
         self.raw(request.body(body).expect("request")).await
+    }
+
+    /// Sends a request; returns status, headers and the body's bytes.
+    pub async fn raw_bytes(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, headers, bytes.to_vec())
+    }
+
+    /// Uploads `bytes` as a file named `name`; returns status and JSON answer.
+    pub async fn upload(
+        &self,
+        cookie: &str,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = Request::post(format!("/api/v1/media?name={name}"))
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(bytes))
+            .expect("request");
+        let (status, _, json) = self.raw(request).await;
+        (status, json)
+    }
+
+    /// `GET` with extra headers; returns status, headers and bytes.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        cookie: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut request = Request::get(path)
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, cookie);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.raw_bytes(request.body(Body::empty()).expect("request"))
+            .await
     }
 
     pub async fn raw(

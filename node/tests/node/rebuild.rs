@@ -11,23 +11,29 @@ use serde_json::json;
 type Snapshot = Vec<(Tree, Vec<(Vec<u8>, serde_json::Value)>)>;
 
 fn snapshot(store: &dyn KvStore) -> Snapshot {
-    [Tree::Chats, Tree::Members, Tree::UserChats, Tree::Messages]
-        .into_iter()
-        .map(|tree| {
-            let entries = store
-                .range(tree, prefix_range(b""), false, usize::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null),
-                    )
-                })
-                .collect();
-            (tree, entries)
-        })
-        .collect()
+    [
+        Tree::Chats,
+        Tree::Members,
+        Tree::UserChats,
+        Tree::Messages,
+        Tree::MediaRefs,
+    ]
+    .into_iter()
+    .map(|tree| {
+        let entries = store
+            .range(tree, prefix_range(b""), false, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect();
+        (tree, entries)
+    })
+    .collect()
 }
 
 #[tokio::test]
