@@ -40,11 +40,19 @@ pub enum ServeError {
 }
 
 /// Opens the message search index in `<data_dir>/search`.
+/// An index made by another version (another schema) is derived data: it is removed and
+/// made again, and the engine re-indexes every message on start.
 pub fn open_search(config: &Config) -> Result<Arc<SearchIndex>, ServeError> {
-    Ok(Arc::new(SearchIndex::open(
-        &config.data_dir.join("search"),
-        config.limits.search_writer_heap_bytes,
-    )?))
+    let dir = config.data_dir.join("search");
+    let heap = config.limits.search_writer_heap_bytes;
+    match SearchIndex::open(&dir, heap) {
+        Err(crate::search::SearchError::Incompatible(path)) => {
+            tracing::warn!(%path, "search index has another schema; rebuilding it");
+            std::fs::remove_dir_all(&dir)?;
+            Ok(Arc::new(SearchIndex::open(&dir, heap)?))
+        }
+        other => Ok(Arc::new(other?)),
+    }
 }
 
 /// Opens the store in the configured data directory.

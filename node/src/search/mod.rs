@@ -47,13 +47,13 @@
 
 use confab_protocol::{ChatId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{BytesFilterCollector, Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
@@ -69,6 +69,9 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
 
+/// Above this many chats, a query with words filters hits by chat per document (a fast field)
+/// instead of a union of the chats' posting lists.
+const CHAT_TERMS_MAX: usize = 32;
 /// Longest query text, in characters.
 pub const MAX_TEXT_CHARS: usize = 500;
 /// Most hits in one page.
@@ -201,7 +204,7 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let key = builder.add_bytes_field("key", INDEXED | STORED);
-    let chat = builder.add_bytes_field("chat", INDEXED);
+    let chat = builder.add_bytes_field("chat", INDEXED | FAST);
     let author = builder.add_bytes_field("author", INDEXED);
     let created_ms = builder.add_u64_field("created_ms", FAST);
     let has_attachment = builder.add_bool_field("has_attachment", INDEXED);
@@ -462,19 +465,21 @@ impl SearchIndex {
         let fields = self.inner.fields;
 
         let by_score = query.order == SearchOrder::Relevance && built.has_text;
+        // Many chats and some words: find the words, then keep the docs of allowed chats by
+        // their fast field (cheaper than a union of thousands of chat posting lists).
         let (total, found): (usize, Vec<(f32, DocAddress)>) = if query.limit == 0 {
-            (searcher.search(&built.query, &Count)?, Vec::new())
+            (run(&searcher, &built, Count)?, Vec::new())
         } else if by_score {
             let top = TopDocs::with_limit(query.limit)
                 .and_offset(query.offset)
                 .order_by_score();
-            let (total, top) = searcher.search(&built.query, &(Count, top))?;
+            let (total, top) = run(&searcher, &built, (Count, top))?;
             (total, top)
         } else {
             let top = TopDocs::with_limit(query.limit)
                 .and_offset(query.offset)
                 .order_by_fast_field::<u64>("created_ms", Order::Desc);
-            let (total, top) = searcher.search(&built.query, &(Count, top))?;
+            let (total, top) = run(&searcher, &built, (Count, top))?;
             (total, top.into_iter().map(|(_, doc)| (0.0, doc)).collect())
         };
 
@@ -581,13 +586,24 @@ impl SearchIndex {
                 )),
             ));
         }
-        let chats = TermSetQuery::new(
-            query
-                .chats
-                .iter()
-                .map(|chat| Term::from_field_bytes(fields.chat, chat.as_bytes())),
-        );
-        clauses.push(filter(chats));
+        let chat_filter = if has_text && query.chats.len() > CHAT_TERMS_MAX {
+            Some(Arc::new(
+                query
+                    .chats
+                    .iter()
+                    .map(|chat| chat.as_bytes().to_vec())
+                    .collect::<HashSet<Vec<u8>>>(),
+            ))
+        } else {
+            let chats = TermSetQuery::new(
+                query
+                    .chats
+                    .iter()
+                    .map(|chat| Term::from_field_bytes(fields.chat, chat.as_bytes())),
+            );
+            clauses.push(filter(chats));
+            None
+        };
         if let Some(author) = &query.author {
             clauses.push(filter(TermQuery::new(
                 Term::from_field_bytes(fields.author, author.as_str().as_bytes()),
@@ -614,7 +630,11 @@ impl SearchIndex {
         } else {
             Box::new(BooleanQuery::new(clauses))
         };
-        Some(BuiltQuery { query, has_text })
+        Some(BuiltQuery {
+            query,
+            has_text,
+            chat_filter,
+        })
     }
 }
 
@@ -636,6 +656,29 @@ impl Drop for SearchIndex {
 struct BuiltQuery {
     query: Box<dyn Query>,
     has_text: bool,
+    /// The allowed chats, when they are checked per hit instead of by a query clause.
+    chat_filter: Option<Arc<HashSet<Vec<u8>>>>,
+}
+
+/// Runs `collector` over the query's matches, through the per-document chat filter when the
+/// query has one.
+fn run<C: tantivy::collector::Collector>(
+    searcher: &tantivy::Searcher,
+    built: &BuiltQuery,
+    collector: C,
+) -> tantivy::Result<C::Fruit> {
+    match &built.chat_filter {
+        None => searcher.search(&built.query, &collector),
+        Some(allowed) => {
+            let allowed = Arc::clone(allowed);
+            let filtered = BytesFilterCollector::new(
+                "chat".to_string(),
+                move |chat: &[u8]| allowed.contains(chat),
+                collector,
+            );
+            searcher.search(&built.query, &filtered)
+        }
+    }
 }
 
 /// A clause that must match and adds no score.

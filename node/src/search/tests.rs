@@ -520,3 +520,29 @@ fn order_serde_spelling() {
     let order: SearchOrder = serde_json::from_str("\"newest\"").unwrap();
     assert_eq!(order, SearchOrder::Newest);
 }
+
+#[test]
+fn many_chats_filter_per_hit_with_the_same_results() {
+    let (_dir, index) = open();
+    corpus(&index);
+    // More chats than CHAT_TERMS_MAX: chats 1 and 3 among 40, chat 2 not.
+    let mut many: Vec<u8> = (10..48).collect();
+    many.extend([1, 3]);
+    assert!(many.len() > CHAT_TERMS_MAX);
+    let page = index.search(&query("pizza", &many)).unwrap();
+    assert_eq!(page.total, 3);
+    assert_eq!(ids(&page), vec![1005, 1002, 1001]);
+    let mut relevance = query("pizza", &many);
+    relevance.order = SearchOrder::Relevance;
+    assert_eq!(index.search(&relevance).unwrap().total, 3);
+    // Chat 2 (the only one with "quarterly" + attachment) is not allowed.
+    let mut without_two: Vec<u8> = (10..48).collect();
+    without_two.push(1);
+    let page = index.search(&query("attached", &without_two)).unwrap();
+    assert_eq!(page.total, 0);
+    let page = index.search(&query("report", &without_two)).unwrap();
+    assert_eq!(ids(&page), vec![1003]);
+    // Blank text with many chats still goes through the chat clause.
+    let page = index.search(&query("", &without_two)).unwrap();
+    assert_eq!(page.total, 3);
+}
