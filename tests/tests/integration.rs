@@ -16,6 +16,8 @@ mod history;
 mod limits;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/media_search.rs"]
+mod media_search;
 #[path = "integration/security.rs"]
 mod security;
 #[path = "integration/states.rs"]
