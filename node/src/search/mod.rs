@@ -72,6 +72,8 @@ use tantivy::{
 /// Above this many chats, a query with words filters hits by chat per document (a fast field)
 /// instead of a union of the chats' posting lists.
 const CHAT_TERMS_MAX: usize = 32;
+/// A per-document chat check costs about this many times a posting-list entry.
+const PER_HIT_FILTER_COST: u64 = 4;
 /// Longest query text, in characters.
 pub const MAX_TEXT_CHARS: usize = 500;
 /// Most hits in one page.
@@ -457,11 +459,11 @@ impl SearchIndex {
             hits: Vec::new(),
             total: 0,
         };
-        let Some(built) = self.build_query(query) else {
-            return Ok(empty);
-        };
         self.wait_visible()?;
         let searcher = self.inner.reader.searcher();
+        let Some(built) = self.build_query(query, &searcher)? else {
+            return Ok(empty);
+        };
         let fields = self.inner.fields;
 
         let by_score = query.order == SearchOrder::Relevance && built.has_text;
@@ -561,21 +563,51 @@ impl SearchIndex {
         Ok(())
     }
 
-    fn build_query(&self, query: &SearchQuery) -> Option<BuiltQuery> {
+    /// Many chats and some words: the words' postings walked with a per-document chat check cost
+    /// about the rarest word's document count; the chat clause costs about the documents of
+    /// all those chats. Picks the per-document check when it reads clearly fewer.
+    fn per_hit_chat_filter_is_cheaper(
+        &self,
+        searcher: &tantivy::Searcher,
+        words: &[String],
+        chats: &[ChatId],
+    ) -> Result<bool, SearchError> {
+        let fields = self.inner.fields;
+        let mut rarest = u64::MAX;
+        for word in words {
+            let term = Term::from_field_text(fields.body, word);
+            rarest = rarest.min(searcher.doc_freq(&term)?);
+        }
+        let mut chat_docs = 0u64;
+        for chat in chats {
+            chat_docs +=
+                searcher.doc_freq(&Term::from_field_bytes(fields.chat, chat.as_bytes()))?;
+            if chat_docs > rarest.saturating_mul(PER_HIT_FILTER_COST) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn build_query(
+        &self,
+        query: &SearchQuery,
+        searcher: &tantivy::Searcher,
+    ) -> Result<Option<BuiltQuery>, SearchError> {
         let fields = self.inner.fields;
         if query.chats.is_empty() {
-            return None;
+            return Ok(None);
         }
         if let (Some(from), Some(to)) = (query.from_ms, query.to_ms) {
             if from >= to {
-                return None;
+                return Ok(None);
             }
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let words = query_words(&query.text);
         let has_text = !query.text.trim().is_empty();
         if has_text && words.is_empty() {
-            return None;
+            return Ok(None);
         }
         for word in &words {
             clauses.push((
@@ -586,7 +618,10 @@ impl SearchIndex {
                 )),
             ));
         }
-        let chat_filter = if has_text && query.chats.len() > CHAT_TERMS_MAX {
+        let chat_filter = if has_text
+            && query.chats.len() > CHAT_TERMS_MAX
+            && self.per_hit_chat_filter_is_cheaper(searcher, &words, &query.chats)?
+        {
             Some(Arc::new(
                 query
                     .chats
@@ -630,11 +665,11 @@ impl SearchIndex {
         } else {
             Box::new(BooleanQuery::new(clauses))
         };
-        Some(BuiltQuery {
+        Ok(Some(BuiltQuery {
             query,
             has_text,
             chat_filter,
-        })
+        }))
     }
 }
 

@@ -525,6 +525,10 @@ fn order_serde_spelling() {
 fn many_chats_filter_per_hit_with_the_same_results() {
     let (_dir, index) = open();
     corpus(&index);
+    let filler: Vec<SearchDoc> = (0..100)
+        .map(|n| doc(1, 2000 + n, "dave", "filler chatter"))
+        .collect();
+    add(&index, &filler);
     // More chats than CHAT_TERMS_MAX: chats 1 and 3 among 40, chat 2 not.
     let mut many: Vec<u8> = (10..48).collect();
     many.extend([1, 3]);
@@ -544,5 +548,16 @@ fn many_chats_filter_per_hit_with_the_same_results() {
     assert_eq!(ids(&page), vec![1003]);
     // Blank text with many chats still goes through the chat clause.
     let page = index.search(&query("", &without_two)).unwrap();
-    assert_eq!(page.total, 3);
+    assert_eq!(page.total, 103);
+    // The rare words above took the per-document path; a common word would not.
+    let searcher = index.inner.reader.searcher();
+    let chats: Vec<ChatId> = many.iter().map(|n| chat(*n)).collect();
+    let cheaper = |word: &str| {
+        index
+            .per_hit_chat_filter_is_cheaper(&searcher, &[word.to_string()], &chats)
+            .unwrap()
+    };
+    assert!(cheaper("pizza"));
+    assert!(!cheaper("filler"));
+    assert_eq!(index.search(&query("filler", &many)).unwrap().total, 100);
 }
