@@ -1,6 +1,6 @@
 // Confab browser client: HTTP JSON API and the live-event WebSocket (spec/client-api.md).
 
-import { backoffMs } from "./format.js";
+import { Reconnector } from "./logic.js";
 
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter = null) {
@@ -91,12 +91,57 @@ export const api = {
     const qs = q.toString();
     return request("GET", "/chats/" + enc(chatId) + "/messages" + (qs ? "?" + qs : ""));
   },
-  postMessage: (chatId, body, clientId, replyTo = null) =>
-    request("POST", "/chats/" + enc(chatId) + "/messages", { body, client_id: clientId, reply_to: replyTo }),
+  postMessage: (chatId, body, clientId, replyTo = null, attachments = null) => {
+    const b = { body, client_id: clientId, reply_to: replyTo };
+    if (attachments && attachments.length) b.attachments = attachments;
+    return request("POST", "/chats/" + enc(chatId) + "/messages", b);
+  },
+  message: (chatId, id) => request("GET", "/chats/" + enc(chatId) + "/messages/" + enc(id)),
+  react: (chatId, id, emoji) => request("POST", "/chats/" + enc(chatId) + "/messages/" + enc(id) + "/reactions", { emoji }),
+  unreact: (chatId, id, emoji) => request("DELETE", "/chats/" + enc(chatId) + "/messages/" + enc(id) + "/reactions/" + enc(emoji)),
+  setNotifications: (chatId, level) => request("PUT", "/chats/" + enc(chatId) + "/notifications", { level }),
+  setDnd: (enabled, untilMs = null) => request("PUT", "/me/dnd", untilMs ? { enabled, until_ms: untilMs } : { enabled }),
+  presence: () => request("GET", "/presence"),
+  search: (qs) => request("GET", "/search?" + qs),
   editMessage: (chatId, id, body) => request("PATCH", "/chats/" + enc(chatId) + "/messages/" + enc(id), { body }),
   deleteMessage: (chatId, id) => request("DELETE", "/chats/" + enc(chatId) + "/messages/" + enc(id)),
   markRead: (chatId, messageId) => request("POST", "/chats/" + enc(chatId) + "/read", { message_id: messageId }),
 };
+
+/**
+ * Upload a file (streamed as the raw request body) with progress: `onProgress(sent, total)`.
+ * Returns {promise, abort}; the promise resolves to the node's attachment object.
+ */
+export function uploadFile(file, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    xhr.open("POST", "/api/v1/media?name=" + encodeURIComponent(file.name || "file"));
+    xhr.withCredentials = true;
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress(e.loaded, e.total);
+    };
+    xhr.onload = () => {
+      let data = null;
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        data = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && data && data.attachment) {
+        resolve(data.attachment);
+        return;
+      }
+      const err = new ApiError(xhr.status, data && data.code, data && data.message);
+      if (xhr.status === 401) onUnauthenticated(err);
+      reject(err);
+    };
+    xhr.onerror = () => reject(new ApiError(0, "network", "Cannot reach the server"));
+    xhr.onabort = () => reject(new ApiError(0, "aborted", "Upload cancelled"));
+    xhr.send(file);
+  });
+  return { promise, abort: () => xhr.abort() };
+}
 
 /** A client id for idempotent sends (≤ 64 chars). Works outside secure contexts too. */
 export function newClientId() {
@@ -119,7 +164,7 @@ export class Live {
     this.h = handlers;
     this.cursor = null;
     this.ws = null;
-    this.attempt = 0;
+    this.rc = new Reconnector();
     this.timer = null;
     this.pingTimer = null;
     this.pongDeadline = null;
@@ -133,7 +178,7 @@ export class Live {
 
   start() {
     this.stopped = false;
-    this.connect();
+    if (this.rc.start().do === "connect") this.connect();
   }
 
   stop() {
@@ -151,14 +196,31 @@ export class Live {
       }
     }
     this.cursor = null;
-    this.attempt = 0;
+    this.rc.stop();
   }
 
   /** Reconnect now (e.g. the browser came back online). */
   poke() {
     if (this.stopped || this.open) return;
+    if (this.rc.poke().do !== "connect") return;
     clearTimeout(this.timer);
     if (!this.ws) this.connect();
+  }
+
+  /** Drop the current connection (it may be silently dead, e.g. after a sleep) and reconnect. */
+  reconnectNow() {
+    if (this.stopped) return;
+    if (this.ws) {
+      const ws = this.ws;
+      try {
+        ws.close();
+      } catch {
+        /* ignore */
+      }
+      this.closed(ws, true);
+    }
+    this.rc.attempt = 0;
+    this.poke();
   }
 
   connect() {
@@ -209,7 +271,7 @@ export class Live {
   markReady() {
     if (this.ready) return;
     this.ready = true;
-    this.attempt = 0;
+    this.rc.live();
     this.startPing();
     this.h.onStatus("live");
     if (this.h.onOpen) this.h.onOpen();
@@ -259,12 +321,15 @@ export class Live {
 
   scheduleReconnect(wasOpen) {
     if (this.stopped) return;
-    const delay = backoffMs(this.attempt);
-    this.attempt += 1;
+    const a = this.rc.closed();
+    if (a.do !== "wait") return;
+    const delay = a.ms;
     this.h.onStatus("offline", delay);
     if (!wasOpen && this.h.onLost) this.h.onLost();
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.connect(), delay);
+    this.timer = setTimeout(() => {
+      if (this.rc.timer().do === "connect") this.connect();
+    }, delay);
   }
 
   startPing() {

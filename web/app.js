@@ -2,7 +2,7 @@
 // Runs under a strict CSP: no inline script or style, no eval, and message text is only ever
 // placed into the page as text nodes (see format.js).
 
-import { api, ApiError, Live, newClientId, setUnauthenticatedHandler } from "./api.js";
+import { api, ApiError, Live, newClientId, setUnauthenticatedHandler, uploadFile } from "./api.js";
 import {
   MAX_BODY_CHARS,
   MENTION_ALL,
@@ -19,36 +19,81 @@ import {
   timeOfDay,
   upsertSorted,
 } from "./format.js";
+import {
+  TypingTracker,
+  completeMention,
+  dateInputToMs,
+  firstUnreadId,
+  fitSize,
+  formatBytes,
+  fuzzyScore,
+  isContinuation,
+  isImageAttachment,
+  mentionQuery,
+  pickThumbnail,
+  pushRecent,
+  rankUsers,
+  replyLabel,
+  searchQueryString,
+  shouldNotify,
+  sleptFor,
+  snippetParts,
+  sortByActivity,
+  tabTitle,
+  threadReplies,
+  toggleReaction,
+  typingText,
+  unreadTotals,
+} from "./logic.js";
+import { DEFAULT_RECENT, searchEmoji } from "./emoji.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
-const GROUP_MS = 5 * 60 * 1000;
+const MAX_ATTACHMENTS = 10;
 
 // ---------------------------------------------------------------------------------------------
 // State
 
-const S = {
-  me: null,
-  users: new Map(), // user id -> User
-  userFetches: new Set(), // user ids being (or already) fetched one by one
-  entries: new Map(), // chat id -> ChatListEntry
-  dmMembers: new Map(), // chat id -> [user id] (DM membership does not change)
-  dmFetches: new Set(),
-  openId: null,
-  openChat: null, // Chat of the open chat (may be a public channel we have not joined)
-  openGen: 0,
-  msgs: [], // confirmed messages of the open chat, sorted by id
-  hasMore: false,
-  loadingOlder: false,
-  loadError: null,
-  loading: false,
-  pending: [], // {client_id, chat_id, body, status: "sending"|"failed", error, via, timer, created_ms, hidden}
-  editingId: null,
-  readSent: new Map(), // chat id -> message id of the last read marker we posted
-  drafts: new Map(), // chat id -> composer text
-  msgCache: new Map(), // key -> {sig, el}
-  firstOpen: true,
-};
+function freshState() {
+  return {
+    me: null,
+    users: new Map(), // user id -> User
+    userFetches: new Set(),
+    entries: new Map(), // chat id -> ChatListEntry
+    dmMembers: new Map(), // chat id -> [user id]
+    dmFetches: new Set(),
+    presence: new Map(), // user id -> "online" | "away" | "offline"
+    typing: new TypingTracker(),
+    openId: null,
+    openChat: null,
+    openGen: 0,
+    msgs: [], // confirmed messages of the open chat, sorted by id
+    hasMore: false, // older messages exist
+    hasNewer: false, // newer messages exist beyond the loaded window (after a jump)
+    loadingOlder: false,
+    loadingNewer: false,
+    loadError: null,
+    loading: false,
+    dividerId: null, // first unread message when the chat was opened
+    flashId: null,
+    pending: [], // {client_id, chat_id, body, reply_to, attachments, status, error, via, timer, created_ms, hidden}
+    editingId: null,
+    replyTo: null, // message being replied to from the main composer
+    threadId: null, // parent message id of the open thread
+    threadMsgs: new Map(), // replies of the open thread fetched beyond the loaded window
+    parents: new Map(), // message id -> Message fetched for reply quotes
+    readSent: new Map(),
+    drafts: new Map(),
+    uploads: [], // {key, chat_id, name, size, sent, state, error, attachment, abort}
+    msgCache: new Map(),
+    firstOpen: true,
+    wasLive: false,
+    unseenNew: 0,
+  };
+}
+
+let S = freshState();
+S.openGen = 0;
 
 const live = new Live({
   onStatus: setConnStatus,
@@ -137,13 +182,39 @@ function errorText(e) {
       return "You are not a member of this chat.";
     case "forbidden":
       return "You are not allowed to do that.";
+    case "payload_too_large":
+      return e.message || "The file is too large.";
     default:
       return e.message || e.code;
   }
 }
 
+/** A modal yes/no question. Resolves true for OK. */
+function confirmDialog(title, text, okLabel = "Delete") {
+  const d = $("dlg-confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = okLabel;
+  return new Promise((resolve) => {
+    const done = (v) => {
+      $("confirm-ok").removeEventListener("click", ok);
+      $("confirm-cancel").removeEventListener("click", cancel);
+      d.removeEventListener("close", cancel);
+      if (d.open) d.close();
+      resolve(v);
+    };
+    const ok = () => done(true);
+    const cancel = () => done(false);
+    $("confirm-ok").addEventListener("click", ok);
+    $("confirm-cancel").addEventListener("click", cancel);
+    d.addEventListener("close", cancel);
+    d.showModal();
+    $("confirm-cancel").focus();
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
-// Names
+// Names and presence
 
 function localpart(id) {
   const i = String(id).lastIndexOf("@");
@@ -181,19 +252,41 @@ function mentionsMe(m) {
   return !!(m && S.me && (m.mention_all || (Array.isArray(m.mentions) && m.mentions.includes(S.me.id))));
 }
 
+/** Whether "@name" names someone here (or everyone), so it is shown as a mention. */
+function knownMention(name) {
+  if (MENTION_ALL.has(name) || name === "everyone") return true;
+  for (const u of S.users.values()) if (u.username === name) return true;
+  return false;
+}
+
+function presenceOf(id) {
+  if (isMe(id)) return "online";
+  return S.presence.get(id) || "offline";
+}
+
+function presenceDot(id) {
+  const st = presenceOf(id);
+  return h("span", { class: "presence " + st, title: st === "online" ? "Online" : st === "away" ? "Away" : "Offline", "aria-label": st });
+}
+
 function chatTitle(chat) {
   if (!chat) return "";
   if (chat.kind === "dm") {
-    const members = S.dmMembers.get(chat.id);
+    const members = S.dmMembers.get(chat.id) || chat.dm_members;
     if (members) {
       const others = members.filter((u) => !isMe(u));
       if (others.length) return others.map(userName).join(", ");
-    } else {
-      fetchDmMembers(chat.id);
+      return userName(S.me.id) + " (you)";
     }
+    fetchDmMembers(chat.id);
     return chat.name || "Direct message";
   }
   return chat.name;
+}
+
+function dmOthers(chat) {
+  const members = S.dmMembers.get(chat.id) || chat.dm_members || [];
+  return members.filter((u) => !isMe(u));
 }
 
 function fetchDmMembers(chatId) {
@@ -214,6 +307,21 @@ function fetchDmMembers(chatId) {
 
 function avatar(name, key, extra = "") {
   return h("span", { class: "avatar av" + hashIndex(key || name, 8) + (extra ? " " + extra : ""), "aria-hidden": "true", text: initials(name) });
+}
+
+function avatarWithPresence(name, userId, extra = "") {
+  return h("span", { class: "avatar-wrap" }, avatar(name, userId, extra), presenceDot(userId));
+}
+
+async function loadPresence() {
+  try {
+    const list = await api.presence();
+    for (const p of list) S.presence.set(p.user_id, p.status);
+    renderChatList();
+    renderMessages();
+  } catch {
+    /* presence is decoration */
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,30 +397,19 @@ async function logout() {
 function leaveApp() {
   live.stop();
   for (const p of S.pending) clearTimeout(p.timer);
-  Object.assign(S, {
-    me: null,
-    users: new Map(),
-    userFetches: new Set(),
-    entries: new Map(),
-    dmMembers: new Map(),
-    dmFetches: new Set(),
-    openId: null,
-    openChat: null,
-    msgs: [],
-    hasMore: false,
-    loadError: null,
-    pending: [],
-    editingId: null,
-    loading: false,
-    readSent: new Map(),
-    drafts: new Map(),
-    msgCache: new Map(),
-    firstOpen: true,
-  });
+  for (const u of S.uploads) if (u.abort) u.abort();
+  const gen = S.openGen + 1;
+  S = freshState();
+  S.openGen = gen;
   clearTimeout(chatsTimer);
-  S.openGen += 1;
   $("chat-list").replaceChildren();
+  chatItemCache.clear();
+  sidebarSections.clear();
   $("msg-list").replaceChildren();
+  $("upload-tray").replaceChildren();
+  show($("thread"), false);
+  show($("search"), false);
+  document.body.classList.remove("with-thread");
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
   if (location.hash) history.replaceState(null, "", location.pathname);
 }
@@ -333,8 +430,9 @@ async function enterApp(me) {
   show($("auth"), false);
   show($("app"), true);
   renderMe();
+  updateNotifyButton();
   live.start();
-  await Promise.all([loadUsers(), refreshChats()]);
+  await Promise.all([loadUsers(), refreshChats(), loadPresence()]);
   const want = decodeURIComponent(location.hash.replace(/^#/, ""));
   if (want && S.entries.has(want)) openChat(want);
   else renderPane();
@@ -365,7 +463,16 @@ function refreshChats() {
       const list = await api.chats();
       if (!S.me) return;
       const next = new Map();
-      for (const e of list) next.set(e.chat.id, e);
+      for (const e of list) {
+        // Keep optimistic "read" state for the open chat while our marker is on its way.
+        const old = S.entries.get(e.chat.id);
+        if (old && e.chat.id === S.openId && document.visibilityState === "visible" && S.readSent.has(e.chat.id) && compareIds(S.readSent.get(e.chat.id), e.last_read) > 0) {
+          e.unread_count = 0;
+          e.mention_count = 0;
+        }
+        next.set(e.chat.id, e);
+        if (e.chat.dm_members) S.dmMembers.set(e.chat.id, e.chat.dm_members);
+      }
       S.entries = next;
       renderChatList();
       if (S.openId && next.has(S.openId)) {
@@ -392,7 +499,7 @@ function scheduleRefreshChats(delay = 800) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rendering: me, chat list, header, messages
+// Rendering: me, chat list, header
 
 function renderAll() {
   if (!S.me) return;
@@ -400,88 +507,124 @@ function renderAll() {
   renderChatList();
   renderHeader();
   renderMessages();
+  renderThread();
 }
 
 function renderMe() {
   if (!S.me) return;
   const name = S.me.display_name || S.me.username;
   $("me-name").textContent = name;
-  $("me-id").textContent = S.me.id + (S.me.is_admin ? " · admin" : "");
+  const dnd = S.me.dnd ? "🔕 Do not disturb" : "";
+  $("me-status").textContent = [dnd, S.me.status_text].filter(Boolean).join(" · ") || S.me.id + (S.me.is_admin ? " · admin" : "");
   const av = $("me-avatar");
   av.className = "avatar av" + hashIndex(S.me.id, 8);
   av.textContent = initials(name);
-}
-
-function sortedEntries() {
-  const act = (e) => e.last_activity_ms || (e.last_message && e.last_message.created_ms) || e.chat.created_ms || 0;
-  return [...S.entries.values()].sort((a, b) => act(b) - act(a));
+  $("me-presence").className = "presence " + (S.me.dnd ? "dnd" : "online");
 }
 
 function renderChatList() {
   if (!S.me) return;
-  const entries = sortedEntries();
+  const entries = sortByActivity([...S.entries.values()]);
   const channels = entries.filter((e) => e.chat.kind !== "dm");
   const dms = entries.filter((e) => e.chat.kind === "dm");
-  const section = (title, list, emptyText) =>
-    h(
-      "section",
-      { class: "chat-section" },
-      h("h4", { class: "section-title", text: title }),
-      list.length ? list.map(chatItem) : h("p", { class: "muted small pad", text: emptyText }),
-    );
-  reconcile($("chat-list"), [section("Channels", channels, "No channels yet."), section("Direct messages", dms, "No conversations yet.")]);
-  let unread = 0;
-  for (const e of entries) unread += e.unread_count || 0;
-  document.title = unread ? "(" + unread + ") Confab" : "Confab";
+  const section = (key, title, list, emptyText) => {
+    let sec = sidebarSections.get(key);
+    if (!sec) {
+      const body = h("div", { class: "chat-section-list" });
+      sec = { el: h("section", { class: "chat-section", "aria-label": title }, h("h3", { class: "section-title", text: title }), body), body, empty: h("p", { class: "muted small pad", text: emptyText }) };
+      sidebarSections.set(key, sec);
+    }
+    reconcile(sec.body, list.length ? list.map(chatItem) : [sec.empty]);
+    return sec.el;
+  };
+  reconcile($("chat-list"), [section("channels", "Channels", channels, "No channels yet."), section("dms", "Direct messages", dms, "No conversations yet.")]);
+  document.title = tabTitle(unreadTotals(entries));
 }
 
+const chatItemCache = new Map(); // chat id -> {sig, el}
+const sidebarSections = new Map(); // "channels" | "dms" -> {el, body, empty}
+
+/** The sidebar button for `e`, reused while nothing it shows changed (keeps focus and hover). */
 function chatItem(e) {
+  const c = e.chat;
+  const others = c.kind === "dm" ? dmOthers(c) : [];
+  const sig = JSON.stringify([
+    c,
+    chatTitle(c),
+    c.id === S.openId,
+    e.notification_level,
+    e.unread_count,
+    e.mention_count,
+    e.last_activity_ms,
+    e.last_message ? [e.last_message.id, e.last_message.body, e.last_message.deleted, userName(e.last_message.author), (e.last_message.attachments || []).length] : null,
+    others.map(presenceOf),
+    new Date().toDateString(),
+  ]);
+  const cached = chatItemCache.get(c.id);
+  if (cached && cached.sig === sig) return cached.el;
+  const el = buildChatItem(e);
+  chatItemCache.set(c.id, { sig, el });
+  return el;
+}
+
+function buildChatItem(e) {
   const c = e.chat;
   const title = chatTitle(c);
   const active = c.id === S.openId;
-  const unread = e.unread_count > 0;
-  const others = c.kind === "dm" ? (S.dmMembers.get(c.id) || []).filter((u) => !isMe(u)) : [];
-  const icon = c.kind === "dm" ? avatar(title, others.length === 1 ? others[0] : c.id, "small") : h("span", { class: "chan-icon", "aria-hidden": "true", text: c.visibility === "private" ? "🔒" : "#" });
+  const muted = e.notification_level === "mute";
+  const unread = e.unread_count > 0 && !muted;
+  let icon;
+  if (c.kind === "dm") {
+    const others = dmOthers(c);
+    icon = others.length === 1 ? avatarWithPresence(title, others[0], "small") : avatar(title, c.id, "small");
+  } else {
+    icon = h("span", { class: "chan-icon", "aria-hidden": "true", text: c.visibility === "private" ? "🔒" : "#" });
+  }
   let pv = "";
   if (e.last_message) {
     const m = e.last_message;
     const who = isMe(m.author) ? "You" : c.kind === "dm" && !isGroupDm(c) ? "" : userName(m.author);
-    const text = m.deleted ? "message deleted" : preview(m.body, 70);
+    let text = m.deleted ? "message deleted" : preview(m.body, 70);
+    if (!text && m.attachments && m.attachments.length) text = "📎 " + m.attachments.map((a) => a.name).join(", ");
     pv = who ? who + ": " + text : text;
   } else if (c.topic) {
     pv = c.topic;
   }
   const badges = h("span", { class: "badges" });
-  if (e.mention_count > 0) badges.appendChild(h("span", { class: "badge mention", title: e.mention_count + " mentions", text: "@" + e.mention_count }));
-  if (unread) badges.appendChild(h("span", { class: "badge", title: e.unread_count + " unread", text: e.unread_count > 99 ? "99+" : String(e.unread_count) }));
+  if (e.mention_count > 0) badges.appendChild(h("span", { class: "badge mention", title: e.mention_count + (e.mention_count === 1 ? " mention" : " mentions"), text: "@" + e.mention_count }));
+  if (unread) badges.appendChild(h("span", { class: "badge count", title: e.unread_count + " unread", text: e.unread_count > 99 ? "99+" : String(e.unread_count) }));
+  const label = title + (c.kind === "dm" ? ", direct message" : ", channel") + (unread ? ", " + e.unread_count + " unread" : "") + (e.mention_count ? ", " + e.mention_count + " mentions" : "");
   return h(
     "button",
     {
       type: "button",
-      class: "chat-item" + (active ? " active" : "") + (unread ? " unread" : ""),
+      class: "chat-item" + (active ? " active" : "") + (unread ? " unread" : "") + (muted ? " muted-chat" : ""),
       "aria-current": active ? "page" : null,
+      "aria-label": label,
+      dataset: { chatId: c.id },
       onclick: () => openChat(c.id),
     },
     icon,
     h(
       "span",
       { class: "chat-item-main" },
-      h("span", { class: "chat-item-top" }, h("span", { class: "chat-item-name", text: title }), h("span", { class: "chat-item-time muted", text: shortStamp(e.last_activity_ms) })),
+      h("span", { class: "chat-item-top" }, h("span", { class: "chat-item-name", text: title }), muted ? h("span", { class: "muted small", "aria-hidden": "true", text: "🔕" }) : null, h("span", { class: "chat-item-time muted", text: shortStamp(e.last_activity_ms) })),
       h("span", { class: "chat-item-bottom" }, h("span", { class: "chat-item-preview muted", text: pv }), badges),
     ),
   );
 }
 
 function isGroupDm(chat) {
-  const m = S.dmMembers.get(chat.id);
+  const m = S.dmMembers.get(chat.id) || chat.dm_members;
   return m ? m.length > 2 : (chat.member_count || 0) > 2;
 }
 
 function renderPane() {
   const open = S.openId !== null;
-  show($("empty"), !open);
-  show($("chat"), open);
-  document.body.classList.toggle("show-chat", open);
+  const searching = !$("search").hidden;
+  show($("empty"), !open && !searching);
+  show($("chat"), open && !searching);
+  document.body.classList.toggle("show-chat", open || searching);
 }
 
 function renderHeader() {
@@ -489,17 +632,33 @@ function renderHeader() {
   if (!c) return;
   const dm = c.kind === "dm";
   $("chat-name").textContent = dm ? chatTitle(c) : (c.visibility === "private" ? "🔒 " : "# ") + c.name;
-  $("chat-topic").textContent = c.topic || "";
-  $("chat-members").textContent = c.member_count ? c.member_count + (c.member_count === 1 ? " member" : " members") : "";
+  let sub = c.topic || "";
+  if (dm) {
+    const others = dmOthers(c);
+    if (others.length === 1) {
+      const u = S.users.get(others[0]);
+      const st = presenceOf(others[0]);
+      sub = (st === "online" ? "● Online" : st === "away" ? "◐ Away" : "○ Offline") + (u && u.status_text ? " · " + u.status_text : "");
+    }
+  }
+  $("chat-topic").textContent = sub;
+  $("chat-members").textContent = !dm && c.member_count ? c.member_count + (c.member_count === 1 ? " member" : " members") : "";
   const joined = c.joined !== false;
+  const entry = S.entries.get(c.id);
   show($("btn-topic"), !dm && joined);
   show($("btn-leave"), !dm && joined);
   show($("join-bar"), !joined);
   show($("composer"), joined);
   show($("composer-hint"), joined);
+  const sel = $("notify-level");
+  show(sel.parentElement, joined && !!entry);
+  if (entry) sel.value = entry.notification_level || (dm ? "all" : "mentions");
   $("join-text").textContent = joined ? "" : "You are previewing #" + c.name + ".";
   $("input").placeholder = dm ? "Message " + chatTitle(c) : "Message #" + c.name;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rendering messages
 
 function messagesAtBottom() {
   const box = $("messages");
@@ -515,17 +674,41 @@ function canDelete(m) {
   if (!S.me || m.deleted) return false;
   if (isMe(m.author) || S.me.is_admin) return true;
   const role = S.openChat && S.openChat.my_role;
-  return S.openChat && S.openChat.kind === "channel" && (role === "owner" || role === "admin");
+  return !!S.openChat && S.openChat.kind === "channel" && (role === "owner" || role === "admin");
+}
+
+function findMessage(id) {
+  return S.msgs.find((x) => x.id === id) || S.parents.get(id) || (S.threadMsgs && S.threadMsgs.get(id)) || null;
+}
+
+function fetchParent(chatId, id) {
+  if (S.parents.has(id)) return;
+  S.parents.set(id, null);
+  api
+    .message(chatId, id)
+    .then((m) => {
+      S.parents.set(id, m);
+      renderMessages();
+      renderThread();
+    })
+    .catch(() => {
+      /* deleted or not visible: the quote says so */
+    });
+}
+
+function myReactionsSig(m) {
+  return JSON.stringify(m.reactions || []);
 }
 
 function renderMessages({ stick = null } = {}) {
-  if (!S.openId) return;
+  if (!S.openId || !S.me) return;
   const box = $("messages");
   const atBottom = stick === null ? messagesAtBottom() : stick;
   const els = [];
   const keep = new Map();
   let prev = null;
   let lastDay = null;
+  const replies = threadReplies(S.msgs);
   const addDay = (ms) => {
     const k = dayKey(ms);
     if (k === lastDay) return;
@@ -534,7 +717,7 @@ function renderMessages({ stick = null } = {}) {
     const key = "day:" + k;
     let c = S.msgCache.get(key);
     if (!c || c.sig !== label) {
-      c = { sig: label, el: h("div", { class: "day-sep", role: "separator" }, h("span", { text: label })) };
+      c = { sig: label, el: h("div", { class: "day-sep", role: "separator", "aria-label": label }, h("span", { text: label })) };
     }
     keep.set(key, c);
     els.push(c.el);
@@ -542,42 +725,172 @@ function renderMessages({ stick = null } = {}) {
   };
   for (const m of S.msgs) {
     addDay(m.created_ms);
-    const cont = prev !== null && prev.author === m.author && !prev.deleted && m.created_ms - prev.created_ms < GROUP_MS;
+    if (S.dividerId === m.id) {
+      let c = S.msgCache.get("divider");
+      if (!c) c = { sig: "", el: h("div", { class: "unread-divider", role: "separator", "aria-label": "New messages" }, h("span", { text: "New messages" })) };
+      keep.set("divider", c);
+      els.push(c.el);
+      prev = null;
+    }
+    const cont = isContinuation(prev, m);
     const editing = S.editingId === m.id;
-    const sig = JSON.stringify([m.body, m.edited_ms, m.deleted, m.state, cont, editing, userName(m.author), canDelete(m), mentionsMe(m), S.me.username]);
+    const parent = m.reply_to ? findMessage(m.reply_to) : null;
+    if (m.reply_to && !parent) fetchParent(m.chat_id, m.reply_to);
+    const nReplies = (replies.get(m.id) || []).length;
+    const sig = JSON.stringify([
+      m.body,
+      m.edited_ms,
+      m.deleted,
+      m.state,
+      cont,
+      editing,
+      userName(m.author),
+      presenceOf(m.author),
+      canDelete(m),
+      mentionsMe(m),
+      S.me.username,
+      myReactionsSig(m),
+      m.attachments ? m.attachments.length : 0,
+      parent ? [parent.body, parent.deleted, userName(parent.author)] : null,
+      nReplies,
+      S.flashId === m.id,
+    ]);
     let c = S.msgCache.get(m.id);
-    if (!c || c.sig !== sig) c = { sig, el: messageEl(m, cont, editing) };
+    if (!c || c.sig !== sig) c = { sig, el: messageEl(m, { cont, editing, parent, nReplies }) };
     keep.set(m.id, c);
     els.push(c.el);
     prev = m;
   }
-  for (const p of S.pending) {
-    if (p.chat_id !== S.openId || p.hidden) continue;
-    addDay(p.created_ms);
-    const sig = JSON.stringify([p.status, p.error, p.body]);
-    const key = "p:" + p.client_id;
-    let c = S.msgCache.get(key);
-    if (!c || c.sig !== sig) c = { sig, el: pendingEl(p) };
-    keep.set(key, c);
-    els.push(c.el);
+  if (!S.hasNewer) {
+    for (const p of S.pending) {
+      if (p.chat_id !== S.openId || p.hidden) continue;
+      addDay(p.created_ms);
+      const sig = JSON.stringify([p.status, p.error, p.body, (p.attachments || []).length]);
+      const key = "p:" + p.client_id;
+      let c = S.msgCache.get(key);
+      if (!c || c.sig !== sig) c = { sig, el: pendingEl(p) };
+      keep.set(key, c);
+      els.push(c.el);
+    }
   }
   S.msgCache = keep;
   reconcile($("msg-list"), els);
   show($("btn-older"), S.hasMore);
+  show($("btn-newer"), S.hasNewer);
   const status = $("msg-status");
   if (S.loadError) {
     status.textContent = S.loadError;
     show(status, true);
   } else if (!S.msgs.length && !S.pending.some((p) => p.chat_id === S.openId)) {
-    status.textContent = S.loading ? "Loading…" : "No messages yet. Say hello!";
+    status.textContent = S.loading ? "Loading…" : "No messages yet. Say hello! 👋";
     show(status, true);
   } else {
     show(status, false);
   }
-  if (atBottom) box.scrollTop = box.scrollHeight;
+  if (atBottom && !S.hasNewer) {
+    box.scrollTop = box.scrollHeight;
+    S.unseenNew = 0;
+  }
+  updatePill();
 }
 
-function messageEl(m, cont, editing) {
+function updatePill() {
+  const pill = $("new-pill");
+  const show_ = S.openId !== null && (S.unseenNew > 0 || (S.hasNewer && S.unseenNew > 0));
+  pill.hidden = !show_;
+  if (show_) pill.textContent = S.unseenNew > 1 ? S.unseenNew + " new messages ↓" : "New messages ↓";
+}
+
+function attachmentsEl(m) {
+  const list = m.attachments || [];
+  if (!list.length) return null;
+  return h(
+    "div",
+    { class: "attachments" },
+    list.map((a) => {
+      if (isImageAttachment(a)) {
+        const t = pickThumbnail(a, 400) || a.thumbnails[0];
+        const size = fitSize(t.width, t.height, 360, 260);
+        return h(
+          "figure",
+          { class: "att-image" },
+          h(
+            "button",
+            { type: "button", class: "att-open", "aria-label": "Open image " + a.name, onclick: () => openLightbox(a) },
+            h("img", { src: "/api/v1/media/" + encodeURIComponent(t.id), alt: a.name, width: size.width, height: size.height, loading: "lazy", decoding: "async" }),
+          ),
+          h("figcaption", { class: "att-caption muted small" }, h("span", { class: "att-name", text: a.name }), " · " + formatBytes(a.size_bytes)),
+        );
+      }
+      return h(
+        "a",
+        { class: "att-file", href: "/api/v1/media/" + encodeURIComponent(a.id), download: a.name, title: "Download " + a.name },
+        h("span", { class: "att-icon", "aria-hidden": "true", text: fileIcon(a.mime) }),
+        h("span", { class: "att-meta" }, h("span", { class: "att-name", text: a.name }), h("span", { class: "att-size muted small", text: (a.mime || "file") + " · " + formatBytes(a.size_bytes) })),
+      );
+    }),
+  );
+}
+
+function fileIcon(mime) {
+  const t = String(mime || "");
+  if (t.startsWith("image/")) return "🖼️";
+  if (t.startsWith("video/")) return "🎞️";
+  if (t.startsWith("audio/")) return "🎵";
+  if (t === "application/pdf") return "📕";
+  if (t.includes("zip") || t.includes("compressed")) return "🗜️";
+  if (t.startsWith("text/")) return "📄";
+  return "📎";
+}
+
+function reactionsEl(m) {
+  const list = m.reactions || [];
+  if (!list.length || m.deleted) return null;
+  return h(
+    "div",
+    { class: "reactions", role: "group", "aria-label": "Reactions" },
+    list.map((r) => {
+      const mine = S.me && (r.users || []).includes(S.me.id);
+      const who = (r.users || []).map(userName).join(", ");
+      return h(
+        "button",
+        {
+          type: "button",
+          class: "reaction" + (mine ? " mine" : ""),
+          dataset: { emoji: r.emoji },
+          title: who + " reacted with " + r.emoji,
+          "aria-label": r.emoji + " " + r.count + (mine ? ", including you" : "") + ". Toggle your reaction",
+          "aria-pressed": mine ? "true" : "false",
+          onclick: () => toggleMyReaction(m, r.emoji),
+        },
+        h("span", { class: "emoji-char", text: r.emoji.length > 8 ? ":" + r.emoji + ":" : r.emoji }),
+        h("span", { class: "count", text: String(r.count) }),
+      );
+    }),
+    h("button", { type: "button", class: "reaction reaction-add", title: "Add a reaction", "aria-label": "Add a reaction", onclick: (e) => openPicker(m, e.currentTarget), text: "☺+" }),
+  );
+}
+
+function replyQuote(m, parent) {
+  if (!m.reply_to) return null;
+  let text;
+  let who = "";
+  if (!parent) text = "a message";
+  else if (parent.deleted) text = "a deleted message";
+  else {
+    who = userName(parent.author);
+    text = preview(parent.body, 90) || (parent.attachments && parent.attachments.length ? "📎 " + parent.attachments[0].name : "");
+  }
+  return h(
+    "button",
+    { type: "button", class: "reply-quote", title: "Open the thread", onclick: () => openThread(m.reply_to) },
+    h("span", { class: "reply-arrow", "aria-hidden": "true", text: "↪" }),
+    who ? h("b", { text: who }) : null,
+    h("span", { class: "muted", text: (who ? " " : "") + text }),
+  );
+}
+
+function messageEl(m, { cont, editing, parent, nReplies, inThread = false }) {
   const own = isMe(m.author);
   const name = userName(m.author);
   const cls = ["msg"];
@@ -585,15 +898,17 @@ function messageEl(m, cont, editing) {
   if (own) cls.push("own");
   if (m.deleted) cls.push("deleted");
   if (!own && mentionsMe(m)) cls.push("mentions-me");
+  if (S.flashId === m.id && !inThread) cls.push("flash");
   const time = h("time", {
     class: "msg-time muted",
     datetime: new Date(m.created_ms).toISOString(),
     title: new Date(m.created_ms).toLocaleString(),
     text: timeOfDay(m.created_ms),
   });
+  const u = S.users.get(m.author);
   const head = cont
     ? null
-    : h("div", { class: "msg-head" }, h("span", { class: "msg-author", title: m.author, text: name }), time);
+    : h("div", { class: "msg-head" }, h("span", { class: "msg-author", title: m.author + (u && u.status_text ? " · " + u.status_text : ""), text: name }), time);
   let body;
   if (m.deleted) {
     body = h("div", { class: "msg-body muted", text: "This message was deleted." });
@@ -601,50 +916,64 @@ function messageEl(m, cont, editing) {
     body = editBox(m);
   } else {
     body = h("div", { class: "msg-body" });
-    renderMessage(body, m.body, document, { isMe: (n) => (S.me && n === S.me.username) || MENTION_ALL.has(n) });
-    if (m.edited_ms) body.appendChild(h("span", { class: "edited muted", title: new Date(m.edited_ms).toLocaleString(), text: " (edited)" }));
-    if (own) body.appendChild(h("span", { class: "msg-state state-" + m.state, title: m.state, "aria-label": m.state, text: m.state === "sent" ? "✓" : "✓✓" }));
+    renderMessage(body, m.body, document, { isMe: (n) => (S.me && n === S.me.username) || MENTION_ALL.has(n), known: knownMention });
+    if (m.edited_ms) body.appendChild(h("span", { class: "edited muted", title: "Edited " + new Date(m.edited_ms).toLocaleString(), text: " (edited)" }));
+    if (own) body.appendChild(stateEl(m.state));
   }
   const tools =
     !m.deleted && !editing
       ? h(
           "div",
-          { class: "msg-tools" },
-          own ? h("button", { type: "button", class: "tool", title: "Edit", "aria-label": "Edit message", onclick: () => startEdit(m.id), text: "Edit" }) : null,
-          canDelete(m) ? h("button", { type: "button", class: "tool danger", title: "Delete", "aria-label": "Delete message", onclick: () => deleteMsg(m), text: "Delete" }) : null,
+          { class: "msg-tools", role: "toolbar", "aria-label": "Message actions" },
+          h("button", { type: "button", class: "tool", dataset: { act: "react" }, title: "Add reaction", "aria-label": "Add reaction", onclick: (e) => openPicker(m, e.currentTarget), text: "☺" }),
+          inThread ? null : h("button", { type: "button", class: "tool", dataset: { act: "reply" }, title: "Reply with a quote", "aria-label": "Reply with a quote", onclick: () => startReply(m), text: "↩ Reply" }),
+          inThread ? null : h("button", { type: "button", class: "tool", dataset: { act: "thread" }, title: "Open the thread", "aria-label": "Reply in thread", onclick: () => openThread(m.id), text: "💬" }),
+          own ? h("button", { type: "button", class: "tool", dataset: { act: "edit" }, title: "Edit", "aria-label": "Edit message", onclick: () => startEdit(m.id), text: "Edit" }) : null,
+          canDelete(m) ? h("button", { type: "button", class: "tool danger", dataset: { act: "delete" }, title: "Delete", "aria-label": "Delete message", onclick: () => deleteMsg(m), text: "Delete" }) : null,
         )
+      : null;
+  const threadLink =
+    nReplies > 0 && !inThread
+      ? h("button", { type: "button", class: "thread-link", onclick: () => openThread(m.id), text: "💬 " + replyLabel(nReplies) })
       : null;
   return h(
     "div",
-    { class: cls.join(" "), dataset: { id: m.id } },
-    h("div", { class: "msg-gutter" }, cont ? h("span", { class: "gutter-time muted", text: timeOfDay(m.created_ms) }) : avatar(name, m.author)),
-    h("div", { class: "msg-main" }, head, body),
-    tools && tools.childNodes.length ? tools : null,
+    { class: cls.join(" "), dataset: { id: m.id, author: m.author }, tabindex: "-1", "aria-label": cont ? null : name + " at " + timeOfDay(m.created_ms) },
+    h("div", { class: "msg-gutter" }, cont ? h("span", { class: "gutter-time muted", text: timeOfDay(m.created_ms) }) : avatarWithPresence(name, m.author)),
+    h("div", { class: "msg-main" }, inThread ? null : replyQuote(m, parent), head, body, m.deleted ? null : attachmentsEl(m), reactionsEl(m), threadLink),
+    tools,
   );
+}
+
+function stateEl(state) {
+  const label = state === "viewed" ? "Seen" : state === "received" ? "Delivered" : "Sent";
+  return h("span", { class: "msg-state state-" + state, title: label, "aria-label": label, text: state === "sent" ? "✓" : "✓✓" });
 }
 
 function pendingEl(p) {
   const failed = p.status === "failed";
   const body = h("div", { class: "msg-body" });
   renderMessage(body, p.body, document, {});
+  const n = (p.attachments || []).length;
   return h(
     "div",
-    { class: "msg own pending" + (failed ? " failed" : "") },
+    { class: "msg own pending" + (failed ? " failed" : ""), dataset: { status: p.status } },
     h("div", { class: "msg-gutter" }),
     h(
       "div",
       { class: "msg-main" },
       body,
+      n ? h("div", { class: "muted small", text: "📎 " + n + (n === 1 ? " file" : " files") }) : null,
       failed
         ? h(
             "div",
-            { class: "msg-error" },
+            { class: "msg-error", role: "alert" },
             h("span", { text: "Not sent" + (p.error ? ": " + p.error : ".") + " " }),
             h("button", { type: "button", class: "link small", onclick: () => retrySend(p), text: "Retry" }),
             " ",
             h("button", { type: "button", class: "link small", onclick: () => discardSend(p), text: "Discard" }),
           )
-        : h("span", { class: "msg-state muted", text: "sending…" }),
+        : h("span", { class: "msg-state muted", text: p.status === "queued" ? "waiting for connection…" : "sending…" }),
     ),
   );
 }
@@ -652,9 +981,9 @@ function pendingEl(p) {
 // ---------------------------------------------------------------------------------------------
 // Opening a chat, history, read markers
 
-async function openChat(id) {
+async function openChat(id, { around = null } = {}) {
   const switching = S.openId !== id;
-  if (S.openId && switching) S.drafts.set(S.openId, $("input").value);
+  if (S.openId && switching) saveDraft();
   const entry = S.entries.get(id);
   S.openGen += 1;
   const gen = S.openGen;
@@ -662,15 +991,30 @@ async function openChat(id) {
   S.openChat = entry ? entry.chat : null;
   S.msgs = [];
   S.hasMore = false;
+  S.hasNewer = false;
   S.loadError = null;
   S.loading = true;
   S.editingId = null;
+  S.dividerId = null;
+  S.unseenNew = 0;
+  S.flashId = around;
   S.msgCache = new Map();
+  const chatEl = $("chat");
+  chatEl.dataset.chatId = id;
+  chatEl.dataset.loaded = "";
+  show($("search"), false);
   history.replaceState(null, "", "#" + encodeURIComponent(id));
   if (switching) {
-    $("input").value = S.drafts.get(id) || "";
+    const d = S.drafts.get(id);
+    $("input").value = d ? d.text : "";
+    S.replyTo = d ? d.replyTo : null;
+    renderReplyBar();
     updateCharCount();
+    closeThread();
+    hideMentions();
   }
+  renderUploads();
+  renderTyping();
   renderPane();
   renderChatList();
   if (!S.openChat) {
@@ -687,20 +1031,71 @@ async function openChat(id) {
   }
   renderHeader();
   renderMessages({ stick: true });
-  if (S.openChat.joined !== false && window.matchMedia("(min-width: 760px)").matches) $("input").focus();
+  if (S.openChat.joined !== false && window.matchMedia("(min-width: 760px)").matches && !around) $("input").focus();
+  const lastRead = entry ? entry.last_read : null;
+  const unread = entry ? entry.unread_count || 0 : 0;
   try {
-    const r = await api.messages(id, { limit: PAGE });
-    if (gen !== S.openGen) return;
-    mergeMessages(r.messages);
-    S.hasMore = !!r.has_more;
+    if (around) {
+      const [before, target, after] = await Promise.all([
+        api.messages(id, { before: around, limit: 25 }),
+        api.message(id, around),
+        api.messages(id, { after: around, limit: 25 }),
+      ]);
+      if (gen !== S.openGen) return;
+      mergeMessages(before.messages.concat([target], after.messages));
+      S.hasMore = !!before.has_more;
+      S.hasNewer = !!after.has_more;
+    } else {
+      const r = await api.messages(id, { limit: PAGE });
+      if (gen !== S.openGen) return;
+      let msgs = r.messages;
+      S.hasMore = !!r.has_more;
+      if (unread > 0 && lastRead && S.hasMore && msgs.length && compareIds(msgs[0].id, lastRead) > 0) {
+        // The first unread message is older than the newest page: open at it instead.
+        const after = await api.messages(id, { after: lastRead, limit: PAGE });
+        const first = after.messages.length ? after.messages[0].id : null;
+        const before = first ? await api.messages(id, { before: first, limit: 10 }) : { messages: [], has_more: false };
+        if (gen !== S.openGen) return;
+        msgs = before.messages.concat(after.messages);
+        S.hasMore = !!before.has_more;
+        S.hasNewer = !!after.has_more;
+      }
+      mergeMessages(msgs);
+      if (unread > 0) S.dividerId = firstUnreadId(S.msgs, lastRead, S.me.id);
+    }
     S.loadError = null;
   } catch (e) {
     if (gen !== S.openGen) return;
     S.loadError = e.code === "not_a_member" || e.code === "forbidden" ? "Join this channel to see its messages." : "Could not load messages: " + errorText(e);
   }
   S.loading = false;
-  renderMessages({ stick: true });
+  renderMessages({ stick: !around && !S.dividerId });
+  if (around) scrollToMessage(around);
+  else if (S.dividerId) scrollToDivider();
+  chatEl.dataset.loaded = "1";
   maybeMarkRead();
+  if (around) {
+    setTimeout(() => {
+      if (S.flashId === around) {
+        S.flashId = null;
+        renderMessages();
+      }
+    }, 6000);
+  }
+}
+
+function scrollToDivider() {
+  const d = document.querySelector("#msg-list .unread-divider");
+  const box = $("messages");
+  if (!d) return scrollToBottom();
+  const top = box.scrollTop + d.getBoundingClientRect().top - box.getBoundingClientRect().top - 40;
+  box.scrollTop = Math.min(Math.max(0, top), box.scrollHeight);
+  if (messagesAtBottom()) S.unseenNew = 0;
+}
+
+function scrollToMessage(id) {
+  const el = document.querySelector('#msg-list .msg[data-id="' + CSS.escape(id) + '"]');
+  if (el) el.scrollIntoView({ block: "center" });
 }
 
 function closeChat() {
@@ -710,6 +1105,8 @@ function closeChat() {
   S.msgs = [];
   S.msgCache = new Map();
   $("msg-list").replaceChildren();
+  $("chat").dataset.chatId = "";
+  closeThread();
   if (location.hash) history.replaceState(null, "", location.pathname);
   renderPane();
   renderChatList();
@@ -717,10 +1114,18 @@ function closeChat() {
 
 function mergeMessages(list) {
   for (const m of list) {
+    if (!m || !m.id) continue;
     const i = S.msgs.findIndex((x) => x.id === m.id);
     if (i === -1) upsertSorted(S.msgs, m);
-    else S.msgs[i] = newerMessage(S.msgs[i], m);
+    else S.msgs[i] = mergeCopy(S.msgs[i], m);
   }
+}
+
+/** newerMessage plus the fields it does not know about (reactions, attachments). */
+function mergeCopy(a, b) {
+  const n = newerMessage(a, b);
+  if (n === a && b.reactions && (b.edited_ms || 0) >= (a.edited_ms || 0)) return { ...a, reactions: b.reactions };
+  return n;
 }
 
 async function loadOlder() {
@@ -731,11 +1136,23 @@ async function loadOlder() {
   try {
     const r = await api.messages(S.openId, { before: S.msgs[0].id, limit: PAGE });
     if (gen !== S.openGen) return;
+    // Keep the first visible message where it is on screen (its header may disappear when it
+    // joins a group with the older messages, so anchoring to the bottom is not enough).
+    const boxTop = box.getBoundingClientRect().top;
+    let anchor = null;
+    for (const el of document.querySelectorAll("#msg-list .msg[data-id]")) {
+      if (el.getBoundingClientRect().bottom > boxTop) {
+        anchor = { id: el.dataset.id, top: el.getBoundingClientRect().top };
+        break;
+      }
+    }
     const fromBottom = box.scrollHeight - box.scrollTop;
     mergeMessages(r.messages);
     S.hasMore = !!r.has_more;
     renderMessages({ stick: false });
-    box.scrollTop = box.scrollHeight - fromBottom;
+    const el = anchor ? document.querySelector('#msg-list .msg[data-id="' + CSS.escape(anchor.id) + '"]') : null;
+    if (el) box.scrollTop += el.getBoundingClientRect().top - anchor.top;
+    else box.scrollTop = box.scrollHeight - fromBottom;
   } catch (e) {
     toast("Could not load earlier messages: " + errorText(e), "error");
   } finally {
@@ -743,26 +1160,80 @@ async function loadOlder() {
   }
 }
 
+async function loadNewer() {
+  if (!S.openId || !S.hasNewer || S.loadingNewer || !S.msgs.length) return;
+  S.loadingNewer = true;
+  const gen = S.openGen;
+  try {
+    const r = await api.messages(S.openId, { after: S.msgs[S.msgs.length - 1].id, limit: PAGE });
+    if (gen !== S.openGen) return;
+    mergeMessages(r.messages);
+    S.hasNewer = !!r.has_more;
+    if (!S.hasNewer) S.unseenNew = 0;
+    renderMessages({ stick: false });
+    maybeMarkRead();
+  } catch (e) {
+    toast("Could not load newer messages: " + errorText(e), "error");
+  } finally {
+    S.loadingNewer = false;
+  }
+}
+
+function onMessagesScroll() {
+  const box = $("messages");
+  if (box.scrollTop < 40) loadOlder();
+  if (box.scrollHeight - box.scrollTop - box.clientHeight < 200) loadNewer();
+  if (messagesAtBottom() && !S.hasNewer && S.unseenNew) {
+    S.unseenNew = 0;
+    updatePill();
+  }
+}
+
+/** Keyboard: ↑/↓ in the message log move between messages (their tools show on focus). */
+function messagesKeydown(e) {
+  if (e.key !== "ArrowUp" && e.key !== "ArrowDown") return;
+  const t = e.target;
+  if (!(t === $("messages") || (t.classList && t.classList.contains("msg")))) return;
+  const all = Array.from(document.querySelectorAll("#msg-list .msg[data-id]"));
+  if (!all.length) return;
+  e.preventDefault();
+  let i = all.indexOf(t);
+  if (i === -1) i = e.key === "ArrowUp" ? all.length : -1;
+  const next = all[Math.max(0, Math.min(all.length - 1, i + (e.key === "ArrowUp" ? -1 : 1)))];
+  next.focus();
+}
+
+function pillClicked() {
+  if (S.hasNewer) {
+    openChat(S.openId);
+    return;
+  }
+  S.unseenNew = 0;
+  scrollToBottom();
+  updatePill();
+}
+
 function newestConfirmed() {
+  if (S.hasNewer) return null;
   return S.msgs.length ? S.msgs[S.msgs.length - 1].id : null;
 }
 
 async function maybeMarkRead() {
   const id = S.openId;
-  if (!id || document.visibilityState !== "visible") return;
+  if (!id || document.visibilityState !== "visible" || !$("search").hidden) return;
   const entry = S.entries.get(id);
   if (!entry) return;
   const newest = newestConfirmed();
   if (!newest) return;
   if (compareIds(newest, entry.last_read) <= 0 && !entry.unread_count && !entry.mention_count) return;
   const sent = S.readSent.get(id);
-  if (sent && compareIds(newest, sent) <= 0) return;
+  if (sent && compareIds(newest, sent) <= 0 && !entry.unread_count) return;
   S.readSent.set(id, newest);
-  // Show it as read at once; the answer carries the node's counts.
   entry.unread_count = 0;
   entry.mention_count = 0;
   if (compareIds(newest, entry.last_read) > 0) entry.last_read = newest;
   renderChatList();
+  if (sent && compareIds(newest, sent) <= 0) return;
   try {
     const e = await api.markRead(id, newest);
     if (e && e.chat && S.entries.has(e.chat.id)) {
@@ -776,30 +1247,63 @@ async function maybeMarkRead() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sending, editing, deleting
+// Sending, editing, deleting, replying
+
+function saveDraft() {
+  if (!S.openId) return;
+  const text = $("input").value;
+  if (text || S.replyTo) S.drafts.set(S.openId, { text, replyTo: S.replyTo });
+  else S.drafts.delete(S.openId);
+}
+
+function readyUploads(chatId) {
+  return S.uploads.filter((u) => u.chat_id === chatId && u.state === "done");
+}
 
 function sendFromComposer() {
   const input = $("input");
   const body = input.value.replace(/\s+$/u, "");
-  if (!S.openId || !body.trim()) return;
+  if (!S.openId) return;
+  const chatUploads = S.uploads.filter((u) => u.chat_id === S.openId);
+  if (chatUploads.some((u) => u.state === "uploading")) {
+    toast("Wait for the uploads to finish, then send.");
+    return;
+  }
+  const files = readyUploads(S.openId).slice(0, MAX_ATTACHMENTS);
+  if (!body.trim() && !files.length) return;
   const n = charCount(body);
   if (n > MAX_BODY_CHARS) {
     toast("Message is " + n.toLocaleString() + " characters; the limit is " + MAX_BODY_CHARS.toLocaleString() + ".", "error");
     return;
   }
+  const attachments = files.map((u) => ({ id: u.attachment.id, name: u.attachment.name || u.name }));
+  S.uploads = S.uploads.filter((u) => !files.includes(u));
+  renderUploads();
   input.value = "";
   S.drafts.delete(S.openId);
   updateCharCount();
-  const p = { client_id: newClientId(), chat_id: S.openId, body, status: "sending", error: null, via: null, timer: null, created_ms: Date.now(), hidden: false };
+  hideMentions();
+  const replyTo = S.replyTo ? S.replyTo.id : null;
+  S.replyTo = null;
+  renderReplyBar();
+  queueSend(S.openId, body, replyTo, attachments);
+}
+
+function queueSend(chatId, body, replyTo, attachments) {
+  const p = { client_id: newClientId(), chat_id: chatId, body, reply_to: replyTo, attachments, status: "sending", error: null, via: null, timer: null, created_ms: Date.now(), hidden: false };
   S.pending.push(p);
+  if (S.hasNewer && S.openId === chatId) openChat(chatId);
   renderMessages({ stick: true });
+  renderThread();
   dispatchSend(p);
 }
 
 function dispatchSend(p) {
   p.status = "sending";
   p.error = null;
-  if (live.send({ type: "send", client_id: p.client_id, chat_id: p.chat_id, body: p.body, reply_to: null })) {
+  const frame = { type: "send", client_id: p.client_id, chat_id: p.chat_id, body: p.body, reply_to: p.reply_to };
+  if (p.attachments && p.attachments.length) frame.attachments = p.attachments;
+  if (live.send(frame)) {
     p.via = "ws";
     clearTimeout(p.timer);
     // No ack in time: retry over HTTP with the same client_id (idempotent on the node).
@@ -813,15 +1317,26 @@ async function sendViaHttp(p) {
   clearTimeout(p.timer);
   p.via = "http";
   try {
-    const m = await api.postMessage(p.chat_id, p.body, p.client_id, null);
+    const m = await api.postMessage(p.chat_id, p.body, p.client_id, p.reply_to, p.attachments);
     confirmSend(p.client_id, m);
   } catch (e) {
     if (!S.pending.includes(p)) return;
-    p.status = "failed";
+    if (e.status === 0 || e.status === 502 || e.status === 503) {
+      // Offline: keep it and send it when the connection is back.
+      p.status = "queued";
+      p.error = null;
+    } else {
+      p.status = "failed";
+      p.error = errorText(e);
+    }
     p.hidden = false;
-    p.error = e.status === 0 ? "offline" : errorText(e);
     renderMessages();
+    renderThread();
   }
+}
+
+function flushQueued() {
+  for (const p of S.pending) if (p.status === "queued") dispatchSend(p);
 }
 
 function confirmSend(clientId, m) {
@@ -832,6 +1347,7 @@ function confirmSend(clientId, m) {
   }
   if (m && m.id) applyMessage(m, { fromMe: true });
   else renderMessages();
+  renderThread();
 }
 
 function retrySend(p) {
@@ -844,6 +1360,7 @@ function discardSend(p) {
   clearTimeout(p.timer);
   S.pending = S.pending.filter((x) => x !== p);
   renderMessages();
+  renderThread();
 }
 
 function startEdit(id) {
@@ -880,6 +1397,7 @@ function editBox(m) {
       const updated = await api.editMessage(m.chat_id, m.id, body);
       S.editingId = null;
       applyMessage(updated, {});
+      $("input").focus();
     } catch (e) {
       ta.disabled = false;
       toast("Could not edit: " + errorText(e), "error");
@@ -909,7 +1427,8 @@ function editBox(m) {
 }
 
 async function deleteMsg(m) {
-  if (!window.confirm("Delete this message? This cannot be undone.")) return;
+  const ok = await confirmDialog("Delete message?", "This message will be deleted for everyone. This cannot be undone.", "Delete");
+  if (!ok) return;
   try {
     const updated = await api.deleteMessage(m.chat_id, m.id);
     applyMessage(updated, {});
@@ -929,6 +1448,300 @@ function editLastOwn() {
   return false;
 }
 
+function startReply(m) {
+  S.replyTo = m;
+  renderReplyBar();
+  $("input").focus();
+}
+
+function renderReplyBar() {
+  const m = S.replyTo;
+  show($("reply-bar"), !!m);
+  if (!m) return;
+  $("reply-to-name").textContent = userName(m.author);
+  $("reply-to-text").textContent = preview(m.body, 80);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads
+
+function openThread(id) {
+  S.threadId = id;
+  S.threadMsgs = new Map();
+  const parent = findMessage(id);
+  if (!parent && S.openId) fetchParent(S.openId, id);
+  show($("thread"), true);
+  document.body.classList.add("with-thread");
+  renderThread();
+  $("thread-input").focus();
+  loadThreadReplies(S.openId, id);
+}
+
+/**
+ * Replies can be anywhere after their parent, also outside the loaded window: page through
+ * the history after the parent (at most 5 pages of 200) and keep the replies.
+ */
+async function loadThreadReplies(chatId, id) {
+  let after = id;
+  for (let page = 0; page < 5; page++) {
+    let r;
+    try {
+      r = await api.messages(chatId, { after, limit: 200 });
+    } catch {
+      return;
+    }
+    if (S.threadId !== id || S.openId !== chatId) return;
+    for (const m of r.messages) if (m.reply_to === id) S.threadMsgs.set(m.id, m);
+    renderThread();
+    if (!r.has_more || !r.messages.length) return;
+    after = r.messages[r.messages.length - 1].id;
+  }
+}
+
+function closeThread() {
+  S.threadId = null;
+  show($("thread"), false);
+  document.body.classList.remove("with-thread");
+}
+
+function renderThread() {
+  if (!S.threadId || !S.openId) return;
+  const parent = findMessage(S.threadId);
+  const byId = new Map(S.threadMsgs || []);
+  for (const m of S.msgs) if (m.reply_to === S.threadId) byId.set(m.id, m);
+  const replies = [...byId.values()].filter((m) => !m.deleted).sort((a, b) => compareIds(a.id, b.id));
+  const els = [];
+  if (parent) els.push(messageEl(parent, { cont: false, editing: false, parent: null, nReplies: 0, inThread: true }));
+  else els.push(h("p", { class: "muted small pad", text: "Loading…" }));
+  els.push(h("div", { class: "thread-count muted small", text: replyLabel(replies.length) }));
+  let prev = null;
+  for (const m of replies) {
+    els.push(messageEl(m, { cont: isContinuation(prev, { ...m, reply_to: null }), editing: false, parent: null, nReplies: 0, inThread: true }));
+    prev = m;
+  }
+  for (const p of S.pending) if (p.chat_id === S.openId && p.reply_to === S.threadId && !p.hidden) els.push(pendingEl(p));
+  $("thread-list").replaceChildren(...els);
+  const box = $("thread-list");
+  box.scrollTop = box.scrollHeight;
+}
+
+function sendFromThread(e) {
+  if (e) e.preventDefault();
+  const ta = $("thread-input");
+  const body = ta.value.replace(/\s+$/u, "");
+  if (!body.trim() || !S.threadId || !S.openId) return;
+  ta.value = "";
+  queueSend(S.openId, body, S.threadId, []);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reactions
+
+let pickerFor = null;
+
+function recentEmoji() {
+  try {
+    const v = JSON.parse(localStorage.getItem("confab.recentEmoji") || "null");
+    if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v;
+  } catch {
+    /* ignore */
+  }
+  return DEFAULT_RECENT;
+}
+
+function rememberEmoji(e) {
+  try {
+    localStorage.setItem("confab.recentEmoji", JSON.stringify(pushRecent(recentEmoji(), e)));
+  } catch {
+    /* private mode */
+  }
+}
+
+function openPicker(m) {
+  pickerFor = m;
+  $("emoji-search").value = "";
+  renderPicker();
+  $("emoji-picker").showModal();
+  $("emoji-search").focus();
+}
+
+function emojiButton(e, name) {
+  return h("button", { type: "button", class: "emoji-btn", dataset: { emoji: e }, title: ":" + name + ":", "aria-label": name.replace(/_/g, " "), onclick: () => pickEmoji(e), text: e });
+}
+
+function renderPicker() {
+  const q = $("emoji-search").value;
+  const names = new Map(searchEmoji("").map((p) => [p.emoji, p.name]));
+  $("emoji-recent").replaceChildren(...recentEmoji().slice(0, 12).map((e) => emojiButton(e, names.get(e) || e)));
+  const list = searchEmoji(q);
+  $("emoji-grid").replaceChildren(...(list.length ? list.map((p) => emojiButton(p.emoji, p.name)) : [h("p", { class: "muted small", text: "No emoji matches." })]));
+}
+
+function pickEmoji(e) {
+  const m = pickerFor;
+  $("emoji-picker").close();
+  if (!m) return;
+  rememberEmoji(e);
+  const cur = findMessage(m.id) || m;
+  const mine = (cur.reactions || []).some((r) => r.emoji === e && (r.users || []).includes(S.me.id));
+  if (!mine) toggleMyReaction(cur, e);
+}
+
+async function toggleMyReaction(m, emoji) {
+  const cur = findMessage(m.id) || m;
+  const had = (cur.reactions || []).some((r) => r.emoji === emoji && (r.users || []).includes(S.me.id));
+  // Optimistic; the answer (and the event) carry the node's list.
+  const optimistic = { ...cur, reactions: toggleReaction(cur.reactions, emoji, S.me.id) };
+  replaceLocal(optimistic);
+  try {
+    const updated = had ? await api.unreact(m.chat_id, m.id, emoji) : await api.react(m.chat_id, m.id, emoji);
+    if (!had) rememberEmoji(emoji);
+    if (updated && updated.id) replaceLocal({ ...(findMessage(m.id) || updated), reactions: updated.reactions || [] });
+  } catch (e) {
+    replaceLocal(cur);
+    toast("Could not react: " + errorText(e), "error");
+  }
+}
+
+function replaceLocal(m) {
+  const i = S.msgs.findIndex((x) => x.id === m.id);
+  if (i !== -1) S.msgs[i] = m;
+  if (S.threadMsgs && S.threadMsgs.has(m.id)) S.threadMsgs.set(m.id, m);
+  if (S.parents.has(m.id)) S.parents.set(m.id, m);
+  renderMessages();
+  renderThread();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploads
+
+let uploadSeq = 0;
+
+function addFiles(fileList) {
+  if (!S.openId || !S.openChat || S.openChat.joined === false) return;
+  const files = Array.from(fileList || []);
+  const room = MAX_ATTACHMENTS - S.uploads.filter((u) => u.chat_id === S.openId).length;
+  if (files.length > room) toast("At most " + MAX_ATTACHMENTS + " files per message.", "error");
+  for (const f of files.slice(0, Math.max(0, room))) startUpload(f);
+  renderUploads();
+}
+
+function startUpload(file) {
+  const u = { key: "u" + ++uploadSeq, chat_id: S.openId, name: file.name || "pasted-file", size: file.size, sent: 0, state: "uploading", error: null, attachment: null, abort: null };
+  let f = file;
+  if (!file.name) f = new File([file], u.name, { type: file.type });
+  const { promise, abort } = uploadFile(f, (sent) => {
+    u.sent = sent;
+    updateUploadProgress(u);
+  });
+  u.abort = abort;
+  S.uploads.push(u);
+  promise
+    .then((a) => {
+      u.state = "done";
+      u.attachment = a;
+      renderUploads();
+    })
+    .catch((e) => {
+      if (!S.uploads.includes(u)) return;
+      u.state = "failed";
+      u.error = errorText(e);
+      renderUploads();
+    });
+}
+
+function updateUploadProgress(u) {
+  const el = document.querySelector('#upload-tray .upload[data-key="' + u.key + '"] progress');
+  if (el) el.value = u.size ? u.sent / u.size : 0;
+}
+
+function removeUpload(u) {
+  if (u.state === "uploading" && u.abort) u.abort();
+  S.uploads = S.uploads.filter((x) => x !== u);
+  renderUploads();
+}
+
+function renderUploads() {
+  const list = S.uploads.filter((u) => u.chat_id === S.openId);
+  $("upload-tray").replaceChildren(
+    ...list.map((u) => {
+      const a = u.attachment;
+      let thumb;
+      if (a && isImageAttachment(a)) {
+        const t = a.thumbnails[a.thumbnails.length - 1];
+        thumb = h("img", { class: "upload-thumb", src: "/api/v1/media/" + encodeURIComponent(t.id), alt: "", width: 48, height: 48 });
+      } else {
+        thumb = h("span", { class: "upload-thumb icon", "aria-hidden": "true", text: a ? fileIcon(a.mime) : "⏳" });
+      }
+      const status =
+        u.state === "uploading"
+          ? h("progress", { max: 1, value: u.size ? u.sent / u.size : 0, "aria-label": "Uploading " + u.name })
+          : u.state === "failed"
+            ? h("span", { class: "upload-error small", text: u.error || "failed" })
+            : h("span", { class: "muted small", text: formatBytes(u.size) });
+      return h(
+        "li",
+        { class: "upload", dataset: { key: u.key, state: u.state } },
+        thumb,
+        h("span", { class: "upload-meta" }, h("span", { class: "upload-name", text: u.name }), status),
+        h("button", { type: "button", class: "ghost small upload-remove", "aria-label": "Remove " + u.name, onclick: () => removeUpload(u), text: "✕" }),
+      );
+    }),
+  );
+  show($("upload-tray"), list.length > 0);
+}
+
+let dragDepth = 0;
+
+function hasFiles(e) {
+  return e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+}
+
+function wireDrop() {
+  const target = $("chat");
+  target.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth += 1;
+    show($("drop-overlay"), true);
+  });
+  target.addEventListener("dragover", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+  });
+  target.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) show($("drop-overlay"), false);
+  });
+  target.addEventListener("drop", (e) => {
+    dragDepth = 0;
+    show($("drop-overlay"), false);
+    if (!e.dataTransfer || !e.dataTransfer.files || !e.dataTransfer.files.length) return;
+    e.preventDefault();
+    addFiles(e.dataTransfer.files);
+  });
+  $("input").addEventListener("paste", (e) => {
+    const files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length) {
+      e.preventDefault();
+      addFiles(files);
+    }
+  });
+}
+
+function openLightbox(a) {
+  const img = $("lightbox-img");
+  img.src = "/api/v1/media/" + encodeURIComponent(a.id);
+  img.alt = a.name;
+  $("lightbox-name").textContent = a.name + " · " + formatBytes(a.size_bytes) + (a.width ? " · " + a.width + "×" + a.height : "");
+  const dl = $("lightbox-download");
+  dl.href = "/api/v1/media/" + encodeURIComponent(a.id);
+  dl.download = a.name;
+  $("lightbox").showModal();
+  $("btn-lightbox-close").focus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Applying messages and live events
 
@@ -937,11 +1750,20 @@ function applyMessage(m, { created = false, fromMe = false } = {}) {
   if (!m || !m.chat_id) return;
   const entry = S.entries.get(m.chat_id);
   const open = S.openId === m.chat_id;
+  const wasAtBottom = open ? messagesAtBottom() : false;
   // Only take messages inside the loaded window (an edit of an old message we have not
-  // loaded must not appear out of context).
-  const inWindow =
-    open &&
-    (created || S.msgs.some((x) => x.id === m.id) || (!S.loading && (!S.hasMore || (S.msgs.length > 0 && compareIds(m.id, S.msgs[0].id) > 0))));
+  // loaded must not appear out of context; a new one past a jump window waits for the pill).
+  let inWindow = false;
+  if (open && !S.loading) {
+    const known = S.msgs.some((x) => x.id === m.id);
+    if (known) inWindow = true;
+    else if (S.hasNewer) inWindow = false;
+    else inWindow = created || !S.hasMore || (S.msgs.length > 0 && compareIds(m.id, S.msgs[0].id) > 0);
+  } else if (open && created) {
+    inWindow = true;
+  }
+  if (S.parents.has(m.id)) S.parents.set(m.id, m);
+  if (S.threadId && m.reply_to === S.threadId && S.threadMsgs) S.threadMsgs.set(m.id, m);
   if (inWindow) {
     mergeMessages([m]);
     if (created && isMe(m.author) && !fromMe) {
@@ -950,13 +1772,14 @@ function applyMessage(m, { created = false, fromMe = false } = {}) {
       if (p) p.hidden = true;
     }
   }
+  if (open && created && !isMe(m.author) && (!wasAtBottom || S.hasNewer)) S.unseenNew += 1;
   if (entry) {
     const last = entry.last_message;
     if (!last || compareIds(m.id, last.id) >= 0) {
       entry.last_message = last && last.id === m.id ? newerMessage(last, m) : m;
       if (created || !last) entry.last_activity_ms = Math.max(entry.last_activity_ms || 0, m.created_ms || 0);
     }
-    if (created && !isMe(m.author) && !(open && document.visibilityState === "visible")) {
+    if (created && !isMe(m.author) && !(open && document.visibilityState === "visible" && !S.hasNewer && $("search").hidden)) {
       if (!entry.last_read || compareIds(m.id, entry.last_read) > 0) {
         entry.unread_count = (entry.unread_count || 0) + 1;
         if (mentionsMe(m)) entry.mention_count = (entry.mention_count || 0) + 1;
@@ -966,8 +1789,11 @@ function applyMessage(m, { created = false, fromMe = false } = {}) {
   } else if (created) {
     scheduleRefreshChats(100);
   }
+  if (created) S.typing.clear(m.chat_id, m.author);
   if (open) {
     renderMessages({ stick: fromMe ? true : null });
+    renderThread();
+    renderTyping();
     maybeMarkRead();
   }
 }
@@ -976,13 +1802,21 @@ function onEvent(ev) {
   switch (ev.type) {
     case "message.created":
       applyMessage(ev.message, { created: true });
-      if (!isMe(ev.message.author)) scheduleRefreshChats();
+      if (!isMe(ev.message.author)) {
+        scheduleRefreshChats();
+        notify(ev);
+      }
       break;
     case "message.edited":
     case "message.deleted":
       applyMessage(ev.message, {});
       if (ev.type === "message.deleted") scheduleRefreshChats();
       break;
+    case "message.reactions": {
+      const m = S.openId === ev.chat_id ? findMessage(ev.message_id) : null;
+      if (m) replaceLocal({ ...m, reactions: ev.reactions || [] });
+      break;
+    }
     case "message.state": {
       const m = S.openId === ev.chat_id ? S.msgs.find((x) => x.id === ev.message_id) : null;
       if (m) {
@@ -1005,7 +1839,8 @@ function onEvent(ev) {
       const c = ev.chat;
       const e = S.entries.get(c.id);
       if (e) e.chat = c;
-      else if (ev.type === "chat.joined" || c.joined) S.entries.set(c.id, { chat: c, unread_count: 0, mention_count: 0, last_message: null, last_activity_ms: c.created_ms, last_read: null });
+      else if (ev.type === "chat.joined" || c.joined) S.entries.set(c.id, { chat: c, unread_count: 0, mention_count: 0, last_message: null, last_activity_ms: c.created_ms, last_read: null, notification_level: c.kind === "dm" ? "all" : "mentions" });
+      if (c.dm_members) S.dmMembers.set(c.id, c.dm_members);
       if (S.openId === c.id) {
         S.openChat = c;
         renderHeader();
@@ -1039,6 +1874,15 @@ function onEvent(ev) {
       renderAll();
       break;
     }
+    case "notifications.updated": {
+      const e = S.entries.get(ev.chat_id);
+      if (e) {
+        e.notification_level = ev.level;
+        renderChatList();
+        if (S.openId === ev.chat_id) renderHeader();
+      }
+      break;
+    }
     default:
       break;
   }
@@ -1055,20 +1899,55 @@ function onFrame(f) {
       p.hidden = false;
       p.error = f.code === "rate_limited" ? "sending too fast" : f.message || f.code;
       renderMessages();
-    } else {
+    } else if (f.code !== "rate_limited") {
       toast(f.message || f.code || "Server error", "error");
     }
+  } else if (f.type === "presence") {
+    S.presence.set(f.user_id, f.status);
+    renderChatList();
+    renderMessages();
+    if (S.openChat && S.openChat.kind === "dm") renderHeader();
+  } else if (f.type === "typing") {
+    if (isMe(f.user_id)) return;
+    const skew = Date.now() - (f.server_ms || Date.now());
+    S.typing.set(f.chat_id, f.user_id, Math.max(f.expires_ms + skew, Date.now() + 1500));
+    renderTyping();
   }
 }
 
+let typingTimer = null;
+function renderTyping() {
+  clearTimeout(typingTimer);
+  const el = $("typing");
+  if (!S.openId || !S.me) {
+    el.textContent = "";
+    return;
+  }
+  const ids = S.typing.active(S.openId, Date.now(), S.me.id);
+  el.textContent = typingText(ids.map(userName));
+  if (ids.length) typingTimer = setTimeout(renderTyping, 1000);
+}
+
+let lastTypingSent = 0;
+function sendTyping() {
+  if (!S.openId || !$("input").value.trim()) return;
+  const now = Date.now();
+  if (now - lastTypingSent < 3000) return;
+  lastTypingSent = now;
+  live.send({ type: "typing", chat_id: S.openId });
+}
+
 function onLiveOpen() {
-  // The first connection defines "now" for the event stream: reload anything that may have
-  // changed between the initial HTTP load and the hello.
+  S.wasLive = true;
   if (S.firstOpen) {
+    // The first connection defines "now" for the event stream: reload anything that may
+    // have changed between the initial HTTP load and the hello.
     S.firstOpen = false;
     refreshChats();
     if (S.openId) catchUpOpenChat();
   }
+  loadPresence();
+  flushQueued();
 }
 
 function onLiveClosed() {
@@ -1103,6 +1982,7 @@ function onResync() {
 async function catchUpOpenChat() {
   const id = S.openId;
   const gen = S.openGen;
+  if (S.hasNewer) return;
   try {
     const r = await api.messages(id, { limit: PAGE });
     if (gen !== S.openGen) return;
@@ -1114,18 +1994,87 @@ async function catchUpOpenChat() {
   }
 }
 
+let bannerTimer = null;
 function setConnStatus(status, delay) {
+  document.body.dataset.conn = status;
   const dot = $("conn-dot");
   dot.className = "dot " + status;
   const text = $("conn-text");
-  if (status === "live") text.textContent = "Connected";
-  else if (status === "connecting") text.textContent = "Connecting…";
-  else text.textContent = "Offline · retrying in " + Math.max(1, Math.round(delay / 1000)) + " s";
+  clearInterval(bannerTimer);
+  const banner = $("conn-banner");
+  if (status === "live") {
+    text.textContent = "Connected";
+    show(banner, false);
+  } else if (status === "connecting") {
+    text.textContent = "Connecting…";
+    if (S.wasLive) {
+      $("conn-banner-text").textContent = "Reconnecting…";
+      show(banner, true);
+    }
+  } else {
+    const until = Date.now() + delay;
+    const tick = () => {
+      const s = Math.max(1, Math.round((until - Date.now()) / 1000));
+      text.textContent = "Offline · retrying in " + s + " s";
+      $("conn-banner-text").textContent = "Connection lost. Reconnecting in " + s + " s… Messages you send are kept until then.";
+    };
+    tick();
+    bannerTimer = setInterval(tick, 1000);
+    show(banner, true);
+  }
   show($("btn-reconnect"), status === "offline");
 }
 
+// Sleep detection: after a suspend the socket may be dead without a close; reconnect.
+let lastTick = Date.now();
+setInterval(() => {
+  const now = Date.now();
+  if (sleptFor(now - lastTick, 5000) && S.me) {
+    live.reconnectNow();
+    refreshChats();
+  }
+  lastTick = now;
+}, 5000);
+
 // ---------------------------------------------------------------------------------------------
-// Dialogs: create channel, browse channels, start a DM
+// Desktop notifications
+
+function updateNotifyButton() {
+  const can = "Notification" in window;
+  show($("btn-notify"), can && Notification.permission === "default" && !!S.me);
+}
+
+async function askNotifyPermission() {
+  if (!("Notification" in window)) return;
+  try {
+    await Notification.requestPermission();
+  } catch {
+    /* old browsers: callback form; ignore */
+  }
+  updateNotifyButton();
+}
+
+function notify(ev) {
+  const permission = "Notification" in window ? Notification.permission : "denied";
+  if (!shouldNotify(ev, { openChatId: S.openId, visible: document.visibilityState === "visible" && document.hasFocus(), permission })) return;
+  const m = ev.message;
+  const entry = S.entries.get(m.chat_id);
+  const chat = entry ? entry.chat : null;
+  const title = userName(m.author) + (chat && chat.kind !== "dm" ? " in #" + chat.name : "");
+  try {
+    const n = new Notification(title, { body: preview(m.body, 140) || "📎 attachment", tag: m.chat_id });
+    n.onclick = () => {
+      window.focus();
+      openChat(m.chat_id);
+      n.close();
+    };
+  } catch {
+    /* notifications may be unavailable here */
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dialogs: create channel, browse channels, start a DM, topic, profile
 
 function openDialog(id) {
   const d = $(id);
@@ -1136,6 +2085,24 @@ function openDialog(id) {
 function wireDialogClose() {
   for (const b of document.querySelectorAll("dialog [data-close]")) {
     b.addEventListener("click", () => b.closest("dialog").close());
+  }
+  // Escape in a search field first clears it in Chromium and keeps the dialog open: close it.
+  for (const d of document.querySelectorAll("dialog")) {
+    d.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && e.target instanceof HTMLInputElement && e.target.type === "search") {
+        e.preventDefault();
+        d.close();
+      }
+    });
+  }
+  // A click on the backdrop closes light dialogs.
+  for (const id of ["emoji-picker", "lightbox", "dlg-switch", "dlg-browse"]) {
+    $(id).addEventListener("click", (e) => {
+      if (e.target !== $(id)) return;
+      const r = $(id).getBoundingClientRect();
+      const inside = e.clientX >= r.left && e.clientX <= r.right && e.clientY >= r.top && e.clientY <= r.bottom;
+      if (!inside) $(id).close();
+    });
   }
 }
 
@@ -1172,7 +2139,7 @@ async function submitCreateChannel(e) {
 
 function addChatEntry(chat) {
   if (!S.entries.has(chat.id)) {
-    S.entries.set(chat.id, { chat, unread_count: 0, mention_count: 0, last_message: null, last_activity_ms: chat.created_ms || Date.now(), last_read: null });
+    S.entries.set(chat.id, { chat, unread_count: 0, mention_count: 0, last_message: null, last_activity_ms: chat.created_ms || Date.now(), last_read: null, notification_level: chat.kind === "dm" ? "all" : "mentions" });
   } else {
     S.entries.get(chat.id).chat = chat;
   }
@@ -1204,8 +2171,8 @@ function renderBrowse() {
     .sort((a, b) => a.name.localeCompare(b.name));
   const items = list.map((c) => {
     const action = c.joined
-      ? h("button", { type: "button", class: "small", onclick: () => { $("dlg-browse").close(); openChat(c.id); }, text: "Open" })
-      : h("button", { type: "button", class: "primary small", onclick: (e) => joinChannel(c, e.currentTarget), text: "Join" });
+      ? h("button", { type: "button", class: "small", "aria-label": "Open " + c.name, onclick: () => { $("dlg-browse").close(); openChat(c.id); }, text: "Open" })
+      : h("button", { type: "button", class: "primary small join", "aria-label": "Join " + c.name, onclick: (e) => joinChannel(c, e.currentTarget), text: "Join" });
     return h(
       "li",
       { class: "pick" },
@@ -1226,7 +2193,7 @@ async function joinChannel(c, btn) {
   if (btn) btn.disabled = true;
   try {
     const chat = await api.join(c.id);
-    if (btn && $("dlg-browse").open) $("dlg-browse").close();
+    if ($("dlg-browse").open) $("dlg-browse").close();
     addChatEntry(chat);
     openChat(chat.id);
   } catch (e) {
@@ -1276,7 +2243,7 @@ function renderDmList() {
     return h(
       "li",
       { class: "pick" },
-      h("label", { class: "pick-label" }, box, avatar(name, u.id, "small"), h("span", { class: "pick-main" }, h("span", { class: "pick-name", text: name }), h("span", { class: "muted small", text: u.id + (u.status_text ? " · " + u.status_text : "") }))),
+      h("label", { class: "pick-label" }, box, avatarWithPresence(name, u.id, "small"), h("span", { class: "pick-main" }, h("span", { class: "pick-name", text: name }), h("span", { class: "muted small", text: u.id + (u.status_text ? " · " + u.status_text : "") }))),
     );
   });
   $("dm-list").replaceChildren(...(items.length ? items : [h("li", { class: "muted pad", text: dmUsers.length ? "Nobody matches." : "Nobody else is here yet." })]));
@@ -1308,28 +2275,47 @@ async function submitNewDm(e) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Chat header actions
+async function openDmWith(userId) {
+  try {
+    const chat = await api.openDm([userId]);
+    S.dmMembers.set(chat.id, [S.me.id, userId]);
+    addChatEntry(chat);
+    openChat(chat.id);
+  } catch (e) {
+    toast("Could not open the conversation: " + errorText(e), "error");
+  }
+}
 
-async function editTopic() {
+function editTopic() {
   const c = S.openChat;
   if (!c) return;
-  const topic = window.prompt("Topic for #" + c.name, c.topic || "");
-  if (topic === null) return;
+  $("topic-input").value = c.topic || "";
+  $("topic-error").textContent = "";
+  $("dlg-topic-title").textContent = "Topic for #" + c.name;
+  openDialog("dlg-topic");
+  $("topic-input").focus();
+}
+
+async function submitTopic(e) {
+  e.preventDefault();
+  const c = S.openChat;
+  if (!c) return;
   try {
-    const chat = await api.updateChat(c.id, { topic: topic.trim() });
+    const chat = await api.updateChat(c.id, { topic: $("topic-input").value.trim() });
+    $("dlg-topic").close();
     if (S.openId === chat.id) S.openChat = chat;
     if (S.entries.has(chat.id)) S.entries.get(chat.id).chat = chat;
     renderHeader();
     renderChatList();
-  } catch (e) {
-    toast("Could not change the topic: " + errorText(e), "error");
+  } catch (ex) {
+    $("topic-error").textContent = errorText(ex);
   }
 }
 
 async function leaveChat() {
   const c = S.openChat;
-  if (!c || !window.confirm("Leave #" + c.name + "?")) return;
+  if (!c) return;
+  if (!(await confirmDialog("Leave #" + c.name + "?", "You can join public channels again from the channel browser.", "Leave"))) return;
   try {
     await api.leave(c.id);
     S.entries.delete(c.id);
@@ -1337,6 +2323,243 @@ async function leaveChat() {
   } catch (e) {
     toast("Could not leave: " + errorText(e), "error");
   }
+}
+
+async function setNotifyLevel() {
+  const id = S.openId;
+  const level = $("notify-level").value;
+  try {
+    const e = await api.setNotifications(id, level);
+    if (e && e.chat) S.entries.set(e.chat.id, e);
+    renderChatList();
+    if (level !== "mute") askNotifyPermissionIfDefault();
+  } catch (ex) {
+    toast("Could not change notifications: " + errorText(ex), "error");
+  }
+}
+
+function askNotifyPermissionIfDefault() {
+  if ("Notification" in window && Notification.permission === "default") askNotifyPermission();
+}
+
+function openProfile() {
+  const me = S.me;
+  $("pf-display").value = me.display_name || "";
+  $("pf-status").value = me.status_text || "";
+  $("pf-team").value = me.team || "";
+  $("pf-dnd").checked = !!me.dnd;
+  $("pf-error").textContent = "";
+  openDialog("dlg-profile");
+  $("pf-display").focus();
+}
+
+async function submitProfile(e) {
+  e.preventDefault();
+  const fields = { display_name: $("pf-display").value.trim(), status_text: $("pf-status").value.trim(), team: $("pf-team").value.trim() };
+  try {
+    let me = await api.updateMe(fields);
+    if (!!me.dnd !== $("pf-dnd").checked) me = await api.setDnd($("pf-dnd").checked);
+    S.me = me;
+    S.users.set(me.id, me);
+    $("dlg-profile").close();
+    renderAll();
+  } catch (ex) {
+    $("pf-error").textContent = errorText(ex);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quick switcher (Ctrl/⌘K)
+
+let switchItems = [];
+let switchSel = 0;
+
+function openSwitcher() {
+  if (!S.me) return;
+  $("switch-input").value = "";
+  openDialog("dlg-switch");
+  renderSwitcher();
+  $("switch-input").focus();
+}
+
+function renderSwitcher() {
+  const q = $("switch-input").value;
+  const cands = [];
+  const dmWith = new Set();
+  for (const e of sortByActivity([...S.entries.values()])) {
+    const c = e.chat;
+    const label = chatTitle(c);
+    if (c.kind === "dm") for (const u of dmOthers(c)) if (dmOthers(c).length === 1) dmWith.add(u);
+    cands.push({ key: c.id, label, hint: c.kind === "dm" ? "Direct message" : c.visibility === "private" ? "Private channel" : "Channel", icon: c.kind === "dm" ? "@" : c.visibility === "private" ? "🔒" : "#", unread: e.unread_count || 0, go: () => openChat(c.id) });
+  }
+  for (const u of S.users.values()) {
+    if (isMe(u.id) || u.disabled || dmWith.has(u.id)) continue;
+    cands.push({ key: "u:" + u.id, label: u.display_name || u.username, hint: u.id, icon: "@", unread: 0, go: () => openDmWith(u.id) });
+  }
+  const scored = cands
+    .map((c, i) => ({ c, s: q.trim() ? Math.min(fuzzyScore(c.label, q) ?? 1e9, (fuzzyScore(c.hint, q) ?? 1e9) + 5) : i }))
+    .filter((x) => x.s < 1e9)
+    .sort((a, b) => a.s - b.s)
+    .slice(0, 12)
+    .map((x) => x.c);
+  switchItems = scored;
+  switchSel = 0;
+  paintSwitcher();
+}
+
+function paintSwitcher() {
+  $("switch-list").replaceChildren(
+    ...(switchItems.length
+      ? switchItems.map((c, i) =>
+          h(
+            "li",
+            {
+              class: "switch-item" + (i === switchSel ? " selected" : ""),
+              role: "option",
+              id: "switch-opt-" + i,
+              "aria-selected": i === switchSel ? "true" : "false",
+              onclick: () => chooseSwitch(i),
+            },
+            h("span", { class: "chan-icon", "aria-hidden": "true", text: c.icon }),
+            h("span", { class: "pick-main" }, h("span", { class: "pick-name", text: c.label }), h("span", { class: "muted small", text: c.hint })),
+            c.unread ? h("span", { class: "badge count", text: String(c.unread) }) : null,
+          ),
+        )
+      : [h("li", { class: "muted pad", text: "Nothing matches." })]),
+  );
+  $("switch-input").setAttribute("aria-activedescendant", switchItems.length ? "switch-opt-" + switchSel : "");
+  const sel = document.getElementById("switch-opt-" + switchSel);
+  if (sel) sel.scrollIntoView({ block: "nearest" });
+}
+
+function chooseSwitch(i) {
+  const c = switchItems[i];
+  if (!c) return;
+  $("dlg-switch").close();
+  c.go();
+}
+
+function switcherKeydown(e) {
+  if (e.key === "ArrowDown") {
+    e.preventDefault();
+    switchSel = Math.min(switchItems.length - 1, switchSel + 1);
+    paintSwitcher();
+  } else if (e.key === "ArrowUp") {
+    e.preventDefault();
+    switchSel = Math.max(0, switchSel - 1);
+    paintSwitcher();
+  } else if (e.key === "Enter") {
+    e.preventDefault();
+    chooseSwitch(switchSel);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search
+
+const search = { q: "", offset: 0, hits: [], total: 0, gen: 0 };
+
+function fillSearchFilters() {
+  const chatSel = $("sf-chat");
+  const cur = chatSel.value;
+  chatSel.replaceChildren(h("option", { value: "", text: "all chats" }), ...sortByActivity([...S.entries.values()]).map((e) => h("option", { value: e.chat.id, text: (e.chat.kind === "dm" ? "@ " : "# ") + chatTitle(e.chat) })));
+  chatSel.value = cur;
+  const authorSel = $("sf-author");
+  const curA = authorSel.value;
+  const users = [...S.users.values()].sort((a, b) => (a.display_name || a.username).localeCompare(b.display_name || b.username));
+  authorSel.replaceChildren(h("option", { value: "", text: "anyone" }), ...users.map((u) => h("option", { value: u.id, text: (u.display_name || u.username) + (isMe(u.id) ? " (you)" : "") })));
+  authorSel.value = curA;
+}
+
+function searchFilters() {
+  const hf = $("sf-has-file").value;
+  return {
+    q: search.q,
+    chat_id: $("sf-chat").value || null,
+    author: $("sf-author").value || null,
+    from_ms: dateInputToMs($("sf-from").value),
+    to_ms: dateInputToMs($("sf-to").value, true),
+    has_attachment: hf === "true" ? true : hf === "false" ? false : null,
+    order: $("sf-order").value,
+    offset: search.offset,
+    limit: 20,
+  };
+}
+
+function submitSearch(e) {
+  if (e) e.preventDefault();
+  const q = $("search-input").value.trim();
+  if (!q) return;
+  search.q = q;
+  search.offset = 0;
+  search.hits = [];
+  if ($("search").hidden) {
+    fillSearchFilters();
+    if (S.openId && !$("sf-chat").value) $("sf-chat").value = "";
+  }
+  show($("search"), true);
+  renderPane();
+  runSearch();
+}
+
+async function runSearch() {
+  const gen = ++search.gen;
+  $("search-title").textContent = "Results for “" + search.q + "”";
+  $("search-status").textContent = "Searching…";
+  if (search.offset === 0) $("search-results").replaceChildren();
+  try {
+    const r = await api.search(searchQueryString(searchFilters()));
+    if (gen !== search.gen) return;
+    search.total = r.total || 0;
+    search.hits = search.offset === 0 ? r.hits : search.hits.concat(r.hits);
+    renderSearch();
+  } catch (e) {
+    if (gen !== search.gen) return;
+    $("search-status").textContent = "Search failed: " + errorText(e);
+  }
+}
+
+function renderSearch() {
+  const n = search.total;
+  $("search-status").textContent = n === 0 ? "No messages match. Try other words or fewer filters." : n === 1 ? "1 message" : n.toLocaleString() + " messages";
+  $("search-results").replaceChildren(
+    ...search.hits.map((hit) => {
+      const m = hit.message;
+      const entry = S.entries.get(hit.chat_id);
+      const where = entry ? (entry.chat.kind === "dm" ? chatTitle(entry.chat) : "#" + entry.chat.name) : "";
+      const snippet = h("p", { class: "hit-snippet" });
+      const parts = snippetParts(hit.snippet);
+      if (parts.length) {
+        for (const p of parts) snippet.appendChild(p.highlighted ? h("mark", { text: p.text }) : document.createTextNode(p.text));
+      } else {
+        snippet.textContent = preview(m.body, 200);
+      }
+      const files = (m.attachments || []).map((a) => a.name).join(", ");
+      return h(
+        "li",
+        {},
+        h(
+          "button",
+          { type: "button", class: "search-hit", onclick: () => jumpTo(hit.chat_id, m.id) },
+          h("span", { class: "hit-head" }, avatar(userName(m.author), m.author, "small"), h("b", { text: userName(m.author) }), h("span", { class: "muted small", text: " " + where + " · " + dayLabel(m.created_ms) + " " + timeOfDay(m.created_ms) })),
+          snippet,
+          files ? h("span", { class: "muted small hit-files", text: "📎 " + files }) : null,
+        ),
+      );
+    }),
+  );
+  show($("btn-search-more"), search.hits.length < search.total);
+}
+
+function jumpTo(chatId, msgId) {
+  show($("search"), false);
+  openChat(chatId, { around: msgId });
+}
+
+function closeSearch() {
+  show($("search"), false);
+  renderPane();
+  maybeMarkRead();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1349,14 +2572,93 @@ function updateCharCount() {
   el.classList.toggle("over", n > MAX_BODY_CHARS);
 }
 
+let mentionState = null; // {q, items, sel}
+
+function updateMentions() {
+  const ta = $("input");
+  const q = mentionQuery(ta.value, ta.selectionStart);
+  if (!q) return hideMentions();
+  const users = rankUsers([...S.users.values()].filter((u) => !u.disabled), q.query, 6);
+  const special = ["channel", "here"].filter((s) => s.startsWith(q.query) && S.openChat && S.openChat.kind !== "dm").map((s) => ({ username: s, display_name: "Notify everyone in this chat", id: s }));
+  const items = users.concat(special);
+  if (!items.length) return hideMentions();
+  mentionState = { q, items, sel: 0 };
+  paintMentions();
+}
+
+function paintMentions() {
+  const pop = $("mention-pop");
+  pop.replaceChildren(
+    ...mentionState.items.map((u, i) =>
+      h(
+        "li",
+        { role: "option", class: "mention-opt" + (i === mentionState.sel ? " selected" : ""), "aria-selected": i === mentionState.sel ? "true" : "false", onmousedown: (e) => { e.preventDefault(); completeMentionAt(i); } },
+        h("b", { text: "@" + u.username }),
+        h("span", { class: "muted small", text: " " + (u.display_name || "") }),
+      ),
+    ),
+  );
+  show(pop, true);
+}
+
+function hideMentions() {
+  mentionState = null;
+  show($("mention-pop"), false);
+}
+
+function completeMentionAt(i) {
+  if (!mentionState) return;
+  const u = mentionState.items[i];
+  const ta = $("input");
+  const r = completeMention(ta.value, mentionState.q, ta.selectionStart, u.username);
+  ta.value = r.text;
+  ta.setSelectionRange(r.caret, r.caret);
+  hideMentions();
+  ta.focus();
+}
+
 function composerKeydown(e) {
+  if (mentionState) {
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      const n = mentionState.items.length;
+      mentionState.sel = (mentionState.sel + (e.key === "ArrowDown" ? 1 : n - 1)) % n;
+      paintMentions();
+      return;
+    }
+    if (e.key === "Enter" || e.key === "Tab") {
+      e.preventDefault();
+      completeMentionAt(mentionState.sel);
+      return;
+    }
+    if (e.key === "Escape") {
+      e.preventDefault();
+      hideMentions();
+      return;
+    }
+  }
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();
     sendFromComposer();
   } else if (e.key === "ArrowUp" && !e.shiftKey && e.currentTarget.value === "") {
     if (editLastOwn()) e.preventDefault();
-  } else if (e.key === "Escape" && S.editingId) {
-    cancelEdit();
+  } else if (e.key === "Escape") {
+    if (S.editingId) cancelEdit();
+    else if (S.replyTo) {
+      S.replyTo = null;
+      renderReplyBar();
+    }
+  }
+}
+
+function globalKeydown(e) {
+  if ((e.ctrlKey || e.metaKey) && !e.altKey && (e.key === "k" || e.key === "K")) {
+    if (!S.me) return;
+    e.preventDefault();
+    openSwitcher();
+  } else if (e.key === "Escape" && !document.querySelector("dialog[open]")) {
+    if (!$("search").hidden) closeSearch();
+    else if (S.threadId) closeThread();
   }
 }
 
@@ -1368,29 +2670,82 @@ function wire() {
   $("tab-register").addEventListener("click", () => setAuthMode("register"));
   $("auth-form").addEventListener("submit", submitAuth);
   $("btn-logout").addEventListener("click", logout);
+  $("btn-profile").addEventListener("click", openProfile);
+  $("form-profile").addEventListener("submit", submitProfile);
   $("btn-new-channel").addEventListener("click", openCreateChannel);
   $("btn-browse").addEventListener("click", openBrowse);
   $("btn-new-dm").addEventListener("click", openNewDm);
+  $("btn-switch").addEventListener("click", openSwitcher);
+  $("btn-notify").addEventListener("click", askNotifyPermission);
   $("form-channel").addEventListener("submit", submitCreateChannel);
   $("form-dm").addEventListener("submit", submitNewDm);
+  $("form-topic").addEventListener("submit", submitTopic);
   $("browse-filter").addEventListener("input", renderBrowse);
   $("dm-filter").addEventListener("input", renderDmList);
+  $("switch-input").addEventListener("input", renderSwitcher);
+  $("switch-input").addEventListener("keydown", switcherKeydown);
+  $("emoji-search").addEventListener("input", renderPicker);
+  $("emoji-search").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      const first = document.querySelector("#emoji-grid .emoji-btn");
+      if (first) pickEmoji(first.dataset.emoji);
+    }
+  });
+  $("btn-lightbox-close").addEventListener("click", () => $("lightbox").close());
   $("btn-reconnect").addEventListener("click", () => live.poke());
+  $("btn-banner-retry").addEventListener("click", () => live.poke());
   $("btn-back").addEventListener("click", () => document.body.classList.remove("show-chat"));
   $("btn-topic").addEventListener("click", editTopic);
   $("btn-leave").addEventListener("click", leaveChat);
+  $("notify-level").addEventListener("change", setNotifyLevel);
   $("btn-join").addEventListener("click", () => S.openChat && joinChannel(S.openChat, $("btn-join")));
   $("btn-older").addEventListener("click", loadOlder);
-  $("messages").addEventListener("scroll", () => {
-    if ($("messages").scrollTop < 40) loadOlder();
-  });
+  $("btn-newer").addEventListener("click", loadNewer);
+  $("new-pill").addEventListener("click", pillClicked);
+  $("messages").addEventListener("scroll", onMessagesScroll);
+  $("messages").addEventListener("keydown", messagesKeydown);
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
     sendFromComposer();
   });
   $("input").addEventListener("keydown", composerKeydown);
-  $("input").addEventListener("input", updateCharCount);
+  $("input").addEventListener("input", () => {
+    updateCharCount();
+    sendTyping();
+    updateMentions();
+  });
+  $("input").addEventListener("blur", () => setTimeout(hideMentions, 150));
+  $("btn-attach").addEventListener("click", () => $("file-input").click());
+  $("file-input").addEventListener("change", (e) => {
+    addFiles(e.target.files);
+    e.target.value = "";
+  });
+  $("btn-reply-cancel").addEventListener("click", () => {
+    S.replyTo = null;
+    renderReplyBar();
+  });
+  $("btn-thread-close").addEventListener("click", closeThread);
+  $("thread-form").addEventListener("submit", sendFromThread);
+  $("thread-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) sendFromThread(e);
+  });
+  $("search-form").addEventListener("submit", submitSearch);
+  $("btn-search-close").addEventListener("click", closeSearch);
+  $("btn-search-more").addEventListener("click", () => {
+    search.offset = search.hits.length;
+    runSearch();
+  });
+  for (const id of ["sf-chat", "sf-author", "sf-has-file", "sf-from", "sf-to", "sf-order"]) {
+    $(id).addEventListener("change", () => {
+      if (!search.q) return;
+      search.offset = 0;
+      runSearch();
+    });
+  }
   wireDialogClose();
+  wireDrop();
+  document.addEventListener("keydown", globalKeydown);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") {
       maybeMarkRead();
@@ -1398,12 +2753,13 @@ function wire() {
     }
   });
   window.addEventListener("focus", maybeMarkRead);
-  window.addEventListener("online", () => live.poke());
+  window.addEventListener("online", () => live.reconnectNow());
   setUnauthenticatedHandler(sessionEnded);
 }
 
 async function boot() {
   wire();
+  if (/Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent)) $("switch-kbd").textContent = "⌘K";
   setAuthMode("login");
   try {
     const me = await api.me();

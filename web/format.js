@@ -4,10 +4,13 @@
 // objects and `renderMessage` turns that tree into DOM nodes with createElement/createTextNode
 // only, so any `<`, `&` or quote in a message stays literal text.
 //
-// Supported markup: *bold*, _italic_, `code`, ```code block```, http(s) links, @mentions.
+// Supported markup: *bold*, _italic_, ~strike~, `code`, ```code block```, "> quotes",
+// "- lists" and "1. lists", http(s) and mailto links, @mentions and :emoji: shortcodes.
 // The parser is linear-ish in the input length (a failed search for a closing marker is
 // remembered per line) and nests at most MAX_DEPTH levels, so a 100,000-character message
 // full of markers cannot stall the page.
+
+import { EMOJI } from "./emoji.js";
 
 export const MAX_BODY_CHARS = 100000;
 const MAX_DEPTH = 3;
@@ -25,6 +28,8 @@ const WORD = /[\p{L}\p{N}]/u;
 const SPACE = /\s/u;
 const URL_AT = /https?:\/\/[^\s<>"]+/y;
 const MENTION_AT = /@([a-z0-9][a-z0-9._-]{0,31})/y;
+const MAILTO_AT = /mailto:[A-Za-z0-9.!#$%&'*+=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?:\?[^\s<>"]*)?/y;
+const SHORTCODE_AT = /:([a-z0-9_+-]{1,32}):/y;
 
 function isWord(ch) {
   return ch !== undefined && WORD.test(ch);
@@ -41,10 +46,94 @@ function lineEnd(s, i) {
 
 /** Parse message text into formatting nodes. Never throws for any string. */
 export function parseMessage(text) {
-  return parseInline(String(text ?? ""), 0, true);
+  return parseBlocks(String(text ?? ""));
 }
 
-function parseInline(s, depth, allowBlocks) {
+const QUOTE_LINE = /^> ?/;
+const UL_LINE = /^[-*•] +(?=\S)/;
+const OL_LINE = /^(\d{1,9})[.)] +(?=\S)/;
+
+/**
+ * Block level: ```code blocks``` first (anywhere), then, line by line outside them, runs of
+ * "> quote" lines, "- item" / "* item" lines and "1. item" lines; everything else is inline text.
+ */
+function parseBlocks(s) {
+  const out = [];
+  let i = 0;
+  let fences = true;
+  while (i < s.length) {
+    const start = fences ? s.indexOf("```", i) : -1;
+    const end = start === -1 ? -1 : s.indexOf("```", start + 3);
+    if (start === -1 || end === -1) {
+      fences = false;
+      parseLines(s.slice(i), out);
+      break;
+    }
+    parseLines(s.slice(i, start), out);
+    let v = s.slice(start + 3, end);
+    if (v.startsWith("\n")) v = v.slice(1);
+    else if (v.startsWith("\r\n")) v = v.slice(2);
+    if (v.endsWith("\n")) v = v.slice(0, -1);
+    out.push({ t: "pre", v });
+    i = end + 3;
+  }
+  return out;
+}
+
+function isBlock(n) {
+  return n && (n.t === "pre" || n.t === "quote" || n.t === "ul" || n.t === "ol");
+}
+
+function parseLines(s, out) {
+  if (!s) return;
+  const lines = s.split("\n");
+  let plain = [];
+  const flushPlain = (beforeBlock) => {
+    if (!plain.length) return;
+    let text = plain.join("\n");
+    plain = [];
+    // A newline that only separates text from a block is implied by the block itself.
+    if (isBlock(out[out.length - 1]) && text.startsWith("\n")) text = text.slice(1);
+    if (beforeBlock && text.endsWith("\n")) text = text.slice(0, -1);
+    for (const n of parseInline(text, 0)) pushNode(out, n);
+  };
+  let k = 0;
+  while (k < lines.length) {
+    const line = lines[k];
+    if (QUOTE_LINE.test(line) && line.startsWith(">")) {
+      const q = [];
+      while (k < lines.length && lines[k].startsWith(">")) q.push(lines[k++].replace(QUOTE_LINE, ""));
+      flushPlain(true);
+      out.push({ t: "quote", c: parseInline(q.join("\n"), 0) });
+      if (k < lines.length) plain.push("");
+      continue;
+    }
+    const ul = UL_LINE.test(line);
+    const olm = OL_LINE.exec(line);
+    if (ul || olm) {
+      const items = [];
+      const kind = ul ? "ul" : "ol";
+      const re = ul ? UL_LINE : OL_LINE;
+      while (k < lines.length && re.test(lines[k])) items.push(parseInline(lines[k++].replace(re, ""), 0));
+      flushPlain(true);
+      const node = { t: kind, items };
+      if (kind === "ol") node.start = Number(olm[1]);
+      out.push(node);
+      if (k < lines.length) plain.push("");
+      continue;
+    }
+    plain.push(line);
+    k += 1;
+  }
+  flushPlain(false);
+}
+
+function pushNode(out, n) {
+  if (n.t === "text") pushText(out, n.v);
+  else out.push(n);
+}
+
+function parseInline(s, depth) {
   const out = [];
   let buf = "";
   const flush = () => {
@@ -54,27 +143,11 @@ function parseInline(s, depth, allowBlocks) {
     }
   };
   // For each marker: the position up to which we know there is no usable closer.
-  const noCloser = { "*": -1, _: -1, "`": -1, "```": -1 };
+  const noCloser = { "*": -1, _: -1, "~": -1, "`": -1, ":": -1 };
   let i = 0;
   while (i < s.length) {
     const ch = s[i];
     const prev = i > 0 ? s[i - 1] : undefined;
-
-    // ```code block```
-    if (allowBlocks && ch === "`" && s.startsWith("```", i) && i >= noCloser["```"]) {
-      const end = s.indexOf("```", i + 3);
-      if (end !== -1) {
-        let v = s.slice(i + 3, end);
-        if (v.startsWith("\n")) v = v.slice(1);
-        else if (v.startsWith("\r\n")) v = v.slice(2);
-        if (v.endsWith("\n")) v = v.slice(0, -1);
-        flush();
-        out.push({ t: "pre", v });
-        i = end + 3;
-        continue;
-      }
-      noCloser["```"] = s.length;
-    }
 
     // `inline code`
     if (ch === "`" && i >= noCloser["`"]) {
@@ -122,15 +195,43 @@ function parseInline(s, depth, allowBlocks) {
       }
     }
 
-    // *bold* and _italic_
-    if ((ch === "*" || ch === "_") && depth < MAX_DEPTH && i >= noCloser[ch]) {
+    // mailto: links
+    if ((ch === "m" || ch === "M") && !isWord(prev)) {
+      MAILTO_AT.lastIndex = i;
+      const m = MAILTO_AT.exec(s);
+      if (m) {
+        const raw = trimUrl(m[0]);
+        const href = safeHref(raw);
+        if (href) {
+          flush();
+          out.push({ t: "link", v: raw, href });
+          i += raw.length;
+          continue;
+        }
+      }
+    }
+
+    // :emoji_shortcodes:
+    if (ch === ":" && i >= noCloser[":"] && !isWord(prev)) {
+      SHORTCODE_AT.lastIndex = i;
+      const m = SHORTCODE_AT.exec(s);
+      if (m && EMOJI[m[1]] && !isWord(s[i + m[0].length])) {
+        flush();
+        out.push({ t: "emoji", v: EMOJI[m[1]], name: m[1] });
+        i += m[0].length;
+        continue;
+      }
+    }
+
+    // *bold*, _italic_ and ~strike~
+    if ((ch === "*" || ch === "_" || ch === "~") && depth < MAX_DEPTH && i >= noCloser[ch]) {
       const next = s[i + 1];
       if (!isWord(prev) && prev !== ch && next !== undefined && !isSpace(next) && next !== ch) {
         const le = lineEnd(s, i);
         const end = findCloser(s, ch, i + 2, le);
         if (end !== -1) {
           flush();
-          out.push({ t: ch === "*" ? "b" : "i", c: parseInline(s.slice(i + 1, end), depth + 1, false) });
+          out.push({ t: ch === "*" ? "b" : ch === "_" ? "i" : "s", c: parseInline(s.slice(i + 1, end), depth + 1) });
           i = end + 1;
           continue;
         }
@@ -165,7 +266,7 @@ export function trimUrl(raw) {
   let u = raw;
   for (;;) {
     const last = u[u.length - 1];
-    if (".,;:!?'\"*_".includes(last)) {
+    if (".,;:!?'\"*_~".includes(last)) {
       u = u.slice(0, -1);
     } else if (last === ")" && count(u, "(") < count(u, ")")) {
       u = u.slice(0, -1);
@@ -185,6 +286,14 @@ function count(s, c) {
 
 /** The URL as an href if it is a well-formed http/https URL with a host, else null. */
 export function safeHref(raw) {
+  if (/^mailto:[^@\s]+@[^@\s]+$/i.test(raw)) {
+    try {
+      const url = new URL(raw);
+      return url.protocol === "mailto:" ? url.href : null;
+    } catch {
+      return null;
+    }
+  }
   if (!/^https?:\/\/[^/?#\\]/i.test(raw)) return null;
   let url;
   try {
@@ -213,8 +322,9 @@ function renderNodes(parent, nodes, doc, opts) {
         parent.appendChild(doc.createTextNode(n.v));
         break;
       case "b":
-      case "i": {
-        const el = doc.createElement(n.t === "b" ? "strong" : "em");
+      case "i":
+      case "s": {
+        const el = doc.createElement(n.t === "b" ? "strong" : n.t === "i" ? "em" : "del");
         renderNodes(el, n.c, doc, opts);
         parent.appendChild(el);
         break;
@@ -242,7 +352,38 @@ function renderNodes(parent, nodes, doc, opts) {
         parent.appendChild(a);
         break;
       }
+      case "quote": {
+        const el = doc.createElement("blockquote");
+        renderNodes(el, n.c, doc, opts);
+        parent.appendChild(el);
+        break;
+      }
+      case "ul":
+      case "ol": {
+        const el = doc.createElement(n.t);
+        if (n.t === "ol" && n.start !== 1) el.start = n.start;
+        for (const item of n.items) {
+          const li = doc.createElement("li");
+          renderNodes(li, item, doc, opts);
+          el.appendChild(li);
+        }
+        parent.appendChild(el);
+        break;
+      }
+      case "emoji": {
+        const el = doc.createElement("span");
+        el.className = "emoji";
+        el.title = ":" + n.name + ":";
+        el.textContent = n.v;
+        parent.appendChild(el);
+        break;
+      }
       case "mention": {
+        if (opts.known && !opts.known(n.v)) {
+          // Not a user here (and not @channel/@here/@all): plain text.
+          parent.appendChild(doc.createTextNode("@" + n.v));
+          break;
+        }
         const el = doc.createElement("span");
         el.className = opts.isMe && opts.isMe(n.v) ? "mention mention-me" : "mention";
         el.textContent = "@" + n.v;
@@ -261,6 +402,7 @@ export function plainText(text) {
     nodes
       .map((n) => {
         if (n.c) return walk(n.c);
+        if (n.items) return n.items.map(walk).join(" ");
         if (n.t === "mention") return "@" + n.v;
         return n.v;
       })
@@ -352,7 +494,12 @@ export function initials(name) {
     .replace(/@.*$/u, "")
     .split(/[\s._-]+/u)
     .filter(Boolean);
-  const letters = words.slice(0, 2).map((w) => Array.from(w)[0].toUpperCase());
+  const letters = [];
+  for (const w of words) {
+    const ch = Array.from(w).find((c) => /[\p{L}\p{N}]/u.test(c));
+    if (ch) letters.push(ch.toUpperCase());
+    if (letters.length === 2) break;
+  }
   return letters.join("") || "?";
 }
 

@@ -43,7 +43,7 @@ test("markers inside code are literal", () => {
 });
 
 test("markers that do not form a span stay text", () => {
-  for (const s of ["2 * 3 * 4", "snake_case_name", "a*b*c", "* spaced *", "*", "**", "_", "unclosed *bold", "`", "``", "*\nb*"]) {
+  for (const s of ["2 * 3 * 4", "snake_case_name", "a*b*c", "x * spaced *", "*", "**", "_", "unclosed *bold", "`", "``", "*\nb*"]) {
     assert.deepEqual(plainText(s), s, s);
     assert.ok(parseMessage(s).every((n) => n.t === "text"), s);
   }
@@ -205,4 +205,36 @@ test("backoff grows and is capped", () => {
   assert.equal(backoffMs(1, mid), 1000);
   assert.equal(backoffMs(5, mid), 16000);
   assert.equal(backoffMs(50, mid), 30000);
+});
+
+test("strike, quotes, lists, mailto and emoji shortcodes", () => {
+  assert.deepEqual(parseMessage("~gone~"), [{ t: "s", c: [T("gone")] }]);
+  assert.deepEqual(parseMessage("> quoted *b*\nafter"), [{ t: "quote", c: [T("quoted "), { t: "b", c: [T("b")] }] }, T("after")]);
+  assert.deepEqual(parseMessage("list:\n- one\n- two"), [T("list:"), { t: "ul", items: [[T("one")], [T("two")]] }]);
+  assert.deepEqual(parseMessage("3. c\n4. d"), [{ t: "ol", start: 3, items: [[T("c")], [T("d")]] }]);
+  assert.deepEqual(parseMessage("mail mailto:a@b.example now"), [T("mail "), { t: "link", v: "mailto:a@b.example", href: "mailto:a@b.example" }, T(" now")]);
+  assert.deepEqual(parseMessage("yay :tada: :nope:"), [T("yay "), { t: "emoji", v: "🎉", name: "tada" }, T(" :nope:")]);
+  assert.deepEqual(parseMessage("10:30:00"), [T("10:30:00")]);
+  for (const s of ["mailto:javascript:alert(1)", "mailto:<x>@y", "-no space", ">"]) {
+    assert.ok(parseMessage(s).every((n) => n.t !== "link" && n.t !== "ul"), s);
+  }
+  assert.equal(plainText("- a\n- b"), "a b");
+});
+
+test("block markup renders as elements with text children only", () => {
+  const root = new FakeNode("div");
+  renderMessage(root, "> <img src=x onerror=alert(1)>\n- <b>x</b>\n~<i>~ :tada:", fakeDoc, {});
+  const tags = root.children.filter((c) => c instanceof FakeNode).map((c) => c.tagName);
+  assert.deepEqual(tags, ["blockquote", "ul", "del", "span"]);
+  assert.equal(root.children[0].textContent, "<img src=x onerror=alert(1)>");
+  assert.equal(root.children[1].children[0].tagName, "li");
+  assert.equal(root.children[1].textContent, "<b>x</b>");
+});
+
+test("mentions of unknown names render as plain text when a `known` check is given", () => {
+  const root = new FakeNode("div");
+  renderMessage(root, "@import x @bob @here", fakeDoc, { known: (n) => n === "bob" || n === "here" });
+  const spans = root.children.filter((c) => c instanceof FakeNode).map((c) => c.textContent);
+  assert.deepEqual(spans, ["@bob", "@here"]);
+  assert.equal(root.textContent, "@import x @bob @here");
 });

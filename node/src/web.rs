@@ -11,7 +11,7 @@ pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
-const FILES: [(&str, &str, &str); 5] = [
+const FILES: [(&str, &str, &str); 8] = [
     (
         "/index.html",
         "text/html; charset=utf-8",
@@ -31,6 +31,21 @@ const FILES: [(&str, &str, &str); 5] = [
         "/format.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/format.js"),
+    ),
+    (
+        "/logic.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/logic.js"),
+    ),
+    (
+        "/emoji.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/emoji.js"),
+    ),
+    (
+        "/watch.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/watch.js"),
     ),
     (
         "/style.css",

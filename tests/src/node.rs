@@ -211,6 +211,29 @@ impl TestNode {
 
     /// Starts the process again on the same data directory (after `kill9` or `terminate`).
     pub async fn start_again(&mut self) {
+        self.start_listening("127.0.0.1:0").await;
+    }
+
+    /// Starts the process again on the same data directory *and the same port* as its last
+    /// run (after `kill9` or `terminate`), so a browser page keeps its origin and can reconnect.
+    pub async fn start_again_same_port(&mut self) {
+        assert!(
+            self.port != 0,
+            "{}: start_again_same_port before the node ever listened",
+            self.opts.name
+        );
+        let listen = format!("127.0.0.1:{}", self.port);
+        self.start_listening(&listen).await;
+    }
+
+    /// SIGTERM, wait, and start again on the same data directory and port.
+    pub async fn restart_same_port(&mut self) -> ExitStatus {
+        let status = self.terminate().await;
+        self.start_again_same_port().await;
+        status
+    }
+
+    async fn start_listening(&mut self, listen: &str) {
         assert!(
             self.child.is_none(),
             "{}: start_again while the node is still running",
@@ -222,7 +245,7 @@ impl TestNode {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--org-name")

@@ -24,3 +24,6 @@ mod security;
 mod states;
 #[path = "integration/unread.rs"]
 mod unread;
+
+#[path = "integration/browser/mod.rs"]
+mod browser;
