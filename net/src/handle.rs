@@ -1,0 +1,413 @@
+//! The node's side of the network: [`Network::start`], the cloneable [`NetworkHandle`] (commands
+//! to the actor over a bounded channel), the [`NetEvent`]s it emits and the
+//! [`CatchupResponder`] that answers an inbound catch-up request.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use confab_protocol::ChatId;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::catchup::{encode_response, CatchupRequest, CatchupResponse};
+use crate::config::{CatchupLimits, NetConfig};
+use crate::NetError;
+
+/// A gossip message id: the SHA-256 of the payload.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageHash(pub [u8; 32]);
+
+impl fmt::Debug for MessageHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageHash({self})")
+    }
+}
+
+impl fmt::Display for MessageHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in &self.0[..8] {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The node's verdict on a received gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// Valid: gossipsub forwards it.
+    Accept,
+    /// Invalid: dropped, the relaying peer's score is penalised and its reject count grows.
+    Reject,
+    /// Not invalid but not to be forwarded (duplicate, pending, unknown document): dropped
+    /// without penalty.
+    Ignore,
+}
+
+/// A gossip message received on a channel topic, waiting for the node's [`Validation`].
+#[derive(Debug, Clone)]
+pub struct GossipMessage {
+    /// The chat whose topic carried it.
+    pub chat: ChatId,
+    /// Its id (SHA-256 of `data`): report the verdict with this.
+    pub id: MessageHash,
+    /// The peer that relayed it to us (a member of the chat): report the verdict with this.
+    pub propagation_source: PeerId,
+    /// The node that published it (gossipsub-signed).
+    pub source: Option<PeerId>,
+    /// The payload (an encoded `SignedChange`).
+    pub data: Vec<u8>,
+}
+
+/// What the network reports to the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// Listening on a new address.
+    Listening {
+        /// The address.
+        addr: Multiaddr,
+    },
+    /// First connection with an allow-listed peer established.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Last connection with a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A connection was refused by the consent gate.
+    ConnectionRefused {
+        /// The remote, when known.
+        peer: Option<PeerId>,
+        /// Whether the remote dialed us.
+        inbound: bool,
+        /// Why.
+        reason: crate::consent::Refusal,
+    },
+    /// A peer passed the reject threshold and was blacklisted (disconnected and refused).
+    PeerBlacklisted {
+        /// The peer.
+        peer: PeerId,
+        /// Its rejected messages.
+        rejected: u32,
+    },
+    /// A gossip message to validate; answer with [`NetworkHandle::report_validation`].
+    Gossip(GossipMessage),
+    /// A catch-up request from a member peer of the document's chat.
+    CatchupRequest {
+        /// The requesting peer (the node may still refuse, e.g. by epoch).
+        peer: PeerId,
+        /// The request.
+        request: CatchupRequest,
+        /// Answer through this.
+        responder: CatchupResponder,
+    },
+    /// Time to run anti-entropy catch-up with the connected peers.
+    AntiEntropyTick {
+        /// Connected, allow-listed peers.
+        peers: Vec<PeerId>,
+    },
+}
+
+/// A peer of the allow-list and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    /// The peer.
+    pub peer: PeerId,
+    /// The addresses we dial.
+    pub addrs: Vec<Multiaddr>,
+    /// Whether at least one connection is established.
+    pub connected: bool,
+    /// Last time we heard from it (connection, ping, message).
+    pub last_seen: Option<SystemTime>,
+    /// Last ping round-trip time.
+    pub rtt: Option<Duration>,
+    /// Replication lag as last reported by the node ([`NetworkHandle::set_peer_lag`]).
+    pub lag: Option<u64>,
+    /// Last dial or connection error.
+    pub last_error: Option<String>,
+    /// Gossip messages from it the node rejected.
+    pub rejected_messages: u32,
+    /// Whether it is blacklisted.
+    pub blacklisted: bool,
+    /// Gossipsub's current score of the peer.
+    pub score: Option<f64>,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+/// Commands from handles to the actor.
+pub(crate) enum Command {
+    AddPeer {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: Reply<()>,
+    },
+    RemovePeer {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    UnblockPeer {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        chat: ChatId,
+        reply: Reply<()>,
+    },
+    Unsubscribe {
+        chat: ChatId,
+        reply: Reply<()>,
+    },
+    SetChannelMembers {
+        chat: ChatId,
+        members: Vec<PeerId>,
+        reply: Reply<()>,
+    },
+    Publish {
+        chat: ChatId,
+        data: Vec<u8>,
+        reply: Reply<MessageHash>,
+    },
+    ReportValidation {
+        id: MessageHash,
+        propagation_source: PeerId,
+        validation: Validation,
+    },
+    SendCatchup {
+        peer: PeerId,
+        request: CatchupRequest,
+        reply: Reply<CatchupResponse>,
+    },
+    RespondCatchup {
+        id: u64,
+        response: CatchupResponse,
+    },
+    CancelCatchup {
+        id: u64,
+    },
+    SetPeerLag {
+        peer: PeerId,
+        lag: Option<u64>,
+    },
+    Peers {
+        reply: Reply<Vec<PeerInfo>>,
+    },
+    TopicPeers {
+        chat: ChatId,
+        reply: Reply<Vec<PeerId>>,
+    },
+    ListenAddrs {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    Shutdown,
+}
+
+/// The node's handle on the running network. Cheap to clone; the actor stops when every handle
+/// is dropped or [`NetworkHandle::shutdown`] is called.
+#[derive(Clone)]
+pub struct NetworkHandle {
+    tx: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl fmt::Debug for NetworkHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NetworkHandle({})", self.local_peer_id)
+    }
+}
+
+/// Starts networks.
+pub struct Network;
+
+impl Network {
+    /// Starts the network actor on the current tokio runtime.
+    ///
+    /// `identity_seed` is the organisation's ed25519 key seed: the organisation key *is* the
+    /// libp2p identity. Returns the handle, the event receiver (drain it continuously: when it
+    /// is full the actor stops polling the network) and the actor's join handle.
+    pub fn start(
+        identity_seed: [u8; 32],
+        config: NetConfig,
+    ) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>, JoinHandle<()>), NetError> {
+        let keypair = crate::keypair_of(identity_seed)?;
+        let local_peer_id = keypair.public().to_peer_id();
+        let (tx, rx) = mpsc::channel(config.command_queue.max(1));
+        let (event_tx, event_rx) = mpsc::channel(config.event_queue.max(1));
+        let actor = crate::actor::Actor::new(keypair, config, rx, event_tx, tx.downgrade())?;
+        let join = tokio::spawn(actor.run());
+        Ok((NetworkHandle { tx, local_peer_id }, event_rx, join))
+    }
+}
+
+impl NetworkHandle {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Adds a peer to the allow-list (or replaces its addresses) and starts dialing it.
+    pub async fn add_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
+        self.call(|reply| Command::AddPeer { peer, addrs, reply })
+            .await
+    }
+
+    /// Removes a peer from the allow-list and closes its connections.
+    pub async fn remove_peer(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|reply| Command::RemovePeer { peer, reply }).await
+    }
+
+    /// Lifts a blacklisting and resets the peer's reject count.
+    pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|reply| Command::UnblockPeer { peer, reply })
+            .await
+    }
+
+    /// Subscribes to a chat's topic (admitting only the peers set with
+    /// [`Self::set_channel_members`]).
+    pub async fn subscribe(&self, chat: ChatId) -> Result<(), NetError> {
+        self.call(|reply| Command::Subscribe { chat, reply }).await
+    }
+
+    /// Unsubscribes from a chat's topic.
+    pub async fn unsubscribe(&self, chat: ChatId) -> Result<(), NetError> {
+        self.call(|reply| Command::Unsubscribe { chat, reply })
+            .await
+    }
+
+    /// Sets the peers (member organisations' nodes) admitted to a chat's topic and catch-up.
+    /// Peers removed while subscribed are disconnected (they reconnect without the topic).
+    pub async fn set_channel_members(
+        &self,
+        chat: ChatId,
+        members: Vec<PeerId>,
+    ) -> Result<(), NetError> {
+        self.call(|reply| Command::SetChannelMembers {
+            chat,
+            members,
+            reply,
+        })
+        .await
+    }
+
+    /// Publishes a payload (an encoded `SignedChange`) on a chat's topic. Fails with
+    /// [`NetError::NotSubscribed`] unless subscribed, and with [`NetError::Publish`] when
+    /// gossipsub refuses (e.g. no admitted member peer is subscribed yet, or a duplicate):
+    /// not fatal for the node, whose peers also heal by catch-up.
+    pub async fn publish(&self, chat: ChatId, data: Vec<u8>) -> Result<MessageHash, NetError> {
+        self.call(|reply| Command::Publish { chat, data, reply })
+            .await
+    }
+
+    /// Reports the node's verdict on a received gossip message.
+    pub async fn report_validation(
+        &self,
+        id: MessageHash,
+        propagation_source: PeerId,
+        validation: Validation,
+    ) -> Result<(), NetError> {
+        self.tx
+            .send(Command::ReportValidation {
+                id,
+                propagation_source,
+                validation,
+            })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Sends a catch-up request to a connected peer and waits for its answer.
+    pub async fn catchup(
+        &self,
+        peer: PeerId,
+        request: CatchupRequest,
+    ) -> Result<CatchupResponse, NetError> {
+        self.call(|reply| Command::SendCatchup {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Records the replication lag of a peer (shown in [`PeerInfo::lag`]).
+    pub async fn set_peer_lag(&self, peer: PeerId, lag: Option<u64>) -> Result<(), NetError> {
+        self.tx
+            .send(Command::SetPeerLag { peer, lag })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// The allow-listed peers and their state.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// The peers gossipsub counts as subscribed to a chat's topic (admitted members only).
+    pub async fn topic_peers(&self, chat: ChatId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::TopicPeers { chat, reply }).await
+    }
+
+    /// The addresses the node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Stops the actor.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+/// Answers one inbound catch-up request. Dropping it without answering cancels the request
+/// (the requester sees its stream closed).
+pub struct CatchupResponder {
+    pub(crate) id: u64,
+    pub(crate) limits: CatchupLimits,
+    pub(crate) tx: Option<mpsc::WeakSender<Command>>,
+}
+
+impl fmt::Debug for CatchupResponder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CatchupResponder({})", self.id)
+    }
+}
+
+impl CatchupResponder {
+    /// Sends the answer. Fails (and sends nothing) if it exceeds the catch-up limits.
+    pub async fn respond(mut self, response: CatchupResponse) -> Result<(), NetError> {
+        encode_response(&response, &self.limits)?;
+        let tx = self
+            .tx
+            .take()
+            .and_then(|weak| weak.upgrade())
+            .ok_or(NetError::Stopped)?;
+        tx.send(Command::RespondCatchup {
+            id: self.id,
+            response,
+        })
+        .await
+        .map_err(|_| NetError::Stopped)
+    }
+}
+
+impl Drop for CatchupResponder {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take().and_then(|weak| weak.upgrade()) {
+            // If the queue is full the actor still drops the channel when its stream closes.
+            let _ = tx.try_send(Command::CancelCatchup { id: self.id });
+        }
+    }
+}
