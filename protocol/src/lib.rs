@@ -11,6 +11,7 @@ pub mod encoding;
 pub mod hlc;
 pub mod ids;
 pub mod keys;
+pub mod relay;
 pub mod signed_change;
 pub mod validate;
 
