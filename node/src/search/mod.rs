@@ -53,7 +53,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tantivy::collector::{BytesFilterCollector, Count, TopDocs};
+use tantivy::collector::{Count, FilterCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
@@ -74,6 +74,8 @@ use tantivy::{
 const CHAT_TERMS_MAX: usize = 32;
 /// A per-document chat check costs about this many times a posting-list entry.
 const PER_HIT_FILTER_COST: u64 = 4;
+/// Name of the fast field holding [`chat_key`].
+const CHAT_KEY_FIELD: &str = "chat_key";
 /// Longest query text, in characters.
 pub const MAX_TEXT_CHARS: usize = 500;
 /// Most hits in one page.
@@ -197,6 +199,7 @@ pub struct SearchPage {
 struct Fields {
     key: Field,
     chat: Field,
+    chat_key: Field,
     author: Field,
     created_ms: Field,
     has_attachment: Field,
@@ -206,7 +209,8 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let key = builder.add_bytes_field("key", INDEXED | STORED);
-    let chat = builder.add_bytes_field("chat", INDEXED | FAST);
+    let chat = builder.add_bytes_field("chat", INDEXED);
+    let chat_key = builder.add_u64_field(CHAT_KEY_FIELD, FAST);
     let author = builder.add_bytes_field("author", INDEXED);
     let created_ms = builder.add_u64_field("created_ms", FAST);
     let has_attachment = builder.add_bool_field("has_attachment", INDEXED);
@@ -221,6 +225,7 @@ fn schema() -> (Schema, Fields) {
     let fields = Fields {
         key,
         chat,
+        chat_key,
         author,
         created_ms,
         has_attachment,
@@ -353,6 +358,7 @@ impl SearchIndex {
             let mut document = TantivyDocument::new();
             document.add_bytes(fields.key, &key[..]);
             document.add_bytes(fields.chat, &doc.chat.as_bytes()[..]);
+            document.add_u64(fields.chat_key, chat_key(&doc.chat));
             document.add_bytes(fields.author, doc.author.as_str().as_bytes());
             document.add_u64(fields.created_ms, doc.created_ms);
             document.add_bool(fields.has_attachment, doc.has_attachment);
@@ -503,6 +509,10 @@ impl SearchIndex {
                 tracing::warn!(?address, "search document without a valid key");
                 continue;
             };
+            // The per-document filter compares 64-bit chat keys; the exact id decides.
+            if built.chat_filter.is_some() && !query.chats.contains(&chat) {
+                continue;
+            }
             let body = doc
                 .get_first(fields.body)
                 .and_then(|value| value.as_str())
@@ -623,11 +633,7 @@ impl SearchIndex {
             && self.per_hit_chat_filter_is_cheaper(searcher, &words, &query.chats)?
         {
             Some(Arc::new(
-                query
-                    .chats
-                    .iter()
-                    .map(|chat| chat.as_bytes().to_vec())
-                    .collect::<HashSet<Vec<u8>>>(),
+                query.chats.iter().map(chat_key).collect::<HashSet<u64>>(),
             ))
         } else {
             let chats = TermSetQuery::new(
@@ -692,7 +698,15 @@ struct BuiltQuery {
     query: Box<dyn Query>,
     has_text: bool,
     /// The allowed chats, when they are checked per hit instead of by a query clause.
-    chat_filter: Option<Arc<HashSet<Vec<u8>>>>,
+    chat_filter: Option<Arc<HashSet<u64>>>,
+}
+
+/// The chat as a u64 fast-field value: its first 8 bytes. Chat ids are random, so two chats
+/// share a key with negligible probability; hits are still checked against the exact chat id.
+fn chat_key(chat: &ChatId) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&chat.as_bytes()[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// Runs `collector` over the query's matches, through the per-document chat filter when the
@@ -706,9 +720,9 @@ fn run<C: tantivy::collector::Collector>(
         None => searcher.search(&built.query, &collector),
         Some(allowed) => {
             let allowed = Arc::clone(allowed);
-            let filtered = BytesFilterCollector::new(
-                "chat".to_string(),
-                move |chat: &[u8]| allowed.contains(chat),
+            let filtered = FilterCollector::new(
+                CHAT_KEY_FIELD.to_string(),
+                move |key: u64| allowed.contains(&key),
                 collector,
             );
             searcher.search(&built.query, &filtered)
