@@ -1,7 +1,5 @@
 //! Validated identifier newtypes. Each has exactly one text spelling; parsing rejects the rest.
 
-use crate::encoding;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
@@ -15,21 +13,25 @@ pub enum IdError {
     },
 }
 
-fn malformed(kind: &'static str, expected: &'static str) -> IdError {
+pub(crate) fn malformed(kind: &'static str, expected: &'static str) -> IdError {
     IdError::Malformed { kind, expected }
 }
 
 macro_rules! string_serde {
     ($ty:ty) => {
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(self)
             }
         }
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                let text = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(
+                    deserializer,
+                )?;
+                text.parse().map_err(::serde::de::Error::custom)
             }
         }
     };
@@ -43,7 +45,7 @@ macro_rules! fixed_bytes_id {
 
         impl $name {
             pub const LEN: usize = $len;
-            pub const TEXT_LEN: usize = encoding::encoded_len($len);
+            pub const TEXT_LEN: usize = $crate::encoding::encoded_len($len);
 
             pub const fn from_bytes(bytes: [u8; $len]) -> Self {
                 Self(bytes)
@@ -59,33 +61,36 @@ macro_rules! fixed_bytes_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&encoding::encode(&self.0))
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&$crate::encoding::encode(&self.0))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, concat!(stringify!($name), "({})"), self)
             }
         }
 
-        impl FromStr for $name {
-            type Err = IdError;
-            fn from_str(text: &str) -> Result<Self, IdError> {
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::ids::IdError;
+            fn from_str(text: &str) -> Result<Self, $crate::ids::IdError> {
                 let expected = concat!($kind, " (lowercase base32hex)");
                 if text.len() != Self::TEXT_LEN {
-                    return Err(malformed(stringify!($name), expected));
+                    return Err($crate::ids::malformed(stringify!($name), expected));
                 }
-                let bytes = encoding::decode(text).ok_or_else(|| malformed(stringify!($name), expected))?;
-                Self::from_slice(&bytes).ok_or_else(|| malformed(stringify!($name), expected))
+                let bytes = $crate::encoding::decode(text).ok_or_else(|| $crate::ids::malformed(stringify!($name), expected))?;
+                Self::from_slice(&bytes).ok_or_else(|| $crate::ids::malformed(stringify!($name), expected))
             }
         }
 
-        string_serde!($name);
+        $crate::ids::string_serde!($name);
     };
 }
+
+/// Shared with other modules that define fixed-size ids (e.g. `relay`).
+pub(crate) use {fixed_bytes_id, string_serde};
 
 fixed_bytes_id!(
     /// An organisation: its ed25519 public key, which is also its libp2p identity.

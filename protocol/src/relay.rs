@@ -17,8 +17,7 @@
 //! Binary layouts are fixed-width and big-endian; the JSON forms carry ids in lowercase
 //! base32hex (like every id in [`crate::ids`]) and byte strings in unpadded base64url.
 
-use crate::encoding;
-use crate::ids::{IdError, OrgId};
+use crate::ids::{malformed, IdError, OrgId};
 use crate::keys::{OrgKey, Signature, SignatureError};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
@@ -84,88 +83,20 @@ pub fn org_sign(org: &OrgKey, domain: RelayDomain, payload: &[u8]) -> Signature 
 // ------------------------------------------------------------------------------------------------
 // Identifiers
 
-fn malformed(kind: &'static str, expected: &'static str) -> IdError {
-    IdError::Malformed { kind, expected }
-}
-
-macro_rules! relay_id {
-    ($(#[$meta:meta])* $name:ident, $len:expr, $kind:literal) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name([u8; $len]);
-
-        impl $name {
-            pub const LEN: usize = $len;
-            pub const TEXT_LEN: usize = encoding::encoded_len($len);
-
-            pub const fn from_bytes(bytes: [u8; $len]) -> Self {
-                Self(bytes)
-            }
-
-            pub const fn as_bytes(&self) -> &[u8; $len] {
-                &self.0
-            }
-
-            /// Parses the raw byte form; `None` unless exactly the right length.
-            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-                <[u8; $len]>::try_from(bytes).ok().map(Self)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&encoding::encode(&self.0))
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = IdError;
-            fn from_str(text: &str) -> Result<Self, IdError> {
-                let expected = concat!($kind, " (lowercase base32hex)");
-                if text.len() != Self::TEXT_LEN {
-                    return Err(malformed(stringify!($name), expected));
-                }
-                let bytes = encoding::decode(text)
-                    .ok_or_else(|| malformed(stringify!($name), expected))?;
-                Self::from_slice(&bytes).ok_or_else(|| malformed(stringify!($name), expected))
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-relay_id!(
+crate::ids::fixed_bytes_id!(
     /// A device's queue on a relay: 16 random bytes chosen by the relay at registration. Opaque:
     /// it says nothing about the device, its user or organisation.
     QueueId, 16, "26 characters"
 );
-relay_id!(
+crate::ids::fixed_bytes_id!(
     /// An envelope, chosen by the sending node (random). Enqueue is idempotent by this id.
     EnvelopeId, 16, "26 characters"
 );
-relay_id!(
+crate::ids::fixed_bytes_id!(
     /// A capability token, chosen by the device (random); revocation names it.
     CapabilityId, 16, "26 characters"
 );
-relay_id!(
+crate::ids::fixed_bytes_id!(
     /// A device's Ed25519 public key (used to authenticate to the relay and sign capabilities).
     DevicePublicKey, 32, "52 characters"
 );

@@ -182,8 +182,8 @@ impl ChatDocs {
         let owner = key.id();
         let mut control_doc = Doc::new(DocId::control(chat), owner, actor_suffixes.0);
         // The control genesis is validated against itself: the owner is always a member.
-        let placeholder = placeholder_state(info);
-        control_doc.commit(key, 1, &placeholder, now_ms, batch, |doc| {
+        let admission = genesis_admission_state(info);
+        control_doc.commit(key, 1, &admission, now_ms, batch, |doc| {
             control::genesis(doc, info, name, topic, first_member)
         })?;
         let state =
@@ -351,7 +351,7 @@ impl ChatDocs {
 }
 
 /// A state that admits the owner at epoch 1, for validating the control genesis itself.
-fn placeholder_state(info: &control::ChatInfo) -> ControlState {
+fn genesis_admission_state(info: &control::ChatInfo) -> ControlState {
     let mut orgs = std::collections::BTreeMap::new();
     orgs.insert(info.owner, vec![(1, None)]);
     ControlState {
