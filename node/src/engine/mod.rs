@@ -398,14 +398,12 @@ fn replay_search(
     let mut count = 0;
     let mut from = std::ops::Bound::Excluded(Event::key(after).to_vec());
     loop {
-        let page = store
-            .range(
-                Tree::Events,
-                (from.clone(), std::ops::Bound::Unbounded),
-                false,
-                1000,
-            )
-            .map_err(|e| crate::search::SearchError::Io(std::io::Error::other(e.to_string())))?;
+        let page = store.range(
+            Tree::Events,
+            (from.clone(), std::ops::Bound::Unbounded),
+            false,
+            1000,
+        )?;
         let Some((last, _)) = page.last() else {
             return Ok(count);
         };
@@ -439,14 +437,12 @@ pub fn reindex_search(
     let mut from = std::ops::Bound::Unbounded;
     let mut docs = Vec::with_capacity(1000);
     loop {
-        let page = store
-            .range(
-                Tree::Messages,
-                (from.clone(), std::ops::Bound::Unbounded),
-                false,
-                1000,
-            )
-            .map_err(|e| crate::search::SearchError::Io(std::io::Error::other(e.to_string())))?;
+        let page = store.range(
+            Tree::Messages,
+            (from.clone(), std::ops::Bound::Unbounded),
+            false,
+            1000,
+        )?;
         let Some((last, _)) = page.last() else {
             search.commit()?;
             return Ok(count);

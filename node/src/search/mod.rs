@@ -117,6 +117,8 @@ pub enum SearchError {
     Commit(String),
     #[error("search index lock poisoned")]
     Poisoned,
+    #[error("reading the messages to index: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl SearchError {
