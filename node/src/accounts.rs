@@ -4,7 +4,7 @@
 //! their SHA-256, so a copy of the data directory does not hand out live sessions.
 
 use crate::model::{now_ms, SessionRecord, UserRecord};
-use crate::store::{KvStore, StoreError, Tree, WriteBatch};
+use crate::store::{KvRead, KvStore, StoreError, Tree, WriteBatch};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -69,7 +69,7 @@ pub async fn create_session(
 }
 
 /// The live user behind a session token, if the session is valid and the user is enabled.
-pub fn session_user(store: &dyn KvStore, token: &str) -> Result<Option<UserRecord>, StoreError> {
+pub fn session_user(store: &dyn KvRead, token: &str) -> Result<Option<UserRecord>, StoreError> {
     if token.len() > 128 {
         return Ok(None);
     }

@@ -9,7 +9,7 @@
 use crate::model::{
     ChatView, MessageState, MessageView, NotificationLevel, ReactionView, UserView,
 };
-use crate::store::{KvStore, StoreError, Tree};
+use crate::store::{KvRead, StoreError, Tree};
 use confab_protocol::{ChatId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -179,7 +179,7 @@ impl EventHub {
 
 /// Reads stored events with cursor in `(after, up_to]`, at most `limit`.
 pub fn read_log(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     after: u64,
     up_to: u64,
     limit: usize,
@@ -202,7 +202,7 @@ pub fn read_log(
 }
 
 /// The oldest cursor still in the log (0 if empty).
-pub fn oldest_cursor(store: &dyn KvStore) -> Result<u64, StoreError> {
+pub fn oldest_cursor(store: &dyn KvRead) -> Result<u64, StoreError> {
     let first = store.range(Tree::Events, (Bound::Unbounded, Bound::Unbounded), false, 1)?;
     Ok(first
         .first()
@@ -212,7 +212,7 @@ pub fn oldest_cursor(store: &dyn KvStore) -> Result<u64, StoreError> {
 }
 
 /// The newest cursor in the log (0 if empty).
-pub fn newest_cursor(store: &dyn KvStore) -> Result<u64, StoreError> {
+pub fn newest_cursor(store: &dyn KvRead) -> Result<u64, StoreError> {
     let last = store.range(Tree::Events, (Bound::Unbounded, Bound::Unbounded), true, 1)?;
     Ok(last
         .first()

@@ -5,7 +5,7 @@
 use crate::events::{Ephemeral, EphemeralAudience, EventHub};
 use crate::model::now_ms;
 use crate::presence::{PresenceConfig, PresenceTracker, PresenceView, Status};
-use crate::store::KvStore;
+use crate::store::{KvRead, KvStore};
 use crate::views;
 use confab_protocol::UserId;
 use std::collections::HashMap;
@@ -86,7 +86,7 @@ pub fn start(
 }
 
 fn publish(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     hub: &EventHub,
     published: &Mutex<HashMap<UserId, PresenceView>>,
     change: PresenceView,

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::engine;
 use crate::media::BlobStore;
 use crate::search::SearchIndex;
-use crate::store::{prefix_range, KvStore, SledStore, Tree};
+use crate::store::{prefix_range, KvRead, KvStore, SledStore, Tree};
 use axum::serve::ListenerExt;
 use std::collections::HashSet;
 use std::future::Future;
@@ -128,7 +128,7 @@ pub async fn serve(
 }
 
 /// Every blob id some message carries (attachments and their thumbnails).
-pub fn referenced_blobs(store: &dyn KvStore) -> Result<HashSet<String>, crate::store::StoreError> {
+pub fn referenced_blobs(store: &dyn KvRead) -> Result<HashSet<String>, crate::store::StoreError> {
     const PAGE: usize = 10_000;
     let mut referenced = HashSet::new();
     let mut from = Bound::Unbounded;

@@ -5,7 +5,7 @@ use crate::model::{
     keys, ChatListEntry, ChatRecord, ChatView, MemberView, MessageView, NotificationLevel,
     Settings, UserRecord,
 };
-use crate::store::{prefix_range, KvStore, StoreError, Tree};
+use crate::store::{prefix_range, KvRead, StoreError, Tree};
 use confab_protocol::control::Role;
 use confab_protocol::{ChatId, MessageId, UserId};
 use serde::de::DeserializeOwned;
@@ -16,21 +16,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         .map_err(|error| StoreError::Backend(format!("unreadable record: {error}")))
 }
 
-pub fn settings(store: &dyn KvStore) -> Result<Settings, StoreError> {
+pub fn settings(store: &dyn KvRead) -> Result<Settings, StoreError> {
     Ok(match store.get(Tree::Meta, b"settings")? {
         Some(bytes) => decode(&bytes)?,
         None => Settings::default(),
     })
 }
 
-pub fn user(store: &dyn KvStore, localpart: &str) -> Result<Option<UserRecord>, StoreError> {
+pub fn user(store: &dyn KvRead, localpart: &str) -> Result<Option<UserRecord>, StoreError> {
     store
         .get(Tree::Users, localpart.as_bytes())?
         .map(|b| decode(&b))
         .transpose()
 }
 
-pub fn users(store: &dyn KvStore) -> Result<Vec<UserRecord>, StoreError> {
+pub fn users(store: &dyn KvRead) -> Result<Vec<UserRecord>, StoreError> {
     store
         .range(Tree::Users, prefix_range(b""), false, usize::MAX)?
         .iter()
@@ -38,14 +38,14 @@ pub fn users(store: &dyn KvStore) -> Result<Vec<UserRecord>, StoreError> {
         .collect()
 }
 
-pub fn chat(store: &dyn KvStore, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
+pub fn chat(store: &dyn KvRead, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
     store
         .get(Tree::Chats, chat.as_bytes())?
         .map(|b| decode(&b))
         .transpose()
 }
 
-pub fn all_chats(store: &dyn KvStore) -> Result<Vec<ChatRecord>, StoreError> {
+pub fn all_chats(store: &dyn KvRead) -> Result<Vec<ChatRecord>, StoreError> {
     store
         .range(Tree::Chats, prefix_range(b""), false, usize::MAX)?
         .iter()
@@ -53,7 +53,7 @@ pub fn all_chats(store: &dyn KvStore) -> Result<Vec<ChatRecord>, StoreError> {
         .collect()
 }
 
-pub fn role(store: &dyn KvStore, chat: &ChatId, user: &UserId) -> Result<Option<Role>, StoreError> {
+pub fn role(store: &dyn KvRead, chat: &ChatId, user: &UserId) -> Result<Option<Role>, StoreError> {
     Ok(store
         .get(Tree::Members, &keys::chat_member(chat, user))?
         .map(|b| decode::<MemberView>(&b))
@@ -61,7 +61,7 @@ pub fn role(store: &dyn KvStore, chat: &ChatId, user: &UserId) -> Result<Option<
         .map(|member| member.role))
 }
 
-pub fn members(store: &dyn KvStore, chat: &ChatId) -> Result<Vec<MemberView>, StoreError> {
+pub fn members(store: &dyn KvRead, chat: &ChatId) -> Result<Vec<MemberView>, StoreError> {
     store
         .range(
             Tree::Members,
@@ -74,7 +74,7 @@ pub fn members(store: &dyn KvStore, chat: &ChatId) -> Result<Vec<MemberView>, St
         .collect()
 }
 
-pub fn user_chats(store: &dyn KvStore, user: &UserId) -> Result<Vec<ChatId>, StoreError> {
+pub fn user_chats(store: &dyn KvRead, user: &UserId) -> Result<Vec<ChatId>, StoreError> {
     let prefix = keys::user_prefix(user);
     Ok(store
         .range(Tree::UserChats, prefix_range(&prefix), false, usize::MAX)?
@@ -84,7 +84,7 @@ pub fn user_chats(store: &dyn KvStore, user: &UserId) -> Result<Vec<ChatId>, Sto
 }
 
 pub fn chat_view(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     record: &ChatRecord,
     user: &UserId,
 ) -> Result<ChatView, StoreError> {
@@ -92,7 +92,7 @@ pub fn chat_view(
 }
 
 pub fn message(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     chat: &ChatId,
     id: &MessageId,
 ) -> Result<Option<MessageView>, StoreError> {
@@ -104,7 +104,7 @@ pub fn message(
 
 /// A page of history, oldest first. Without bounds: the newest `limit`.
 pub fn history(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     chat: &ChatId,
     before: Option<&MessageId>,
     after: Option<&MessageId>,
@@ -130,7 +130,7 @@ pub fn history(
 }
 
 pub fn read_marker(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     user: &UserId,
     chat: &ChatId,
 ) -> Result<Option<MessageId>, StoreError> {
@@ -142,7 +142,7 @@ pub fn read_marker(
 /// The chat list entry of one chat for one user: unread and mention counts after their read
 /// marker (counting at most `unread_max` messages), and the newest message as preview.
 pub fn chat_list_entry(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     user: &UserId,
     record: &ChatRecord,
     unread_max: usize,
@@ -180,7 +180,7 @@ pub fn chat_list_entry(
 }
 
 pub fn chat_list(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     user: &UserId,
     unread_max: usize,
 ) -> Result<Vec<ChatListEntry>, StoreError> {
@@ -200,7 +200,7 @@ pub fn chat_list(
 
 /// Multi-device sync: messages with id > `after` in every chat of the user, oldest first.
 pub fn sync(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     user: &UserId,
     after: Option<&MessageId>,
     limit: usize,
@@ -221,7 +221,7 @@ pub fn sync(
 
 /// `@name` mentions of existing users of this node, and `@channel` / `@here` / `@all` /
 /// `@everyone` (which mention everyone in the chat).
-pub fn parse_mentions(store: &dyn KvStore, org_name: &str, body: &str) -> (Vec<UserId>, bool) {
+pub fn parse_mentions(store: &dyn KvRead, org_name: &str, body: &str) -> (Vec<UserId>, bool) {
     let mut users = Vec::new();
     let mut all = false;
     for (at, _) in body.match_indices('@') {
@@ -256,7 +256,7 @@ pub fn parse_mentions(store: &dyn KvStore, org_name: &str, body: &str) -> (Vec<U
 
 /// The user's notification level for a chat (the default for its kind if never set).
 pub fn notification_level(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     user: &UserId,
     chat: &ChatRecord,
 ) -> Result<NotificationLevel, StoreError> {
@@ -270,7 +270,7 @@ pub fn notification_level(
 
 /// The user's notification level for each of their chats.
 pub fn notification_levels(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     user: &UserId,
 ) -> Result<std::collections::HashMap<ChatId, NotificationLevel>, StoreError> {
     let mut levels = std::collections::HashMap::new();

@@ -2,7 +2,7 @@
 //! history bucket, each with its validator. Every change the node makes goes through the same
 //! validation pipeline as a remote change (less the signature check) before it is persisted.
 
-use crate::store::{prefix_range, KvStore, StoreError, Tree, WriteBatch};
+use crate::store::{prefix_range, KvRead, StoreError, Tree, WriteBatch};
 use automerge::transaction::CommitOptions;
 use automerge::AutoCommit;
 use confab_protocol::bucket::{self, Collections};
@@ -87,7 +87,7 @@ impl Doc {
     /// Loads a document from its stored signed changes, re-running validation to rebuild the
     /// validator state, and applying them in one batch.
     fn load(
-        store: &dyn KvStore,
+        store: &dyn KvRead,
         id: DocId,
         owner: confab_protocol::OrgId,
         membership: Option<&ControlState>,
@@ -209,7 +209,7 @@ impl ChatDocs {
 
     /// Loads a chat's control document and newest bucket from storage.
     pub fn load(
-        store: &dyn KvStore,
+        store: &dyn KvRead,
         chat: ChatId,
         suffixes: ([u8; 16], [u8; 16]),
     ) -> Result<Option<Self>, DocError> {
@@ -368,7 +368,7 @@ fn genesis_admission_state(info: &control::ChatInfo) -> ControlState {
 /// Every document of a chat, read back for rebuilding views: the control state, its owner, and
 /// each history bucket in order. `None` if the chat has no stored control document.
 pub fn load_history(
-    store: &dyn KvStore,
+    store: &dyn KvRead,
     chat: ChatId,
 ) -> Result<Option<(ControlState, Vec<AutoCommit>)>, DocError> {
     let suffix = [0u8; 16];

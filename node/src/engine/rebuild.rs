@@ -10,7 +10,7 @@
 
 use super::docs::{load_history, DocError};
 use crate::model::{keys, ChatRecord, MemberView, MessageState, MessageView};
-use crate::store::{prefix_range, KvStore, StoreError, Tree, WriteBatch};
+use crate::store::{prefix_range, KvRead, KvStore, StoreError, Tree, WriteBatch};
 use crate::views;
 use confab_protocol::bucket::{self, UpdateOp};
 use confab_protocol::control::ChatKind;
@@ -33,7 +33,7 @@ pub struct RebuildReport {
 }
 
 /// Every chat that has a stored control document.
-fn stored_chats(store: &dyn KvStore) -> Result<Vec<ChatId>, StoreError> {
+fn stored_chats(store: &dyn KvRead) -> Result<Vec<ChatId>, StoreError> {
     let mut chats = Vec::new();
     let mut from: Bound<Vec<u8>> = Bound::Unbounded;
     while let Some((key, _)) = store
