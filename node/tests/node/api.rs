@@ -387,3 +387,49 @@ async fn concurrent_reactions_from_many_users_converge() {
         (StatusCode::BAD_REQUEST, Some("invalid_body"))
     );
 }
+
+/// Intents committed in one group read each other's writes (they are staged, not yet in sled),
+/// and a failing intent in the group writes nothing and harms no other.
+#[tokio::test]
+async fn intents_of_one_group_see_each_others_writes() {
+    // A long pacing window makes the engine gather the concurrent requests into one group.
+    let limits = Limits {
+        group_commit_interval_min_us: 300_000,
+        ..Limits::default()
+    };
+    let node = TestNode::start(limits).await;
+    let alice = node.register("alice").await;
+    let (_, _, chat) = node
+        .request(
+            "POST",
+            "/api/v1/channels",
+            Some(&alice),
+            Some(json!({"name": "general", "visibility": "public"})),
+        )
+        .await;
+    let path = format!("/api/v1/chats/{}/messages", chat["id"].as_str().unwrap());
+    let send = |body: serde_json::Value| node.request("POST", &path, Some(&alice), Some(body));
+    let (first, again, too_long, other) = tokio::join!(
+        send(json!({"body": "once", "client_id": "same"})),
+        send(json!({"body": "once", "client_id": "same"})),
+        send(json!({"body": "x".repeat(100_001)})),
+        send(json!({"body": "another"})),
+    );
+    assert_eq!(first.0, StatusCode::CREATED, "{:?}", first.2);
+    assert_eq!(
+        first.2["id"], again.2["id"],
+        "the retry in the same group finds the first send's client id"
+    );
+    assert_eq!(too_long.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(other.0, StatusCode::CREATED);
+    let (_, _, history) = node.request("GET", &path, Some(&alice), None).await;
+    let bodies: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    let mut sorted = bodies.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["another", "once"], "{history}");
+}
