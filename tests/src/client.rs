@@ -698,6 +698,20 @@ impl Client {
         .await
     }
 
+    /// This session's WebSocket without the checking reader: see [`crate::ws::connect_raw`].
+    pub async fn ws_raw(
+        &self,
+    ) -> Result<
+        (
+            crate::ws::WsSender,
+            futures_util::stream::SplitStream<crate::ws::WsStream>,
+        ),
+        WsConnectError,
+    > {
+        let origin = self.own_origin();
+        crate::ws::connect_raw(&self.base, self.cookie_header(), Some(origin.as_str())).await
+    }
+
     /// Like [`Client::ws`] but panics with the reason on failure.
     pub async fn ws_ok(&self, cursor: Option<u64>) -> WsClient {
         match self.ws(cursor).await {

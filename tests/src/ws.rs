@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ use crate::client::truncate;
 /// Default time to wait for an expected event.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, WsMessage>;
+type Sink = SplitSink<WsStream, WsMessage>;
 
 /// Why a WebSocket could not be opened.
 #[derive(Debug, Clone)]
@@ -58,6 +58,82 @@ pub enum WsNext {
     Event(Value),
     Timeout,
     Closed(String),
+}
+
+/// A WebSocket stream to the node.
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens `/api/v1/ws` on `base` (`http://127.0.0.1:PORT`): the upgrade only, nothing read.
+async fn handshake(
+    base: &str,
+    cookie: Option<HeaderValue>,
+    origin: Option<&str>,
+    cursor: Option<u64>,
+) -> Result<WsStream, WsConnectError> {
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let url = match cursor {
+        Some(c) => format!("{ws_base}/api/v1/ws?cursor={c}"),
+        None => format!("{ws_base}/api/v1/ws"),
+    };
+    let err = |message: String| WsConnectError {
+        status: None,
+        body: None,
+        message,
+    };
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| err(format!("bad url {url}: {e}")))?;
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c);
+    }
+    if let Some(o) = origin {
+        let v = HeaderValue::from_str(o).map_err(|e| err(format!("bad origin {o}: {e}")))?;
+        req.headers_mut().insert("origin", v);
+    }
+    let connect = tokio_tungstenite::connect_async(req);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Err(_) => Err(err("WebSocket handshake timed out".into())),
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string());
+            Err(WsConnectError {
+                status: Some(status),
+                body,
+                message: "upgrade refused".into(),
+            })
+        }
+        Ok(Err(e)) => Err(err(format!("WebSocket connect: {e}"))),
+        Ok(Ok((stream, _response))) => Ok(stream),
+    }
+}
+
+/// Opens `/api/v1/ws` and waits for its `hello`, without the checking reader of [`WsClient`]:
+/// the caller reads the later frames straight off the stream. For load generators, where
+/// parsing every frame into a `Value` and checking it would cost more than the node's work
+/// being measured.
+pub async fn connect_raw(
+    base: &str,
+    cookie: Option<HeaderValue>,
+    origin: Option<&str>,
+) -> Result<(WsSender, SplitStream<WsStream>), WsConnectError> {
+    let (sink, mut stream) = handshake(base, cookie, origin, None).await?.split();
+    let first = tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await;
+    let hello = match &first {
+        Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<Value>(text.as_str()).ok(),
+        _ => None,
+    };
+    if hello.as_ref().map(ev_type) != Some("hello") {
+        return Err(WsConnectError {
+            status: None,
+            body: None,
+            message: format!("the first frame is not a hello: {first:?}"),
+        });
+    }
+    Ok((WsSender { sink }, stream))
 }
 
 /// A connected `/api/v1/ws`: a reader task buffers incoming JSON frames; helpers wait for
@@ -131,45 +207,12 @@ impl WsClient {
         origin: Option<&str>,
         cursor: Option<u64>,
     ) -> Result<WsClient, WsConnectError> {
-        let ws_base = base.replacen("http://", "ws://", 1);
-        let url = match cursor {
-            Some(c) => format!("{ws_base}/api/v1/ws?cursor={c}"),
-            None => format!("{ws_base}/api/v1/ws"),
-        };
         let err = |message: String| WsConnectError {
             status: None,
             body: None,
             message,
         };
-        let mut req = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| err(format!("bad url {url}: {e}")))?;
-        if let Some(c) = cookie {
-            req.headers_mut().insert("cookie", c);
-        }
-        if let Some(o) = origin {
-            let v = HeaderValue::from_str(o).map_err(|e| err(format!("bad origin {o}: {e}")))?;
-            req.headers_mut().insert("origin", v);
-        }
-        let connect = tokio_tungstenite::connect_async(req);
-        let (stream, _resp) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-            Err(_) => return Err(err("WebSocket handshake timed out".into())),
-            Ok(Err(tungstenite::Error::Http(resp))) => {
-                let status = resp.status().as_u16();
-                let body = resp
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).to_string());
-                return Err(WsConnectError {
-                    status: Some(status),
-                    body,
-                    message: "upgrade refused".into(),
-                });
-            }
-            Ok(Err(e)) => return Err(err(format!("WebSocket connect: {e}"))),
-            Ok(Ok(x)) => x,
-        };
+        let stream = handshake(base, cookie, origin, cursor).await?;
         let (sink, mut stream) = stream.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {

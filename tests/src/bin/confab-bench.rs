@@ -18,9 +18,28 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use confab_tests::{ev_message, ev_type, Client, NodeOptions, TestNode, WsNext, WsSender};
+use confab_tests::{Client, NodeOptions, TestNode, WsSender};
+use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::json;
+use std::borrow::Cow;
 use tokio::sync::{mpsc, Mutex};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// The parts of a frame the bench reads; the rest is skipped unparsed.
+#[derive(Deserialize)]
+struct BenchFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Option<BenchMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BenchMessage<'a> {
+    #[serde(borrow)]
+    body: Cow<'a, str>,
+}
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Workload {
@@ -166,33 +185,36 @@ impl Bench {
         let stop = Arc::new(AtomicBool::new(false));
         let mut members = Vec::new();
         for (i, c) in clients.into_iter().enumerate() {
-            let ws = c
-                .ws(None)
+            let (sender, mut frames) = c
+                .ws_raw()
                 .await
                 .map_err(|e| anyhow!("WebSocket of user {i}: {e}"))?;
-            let (sender, mut receiver) = ws.into_parts();
             let tx = tx.clone();
             let errors = errors.clone();
             let acks = acks.clone();
             let stop = stop.clone();
+            // The bench's own CPU comes out of what the node can use (same machine), so frames
+            // are read straight off the socket and parsed only as far as needed.
             tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let v = match receiver.recv(Duration::from_millis(200)).await {
-                        WsNext::Event(v) => v,
-                        WsNext::Timeout => continue,
-                        WsNext::Closed(r) => {
-                            if !stop.load(Ordering::Relaxed) {
-                                eprintln!("user {i}: WebSocket closed: {r}");
-                            }
-                            return;
-                        }
+                while let Some(frame) = frames.next().await {
+                    let text = match frame {
+                        Ok(WsMessage::Text(text)) => text,
+                        Ok(WsMessage::Close(_)) | Err(_) => break,
+                        Ok(_) => continue,
                     };
-                    match ev_type(&v) {
+                    let Ok(frame) = serde_json::from_str::<BenchFrame>(text.as_str()) else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("user {i}: unreadable frame {text}");
+                        continue;
+                    };
+                    match frame.kind.as_ref() {
                         "message.created" => {
                             let now = t0.elapsed().as_micros() as u64;
-                            let m = ev_message(&v);
+                            let Some(message) = frame.message else {
+                                continue;
+                            };
                             // bench|phase|sender|seq|sched_us|padding
-                            let parts: Vec<&str> = m.body.split('|').collect();
+                            let parts: Vec<&str> = message.body.split('|').collect();
                             if parts.len() < 5 || parts[0] != "bench" {
                                 continue;
                             }
@@ -213,11 +235,14 @@ impl Bench {
                         "error" => {
                             let n = errors.fetch_add(1, Ordering::Relaxed);
                             if n < 5 {
-                                eprintln!("user {i}: error frame {v}");
+                                eprintln!("user {i}: error frame {text}");
                             }
                         }
                         _ => {}
                     }
+                }
+                if !stop.load(Ordering::Relaxed) {
+                    eprintln!("user {i}: WebSocket closed");
                 }
             });
             members.push(Member {
