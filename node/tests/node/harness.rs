@@ -6,7 +6,7 @@ use axum::Router;
 use confab_node::api::{app, AppState};
 use confab_node::config::{Config, Limits};
 use confab_node::engine;
-use confab_node::store::{KvStore, SledStore};
+use confab_node::store::{KvStore, SledStore, StoreError};
 use http_body_util::BodyExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +30,21 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// Opens the sled store, retrying while the directory is still locked: after a stop, sled's
+/// IO threads let go of the file a moment after the last handle is dropped.
+async fn open_store(path: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Ok(store) => return store,
+            Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("open sled: {error}"),
+        }
+    }
+}
+
 impl TestNode {
     pub async fn start(limits: Limits) -> Self {
         Self::start_in(temp_dir(), limits).await
@@ -41,8 +56,7 @@ impl TestNode {
             limits,
             ..Config::default()
         };
-        let store: Arc<dyn KvStore> =
-            Arc::new(SledStore::open(&dir.join("db")).expect("open sled"));
+        let store: Arc<dyn KvStore> = Arc::new(open_store(&dir.join("db")).await);
         let blobs = confab_node::media::BlobStore::new(&dir).expect("open blob store");
         let search = confab_node::server::open_search(&config).expect("open search index");
         let (engine, hub, task) = engine::start(
@@ -205,9 +219,20 @@ impl TestNode {
     pub async fn stop(mut self) -> PathBuf {
         let task = self.task.take();
         let dir = std::mem::take(&mut self.dir);
+        let store = Arc::downgrade(&self.store);
         drop(self);
         if let Some(task) = task {
             task.await.expect("engine task");
+        }
+        // Background tasks (presence, media collection) see the stop signal on their own time;
+        // the directory stays locked until the last of them has let go of the store.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.upgrade().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store is still held 10 s after stop"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         dir
     }
