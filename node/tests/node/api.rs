@@ -399,15 +399,8 @@ async fn intents_of_one_group_see_each_others_writes() {
     };
     let node = TestNode::start(limits).await;
     let alice = node.register("alice").await;
-    let (_, _, chat) = node
-        .request(
-            "POST",
-            "/api/v1/channels",
-            Some(&alice),
-            Some(json!({"name": "general", "visibility": "public"})),
-        )
-        .await;
-    let path = format!("/api/v1/chats/{}/messages", chat["id"].as_str().unwrap());
+    let chat = node.create_channel(&alice, "general", "public").await;
+    let path = format!("/api/v1/chats/{chat}/messages");
     let send = |body: serde_json::Value| node.request("POST", &path, Some(&alice), Some(body));
     let (first, again, too_long, other) = tokio::join!(
         send(json!({"body": "once", "client_id": "same"})),

@@ -215,6 +215,20 @@ impl TestNode {
 }
 
 impl TestNode {
+    /// Creates a channel as the user behind `cookie`; returns its id.
+    pub async fn create_channel(&self, cookie: &str, name: &str, visibility: &str) -> String {
+        let (status, _, chat) = self
+            .request(
+                "POST",
+                "/api/v1/channels",
+                Some(cookie),
+                Some(serde_json::json!({"name": name, "visibility": visibility})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{chat}");
+        chat["id"].as_str().unwrap().to_string()
+    }
+
     /// Stops the engine (after its last flush) and closes the store, keeping the directory.
     pub async fn stop(mut self) -> PathBuf {
         let task = self.task.take();

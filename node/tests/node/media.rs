@@ -20,19 +20,6 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     bytes.into_inner()
 }
 
-async fn channel(node: &TestNode, cookie: &str, name: &str, visibility: &str) -> String {
-    let (status, _, chat) = node
-        .request(
-            "POST",
-            "/api/v1/channels",
-            Some(cookie),
-            Some(json!({"name": name, "visibility": visibility})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{chat}");
-    chat["id"].as_str().unwrap().to_string()
-}
-
 async fn add_member(node: &TestNode, cookie: &str, chat: &str, user: &str) {
     let (status, _, body) = node
         .request(
@@ -70,7 +57,7 @@ async fn upload_sniffs_makes_thumbnails_and_only_readers_may_fetch() {
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
     let carol = node.register("carol").await;
-    let chat = channel(&node, &alice, "photos", "private").await;
+    let chat = node.create_channel(&alice, "photos", "private").await;
     add_member(&node, &alice, &chat, "bob@local").await;
 
     // The client claims text; the bytes are a PNG.
@@ -219,7 +206,7 @@ async fn upload_sniffs_makes_thumbnails_and_only_readers_may_fetch() {
     );
 
     // Bob may forward what he can see; it is then readable where he posted it.
-    let other = channel(&node, &bob, "elsewhere", "private").await;
+    let other = node.create_channel(&bob, "elsewhere", "private").await;
     add_member(&node, &bob, &other, "carol@local").await;
     let (status, answer) = post(
         &node,
@@ -310,7 +297,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn too_many_or_unknown_attachments_are_refused() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
-    let chat = channel(&node, &alice, "files", "public").await;
+    let chat = node.create_channel(&alice, "files", "public").await;
     let eleven: Vec<Value> = (0..11)
         .map(|n| json!({"id": format!("{n:064x}")}))
         .collect();
@@ -344,7 +331,7 @@ async fn too_many_or_unknown_attachments_are_refused() {
 async fn deleting_the_last_message_that_carries_a_blob_lets_the_collector_reclaim_it() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
-    let chat = channel(&node, &alice, "files", "public").await;
+    let chat = node.create_channel(&alice, "files", "public").await;
     let (_, kept) = node
         .upload(&alice, "kept.png", "image/png", png(300, 200))
         .await;

@@ -7,19 +7,6 @@ use axum::http::StatusCode;
 use confab_node::config::Limits;
 use serde_json::{json, Value};
 
-async fn channel(node: &TestNode, cookie: &str, name: &str, visibility: &str) -> String {
-    let (status, _, chat) = node
-        .request(
-            "POST",
-            "/api/v1/channels",
-            Some(cookie),
-            Some(json!({"name": name, "visibility": visibility})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{chat}");
-    chat["id"].as_str().unwrap().to_string()
-}
-
 async fn say(node: &TestNode, cookie: &str, chat: &str, body: &str) -> Value {
     let (status, _, message) = node
         .request(
@@ -60,7 +47,7 @@ async fn hits_misses_filters_snippets_and_paging() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
-    let general = channel(&node, &alice, "general", "public").await;
+    let general = node.create_channel(&alice, "general", "public").await;
     node.request(
         "POST",
         &format!("/api/v1/chats/{general}/join"),
@@ -83,7 +70,7 @@ async fn hits_misses_filters_snippets_and_paging() {
         "The quarterly report draft is ready",
     )
     .await;
-    let secret = channel(&node, &alice, "secret", "private").await;
+    let secret = node.create_channel(&alice, "secret", "private").await;
     say(&node, &alice, &secret, "Secret pizza plans for the offsite").await;
 
     // Bob sees the two pizza messages of #general, newest first, never #secret's.
@@ -184,7 +171,7 @@ async fn hits_misses_filters_snippets_and_paging() {
 async fn edits_and_deletes_update_the_index_at_once() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
-    let chat = channel(&node, &alice, "food", "public").await;
+    let chat = node.create_channel(&alice, "food", "public").await;
     let message = say(&node, &alice, &chat, "tonight we eat pizza").await;
     let id = message["id"].as_str().unwrap();
     assert_eq!(search(&node, &alice, "q=pizza").await["total"], 1);
@@ -217,8 +204,8 @@ async fn no_hits_from_chats_the_user_is_not_in_also_after_leaving() {
     let node = TestNode::start(Limits::default()).await;
     let alice = node.register("alice").await;
     let mallory = node.register("mallory").await;
-    let public = channel(&node, &alice, "town-square", "public").await;
-    let private = channel(&node, &alice, "board", "private").await;
+    let public = node.create_channel(&alice, "town-square", "public").await;
+    let private = node.create_channel(&alice, "board", "private").await;
     node.register("bob").await;
     let (status, _, dm) = node
         .request(
@@ -295,7 +282,7 @@ async fn a_lost_index_is_rebuilt_from_the_stored_messages_on_start() {
     let dir = temp_dir();
     let node = TestNode::start_in(dir.clone(), Limits::default()).await;
     let alice = node.register("alice").await;
-    let chat = channel(&node, &alice, "archive", "public").await;
+    let chat = node.create_channel(&alice, "archive", "public").await;
     for n in 0..30 {
         say(
             &node,
