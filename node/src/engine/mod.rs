@@ -562,15 +562,15 @@ impl Engine {
             let mut batch = self.staged.take();
             batch.append(self.dirty.take_batch());
             self.trim_events(&mut batch);
-            let flush_result = match self.store.apply(batch) {
-                Ok(()) => self.store.flush_blocking(),
-                Err(error) => Err(error),
-            };
+            let applied = self.store.apply(batch);
+            let applied_at = started.elapsed();
+            let flush_result = applied.and_then(|()| self.store.flush_blocking());
             last_flush = std::time::Instant::now();
             let total = started.elapsed();
             tracing::debug!(
                 intents = done.len(),
                 process_us = processed.as_micros() as u64,
+                apply_us = (applied_at - processed).as_micros() as u64,
                 flush_us = (total - processed).as_micros() as u64,
                 "group committed"
             );
