@@ -7,6 +7,7 @@
 
 pub mod bucket;
 pub mod control;
+pub mod devices;
 pub mod encoding;
 pub mod hlc;
 pub mod ids;

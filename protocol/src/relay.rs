@@ -36,6 +36,8 @@ pub enum RelayDomain {
     Capability,
     /// A device's answer to a relay challenge (see [`device_auth_payload`]).
     DeviceAuth,
+    /// A user's [`crate::devices::DeviceList`], signed by their organisation.
+    DeviceList,
 }
 
 impl RelayDomain {
@@ -44,6 +46,7 @@ impl RelayDomain {
             RelayDomain::Enqueue => b"confab/v1/relay-enqueue",
             RelayDomain::Capability => b"confab/v1/relay-capability",
             RelayDomain::DeviceAuth => b"confab/v1/relay-device-auth",
+            RelayDomain::DeviceList => b"confab/v1/device-list",
         }
     }
 }
@@ -128,7 +131,7 @@ mod b64_bytes {
     }
 }
 
-mod b64_signature {
+pub(crate) mod b64_signature {
     use crate::keys::Signature;
     use serde::{Deserialize, Deserializer, Serializer};
 

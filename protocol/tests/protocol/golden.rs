@@ -252,3 +252,31 @@ fn bucket_genesis_bytes_are_stable() {
     let stored = fixture["bucket_genesis"]["change"].as_str().expect("hex");
     assert_eq!(hex::encode(fixed_genesis().raw_bytes()), stored);
 }
+
+#[test]
+fn device_list_encoding() {
+    use confab_protocol::devices::{DeviceEntry, DeviceList, SealingKey, SignedDeviceList};
+    use confab_protocol::relay::{b64_encode, DevicePublicKey};
+    let org = fixed_org();
+    let list = DeviceList {
+        org: org.id(),
+        user: UserId::new("alice", "acme").expect("user"),
+        issued_ms: 1_700_000_000_000,
+        devices: vec![DeviceEntry {
+            device_id: DeviceId::from_bytes([0x21; 16]),
+            signing_key: DevicePublicKey::from_bytes([0x22; 32]),
+            sealing_key: SealingKey::from_bytes([0x23; 32]),
+            created_ms: 1_699_999_999_000,
+        }],
+    };
+    let payload = list.signed_payload().expect("payload");
+    let signed = list.sign(&org).expect("sign");
+    signed.verify().expect("verifies");
+    let json = serde_json::to_value(&signed).expect("json");
+    let back: SignedDeviceList = serde_json::from_value(json.clone()).expect("parse");
+    assert_eq!(back, signed);
+    check(
+        "device_list.json",
+        &json!({ "signed_payload": b64_encode(&payload), "signed": json }),
+    );
+}
