@@ -17,6 +17,45 @@ pub struct Config {
     /// Set the cookie's `Secure` flag (when served over HTTPS by a proxy).
     pub secure_cookies: bool,
     pub limits: Limits,
+    pub push: PushConfig,
+}
+
+/// Pushing to offline devices through their relays (`[push]` in the TOML file).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// The relay the node offers devices that have not chosen one (`GET /api/v1/push`).
+    pub default_relay_url: Option<String>,
+    /// How long a relay keeps an envelope for an offline device.
+    pub envelope_ttl_s: u32,
+    /// One request to a relay, connection included.
+    pub request_timeout_ms: u64,
+    /// Pushes waiting for the sender; beyond, new ones are dropped and counted (the device
+    /// still gets every message from the node when it reconnects).
+    pub queue_max: usize,
+    /// Pushes sent at once.
+    pub concurrency: usize,
+    /// Devices one user may register.
+    pub devices_per_user_max: usize,
+    /// Longest device name, in characters.
+    pub device_name_chars_max: usize,
+    /// Longest relay URL, in bytes.
+    pub relay_url_bytes_max: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            default_relay_url: None,
+            envelope_ttl_s: 7 * 24 * 3600,
+            request_timeout_ms: 10_000,
+            queue_max: 4096,
+            concurrency: 16,
+            devices_per_user_max: 20,
+            device_name_chars_max: 64,
+            relay_url_bytes_max: 512,
+        }
+    }
 }
 
 impl Default for Config {
@@ -27,6 +66,7 @@ impl Default for Config {
             org_name: "local".into(),
             secure_cookies: false,
             limits: Limits::default(),
+            push: PushConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod live;
 pub mod media;
 pub mod model;
 pub mod presence;
+pub mod push;
 pub mod search;
 pub mod server;
 pub mod store;

@@ -190,6 +190,9 @@ pub struct MemberView {
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     Sent,
+    /// A recipient device that was offline had the message pushed to it through its relay
+    /// (the relay accepted the sealed envelope).
+    NotificationSent,
     Received,
     Viewed,
     Deleted,
@@ -278,6 +281,29 @@ pub struct ChatListEntry {
     pub notification_level: NotificationLevel,
 }
 
+/// A browser device of a user: its keys (made in WebCrypto, the secrets never leave it) and the
+/// relay queue it registered, if any (the `devices/v1` tree).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeviceRecord {
+    pub id: confab_protocol::DeviceId,
+    pub user: UserId,
+    pub name: String,
+    pub signing_key: confab_protocol::relay::DevicePublicKey,
+    pub sealing_key: confab_protocol::devices::SealingKey,
+    pub created_ms: u64,
+    pub relay: Option<RelayRegistration>,
+}
+
+/// Where the node posts sealed envelopes for a device while it is offline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RelayRegistration {
+    /// The relay's base URL (`https://relay.example` or, in tests, `http://127.0.0.1:PORT`).
+    pub url: String,
+    pub queue: confab_protocol::relay::QueueId,
+    /// The device-issued capability token for this node's organisation, in text form.
+    pub capability: String,
+}
+
 /// Key helpers for the trees that are keyed by user and chat.
 pub mod keys {
     use confab_protocol::{ChatId, MessageId, UserId};
@@ -285,6 +311,13 @@ pub mod keys {
     pub fn user_chat(user: &UserId, chat: &ChatId) -> Vec<u8> {
         let mut key = user_prefix(user);
         key.extend_from_slice(chat.as_bytes());
+        key
+    }
+
+    /// `devices/v1` key of one device.
+    pub fn device(user: &UserId, device: &confab_protocol::DeviceId) -> Vec<u8> {
+        let mut key = user_prefix(user);
+        key.extend_from_slice(device.as_bytes());
         key
     }
 

@@ -35,6 +35,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("media store: {0}")]
     Media(#[from] crate::media::MediaError),
+    #[error("push: {0}")]
+    Push(#[from] crate::push::PushError),
     #[error("search index: {0}")]
     Search(#[from] crate::search::SearchError),
 }
@@ -92,6 +94,9 @@ pub async fn serve(
         Duration::from_secs(config.limits.media_collect_grace_s),
         stop_receiver.clone(),
     ));
+    let key = engine::load_or_create_org_key(store.as_ref()).await?;
+    let pusher = crate::push::Pusher::new(store.clone(), key, engine.clone(), config.push.clone())?;
+    let push_task = tokio::spawn(pusher.clone().run(hub.clone(), stop_receiver.clone()));
     let state = AppState::new(
         store,
         engine,
@@ -100,7 +105,8 @@ pub async fn serve(
         stop_receiver,
         blobs,
         Some(search),
-    );
+    )
+    .with_pusher(pusher);
     let router = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     // Chat is latency-bound: small frames must not wait for Nagle's algorithm.
@@ -116,6 +122,8 @@ pub async fn serve(
             let _ = stop_sender.send(true);
         })
         .await?;
+    // The push sender holds an engine handle too: let it finish what it queued first.
+    let _ = push_task.await;
     // The router (and its engine handles) are dropped now; the engine drains and stops.
     if tokio::time::timeout(ENGINE_STOP_TIMEOUT, engine_task)
         .await

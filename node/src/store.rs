@@ -55,10 +55,12 @@ pub enum Tree {
     /// user id ‖ 0 ‖ blob id (64 hex) → upload time (u64 BE ms): what a user uploaded, so
     /// they may fetch and attach it before it is posted anywhere.
     Uploads,
+    /// user id ‖ 0 ‖ device id (16) → device record JSON.
+    Devices,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 14] = [
+    pub const ALL: [Tree; 15] = [
         Tree::Meta,
         Tree::Users,
         Tree::Sessions,
@@ -73,6 +75,7 @@ impl Tree {
         Tree::NotifySettings,
         Tree::MediaRefs,
         Tree::Uploads,
+        Tree::Devices,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Tree {
             Tree::NotifySettings => "notify_settings/v1",
             Tree::MediaRefs => "media_refs/v1",
             Tree::Uploads => "uploads/v1",
+            Tree::Devices => "devices/v1",
         }
     }
 

@@ -281,3 +281,33 @@ pub fn notification_levels(
     }
     Ok(levels)
 }
+
+/// A user's registered devices, oldest key first.
+pub fn devices(
+    store: &dyn KvRead,
+    user: &UserId,
+) -> Result<Vec<crate::model::DeviceRecord>, StoreError> {
+    store
+        .range(
+            Tree::Devices,
+            prefix_range(&keys::user_prefix(user)),
+            false,
+            usize::MAX,
+        )?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
+}
+
+pub fn device(
+    store: &dyn KvRead,
+    user: &UserId,
+    device: &confab_protocol::DeviceId,
+) -> Result<Option<crate::model::DeviceRecord>, StoreError> {
+    let mut key = keys::user_prefix(user);
+    key.extend_from_slice(device.as_bytes());
+    store
+        .get(Tree::Devices, &key)?
+        .map(|b| decode(&b))
+        .transpose()
+}

@@ -698,6 +698,20 @@ impl Client {
         .await
     }
 
+    /// The WebSocket of a registered device (`?device=`): the node does not push to it while
+    /// it is connected.
+    pub async fn ws_as_device(&self, device_id: &str) -> WsClient {
+        let origin = self.own_origin();
+        WsClient::connect_query(
+            &self.base,
+            self.cookie_header(),
+            Some(origin.as_str()),
+            &format!("device={device_id}"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("WebSocket connect failed: {e}"))
+    }
+
     /// This session's WebSocket without the checking reader: see [`crate::ws::connect_raw`].
     pub async fn ws_raw(
         &self,

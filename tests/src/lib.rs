@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod node;
+pub mod relay;
 pub mod types;
 pub mod ws;
 

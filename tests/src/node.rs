@@ -27,31 +27,36 @@ pub fn user_id(username: &str) -> String {
     format!("{username}@{ORG}")
 }
 
-/// Where the `confab-node` binary is: `CONFAB_NODE_BIN`, else `$CARGO_TARGET_DIR/debug/confab-node`,
-/// else next to the running test executable's profile folder, else `<workspace>/target/debug`.
+/// Where the `confab-node` binary is (see [`find_binary`]).
 pub fn find_node_binary() -> Result<PathBuf, String> {
+    find_binary("confab-node", "CONFAB_NODE_BIN")
+}
+
+/// Where a workspace binary is: `$env_var`, else `$CARGO_TARGET_DIR/debug/<name>`, else next
+/// to the running test executable's profile folder, else `<workspace>/target/debug`.
+pub fn find_binary(name: &str, env_var: &str) -> Result<PathBuf, String> {
     let mut tried = Vec::new();
-    if let Some(bin) = std::env::var_os("CONFAB_NODE_BIN") {
+    if let Some(bin) = std::env::var_os(env_var) {
         let bin = PathBuf::from(bin);
         if bin.is_file() {
             return Ok(bin);
         }
         return Err(format!(
-            "CONFAB_NODE_BIN is set to {} but no such file exists",
+            "{env_var} is set to {} but no such file exists",
             bin.display()
         ));
     }
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        tried.push(PathBuf::from(dir).join("debug").join("confab-node"));
+        tried.push(PathBuf::from(dir).join("debug").join(name));
     }
     if let Ok(exe) = std::env::current_exe() {
         // target/debug/deps/integration-xxxx or target/debug/confab-bench
         for anc in exe.ancestors().skip(1).take(2) {
-            tried.push(anc.join("confab-node"));
+            tried.push(anc.join(name));
         }
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    tried.push(workspace.join("target").join("debug").join("confab-node"));
+    tried.push(workspace.join("target").join("debug").join(name));
     let mut unique: Vec<PathBuf> = Vec::new();
     for p in tried {
         if !unique.contains(&p) {
@@ -65,8 +70,8 @@ pub fn find_node_binary() -> Result<PathBuf, String> {
         }
     }
     Err(format!(
-        "confab-node binary not found; build it with `cargo build -p confab-node` or set \
-         CONFAB_NODE_BIN. Looked in: {}",
+        "{name} binary not found; build it with `cargo build --workspace --bins` or set \
+         {env_var}. Looked in: {}",
         tried
             .iter()
             .map(|p| p.display().to_string())

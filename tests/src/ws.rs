@@ -68,12 +68,13 @@ async fn handshake(
     base: &str,
     cookie: Option<HeaderValue>,
     origin: Option<&str>,
-    cursor: Option<u64>,
+    query: &str,
 ) -> Result<WsStream, WsConnectError> {
     let ws_base = base.replacen("http://", "ws://", 1);
-    let url = match cursor {
-        Some(c) => format!("{ws_base}/api/v1/ws?cursor={c}"),
-        None => format!("{ws_base}/api/v1/ws"),
+    let url = if query.is_empty() {
+        format!("{ws_base}/api/v1/ws")
+    } else {
+        format!("{ws_base}/api/v1/ws?{query}")
     };
     let err = |message: String| WsConnectError {
         status: None,
@@ -120,7 +121,7 @@ pub async fn connect_raw(
     cookie: Option<HeaderValue>,
     origin: Option<&str>,
 ) -> Result<(WsSender, SplitStream<WsStream>), WsConnectError> {
-    let (sink, mut stream) = handshake(base, cookie, origin, None).await?.split();
+    let (sink, mut stream) = handshake(base, cookie, origin, "").await?.split();
     let first = tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await;
     let hello = match &first {
         Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<Value>(text.as_str()).ok(),
@@ -207,12 +208,23 @@ impl WsClient {
         origin: Option<&str>,
         cursor: Option<u64>,
     ) -> Result<WsClient, WsConnectError> {
+        let query = cursor.map(|c| format!("cursor={c}")).unwrap_or_default();
+        Self::connect_query(base, cookie, origin, &query).await
+    }
+
+    /// [`WsClient::connect`] with a query string of its own (`cursor=…&device=…`).
+    pub async fn connect_query(
+        base: &str,
+        cookie: Option<HeaderValue>,
+        origin: Option<&str>,
+        query: &str,
+    ) -> Result<WsClient, WsConnectError> {
         let err = |message: String| WsConnectError {
             status: None,
             body: None,
             message,
         };
-        let stream = handshake(base, cookie, origin, cursor).await?;
+        let stream = handshake(base, cookie, origin, query).await?;
         let (sink, mut stream) = stream.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
@@ -253,7 +265,10 @@ impl WsClient {
             rx,
             backlog: VecDeque::new(),
             hello: Value::Null,
-            last_cursor: cursor,
+            last_cursor: query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("cursor="))
+                .and_then(|c| c.parse().ok()),
             closed: None,
             reader: AbortOnDrop(reader),
         };

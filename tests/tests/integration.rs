@@ -18,6 +18,8 @@ mod limits;
 mod live;
 #[path = "integration/media_search.rs"]
 mod media_search;
+#[path = "integration/push.rs"]
+mod push;
 #[path = "integration/security.rs"]
 mod security;
 #[path = "integration/states.rs"]

@@ -2,6 +2,7 @@
 //! `Origin` check, limits, and the handlers. Handlers read views directly and send every write
 //! to the engine, which answers once it is durable.
 
+mod devices;
 mod media;
 mod search;
 mod ws;
@@ -55,6 +56,10 @@ pub struct AppState {
     pub blobs: crate::media::BlobStore,
     /// The message index; `None` only in tools and tests that run without one.
     pub search: Option<Arc<crate::search::SearchIndex>>,
+    /// Devices with a live WebSocket session (not pushed to).
+    pub live_devices: Arc<crate::push::LiveDevices>,
+    /// The push sender; `None` in tests that run without one.
+    pub pusher: Option<Arc<crate::push::Pusher>>,
 }
 
 /// A bounded set of recently seen message ids: two generations, the older dropped when the
@@ -121,7 +126,16 @@ impl AppState {
             shutdown,
             blobs,
             search,
+            live_devices: Arc::new(crate::push::LiveDevices::default()),
+            pusher: None,
         }
+    }
+
+    /// Adds the push sender (which shares this state's live-device registry).
+    pub fn with_pusher(mut self, pusher: Arc<crate::push::Pusher>) -> Self {
+        self.live_devices = pusher.live.clone();
+        self.pusher = Some(pusher);
+        self
     }
 }
 
@@ -176,6 +190,17 @@ pub fn app(state: AppState) -> Router {
         .route("/media/{id}", get(media::download))
         .route("/search", get(search::search))
         .route("/ws", get(ws::upgrade))
+        .route("/push", get(devices::push_settings))
+        .route("/devices", get(devices::list).post(devices::register))
+        .route(
+            "/devices/{device_id}",
+            axum::routing::delete(devices::revoke),
+        )
+        .route(
+            "/devices/{device_id}/relay",
+            axum::routing::put(devices::set_relay),
+        )
+        .route("/users/{user_id}/devices", get(devices::signed_list))
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
         .nest("/api/v1", api)

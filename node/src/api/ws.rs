@@ -36,6 +36,9 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Deserialize)]
 pub struct WsQuery {
     cursor: Option<u64>,
+    /// The registered device this session is (`GET /devices`): while it is connected, the
+    /// node does not push to it through its relay.
+    device: Option<String>,
 }
 
 /// Initial WebSocket read buffer per connection.
@@ -63,6 +66,16 @@ pub async fn upgrade(
     let _ = CurrentUser(user.clone());
     let frame_max = state.config.limits.websocket_frame_bytes_max;
     let cursor = query.cursor;
+    let device = match &query.device {
+        None => None,
+        Some(text) => {
+            let id: confab_protocol::DeviceId =
+                text.parse().map_err(|_| ApiError::not_found("device"))?;
+            crate::views::device(state.store.as_ref(), &user.id, &id)?
+                .ok_or_else(|| ApiError::not_found("device"))?;
+            Some(id)
+        }
+    };
     Ok(upgrade
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
@@ -71,6 +84,7 @@ pub async fn upgrade(
         // 1,000 connected devices.
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
+            let _live = device.map(|device| state.live_devices.connect(device));
             let id = user.id.clone();
             if let Err(error) = Session::new(state, user).run(socket, cursor).await {
                 tracing::debug!(user = %id, %error, "websocket session ended");

@@ -12,6 +12,7 @@
 //! thread while the engine goes on was tried: on two cores the extra, smaller flushes cost more
 //! CPU than the overlap saved, and the flood benchmark got worse.)
 
+mod devices;
 mod docs;
 pub mod rebuild;
 
@@ -202,12 +203,36 @@ pub enum Command {
         message: MessageId,
         by: UserId,
     },
+    RegisterDevice {
+        device: crate::model::DeviceRecord,
+        devices_max: usize,
+        reply: Reply<crate::model::DeviceRecord>,
+    },
+    RevokeDevice {
+        user: UserId,
+        device: confab_protocol::DeviceId,
+        reply: Reply<()>,
+    },
+    SetDeviceRelay {
+        user: UserId,
+        device: confab_protocol::DeviceId,
+        relay: Option<crate::model::RelayRegistration>,
+        reply: Reply<crate::model::DeviceRecord>,
+    },
+    /// A relay accepted the envelope pushing the message to an offline device; no answer.
+    MarkNotified {
+        chat: ChatId,
+        message: MessageId,
+    },
 }
 
 impl Command {
     /// Intents nobody waits for: they share the next flush instead of forcing one.
     fn is_lazy(&self) -> bool {
-        matches!(self, Command::MarkReceived { .. })
+        matches!(
+            self,
+            Command::MarkReceived { .. } | Command::MarkNotified { .. }
+        )
     }
 }
 
@@ -807,6 +832,36 @@ impl Engine {
             }
             Command::MarkReceived { chat, message, by } => {
                 let result = self.mark_received(&mut tx, &chat, &message, &by);
+                let (sender, _) = oneshot::channel();
+                self.finish(tx, result, sender, events)
+            }
+            Command::RegisterDevice {
+                device,
+                devices_max,
+                reply,
+            } => {
+                let result = self.register_device(&mut tx, device, devices_max);
+                self.finish(tx, result, reply, events)
+            }
+            Command::RevokeDevice {
+                user,
+                device,
+                reply,
+            } => {
+                let result = self.revoke_device(&mut tx, &user, &device);
+                self.finish(tx, result, reply, events)
+            }
+            Command::SetDeviceRelay {
+                user,
+                device,
+                relay,
+                reply,
+            } => {
+                let result = self.set_device_relay(&mut tx, &user, &device, relay);
+                self.finish(tx, result, reply, events)
+            }
+            Command::MarkNotified { chat, message } => {
+                let result = self.mark_notified(&mut tx, &chat, &message);
                 let (sender, _) = oneshot::channel();
                 self.finish(tx, result, sender, events)
             }
@@ -2058,7 +2113,7 @@ impl Engine {
         let Some(mut view) = views::message(&self.reads(), chat, message)? else {
             return Ok(());
         };
-        if &view.author == by || view.state != MessageState::Sent {
+        if &view.author == by || view.state >= MessageState::Received {
             return Ok(());
         }
         view.state = MessageState::Received;

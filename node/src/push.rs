@@ -1,0 +1,390 @@
+//! Pushing messages to devices that are offline, through the relay each device chose.
+//!
+//! The [`Pusher`] follows the event hub (so it sees only flushed messages). For a new message
+//! it finds the members it notifies (their notification level and do-not-disturb, as for the
+//! chat list's mention counts), and for each of their devices that registered a relay and has
+//! no live WebSocket it seals the message to the device's X25519 key, signs the enqueue
+//! request with the organisation key and posts it to the relay. When the relay accepted it,
+//! the engine marks the message `notification_sent`.
+//!
+//! A push is a wake-up and a preview, never the only copy: the device reads every message from
+//! its node when it reconnects and shows each once (by message id). So a push that cannot be
+//! sent (queue full, relay down) is logged and counted, not retried.
+
+use crate::config::PushConfig;
+use crate::engine::{Command, EngineHandle};
+use crate::events::{EventBody, EventHub};
+use crate::model::{is_notifying, now_ms, DeviceRecord, MessageView};
+use crate::store::{KvRead, KvStore, Tree};
+use crate::views;
+use confab_protocol::relay::{
+    seal, CapabilityToken, EnqueueFields, EnqueueRequest, EnvelopeId, Urgency,
+};
+use confab_protocol::{DeviceId, OrgKey, UserId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Longest message body carried in a push; a longer one is cut (`"truncated": true`) and the
+/// device reads the whole message from its node. Keeps envelopes under the relay's 64 KiB.
+const PUSH_BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// Devices with a live WebSocket session: they get events directly and are not pushed to.
+#[derive(Default)]
+pub struct LiveDevices {
+    sessions: Mutex<HashMap<DeviceId, usize>>,
+}
+
+/// Counts one live session of a device until dropped.
+pub struct LiveGuard {
+    live: Arc<LiveDevices>,
+    device: DeviceId,
+}
+
+impl LiveDevices {
+    pub fn connect(self: &Arc<Self>, device: DeviceId) -> LiveGuard {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            *sessions.entry(device).or_default() += 1;
+        }
+        LiveGuard {
+            live: self.clone(),
+            device,
+        }
+    }
+
+    pub fn is_live(&self, device: &DeviceId) -> bool {
+        self.sessions
+            .lock()
+            .map(|sessions| sessions.contains_key(device))
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut sessions) = self.live.sessions.lock() {
+            if let Some(count) = sessions.get_mut(&self.device) {
+                *count -= 1;
+                if *count == 0 {
+                    sessions.remove(&self.device);
+                }
+            }
+        }
+    }
+}
+
+/// Counters, logged on shutdown and readable by tests.
+#[derive(Default, Debug)]
+pub struct PushCounters {
+    pub accepted: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// The push side of the node: which devices can be pushed to, and the sender.
+pub struct Pusher {
+    store: Arc<dyn KvStore>,
+    key: OrgKey,
+    engine: EngineHandle,
+    config: PushConfig,
+    pub live: Arc<LiveDevices>,
+    /// Users with at least one device that registered a relay, and those devices. Kept in
+    /// memory so a node with no such device pays nothing per message.
+    relayed: RwLock<HashMap<UserId, Vec<DeviceRecord>>>,
+    client: Client,
+    pub counters: PushCounters,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("push client: {0}")]
+    Client(String),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Pusher {
+    pub fn new(
+        store: Arc<dyn KvStore>,
+        key: OrgKey,
+        engine: EngineHandle,
+        config: PushConfig,
+    ) -> Result<Arc<Self>, PushError> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|error| PushError::Client(error.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(4)
+                .build(connector);
+        let pusher = Self {
+            store,
+            key,
+            engine,
+            config,
+            live: Arc::new(LiveDevices::default()),
+            relayed: RwLock::new(HashMap::new()),
+            client,
+            counters: PushCounters::default(),
+        };
+        pusher.load()?;
+        Ok(Arc::new(pusher))
+    }
+
+    /// Reads every device with a relay.
+    fn load(&self) -> Result<(), PushError> {
+        let mut relayed: HashMap<UserId, Vec<DeviceRecord>> = HashMap::new();
+        let all = self.store.range(
+            Tree::Devices,
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+            false,
+            usize::MAX,
+        )?;
+        for (_, value) in all {
+            let Ok(device) = serde_json::from_slice::<DeviceRecord>(&value) else {
+                continue;
+            };
+            if device.relay.is_some() {
+                relayed.entry(device.user.clone()).or_default().push(device);
+            }
+        }
+        if let Ok(mut map) = self.relayed.write() {
+            *map = relayed;
+        }
+        Ok(())
+    }
+
+    /// Re-reads one user's devices after they changed.
+    pub fn refresh(&self, user: &UserId) -> Result<(), PushError> {
+        let devices: Vec<DeviceRecord> = views::devices(self.store.as_ref(), user)?
+            .into_iter()
+            .filter(|device| device.relay.is_some())
+            .collect();
+        if let Ok(mut map) = self.relayed.write() {
+            if devices.is_empty() {
+                map.remove(user);
+            } else {
+                map.insert(user.clone(), devices);
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the hub until shutdown.
+    pub async fn run(self: Arc<Self>, hub: Arc<EventHub>, mut shutdown: watch::Receiver<bool>) {
+        let mut events = hub.subscribe();
+        let (jobs, queued) = mpsc::channel(self.config.queue_max.max(1));
+        let sender = tokio::spawn(self.clone().send_loop(queued));
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.changed() => break,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(event) => {
+                    if let EventBody::MessageCreated { message } = &event.body {
+                        self.on_message(message, &jobs);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // The devices read those messages from the node when they reconnect.
+                    tracing::warn!(
+                        missed,
+                        "push: fell behind the event hub; some pushes skipped"
+                    );
+                    self.counters.dropped.fetch_add(missed, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        // Pushes already queued are still sent (each bounded by the request timeout).
+        drop(jobs);
+        let _ = sender.await;
+        tracing::info!(counters = ?self.counters, "push sender stopped");
+    }
+
+    fn on_message(&self, message: &MessageView, jobs: &mpsc::Sender<Job>) {
+        let targets = match self.targets(message) {
+            Ok(targets) => targets,
+            Err(error) => {
+                tracing::warn!(%error, "push: could not read recipients");
+                return;
+            }
+        };
+        for device in targets {
+            let job = Job {
+                device,
+                message: message.clone(),
+            };
+            if let Err(mpsc::error::TrySendError::Full(job)) = jobs.try_send(job) {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(device = %job.device.id, "push: queue full, push dropped");
+            }
+        }
+    }
+
+    /// Sends queued pushes, `concurrency` at a time.
+    async fn send_loop(self: Arc<Self>, jobs: mpsc::Receiver<Job>) {
+        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.config.concurrency.max(1) {
+            let pusher = self.clone();
+            let jobs = jobs.clone();
+            workers.spawn(async move {
+                loop {
+                    let job = jobs.lock().await.recv().await;
+                    let Some(job) = job else { break };
+                    pusher.push(&job.device, &job.message).await;
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    /// The offline, relay-registered devices of the members this message notifies.
+    fn targets(&self, message: &MessageView) -> Result<Vec<DeviceRecord>, PushError> {
+        let relayed = match self.relayed.read() {
+            Ok(relayed) if !relayed.is_empty() => relayed.clone(),
+            _ => return Ok(Vec::new()),
+        };
+        let store: &dyn KvRead = self.store.as_ref();
+        let Some(chat) = views::chat(store, &message.chat_id)? else {
+            return Ok(Vec::new());
+        };
+        let now = now_ms();
+        let mut targets = Vec::new();
+        for member in views::members(store, &message.chat_id)? {
+            let Some(devices) = relayed.get(&member.user_id) else {
+                continue;
+            };
+            let level = views::notification_level(store, &member.user_id, &chat)?;
+            let dnd = views::user(store, member.user_id.localpart())?
+                .is_some_and(|user| user.dnd_active(now));
+            if !is_notifying(&member.user_id, level, dnd, message) {
+                continue;
+            }
+            targets.extend(
+                devices
+                    .iter()
+                    .filter(|device| !self.live.is_live(&device.id))
+                    .cloned(),
+            );
+        }
+        Ok(targets)
+    }
+
+    async fn push(&self, device: &DeviceRecord, message: &MessageView) {
+        match self.post(device, message).await {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.engine.notify(Command::MarkNotified {
+                    chat: message.chat_id,
+                    message: message.id,
+                });
+            }
+            Err(error) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(device = %device.id, %error, "push: relay did not take the envelope");
+            }
+        }
+    }
+
+    async fn post(&self, device: &DeviceRecord, message: &MessageView) -> Result<(), String> {
+        let relay = device.relay.as_ref().ok_or("no relay")?;
+        let capability = CapabilityToken::from_text(&relay.capability)
+            .map_err(|error| format!("stored capability: {error}"))?;
+        let plaintext = push_payload(message);
+        let mut ephemeral = [0u8; 32];
+        let mut envelope_id = [0u8; 16];
+        getrandom::fill(&mut ephemeral).map_err(|error| error.to_string())?;
+        getrandom::fill(&mut envelope_id).map_err(|error| error.to_string())?;
+        let sealed = seal(device.sealing_key.as_bytes(), &plaintext, ephemeral)
+            .map_err(|error| format!("seal: {error}"))?;
+        let request = EnqueueRequest::sign(
+            &self.key,
+            EnqueueFields {
+                queue: relay.queue,
+                envelope_id: EnvelopeId::from_bytes(envelope_id),
+                sent_ms: now_ms(),
+                ttl_s: self.config.envelope_ttl_s,
+                urgency: Urgency::High,
+                topic: None,
+                sealed: sealed.encode(),
+                capability,
+            },
+        );
+        let body = serde_json::to_vec(&request).map_err(|error| error.to_string())?;
+        let url = format!(
+            "{}/v1/queues/{}/envelopes",
+            relay.url.trim_end_matches('/'),
+            relay.queue
+        );
+        let request = axum::http::Request::post(&url)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|error| format!("request to {url}: {error}"))?;
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let response = tokio::time::timeout(timeout, self.client.request(request))
+            .await
+            .map_err(|_| format!("{url}: timed out"))?
+            .map_err(|error| format!("{url}: {error}"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        use http_body_util::BodyExt;
+        let answer: String = tokio::time::timeout(timeout, response.into_body().collect())
+            .await
+            .ok()
+            .and_then(|body| body.ok())
+            .map(|body| {
+                String::from_utf8_lossy(&body.to_bytes())
+                    .chars()
+                    .take(300)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(format!("{url}: {status}: {answer}"))
+    }
+}
+
+struct Job {
+    device: DeviceRecord,
+    message: MessageView,
+}
+
+/// What the device decrypts: the message as the client API shows it, body cut if very long.
+pub fn push_payload(message: &MessageView) -> Vec<u8> {
+    let mut message = message.clone();
+    let truncated = message.body.len() > PUSH_BODY_BYTES_MAX;
+    if truncated {
+        let mut end = PUSH_BODY_BYTES_MAX;
+        while !message.body.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.body.truncate(end);
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "v": 1,
+        "type": "message",
+        "truncated": truncated,
+        "message": message,
+    }))
+    .unwrap_or_default()
+}

@@ -1,0 +1,391 @@
+//! Offline devices get their messages through their relay: a real `confab-relay` process and a
+//! real node; the device's keys and relay calls are made here as the browser would make them.
+
+use std::time::{Duration, Instant};
+
+use confab_protocol::relay::{
+    b64_decode, b64_encode, open, x25519_public, CapabilityId, CapabilityToken, ChallengePurpose,
+    DeviceKey, QueueId, SealedEnvelope,
+};
+use confab_tests::relay::TestRelay;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A browser device: its two keys, its relay queue, and the envelopes it has opened.
+struct Device {
+    id: String,
+    signing: DeviceKey,
+    sealing_secret: [u8; 32],
+    relay: String,
+    queue: QueueId,
+    http: reqwest::Client,
+}
+
+impl Device {
+    /// Registers the device with the node, a queue with the relay, and the relay with the node.
+    async fn enrol(client: &Client, relay: &TestRelay, seed: u8) -> Device {
+        let signing = DeviceKey::from_seed([seed; 32]);
+        let sealing_secret = [seed.wrapping_add(100); 32];
+        let device: Value = client
+            .call(
+                Method::POST,
+                "/devices",
+                Some(json!({
+                    "name": format!("browser {seed}"),
+                    "signing_key": signing.public().to_string(),
+                    "sealing_key": confab_protocol::devices::SealingKey::from_bytes(
+                        x25519_public(sealing_secret)
+                    ).to_string(),
+                })),
+            )
+            .await
+            .must("register device");
+        let id = device["id"].as_str().expect("device id").to_string();
+        let http = reqwest::Client::new();
+        let mut me = Device {
+            id,
+            signing,
+            sealing_secret,
+            relay: relay.url().to_string(),
+            queue: QueueId::from_bytes([0; 16]),
+            http,
+        };
+        let challenge = me.challenge().await;
+        let answer = me
+            .signing
+            .answer(ChallengePurpose::Register, &challenge, None);
+        let queue: Value = me
+            .relay_call(
+                "/v1/queues",
+                json!({
+                    "device_key": me.signing.public().to_string(),
+                    "auth": {"challenge": b64_encode(&challenge), "signature": b64_encode(&answer.0)},
+                }),
+            )
+            .await;
+        me.queue = queue["queue"]
+            .as_str()
+            .expect("queue")
+            .parse()
+            .expect("queue id");
+        let push: Value = client
+            .call(Method::GET, "/push", None)
+            .await
+            .must("push settings");
+        let org = push["org"].as_str().expect("org").parse().expect("org id");
+        let capability = CapabilityToken::issue(
+            &me.signing,
+            me.queue,
+            CapabilityId::from_bytes([seed; 16]),
+            org,
+            in_thirty_days(),
+        );
+        let _: Value = client
+            .call(
+                Method::PUT,
+                &format!("/devices/{}/relay", me.id),
+                Some(json!({"relay": {
+                    "url": me.relay, "queue": me.queue.to_string(), "capability": capability.to_text(),
+                }})),
+            )
+            .await
+            .must("set relay");
+        me
+    }
+
+    async fn relay_call(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.relay))
+            .json(&body)
+            .send()
+            .await
+            .expect("relay request");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("relay json");
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    async fn challenge(&self) -> [u8; 32] {
+        let answer = self.relay_call("/v1/challenges", json!({})).await;
+        let bytes = b64_decode(answer["challenge"].as_str().expect("challenge")).expect("b64");
+        bytes.try_into().expect("32 bytes")
+    }
+
+    /// Fetches, opens and acknowledges whatever the relay holds for this device.
+    async fn fetch(&self) -> Vec<Value> {
+        let challenge = self.challenge().await;
+        let answer = self
+            .signing
+            .answer(ChallengePurpose::Fetch, &challenge, Some(self.queue));
+        let fetched = self
+            .relay_call(
+                &format!("/v1/queues/{}/fetch", self.queue),
+                json!({"auth": {"challenge": b64_encode(&challenge), "signature": b64_encode(&answer.0)}}),
+            )
+            .await;
+        let mut opened = Vec::new();
+        let mut ids = Vec::new();
+        for envelope in fetched["envelopes"].as_array().expect("envelopes") {
+            ids.push(envelope["envelope_id"].clone());
+            let sealed = b64_decode(envelope["sealed"].as_str().expect("sealed")).expect("b64");
+            let sealed = SealedEnvelope::decode(&sealed).expect("envelope");
+            let plaintext = open(self.sealing_secret, &sealed).expect("opens with the device key");
+            opened.push(serde_json::from_slice(&plaintext).expect("payload json"));
+        }
+        if !ids.is_empty() {
+            let challenge = self.challenge().await;
+            let answer = self
+                .signing
+                .answer(ChallengePurpose::Fetch, &challenge, Some(self.queue));
+            self.relay_call(
+                &format!("/v1/queues/{}/ack", self.queue),
+                json!({"auth": {"challenge": b64_encode(&challenge), "signature": b64_encode(&answer.0)},
+                       "envelope_ids": ids}),
+            )
+            .await;
+        }
+        opened
+    }
+
+    /// Fetches until a pushed message with `body` arrives; returns every payload fetched.
+    async fn fetch_until(&self, body: &str) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut all = Vec::new();
+        loop {
+            all.extend(self.fetch().await);
+            if all.iter().any(|p| p["message"]["body"] == body) {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no push with {body:?} reached the relay; got {all:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn bodies(payloads: &[Value]) -> Vec<String> {
+    payloads
+        .iter()
+        .map(|p| {
+            p["message"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_relay_reads_none() {
+    let relay = TestRelay::start().await;
+    let (node, cl) = setup(&["alice", "bob"]).await;
+    let (alice, bob) = (&cl[0], &cl[1]);
+    let canary = format!("canary{:016x}", fastrand::u64(..));
+    let device = Device::enrol(bob, &relay, 3).await;
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let mut alice_ws = alice.ws_ok(None).await;
+
+    // Offline: the DM reaches bob's device through the relay, sealed, and the sender sees
+    // `notification_sent`.
+    let first = format!("{canary} one");
+    let m1 = alice.send(&dm.id, &first).await.must("send");
+    let got = device.fetch_until(&first).await;
+    assert_eq!(bodies(&got), vec![first.clone()], "exactly one push");
+    assert_eq!(got[0]["message"]["id"], m1.id.as_str());
+    assert_eq!(got[0]["message"]["author"], "alice@local");
+    alice_ws
+        .wait_for("notification_sent", |v| {
+            ev_type(v) == "message.state"
+                && v["message_id"] == m1.id.as_str()
+                && v["state"] == "notification_sent"
+        })
+        .await;
+    assert_eq!(
+        alice.get_message(&dm.id, &m1.id).await.must("get").state,
+        "notification_sent"
+    );
+
+    // Online as that device: nothing is pushed. Offline again: pushed again.
+    let live = bob.ws_as_device(&device.id).await;
+    let second = format!("{canary} two");
+    let m2 = alice.send(&dm.id, &second).await.must("send");
+    drop(live);
+    // The live session marks it received; wait for that, so the session is surely counted.
+    alice_ws
+        .wait_for("received", |v| {
+            ev_type(v) == "message.state" && v["message_id"] == m2.id.as_str()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = format!("{canary} three");
+    alice.send(&dm.id, &third).await.must("send");
+    let got = device.fetch_until(&third).await;
+    assert_eq!(bodies(&got), vec![third.clone()], "no push while live");
+
+    // Channels notify on mentions by default.
+    let channel = public_channel(alice, "general", &[bob]).await;
+    alice
+        .send(&channel.id, &format!("{canary} no mention"))
+        .await
+        .must("send");
+    let mention = format!("{canary} @bob look");
+    alice.send(&channel.id, &mention).await.must("send");
+    let got = device.fetch_until(&mention).await;
+    assert_eq!(bodies(&got), vec![mention.clone()], "only the mention");
+
+    // The relay held and logged ciphertext only.
+    let mut stored = Vec::new();
+    for entry in walk(relay.data_dir()) {
+        stored.extend(std::fs::read(entry).expect("read relay file"));
+    }
+    let needle = canary.as_bytes();
+    assert!(
+        !stored.windows(needle.len()).any(|w| w == needle),
+        "the canary is in the relay's data directory"
+    );
+    assert!(
+        !relay.output().contains(&canary),
+        "the canary is in the relay's logs"
+    );
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_registration_checks_keys_names_and_capabilities() {
+    let relay = TestRelay::start().await;
+    let (_node, cl) = setup(&["alice", "bob"]).await;
+    let (alice, bob) = (&cl[0], &cl[1]);
+    let device = Device::enrol(bob, &relay, 5).await;
+
+    // Devices are the user's own: listed for them, signed for everyone.
+    let list: Value = bob.call(Method::GET, "/devices", None).await.must("list");
+    assert_eq!(list["devices"].as_array().map(Vec::len), Some(1));
+    let error = alice
+        .call::<Value>(
+            Method::PUT,
+            &format!("/devices/{}/relay", device.id),
+            Some(json!({"relay": null})),
+        )
+        .await
+        .expect_err("not alice's device");
+    assert_eq!(
+        (error.status, error.code.as_str()),
+        (404, "not_found"),
+        "{error}"
+    );
+    let signed: confab_protocol::devices::SignedDeviceList = alice
+        .call(Method::GET, "/users/bob@local/devices", None)
+        .await
+        .must("signed list");
+    signed.verify().expect("signed by the organisation");
+    assert_eq!(signed.list.devices.len(), 1);
+    assert_eq!(signed.list.devices[0].signing_key, device.signing.public());
+
+    // Bad input: a clear error, nothing stored.
+    let bad = |name: &str, signing: String, sealing: String| json!({"name": name, "signing_key": signing, "sealing_key": sealing});
+    let other = DeviceKey::from_seed([9; 32]).public().to_string();
+    let sealing =
+        confab_protocol::devices::SealingKey::from_bytes(x25519_public([8; 32])).to_string();
+    for (body, code) in [
+        (bad("", other.clone(), sealing.clone()), "invalid_name"),
+        (
+            bad(
+                "x",
+                other.clone(),
+                confab_protocol::devices::SealingKey::from_bytes([0; 32]).to_string(),
+            ),
+            "invalid_key",
+        ),
+        (
+            bad("x", device.signing.public().to_string(), sealing.clone()),
+            "device_exists",
+        ),
+    ] {
+        let error = bob
+            .call::<Value>(Method::POST, "/devices", Some(body))
+            .await
+            .expect_err("refused");
+        assert_eq!(error.code, code, "{error}");
+    }
+    // A capability for another organisation, or signed by another key, is refused.
+    let stranger = DeviceKey::from_seed([11; 32]);
+    let push: Value = bob.call(Method::GET, "/push", None).await.must("push");
+    let org = push["org"].as_str().expect("org").parse().expect("org id");
+    for capability in [
+        CapabilityToken::issue(
+            &stranger,
+            device.queue,
+            CapabilityId::from_bytes([1; 16]),
+            org,
+            in_thirty_days(),
+        ),
+        CapabilityToken::issue(
+            &device.signing,
+            device.queue,
+            CapabilityId::from_bytes([1; 16]),
+            confab_protocol::OrgKey::from_seed([4; 32]).id(),
+            in_thirty_days(),
+        ),
+    ] {
+        let error = bob
+            .call::<Value>(
+                Method::PUT,
+                &format!("/devices/{}/relay", device.id),
+                Some(
+                    json!({"relay": {"url": device.relay, "queue": device.queue.to_string(),
+                                      "capability": capability.to_text()}}),
+                ),
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(error.code, "invalid_capability", "{error}");
+    }
+
+    // Revoked: gone from both lists, and no longer pushed to.
+    assert_eq!(
+        bob.call_empty(Method::DELETE, &format!("/devices/{}", device.id))
+            .await
+            .must("revoke"),
+        204
+    );
+    let signed: confab_protocol::devices::SignedDeviceList = alice
+        .call(Method::GET, "/users/bob@local/devices", None)
+        .await
+        .must("signed list");
+    assert!(signed.list.devices.is_empty());
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    alice.send(&dm.id, "after revocation").await.must("send");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        device.fetch().await.is_empty(),
+        "a revoked device is not pushed to"
+    );
+}
+
+/// A capability expiry within the relay's 400-day limit.
+fn in_thirty_days() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    now + 30 * 24 * 3600 * 1000
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
