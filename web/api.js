@@ -106,6 +106,12 @@ export const api = {
   editMessage: (chatId, id, body) => request("PATCH", "/chats/" + enc(chatId) + "/messages/" + enc(id), { body }),
   deleteMessage: (chatId, id) => request("DELETE", "/chats/" + enc(chatId) + "/messages/" + enc(id)),
   markRead: (chatId, messageId) => request("POST", "/chats/" + enc(chatId) + "/read", { message_id: messageId }),
+
+  // Devices and push
+  pushSettings: () => request("GET", "/push"),
+  devices: () => request("GET", "/devices"),
+  registerDevice: (fields) => request("POST", "/devices", fields),
+  setDeviceRelay: (id, relay) => request("PUT", "/devices/" + enc(id) + "/relay", { relay }),
 };
 
 /**
@@ -170,6 +176,7 @@ export class Live {
     this.pongDeadline = null;
     this.stopped = true;
     this.ready = false;
+    this.deviceId = null;
   }
 
   get open() {
@@ -227,8 +234,12 @@ export class Live {
     if (this.stopped) return;
     this.ready = false;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    let url = proto + "//" + location.host + "/api/v1/ws";
-    if (this.cursor !== null) url += "?cursor=" + encodeURIComponent(String(this.cursor));
+    const query = new URLSearchParams();
+    if (this.cursor !== null) query.set("cursor", String(this.cursor));
+    // A registered device says so: the node does not push to it while it is connected.
+    if (this.deviceId) query.set("device", this.deviceId);
+    const qs = query.toString();
+    const url = proto + "//" + location.host + "/api/v1/ws" + (qs ? "?" + qs : "");
     this.h.onStatus("connecting");
     let ws;
     try {

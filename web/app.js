@@ -46,6 +46,7 @@ import {
   unreadTotals,
 } from "./logic.js";
 import { DEFAULT_RECENT, searchEmoji } from "./emoji.js";
+import { b64decode, enrol, firstSightings, loadDevice, pullFromRelay, setPushSubscription } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -57,6 +58,7 @@ const MAX_ATTACHMENTS = 10;
 function freshState() {
   return {
     me: null,
+    device: null, // this browser as a push device of `me` (device.js), if enrolled
     users: new Map(), // user id -> User
     userFetches: new Set(),
     entries: new Map(), // chat id -> ChatListEntry
@@ -431,6 +433,7 @@ async function enterApp(me) {
   show($("app"), true);
   renderMe();
   updateNotifyButton();
+  await attachDevice();
   live.start();
   await Promise.all([loadUsers(), refreshChats(), loadPresence()]);
   const want = decodeURIComponent(location.hash.replace(/^#/, ""));
@@ -1948,6 +1951,7 @@ function onLiveOpen() {
   }
   loadPresence();
   flushQueued();
+  pullPushed();
 }
 
 function onLiveClosed() {
@@ -2071,6 +2075,94 @@ function notify(ev) {
   } catch {
     /* notifications may be unavailable here */
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// This browser as a push device (device.js, sw.js)
+
+/** If this browser is enrolled as a device of the user: say so on the WebSocket, keep the
+ *  service worker registered, and take what it hands over. */
+async function attachDevice() {
+  S.device = null;
+  try {
+    S.device = await loadDevice(S.me.id);
+  } catch {
+    /* no IndexedDB (private mode): no push on this browser */
+  }
+  live.deviceId = S.device ? S.device.id : null;
+  if (S.device && "serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/sw.js", { type: "module" }).catch(() => {});
+  }
+  renderPushStatus();
+}
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.addEventListener("message", (e) => {
+    const data = e.data || {};
+    if (data.type === "pushed") for (const m of data.messages || []) applyMessage(m, { created: true });
+    if (data.type === "open_chat" && data.chat_id && S.entries.has(data.chat_id)) openChat(data.chat_id);
+  });
+}
+
+/** On (re)connecting: whatever the relay still holds for this device came from the node too;
+ *  mark it seen (so the service worker shows no notification for it later) and drop it there. */
+async function pullPushed() {
+  if (!S.device) return;
+  try {
+    const messages = await pullFromRelay(S.device);
+    await firstSightings(messages.map((m) => m.id));
+    for (const m of messages) applyMessage(m, { created: true });
+  } catch {
+    /* the relay is down: the node has every message anyway */
+  }
+}
+
+function renderPushStatus(text) {
+  const status = $("pf-push-status");
+  if (!status) return;
+  if (text) status.textContent = text;
+  else if (S.device) status.textContent = "This browser is a push device (relay " + S.device.relay + ").";
+  else status.textContent = "Not set up on this browser.";
+  $("pf-push").textContent = S.device ? "Renew push subscription" : "Enable push on this browser";
+}
+
+/** Asked from a click, as browsers require for notification permission and push. */
+async function enablePush() {
+  try {
+    renderPushStatus("Asking for permission…");
+    if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
+    if (!S.device) {
+      renderPushStatus("Creating this browser's keys and registering with the relay…");
+      const name = (navigator.userAgentData && navigator.userAgentData.platform) || navigator.platform || "Browser";
+      S.device = await enrol(api, S.me.id, ("Browser on " + name).slice(0, 64));
+      live.deviceId = S.device.id;
+      live.reconnectNow();
+    }
+    if (!("serviceWorker" in navigator)) throw new Error("this browser has no service workers");
+    renderPushStatus("Starting the service worker…");
+    await navigator.serviceWorker.register("/sw.js", { type: "module" });
+    const registration = await navigator.serviceWorker.ready;
+    renderPushStatus("Subscribing to push…");
+    try {
+      const subscription = await withTimeout(
+        registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64decode(S.device.vapid) }),
+        PUSH_SUBSCRIBE_TIMEOUT_MS,
+      );
+      await setPushSubscription(S.device, subscription);
+      renderPushStatus("Push is on for this browser.");
+    } catch (err) {
+      renderPushStatus("Registered as a device; the browser's push service refused: " + (err && err.message ? err.message : err));
+    }
+  } catch (err) {
+    renderPushStatus("Could not set up push: " + errorText(err));
+  }
+}
+
+/** A browser without a reachable push service may never answer `subscribe`. */
+const PUSH_SUBSCRIBE_TIMEOUT_MS = 10000;
+
+function withTimeout(promise, ms) {
+  return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in " + ms / 1000 + " s")), ms))]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2349,6 +2441,7 @@ function openProfile() {
   $("pf-team").value = me.team || "";
   $("pf-dnd").checked = !!me.dnd;
   $("pf-error").textContent = "";
+  renderPushStatus();
   openDialog("dlg-profile");
   $("pf-display").focus();
 }
@@ -2677,6 +2770,7 @@ function wire() {
   $("btn-new-dm").addEventListener("click", openNewDm);
   $("btn-switch").addEventListener("click", openSwitcher);
   $("btn-notify").addEventListener("click", askNotifyPermission);
+  $("pf-push").addEventListener("click", enablePush);
   $("form-channel").addEventListener("submit", submitCreateChannel);
   $("form-dm").addEventListener("submit", submitNewDm);
   $("form-topic").addEventListener("submit", submitTopic);
@@ -2754,6 +2848,12 @@ function wire() {
   });
   window.addEventListener("focus", maybeMarkRead);
   window.addEventListener("online", () => live.reconnectNow());
+  // Leaving the page may keep it alive in the back/forward cache with its WebSocket open, and
+  // a device with an open socket is not pushed to: close it, and reconnect if the page returns.
+  window.addEventListener("pagehide", () => live.stop());
+  window.addEventListener("pageshow", (e) => {
+    if (e.persisted && S.me) live.start();
+  });
   setUnauthenticatedHandler(sessionEnded);
 }
 

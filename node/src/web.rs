@@ -11,7 +11,34 @@ pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
-const FILES: [(&str, &str, &str); 8] = [
+/// [`CONTENT_SECURITY_POLICY`] that also lets the page and its service worker reach the node's
+/// default relay (`[push] default_relay_url`), the one relay the client enrols with.
+pub fn content_security_policy(relay_url: Option<&str>) -> String {
+    match relay_url.and_then(origin_of) {
+        Some(origin) => CONTENT_SECURITY_POLICY.replace(
+            "connect-src 'self'",
+            &format!("connect-src 'self' {origin}"),
+        ),
+        None => CONTENT_SECURITY_POLICY.to_string(),
+    }
+}
+
+/// `scheme://host[:port]` of an http(s) URL made only of URL-safe characters; `None` otherwise
+/// (nothing odd may reach the header).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split('/').next()?;
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if authority.is_empty() || !authority.chars().all(safe) {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+const FILES: [(&str, &str, &str); 10] = [
     (
         "/index.html",
         "text/html; charset=utf-8",
@@ -48,29 +75,45 @@ const FILES: [(&str, &str, &str); 8] = [
         include_str!("../../web/watch.js"),
     ),
     (
+        "/device.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/device.js"),
+    ),
+    (
+        "/sw.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/sw.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("../../web/style.css"),
     ),
 ];
 
-fn serve(content_type: &'static str, body: &'static str) -> Response {
+fn serve(content_type: &'static str, body: &'static str, policy: HeaderValue) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(relay_url: Option<&str>) -> Router<AppState> {
+    let policy = HeaderValue::from_str(&content_security_policy(relay_url))
+        .unwrap_or_else(|_| HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     let mut router = Router::new();
     for (path, content_type, body) in FILES {
-        router = router.route(path, get(move || async move { serve(content_type, body) }));
+        let policy = policy.clone();
+        router = router.route(
+            path,
+            get(move || async move { serve(content_type, body, policy) }),
+        );
     }
     let (_, content_type, body) = FILES[0];
-    router.route("/", get(move || async move { serve(content_type, body) }))
+    router.route(
+        "/",
+        get(move || async move { serve(content_type, body, policy) }),
+    )
 }

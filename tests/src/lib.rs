@@ -22,7 +22,15 @@ pub const PASSWORD: &str = "correct horse battery";
 /// Starts a node and registers `names` in order (the first becomes admin), each with its own
 /// session. Panics with the API error if a registration fails.
 pub async fn node_with_users(names: &[&str]) -> (TestNode, Vec<Client>) {
-    let node = TestNode::start().await;
+    node_with_users_opts(names, node::NodeOptions::default()).await
+}
+
+/// [`node_with_users`] for a node started with `opts`.
+pub async fn node_with_users_opts(
+    names: &[&str],
+    opts: node::NodeOptions,
+) -> (TestNode, Vec<Client>) {
+    let node = TestNode::start_with(opts).await;
     let mut clients = Vec::new();
     for n in names {
         let c = Client::for_node(&node);

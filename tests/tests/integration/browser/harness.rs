@@ -644,3 +644,43 @@ pub async fn upload_media(client: &crate::common::Client, name: &str, bytes: Vec
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     v["attachment"].clone()
 }
+
+/// A Chrome DevTools Protocol command sent through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct CdpCommand {
+    cmd: String,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"cmd": self.cmd, "params": self.params}).to_string()),
+        )
+    }
+}
+
+impl Browser {
+    /// Runs a DevTools command (e.g. `ServiceWorker.deliverPushMessage`) in this browser.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, String> {
+        self.wd
+            .issue_cmd(CdpCommand {
+                cmd: cmd.to_string(),
+                params,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -8,6 +8,7 @@
 
 mod harness;
 mod media;
+mod push;
 mod xss;
 
 use std::time::Duration;

@@ -1,0 +1,157 @@
+//! Push in the browser: the profile dialog enrols this browser as a device (WebCrypto keys,
+//! a relay queue, a capability for the node), the service worker, woken by DevTools'
+//! `ServiceWorker.deliverPushMessage` as a push service would wake it, fetches and opens the
+//! sealed envelope and shows one notification for the message; the relay read none of it.
+
+use std::time::{Duration, Instant};
+
+use confab_tests::relay::TestRelay;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// The notifications the page's service worker shows, as `title|body`.
+const NOTIFICATIONS: &str = "navigator.serviceWorker.getRegistration()\
+    .then(r => r ? r.getNotifications() : [])\
+    .then(ns => ns.map(n => n.title + '|' + n.body))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_service_worker_shows_a_pushed_message_once() {
+    let relay = TestRelay::start().await;
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(
+        config.path(),
+        format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url()),
+    )
+    .expect("write config");
+    let opts = NodeOptions {
+        extra_args: vec!["--config".into(), config.path().display().to_string()],
+        ..NodeOptions::default()
+    };
+    let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
+    let (alice, bob_api) = (&clients[0], &clients[1]);
+    let base = node.base_url();
+    let driver = Driver::start().await;
+    let bob = Browser::open(&driver, "bob", BrowserOpts::default()).await;
+    bob.cdp(
+        "Browser.grantPermissions",
+        json!({"origin": base, "permissions": ["notifications"]}),
+    )
+    .await
+    .expect("grant notifications");
+    bob.sign_in(&base, "bob", PASSWORD).await;
+
+    // Enrol from the profile dialog (a click, as browsers require).
+    bob.click("#btn-profile").await;
+    bob.click("#pf-push").await;
+    let status = bob
+        .wait(
+            "the device to be set up",
+            "(t => /push is on|registered as a device/i.test(t) && t)(document.getElementById('pf-push-status').textContent)",
+        )
+        .await;
+    let devices: Value = bob_api
+        .call(Method::GET, "/devices", None)
+        .await
+        .must("devices");
+    let device = &devices["devices"][0];
+    assert_eq!(device["relay"]["url"], relay.url(), "{devices} ({status})");
+    bob.wait(
+        "the service worker",
+        "navigator.serviceWorker.getRegistration().then(r => !!(r && r.active))",
+    )
+    .await;
+    bob.assert_clean("push enrolment").await;
+
+    // Bob closes the app (the service worker stays); alice writes.
+    bob.goto(&format!("{base}/style.css")).await;
+    // The app closes its socket when the page is hidden (even into the back/forward cache).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let devices: Value = bob_api
+            .call(Method::GET, "/devices", None)
+            .await
+            .must("devices");
+        if devices["devices"][0]["live"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the device stayed live: {devices}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let canary = format!("canary{:016x}", fastrand::u64(..));
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let text = format!("are you there? {canary}");
+    let message = alice.send(&dm.id, &text).await.must("send");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alice
+        .get_message(&dm.id, &message.id)
+        .await
+        .must("get")
+        .state
+        != "notification_sent"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node never pushed the message:\n{}",
+            node.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The push service's wake-up (content-free, like the relay's), delivered by DevTools.
+    deliver_push(&bob, &base).await;
+    let shown = bob
+        .wait(
+            "the notification",
+            &format!("{NOTIFICATIONS}.then(ns => ns.length ? ns : null)"),
+        )
+        .await;
+    assert_eq!(shown, json!([format!("alice@local|{text}")]));
+
+    // A second wake-up finds nothing new: still one notification.
+    deliver_push(&bob, &base).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bob.eval(NOTIFICATIONS).await, shown);
+
+    // Back in the app, the message is there once.
+    bob.goto(&format!("{base}/#{}", dm.id)).await;
+    bob.wait_live().await;
+    bob.open_chat(&dm.id).await;
+    bob.wait_message(&text).await;
+    assert_eq!(bob.count_messages(&text).await, 1);
+    bob.assert_clean("after the push").await;
+
+    // The relay held ciphertext only.
+    assert!(
+        !relay.output().contains(&canary),
+        "the canary is in the relay's logs"
+    );
+    bob.close().await;
+}
+
+/// `ServiceWorker.deliverPushMessage` needs the registration id, which DevTools reports only
+/// as events chromedriver does not relay; a fresh profile's first registration has a small id.
+async fn deliver_push(browser: &Browser, origin: &str) {
+    browser
+        .cdp("ServiceWorker.enable", json!({}))
+        .await
+        .expect("ServiceWorker.enable");
+    let mut errors = Vec::new();
+    for id in 0..8 {
+        match browser
+            .cdp(
+                "ServiceWorker.deliverPushMessage",
+                json!({"origin": origin, "registrationId": id.to_string(), "data": "{\"v\":1,\"pending\":1}"}),
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => errors.push(e),
+        }
+    }
+    panic!("no service worker registration took the push: {errors:?}");
+}
