@@ -257,6 +257,53 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_down() {
+    let relay = TestRelay::start().await;
+    let (mut node, cl) = setup(&["alice", "bob"]).await;
+    let (alice, bob) = (&cl[0], &cl[1]);
+    let device = Device::enrol(bob, &relay, 7).await;
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let m = alice
+            .send(&dm.id, &format!("while you were out {i}"))
+            .await
+            .must("send");
+        sent.push(m.id);
+    }
+    // Every message was handed to the relay before the node goes down.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for id in &sent {
+        while alice.get_message(&dm.id, id).await.must("get").state != "notification_sent" {
+            assert!(Instant::now() < deadline, "message {id} was never pushed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    node.kill9();
+
+    let mut got: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < sent.len() {
+        got.extend(
+            device
+                .fetch()
+                .await
+                .iter()
+                .map(|p| p["message"]["id"].as_str().unwrap_or_default().to_string()),
+        );
+        assert!(Instant::now() < deadline, "only {got:?} of {sent:?}");
+    }
+    got.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got, want, "each message exactly once, with the node down");
+    assert!(
+        device.fetch().await.is_empty(),
+        "acknowledged envelopes are gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_registration_checks_keys_names_and_capabilities() {
     let relay = TestRelay::start().await;
     let (_node, cl) = setup(&["alice", "bob"]).await;
