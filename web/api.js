@@ -112,6 +112,7 @@ export const api = {
   devices: () => request("GET", "/devices"),
   registerDevice: (fields) => request("POST", "/devices", fields),
   setDeviceRelay: (id, relay) => request("PUT", "/devices/" + enc(id) + "/relay", { relay }),
+  removeDevice: (id) => request("DELETE", "/devices/" + enc(id)),
 };
 
 /**

@@ -46,7 +46,7 @@ import {
   unreadTotals,
 } from "./logic.js";
 import { DEFAULT_RECENT, searchEmoji } from "./emoji.js";
-import { b64decode, enrol, firstSightings, loadDevice, pullFromRelay, setPushSubscription } from "./device.js";
+import { b64decode, enrol, firstSightings, loadDevice, pullFromRelay, retire, setPushSubscription } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -2126,6 +2126,46 @@ function renderPushStatus(text) {
   $("pf-push").textContent = S.device ? "Renew push subscription" : "Enable push on this browser";
 }
 
+/** The user's push devices, each with a Remove button (this browser's removal also deletes
+ *  its relay queue and its keys). */
+async function renderDevices() {
+  const list = $("pf-devices");
+  list.replaceChildren();
+  let devices = [];
+  try {
+    devices = (await api.devices()).devices || [];
+  } catch {
+    return;
+  }
+  for (const d of devices) {
+    const mine = S.device && S.device.id === d.id;
+    const label = d.name + (mine ? " (this browser)" : "") + " · since " + new Date(d.created_ms).toLocaleDateString();
+    list.appendChild(
+      h("li", { class: "device", dataset: { id: d.id } }, h("span", { text: label }), h("button", { type: "button", class: "ghost small", text: "Remove", onclick: () => removeDevice(d.id) })),
+    );
+  }
+}
+
+async function removeDevice(id) {
+  try {
+    await api.removeDevice(id);
+    if (S.device && S.device.id === id) {
+      const device = S.device;
+      S.device = null;
+      live.deviceId = null;
+      const registration = "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration() : null;
+      const subscription = registration ? await registration.pushManager.getSubscription() : null;
+      if (subscription) await subscription.unsubscribe().catch(() => {});
+      await retire(device).catch(() => {});
+      live.reconnectNow();
+    }
+    renderPushStatus();
+  } catch (err) {
+    renderPushStatus("Could not remove the device: " + errorText(err));
+  }
+  renderDevices();
+}
+
 /** Asked from a click, as browsers require for notification permission and push. */
 async function enablePush() {
   try {
@@ -2153,6 +2193,7 @@ async function enablePush() {
     } catch (err) {
       renderPushStatus("Registered as a device; the browser's push service refused: " + (err && err.message ? err.message : err));
     }
+    renderDevices();
   } catch (err) {
     renderPushStatus("Could not set up push: " + errorText(err));
   }
@@ -2442,6 +2483,7 @@ function openProfile() {
   $("pf-dnd").checked = !!me.dnd;
   $("pf-error").textContent = "";
   renderPushStatus();
+  renderDevices();
   openDialog("dlg-profile");
   $("pf-display").focus();
 }

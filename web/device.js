@@ -239,6 +239,15 @@ export async function enrol(api, userId, name) {
   return device;
 }
 
+/** Deletes the device's queue at its relay (everything in it goes) and forgets the device here. */
+export async function retire(device) {
+  try {
+    await relayPost(device.relay, "/v1/queues/" + device.queue + "/delete", { auth: await auth(device, "manage") });
+  } finally {
+    await forgetDevice();
+  }
+}
+
 /** Hands the relay this browser's push subscription (or null to stop pushes). */
 export async function setPushSubscription(device, subscription) {
   const body = { auth: await auth(device, "manage"), subscription: subscription ? subscription.toJSON() : null };

@@ -125,6 +125,27 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     assert_eq!(bob.count_messages(&text).await, 1);
     bob.assert_clean("after the push").await;
 
+    // Removing this browser from the profile dialog forgets it on the node and at the relay.
+    bob.click("#btn-profile").await;
+    bob.wait(
+        "this browser in the device list",
+        "[...document.querySelectorAll('#pf-devices li')].some(li => li.textContent.includes('(this browser)'))",
+    )
+    .await;
+    bob.screenshot("12-push-devices").await;
+    bob.click("#pf-devices li button").await;
+    bob.wait(
+        "the device list to empty",
+        "document.querySelectorAll('#pf-devices li').length === 0 && /not set up/i.test(document.getElementById('pf-push-status').textContent)",
+    )
+    .await;
+    let devices: Value = bob_api
+        .call(Method::GET, "/devices", None)
+        .await
+        .must("devices");
+    assert_eq!(devices["devices"], json!([]));
+    bob.assert_clean("device removed").await;
+
     // The relay held ciphertext only.
     assert!(
         !relay.output().contains(&canary),
