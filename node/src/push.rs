@@ -259,10 +259,12 @@ impl Pusher {
 
     /// The offline, relay-registered devices of the members this message notifies.
     fn targets(&self, message: &MessageView) -> Result<Vec<DeviceRecord>, PushError> {
-        let relayed = match self.relayed.read() {
-            Ok(relayed) if !relayed.is_empty() => relayed.clone(),
-            _ => return Ok(Vec::new()),
+        let Ok(relayed) = self.relayed.read() else {
+            return Ok(Vec::new());
         };
+        if relayed.is_empty() {
+            return Ok(Vec::new());
+        }
         let store: &dyn KvRead = self.store.as_ref();
         let Some(chat) = views::chat(store, &message.chat_id)? else {
             return Ok(Vec::new());

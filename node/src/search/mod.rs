@@ -27,7 +27,8 @@
 //! after a tantivy commit, which writes segment files and fsyncs them (milliseconds to tens of
 //! milliseconds) and, done often, makes many small segments to merge. So [`SearchIndex::commit`]
 //! only *requests* a commit and returns at once; a background thread (`confab-search-commit`)
-//! commits at most every [`COMMIT_INTERVAL`] and reloads the reader. Read-your-writes still
+//! commits at most every [`COMMIT_INTERVAL`] (every [`COMMIT_INTERVAL_QUIET`] while fewer than
+//! [`COMMIT_WRITES_EARLY`] writes are pending) and reloads the reader. Read-your-writes still
 //! holds: a [`SearchIndex::search`] that starts after `commit()` returned waits for the commit
 //! covering it (and asks the thread to do it now rather than at the end of the interval), so
 //! `upsert → commit → search` always finds the message. Dropping the index commits what is
@@ -86,12 +87,18 @@ pub const MAX_OFFSET: usize = 10_000;
 pub const MAX_QUERY_TERMS: usize = 32;
 /// Longest snippet, in characters (roughly: tantivy cuts at token boundaries).
 pub const SNIPPET_MAX_CHARS: usize = 200;
-/// The background thread commits at most this often unless a search is waiting. A search
-/// never misses a write for it (it asks for the commit it needs), so this only trades the
-/// cost of commits (segment files, fsyncs, merges: about 3 ms of CPU each) against how much
-/// a waiting search may have to commit. 2 s was tried: each commit then came as one burst of
-/// CPU and disk writes, and the flood benchmark's p99 doubled.
+/// The background thread commits at most this often unless a search is waiting, once
+/// [`COMMIT_WRITES_EARLY`] writes are pending. A search never misses a write for it (it asks
+/// for the commit it needs), so this only trades the cost of commits (segment files, fsyncs,
+/// merges: about 3 ms of CPU each) against how much one commit has to write. 2 s for every
+/// commit was tried: under load each commit then came as one burst of CPU and disk writes, and
+/// the flood benchmark's p99 doubled.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// With fewer writes pending, commits wait this long: a quiet node does not pay a commit for
+/// every few messages.
+pub const COMMIT_INTERVAL_QUIET: Duration = Duration::from_secs(2);
+/// Writes pending that make the next commit come after [`COMMIT_INTERVAL`].
+pub const COMMIT_WRITES_EARLY: u64 = 500;
 /// A search waits at most this long for the commit that makes earlier writes visible.
 const VISIBILITY_WAIT: Duration = Duration::from_secs(10);
 /// Words longer than this (bytes) are not indexed.
@@ -279,6 +286,8 @@ struct Inner {
     reader: IndexReader,
     state: Mutex<CommitState>,
     changed: Condvar,
+    /// Adds and deletes since the last commit started (they decide how soon it comes).
+    writes_pending: std::sync::atomic::AtomicU64,
     /// The mark of the last commit: carried into commits that set none, since every tantivy
     /// commit replaces the payload.
     last_mark: Mutex<Option<u64>>,
@@ -334,6 +343,7 @@ impl SearchIndex {
             reader,
             state: Mutex::new(CommitState::default()),
             changed: Condvar::new(),
+            writes_pending: std::sync::atomic::AtomicU64::new(0),
         });
         let thread_inner = Arc::clone(&inner);
         let committer = std::thread::Builder::new()
@@ -371,6 +381,9 @@ impl SearchIndex {
             document.add_text(fields.body, &doc.body);
             writer.add_document(document)?;
         }
+        self.inner
+            .writes_pending
+            .fetch_add(docs.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -383,6 +396,9 @@ impl SearchIndex {
             .read()
             .map_err(|_| SearchError::Poisoned)?;
         writer.delete_term(Term::from_field_bytes(self.inner.fields.key, &key));
+        self.inner
+            .writes_pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -876,8 +892,17 @@ fn commit_loop(inner: &Inner) {
         }
         // Rate-limit unless a search waits or we are stopping.
         if let Some(last) = last_commit {
-            let due = last + COMMIT_INTERVAL;
             while !state.urgent && !state.shutdown {
+                let due = last
+                    + if inner
+                        .writes_pending
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        >= COMMIT_WRITES_EARLY
+                    {
+                        COMMIT_INTERVAL
+                    } else {
+                        COMMIT_INTERVAL_QUIET
+                    };
                 let now = Instant::now();
                 if now >= due {
                     break;
@@ -891,6 +916,9 @@ fn commit_loop(inner: &Inner) {
         let target = state.requested;
         let mark = state.mark.take();
         state.urgent = false;
+        inner
+            .writes_pending
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         drop(state);
 
         let result = inner.commit_now(mark);
