@@ -2,7 +2,7 @@
 // `{"v":1,"pending":N}`), fetches and opens the sealed envelopes, and shows one notification per
 // message it has not shown before. Clicking a notification opens its chat.
 
-import { firstSightings, loadAnyDevice, pullFromRelay, setPushSubscription } from "./device.js";
+import { b64decode, firstSightings, loadAnyDevice, pullFromRelay, setPushSubscription } from "./device.js";
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
@@ -17,7 +17,7 @@ async function onPush() {
   let messages = [];
   try {
     messages = await pullFromRelay(device);
-  } catch (err) {
+  } catch {
     // A push must show something (userVisibleOnly); say there is news without content.
     await self.registration.showNotification("Confab", { body: "New messages", tag: "confab-pending" });
     return;
@@ -59,8 +59,7 @@ self.addEventListener("pushsubscriptionchange", (event) => {
     (async () => {
       const device = await loadAnyDevice();
       if (!device || !device.vapid) return;
-      const key = Uint8Array.from(atob(device.vapid.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
-      const subscription = await self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      const subscription = await self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64decode(device.vapid) });
       await setPushSubscription(device, subscription);
     })(),
   );
