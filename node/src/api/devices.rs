@@ -5,7 +5,6 @@ use super::{AppState, CurrentUser, JsonBody};
 use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{now_ms, DeviceRecord, RelayRegistration};
-use crate::store::Tree;
 use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -283,10 +282,7 @@ fn refresh_pusher(state: &AppState, user: &UserId) {
 
 /// The organisation key (made by the engine on first start).
 fn org_key(state: &AppState) -> ApiResult<OrgKey> {
-    let seed = state
-        .store
-        .get(Tree::Meta, b"org_key")?
-        .and_then(|seed| <[u8; 32]>::try_from(seed.as_slice()).ok())
-        .ok_or_else(|| ApiError::internal("organisation key missing"))?;
-    Ok(OrgKey::from_seed(seed))
+    crate::engine::read_org_key(state.store.as_ref())
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("organisation key missing"))
 }

@@ -3,7 +3,6 @@
 
 use super::{json, Engine, Tx};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{Audience, EventBody};
 use crate::model::{keys, DeviceRecord, MessageState, RelayRegistration};
 use crate::store::Tree;
 use crate::views;
@@ -74,24 +73,9 @@ impl Engine {
         chat: &ChatId,
         message: &MessageId,
     ) -> ApiResult<()> {
-        let Some(mut view) = views::message(&self.reads(), chat, message)? else {
-            return Ok(());
-        };
-        if view.state != MessageState::Sent {
-            return Ok(());
+        if let Some(view) = views::message(&self.reads(), chat, message)? {
+            self.advance_state(tx, view, MessageState::NotificationSent);
         }
-        view.state = MessageState::NotificationSent;
-        tx.batch
-            .put(Tree::Messages, keys::message(chat, message), json(&view));
-        self.emit(
-            tx,
-            Audience::User(view.author.clone()),
-            EventBody::MessageState {
-                chat_id: *chat,
-                message_id: *message,
-                state: MessageState::NotificationSent,
-            },
-        );
         Ok(())
     }
 }

@@ -290,11 +290,19 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// The organisation key, if the store has one.
+pub fn read_org_key(store: &dyn KvRead) -> Result<Option<OrgKey>, StartError> {
+    let Some(seed) = store.get(Tree::Meta, b"org_key")? else {
+        return Ok(None);
+    };
+    let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| StartError::BadKey)?;
+    Ok(Some(OrgKey::from_seed(seed)))
+}
+
 /// Loads the organisation key from the store, creating and flushing it on first start.
 pub async fn load_or_create_org_key(store: &dyn KvStore) -> Result<OrgKey, StartError> {
-    if let Some(seed) = store.get(Tree::Meta, b"org_key")? {
-        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| StartError::BadKey)?;
-        return Ok(OrgKey::from_seed(seed));
+    if let Some(key) = read_org_key(store)? {
+        return Ok(key);
     }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
@@ -2078,27 +2086,16 @@ impl Engine {
             std::ops::Bound::Excluded(keys::message(chat, &p))
         });
         let end = std::ops::Bound::Included(keys::message(chat, message));
-        for (key, value) in self
+        for (_, value) in self
             .reads()
             .range(Tree::Messages, (start, end), true, 1000)?
         {
-            let Ok(mut view) = serde_json::from_slice::<MessageView>(&value) else {
+            let Ok(view) = serde_json::from_slice::<MessageView>(&value) else {
                 continue;
             };
-            if &view.author == user || view.state >= MessageState::Viewed {
-                continue;
+            if &view.author != user {
+                self.advance_state(tx, view, MessageState::Viewed);
             }
-            view.state = MessageState::Viewed;
-            tx.batch.put(Tree::Messages, key, json(&view));
-            self.emit(
-                tx,
-                Audience::User(view.author.clone()),
-                EventBody::MessageState {
-                    chat_id: *chat,
-                    message_id: view.id,
-                    state: MessageState::Viewed,
-                },
-            );
         }
         Ok(())
     }
@@ -2110,24 +2107,34 @@ impl Engine {
         message: &MessageId,
         by: &UserId,
     ) -> ApiResult<()> {
-        let Some(mut view) = views::message(&self.reads(), chat, message)? else {
-            return Ok(());
-        };
-        if &view.author == by || view.state >= MessageState::Received {
-            return Ok(());
+        if let Some(view) = views::message(&self.reads(), chat, message)? {
+            if &view.author != by {
+                self.advance_state(tx, view, MessageState::Received);
+            }
         }
-        view.state = MessageState::Received;
-        tx.batch
-            .put(Tree::Messages, keys::message(chat, message), json(&view));
+        Ok(())
+    }
+
+    /// Moves a message's delivery state forward to `to` (a state never moves back) and tells
+    /// its author.
+    fn advance_state(&mut self, tx: &mut Tx, mut view: MessageView, to: MessageState) {
+        if view.state >= to {
+            return;
+        }
+        view.state = to;
+        tx.batch.put(
+            Tree::Messages,
+            keys::message(&view.chat_id, &view.id),
+            json(&view),
+        );
         self.emit(
             tx,
             Audience::User(view.author.clone()),
             EventBody::MessageState {
-                chat_id: *chat,
-                message_id: *message,
-                state: MessageState::Received,
+                chat_id: view.chat_id,
+                message_id: view.id,
+                state: to,
             },
         );
-        Ok(())
     }
 }
