@@ -66,8 +66,12 @@ impl OrgKey {
     }
 
     pub fn sign(&self, domain: Domain, payload: &[u8]) -> Signature {
-        let message = signed_message(domain, payload);
-        Signature(self.signing.sign(&message).to_bytes())
+        sign_in_context(&self.signing, domain.context(), payload)
+    }
+
+    /// Signs under another context string (the relay's domains, `crate::relay`).
+    pub(crate) fn sign_context(&self, context: &[u8], payload: &[u8]) -> Signature {
+        sign_in_context(&self.signing, context, payload)
     }
 }
 
@@ -84,14 +88,29 @@ pub fn verify(
     payload: &[u8],
     signature: &Signature,
 ) -> Result<(), SignatureError> {
-    let key = VerifyingKey::from_bytes(signer.as_bytes()).map_err(|_| SignatureError::BadKey)?;
+    verify_in_context(signer.as_bytes(), domain.context(), payload, signature)
+}
+
+/// Signs `context ‖ 0x00 ‖ payload`.
+pub(crate) fn sign_in_context(key: &SigningKey, context: &[u8], payload: &[u8]) -> Signature {
+    Signature(key.sign(&in_context(context, payload)).to_bytes())
+}
+
+/// Verifies a signature by the ed25519 public key `signer` over `context ‖ 0x00 ‖ payload`,
+/// strictly.
+pub(crate) fn verify_in_context(
+    signer: &[u8; 32],
+    context: &[u8],
+    payload: &[u8],
+    signature: &Signature,
+) -> Result<(), SignatureError> {
+    let key = VerifyingKey::from_bytes(signer).map_err(|_| SignatureError::BadKey)?;
     let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(&signed_message(domain, payload), &signature)
+    key.verify_strict(&in_context(context, payload), &signature)
         .map_err(|_| SignatureError::Invalid)
 }
 
-fn signed_message(domain: Domain, payload: &[u8]) -> Vec<u8> {
-    let context = domain.context();
+fn in_context(context: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(context.len() + 1 + payload.len());
     message.extend_from_slice(context);
     message.push(0);

@@ -18,10 +18,10 @@
 //! base32hex (like every id in [`crate::ids`]) and byte strings in unpadded base64url.
 
 use crate::ids::{malformed, IdError, OrgId};
-use crate::keys::{OrgKey, Signature, SignatureError};
+use crate::keys::{sign_in_context, verify_in_context, OrgKey, Signature, SignatureError};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -51,18 +51,8 @@ impl RelayDomain {
     }
 }
 
-fn signed_message(domain: RelayDomain, payload: &[u8]) -> Vec<u8> {
-    let context = domain.context();
-    let mut message = Vec::with_capacity(context.len() + 1 + payload.len());
-    message.extend_from_slice(context);
-    message.push(0);
-    message.extend_from_slice(payload);
-    message
-}
-
 fn sign_with(seed: &[u8; 32], domain: RelayDomain, payload: &[u8]) -> Signature {
-    let key = SigningKey::from_bytes(seed);
-    Signature(key.sign(&signed_message(domain, payload)).to_bytes())
+    sign_in_context(&SigningKey::from_bytes(seed), domain.context(), payload)
 }
 
 /// Verifies `signature` by the ed25519 public key `signer` over `payload` in `domain`, strictly.
@@ -72,15 +62,12 @@ pub fn verify(
     payload: &[u8],
     signature: &Signature,
 ) -> Result<(), SignatureError> {
-    let key = VerifyingKey::from_bytes(signer).map_err(|_| SignatureError::BadKey)?;
-    let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(&signed_message(domain, payload), &signature)
-        .map_err(|_| SignatureError::Invalid)
+    verify_in_context(signer, domain.context(), payload, signature)
 }
 
 /// Signs in a relay domain with an organisation key.
 pub fn org_sign(org: &OrgKey, domain: RelayDomain, payload: &[u8]) -> Signature {
-    sign_with(&org.seed(), domain, payload)
+    org.sign_context(domain.context(), payload)
 }
 
 // ------------------------------------------------------------------------------------------------
