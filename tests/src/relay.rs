@@ -2,6 +2,7 @@
 //! output kept (tests search it, e.g. for message canaries). Killed on drop.
 
 use crate::node::find_binary;
+use anyhow::Context;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,9 +20,11 @@ pub struct TestRelay {
 }
 
 impl TestRelay {
-    pub async fn start() -> TestRelay {
-        let bin = find_binary("confab-relay", "CONFAB_RELAY_BIN").unwrap_or_else(|e| panic!("{e}"));
-        let data = tempfile::tempdir().expect("relay data dir");
+    /// Starts the relay; fails with the reason (the binary missing, a spawn error, no
+    /// `listening` line within the start timeout).
+    pub async fn start() -> anyhow::Result<TestRelay> {
+        let bin = find_binary("confab-relay", "CONFAB_RELAY_BIN").map_err(anyhow::Error::msg)?;
+        let data = tempfile::tempdir().context("relay data dir")?;
         let mut child = Command::new(&bin)
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -32,39 +35,33 @@ impl TestRelay {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+            .with_context(|| format!("spawn {}", bin.display()))?;
         let output = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        let stdout = child.stdout.take().expect("stdout");
-        let kept = output.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let mut tx = Some(tx);
+        if let Some(stdout) = child.stdout.take() {
+            keep_lines(stdout, output.clone(), move |line| {
                 if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(url.trim().to_string());
                     }
                 }
-                kept.lock().expect("log").push(line);
-            }
-        });
-        let stderr = child.stderr.take().expect("stderr");
-        let kept = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().expect("log").push(line);
-            }
-        });
-        let url = tokio::time::timeout(START_TIMEOUT, rx)
-            .await
-            .expect("relay did not start in time")
-            .expect("relay exited before listening");
-        TestRelay {
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            keep_lines(stderr, output.clone(), |_| {});
+        }
+        let mut relay = TestRelay {
             child: Some(child),
             data,
-            url,
+            url: String::new(),
             output,
-        }
+        };
+        relay.url = tokio::time::timeout(START_TIMEOUT, rx)
+            .await
+            .context("the relay did not start in time")?
+            .with_context(|| format!("the relay exited before listening:\n{}", relay.output()))?;
+        Ok(relay)
     }
 
     pub fn url(&self) -> &str {
@@ -77,8 +74,29 @@ impl TestRelay {
 
     /// Everything the relay printed so far (stdout and stderr).
     pub fn output(&self) -> String {
-        self.output.lock().expect("log").join("\n")
+        lock(&self.output).join("\n")
     }
+}
+
+/// Keeps every line of `stream` in `output`, showing each to `look` first.
+fn keep_lines(
+    stream: impl std::io::Read + Send + 'static,
+    output: Arc<Mutex<Vec<String>>>,
+    mut look: impl FnMut(&str) + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            look(&line);
+            lock(&output).push(line);
+        }
+    });
+}
+
+/// The output log; a thread that panicked while holding it left whole lines behind.
+fn lock(output: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    output
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for TestRelay {

@@ -183,7 +183,7 @@ fn bodies(payloads: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_relay_reads_none() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::start().await.expect("start a relay");
     let (node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let canary = format!("canary{:016x}", fastrand::u64(..));
@@ -258,7 +258,7 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_down() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::start().await.expect("start a relay");
     let (mut node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let device = Device::enrol(bob, &relay, 7).await;
@@ -305,7 +305,7 @@ async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_registration_checks_keys_names_and_capabilities() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::start().await.expect("start a relay");
     let (_node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let device = Device::enrol(bob, &relay, 5).await;

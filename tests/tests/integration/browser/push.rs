@@ -18,7 +18,7 @@ const NOTIFICATIONS: &str = "navigator.serviceWorker.getRegistration()\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_service_worker_shows_a_pushed_message_once() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::start().await.expect("start a relay");
     let config = tempfile::NamedTempFile::new().expect("config file");
     std::fs::write(
         config.path(),
