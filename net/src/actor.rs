@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use confab_protocol::ChatId;
+use confab_protocol::{ChatId, DocId, DocKind};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
 use libp2p::identity::Keypair;
@@ -16,7 +16,7 @@ use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
-use crate::catchup::{CatchupCodec, CatchupResponse, Refusal, PROTOCOL};
+use crate::catchup::{CatchupCodec, CatchupRequest, CatchupResponse, Refusal, Request, PROTOCOL};
 use crate::config::NetConfig;
 use crate::consent::Consent;
 use crate::gossip;
@@ -51,6 +51,9 @@ pub(crate) struct Actor {
     weak_tx: mpsc::WeakSender<Command>,
     peers: HashMap<PeerId, PeerState>,
     topics: HashMap<TopicHash, ChatId>,
+    /// Former members per chat topic: admitted to catch-up of the chat's control document only
+    /// (never to the topic). Chats without former members have no entry.
+    former_members: HashMap<TopicHash, HashSet<PeerId>>,
     listen_addrs: Vec<Multiaddr>,
     pending_responses: HashMap<u64, ResponseChannel<CatchupResponse>>,
     next_response_id: u64,
@@ -119,6 +122,7 @@ impl Actor {
             weak_tx,
             peers: HashMap::new(),
             topics: HashMap::new(),
+            former_members: HashMap::new(),
             listen_addrs: Vec::new(),
             pending_responses: HashMap::new(),
             next_response_id: 0,
@@ -258,6 +262,9 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.set_members(chat, members));
+            }
+            Command::SetChannelFormerMembers { chat, peers, reply } => {
+                let _ = reply.send(self.set_former_members(chat, peers));
             }
             Command::Publish { chat, data, reply } => {
                 let topic = self.topic(&chat);
@@ -435,6 +442,34 @@ impl Actor {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
         Ok(())
+    }
+
+    /// Sets the former members of `chat`: they may fetch its control document by catch-up,
+    /// nothing else (the gossip filter does not know them). Bounded like [`Self::set_members`].
+    fn set_former_members(&mut self, chat: ChatId, peers: Vec<PeerId>) -> Result<(), NetError> {
+        if peers.len() > self.config.max_allowed_peers {
+            return Err(NetError::Limit("channel former members"));
+        }
+        let topic = self.topic(&chat);
+        let peers: HashSet<PeerId> = peers.into_iter().collect();
+        if peers.is_empty() {
+            self.former_members.remove(&topic);
+        } else {
+            self.former_members.insert(topic, peers);
+        }
+        Ok(())
+    }
+
+    /// Whether `peer` may ask for `doc` by catch-up: a member of the document's chat may ask
+    /// for any of its documents, a former member for its control document only.
+    fn may_catch_up(&self, peer: &PeerId, doc: &DocId) -> bool {
+        let topic = self.topic(&doc.chat);
+        self.swarm.behaviour().gossip.is_member(&topic, peer)
+            || (doc.kind == DocKind::Control
+                && self
+                    .former_members
+                    .get(&topic)
+                    .is_some_and(|former| former.contains(peer)))
     }
 
     async fn report_validation(&mut self, id: MessageHash, source: PeerId, validation: Validation) {
@@ -636,49 +671,19 @@ impl Actor {
         }
     }
 
-    async fn on_catchup_event(
-        &mut self,
-        event: request_response::Event<crate::catchup::CatchupRequest, CatchupResponse>,
-    ) {
+    async fn on_catchup_event(&mut self, event: request_response::Event<Request, CatchupResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
                     self.seen(&peer);
-                    let topic = self.topic(&request.doc.chat);
-                    let refusal = if !self.swarm.behaviour().gossip.is_member(&topic, &peer) {
-                        Some(Refusal::NotMember)
-                    } else if self.pending_responses.len()
-                        >= self.config.max_pending_catchup_responses
-                    {
-                        Some(Refusal::Busy)
-                    } else {
-                        None
-                    };
-                    if let Some(refusal) = refusal {
-                        tracing::info!(%peer, doc = %request.doc, ?refusal, "catch-up request refused");
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .catchup
-                            .send_response(channel, CatchupResponse::Refused(refusal));
-                        return;
+                    match request {
+                        Request::Document(request) => {
+                            self.on_document_request(peer, request, channel).await;
+                        }
+                        Request::Index => self.on_index_request(peer, channel).await,
                     }
-                    let id = self.next_response_id;
-                    self.next_response_id += 1;
-                    self.pending_responses.insert(id, channel);
-                    let responder = CatchupResponder {
-                        id,
-                        limits: self.config.catchup,
-                        tx: Some(self.weak_tx.clone()),
-                    };
-                    self.emit(NetEvent::CatchupRequest {
-                        peer,
-                        request,
-                        responder,
-                    })
-                    .await;
                 }
                 request_response::Message::Response {
                     request_id,
@@ -705,6 +710,84 @@ impl Actor {
                 tracing::debug!(%peer, %error, "inbound catch-up failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Refuses an inbound request without involving the node.
+    fn refuse(&mut self, channel: ResponseChannel<CatchupResponse>, refusal: Refusal) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .catchup
+            .send_response(channel, CatchupResponse::Refused(refusal));
+    }
+
+    /// Holds an inbound request's channel for the node and returns its responder, or gives the
+    /// channel back when the pending-responses cap is reached.
+    fn hold(
+        &mut self,
+        channel: ResponseChannel<CatchupResponse>,
+        index: bool,
+    ) -> Result<CatchupResponder, ResponseChannel<CatchupResponse>> {
+        if self.pending_responses.len() >= self.config.max_pending_catchup_responses {
+            return Err(channel);
+        }
+        let id = self.next_response_id;
+        self.next_response_id += 1;
+        self.pending_responses.insert(id, channel);
+        Ok(CatchupResponder {
+            id,
+            limits: self.config.catchup,
+            index,
+            tx: Some(self.weak_tx.clone()),
+        })
+    }
+
+    /// A document request: only from a member peer of the document's chat, or from a former
+    /// member for the chat's control document ([`Self::may_catch_up`]).
+    async fn on_document_request(
+        &mut self,
+        peer: PeerId,
+        request: CatchupRequest,
+        channel: ResponseChannel<CatchupResponse>,
+    ) {
+        if !self.may_catch_up(&peer, &request.doc) {
+            tracing::info!(%peer, doc = %request.doc, refusal = ?Refusal::NotMember, "catch-up request refused");
+            self.refuse(channel, Refusal::NotMember);
+            return;
+        }
+        match self.hold(channel, false) {
+            Ok(responder) => {
+                self.emit(NetEvent::CatchupRequest {
+                    peer,
+                    request,
+                    responder,
+                })
+                .await;
+            }
+            Err(channel) => {
+                tracing::info!(%peer, doc = %request.doc, refusal = ?Refusal::Busy, "catch-up request refused");
+                self.refuse(channel, Refusal::Busy);
+            }
+        }
+    }
+
+    /// A chat index request: from any allow-listed, not blacklisted peer (the connection exists,
+    /// so the consent gate admitted it); no membership check, since the requester may know no
+    /// chat id yet. The node lists only the chats the requester is a member of.
+    async fn on_index_request(&mut self, peer: PeerId, channel: ResponseChannel<CatchupResponse>) {
+        if self.peers.get(&peer).is_none_or(|s| s.blacklisted) {
+            // Unreachable through the consent gate; refused defensively.
+            tracing::info!(%peer, refusal = ?Refusal::NotMember, "chat index request refused");
+            self.refuse(channel, Refusal::NotMember);
+            return;
+        }
+        match self.hold(channel, true) {
+            Ok(responder) => self.emit(NetEvent::IndexRequest { peer, responder }).await,
+            Err(channel) => {
+                tracing::info!(%peer, refusal = ?Refusal::Busy, "chat index request refused");
+                self.refuse(channel, Refusal::Busy);
+            }
         }
     }
 }

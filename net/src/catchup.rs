@@ -1,11 +1,21 @@
 //! The catch-up request-response protocol `/confab/catchup/1`: typed, size-bounded messages,
-//! their versioned binary encoding, and the [`libp2p::request_response::Codec`] that frames them.
+//! their binary encoding, and the [`libp2p::request_response::Codec`] that frames them.
 //!
-//! A requester sends the document id, the heads it knows (bounded count) and an opaque cursor
-//! the same responder handed out with its previous page (empty on the first request). The
-//! responder answers with a bounded page of `SignedChange` bytes, `more` and the cursor for the
-//! next page, or with a refusal. What the changes are and how the cursor is read is the node's
-//! business; this module only moves bounded bytes.
+//! Two kinds of request share the protocol, told apart by the first byte of the body (the
+//! request type):
+//!
+//! - a **document request** ([`Request::Document`], type `01`): the document id, the heads the
+//!   requester knows (bounded count) and an opaque cursor the same responder handed out with its
+//!   previous page (empty on the first request). The responder answers with a bounded page of
+//!   `SignedChange` bytes, `more` and the cursor for the next page, or with a refusal;
+//! - a **chat index request** ([`Request::Index`], type `02`, no other byte): the responder
+//!   answers with the ids of the chats it shares with the requester's organisation
+//!   ([`CatchupResponse::Index`], strictly increasing, at most
+//!   [`CatchupLimits::max_index_chats`]), or with a refusal. This is how a node learns the chats
+//!   another organisation added it to.
+//!
+//! What the changes and chats are and how the cursor is read is the node's business; this module
+//! only moves bounded bytes.
 //!
 //! Every frame is `u32` big-endian body length ‖ body. The reader refuses a length above the
 //! limit before allocating anything, so a peer can never make us allocate more than
@@ -14,7 +24,7 @@
 
 use std::io;
 
-use confab_protocol::DocId;
+use confab_protocol::{ChatId, DocId};
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
@@ -23,15 +33,37 @@ use crate::config::CatchupLimits;
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/confab/catchup/1");
 
-/// The encoding version byte of every body.
+/// The encoding version byte of every response body.
 pub const VERSION: u8 = 1;
+
+/// The first byte of a document request body (the version byte of the original encoding).
+pub const REQUEST_DOCUMENT: u8 = 1;
+/// The first (and only) byte of a chat index request body.
+pub const REQUEST_INDEX: u8 = 2;
 
 const KIND_PAGE: u8 = 0;
 const KIND_REFUSED: u8 = 1;
+const KIND_INDEX: u8 = 2;
 
-/// Fixed bytes of a request body besides heads and cursor: version, doc id, two counts.
+/// Fixed bytes of a document request body besides heads and cursor: request type, doc id, two
+/// counts. (A chat index request is a single byte.)
 pub const fn request_overhead() -> usize {
     1 + DocId::LEN + 2 + 2
+}
+
+/// Any request of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The changes of one document (request type `01`).
+    Document(CatchupRequest),
+    /// The chats the responder shares with the requester's organisation (request type `02`).
+    Index,
+}
+
+impl From<CatchupRequest> for Request {
+    fn from(request: CatchupRequest) -> Self {
+        Request::Document(request)
+    }
 }
 
 /// A request for the changes of one document that the requester is missing.
@@ -89,13 +121,27 @@ impl Refusal {
     }
 }
 
-/// The answer to a [`CatchupRequest`].
+/// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatchupResponse {
-    /// A page of changes.
+    /// A page of changes (answers a [`Request::Document`] only).
     Page(CatchupPage),
-    /// The request was refused.
+    /// The request was refused (answers either request).
     Refused(Refusal),
+    /// The chats the responder shares with the requester's organisation (answers a
+    /// [`Request::Index`] only). The ids must be strictly increasing (sorted, no duplicates):
+    /// the encoder refuses anything else, so build it with [`CatchupResponse::index`].
+    Index(Vec<ChatId>),
+}
+
+impl CatchupResponse {
+    /// A [`CatchupResponse::Index`] of these chats, sorted and without duplicates.
+    pub fn index(chats: impl IntoIterator<Item = ChatId>) -> Self {
+        let mut chats: Vec<ChatId> = chats.into_iter().collect();
+        chats.sort_unstable();
+        chats.dedup();
+        CatchupResponse::Index(chats)
+    }
 }
 
 /// Why bytes are not a valid catch-up message (or a message exceeds the limits).
@@ -109,9 +155,12 @@ pub enum CodecError {
         /// The limit.
         max: usize,
     },
-    /// The body starts with a version this code does not speak.
+    /// The response body starts with a version this code does not speak.
     #[error("unsupported catch-up encoding version {0}")]
     UnsupportedVersion(u8),
+    /// The request body starts with a request type this code does not know.
+    #[error("unknown catch-up request type {0}")]
+    UnknownRequestType(u8),
     /// The body ends early.
     #[error("truncated catch-up message")]
     Truncated,
@@ -152,7 +201,17 @@ fn limit(what: &'static str, got: usize, max: usize) -> Result<(), CodecError> {
 }
 
 /// Encodes a request body (without the frame length), checking the limits.
-pub fn encode_request(req: &CatchupRequest, limits: &CatchupLimits) -> Result<Vec<u8>, CodecError> {
+pub fn encode_request(req: &Request, limits: &CatchupLimits) -> Result<Vec<u8>, CodecError> {
+    match req {
+        Request::Document(req) => encode_document_request(req, limits),
+        Request::Index => Ok(vec![REQUEST_INDEX]),
+    }
+}
+
+fn encode_document_request(
+    req: &CatchupRequest,
+    limits: &CatchupLimits,
+) -> Result<Vec<u8>, CodecError> {
     limit(
         "heads",
         req.heads.len(),
@@ -164,7 +223,7 @@ pub fn encode_request(req: &CatchupRequest, limits: &CatchupLimits) -> Result<Ve
         limits.max_cursor_bytes.min(u16::MAX as usize),
     )?;
     let mut out = Vec::with_capacity(request_overhead() + req.heads.len() * 32 + req.cursor.len());
-    out.push(VERSION);
+    out.push(REQUEST_DOCUMENT);
     out.extend_from_slice(&req.doc.to_bytes());
     out.extend_from_slice(&(req.heads.len() as u16).to_be_bytes());
     for head in &req.heads {
@@ -207,6 +266,23 @@ pub fn encode_response(
                 )?;
                 out.extend_from_slice(&(change.len() as u32).to_be_bytes());
                 out.extend_from_slice(change);
+            }
+        }
+        CatchupResponse::Index(chats) => {
+            limit("index chats", chats.len(), limits.max_index_chats)?;
+            limit(
+                "response bytes",
+                out.len() + 1 + 4 + chats.len() * ChatId::LEN,
+                limits.max_response_bytes,
+            )?;
+            if chats.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(CodecError::Invalid("chat index order"));
+            }
+            out.reserve(1 + 4 + chats.len() * ChatId::LEN);
+            out.push(KIND_INDEX);
+            out.extend_from_slice(&(chats.len() as u32).to_be_bytes());
+            for chat in chats {
+                out.extend_from_slice(chat.as_bytes());
             }
         }
     }
@@ -261,10 +337,23 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a request body, refusing anything beyond the limits.
-pub fn decode_request(bytes: &[u8], limits: &CatchupLimits) -> Result<CatchupRequest, CodecError> {
+pub fn decode_request(bytes: &[u8], limits: &CatchupLimits) -> Result<Request, CodecError> {
     limit("request bytes", bytes.len(), limits.max_request_bytes())?;
     let mut r = Reader { bytes };
-    r.version()?;
+    let request = match r.u8()? {
+        REQUEST_DOCUMENT => Request::Document(decode_document_request(&mut r, limits)?),
+        REQUEST_INDEX => Request::Index,
+        other => return Err(CodecError::UnknownRequestType(other)),
+    };
+    r.finish()?;
+    Ok(request)
+}
+
+/// Decodes the rest of a document request body after its type byte.
+fn decode_document_request(
+    r: &mut Reader<'_>,
+    limits: &CatchupLimits,
+) -> Result<CatchupRequest, CodecError> {
     let doc = DocId::from_bytes(r.take(DocId::LEN)?).ok_or(CodecError::Invalid("document id"))?;
     let count = r.u16()?;
     limit("heads", count, limits.max_heads)?;
@@ -277,7 +366,6 @@ pub fn decode_request(bytes: &[u8], limits: &CatchupLimits) -> Result<CatchupReq
     let cursor_len = r.u16()?;
     limit("cursor bytes", cursor_len, limits.max_cursor_bytes)?;
     let cursor = r.take(cursor_len)?.to_vec();
-    r.finish()?;
     Ok(CatchupRequest { doc, heads, cursor })
 }
 
@@ -314,6 +402,21 @@ pub fn decode_response(
                 more,
                 cursor,
             })
+        }
+        KIND_INDEX => {
+            let count = r.u32()?;
+            limit("index chats", count, limits.max_index_chats)?;
+            // Never reserve beyond what the input can hold.
+            let mut chats: Vec<ChatId> = Vec::with_capacity(count.min(r.bytes.len() / ChatId::LEN));
+            for _ in 0..count {
+                let chat = ChatId::from_slice(r.take(ChatId::LEN)?)
+                    .ok_or(CodecError::Invalid("chat id"))?;
+                if chats.last().is_some_and(|last| *last >= chat) {
+                    return Err(CodecError::Invalid("chat index order"));
+                }
+                chats.push(chat);
+            }
+            CatchupResponse::Index(chats)
         }
         _ => return Err(CodecError::Invalid("response kind")),
     };
@@ -379,14 +482,10 @@ impl CatchupCodec {
 
 impl libp2p::request_response::Codec for CatchupCodec {
     type Protocol = StreamProtocol;
-    type Request = CatchupRequest;
+    type Request = Request;
     type Response = CatchupResponse;
 
-    async fn read_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<CatchupRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
     where
         T: AsyncRead + Unpin + Send,
     {
@@ -410,7 +509,7 @@ impl libp2p::request_response::Codec for CatchupCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: CatchupRequest,
+        req: Request,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,

@@ -41,9 +41,10 @@ pub struct NetConfig {
     /// Rejected gossip messages from one peer after which it is blacklisted: disconnected and
     /// refused until [`crate::NetworkHandle::unblock_peer`].
     pub blacklist_after_rejects: u32,
-    /// Most peers in the allow-list.
+    /// Most peers in the allow-list, and most peers per channel in each of a channel's member
+    /// and former-member sets.
     pub max_allowed_peers: usize,
-    /// Most channel topics this node subscribes to, and most member peers per channel.
+    /// Most channel topics this node subscribes to.
     pub max_channels: usize,
     /// Most pending (not yet answered) inbound catch-up requests held for the node.
     pub max_pending_catchup_responses: usize,
@@ -161,6 +162,8 @@ pub struct CatchupLimits {
     pub max_change_bytes: usize,
     /// Most bytes of one whole response frame.
     pub max_response_bytes: usize,
+    /// Most chat ids in one chat index response (16 bytes each).
+    pub max_index_chats: usize,
 }
 
 impl Default for CatchupLimits {
@@ -172,12 +175,15 @@ impl Default for CatchupLimits {
             // 1 MiB change chunk + the 133-byte SignedChange header.
             max_change_bytes: 1024 * 1024 + 133,
             max_response_bytes: 8 * 1024 * 1024,
+            // 65,536 × 16-byte chat ids = 1 MiB, well within `max_response_bytes`.
+            max_index_chats: 65_536,
         }
     }
 }
 
 impl CatchupLimits {
-    /// Most bytes of one request frame body under these limits.
+    /// Most bytes of one request frame body under these limits (a document request with the
+    /// most heads and the longest cursor; a chat index request is one byte).
     pub fn max_request_bytes(&self) -> usize {
         crate::catchup::request_overhead() + self.max_heads * 32 + self.max_cursor_bytes
     }

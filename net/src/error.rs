@@ -2,7 +2,7 @@
 
 use libp2p::PeerId;
 
-use crate::catchup::CodecError;
+use crate::catchup::{CodecError, Refusal};
 
 /// Why a network operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,4 +48,12 @@ pub enum NetError {
     /// A catch-up request failed (timeout, stream error, unsupported protocol, refused frame).
     #[error("catch-up request failed: {0}")]
     Catchup(String),
+    /// The peer refused a chat index request (see [`crate::NetworkHandle::index`]).
+    #[error("catch-up request refused by the peer: {0:?}")]
+    Refused(Refusal),
+    /// A well-formed catch-up response of the wrong kind for the request: a page answering a
+    /// chat index request or an index answering a document request (from the peer, or handed
+    /// to a [`crate::CatchupResponder`] by this node).
+    #[error("catch-up protocol violation: {0}")]
+    Protocol(&'static str),
 }

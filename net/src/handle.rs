@@ -1,6 +1,7 @@
 //! The node's side of the network: [`Network::start`], the cloneable [`NetworkHandle`] (commands
 //! to the actor over a bounded channel), the [`NetEvent`]s it emits and the
-//! [`CatchupResponder`] that answers an inbound catch-up request.
+//! [`CatchupResponder`] that answers an inbound catch-up request (a document request or a chat
+//! index request).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::catchup::{encode_response, CatchupRequest, CatchupResponse};
+use crate::catchup::{encode_response, CatchupRequest, CatchupResponse, Request};
 use crate::config::{CatchupLimits, NetConfig};
 use crate::NetError;
 
@@ -96,12 +97,25 @@ pub enum NetEvent {
     },
     /// A gossip message to validate; answer with [`NetworkHandle::report_validation`].
     Gossip(GossipMessage),
-    /// A catch-up request from a member peer of the document's chat.
+    /// A document catch-up request from a member peer of the document's chat, or from a former
+    /// member ([`NetworkHandle::set_channel_former_members`]) for the chat's control document.
+    /// Answer with a [`CatchupResponse::Page`] or [`CatchupResponse::Refused`].
     CatchupRequest {
         /// The requesting peer (the node may still refuse, e.g. by epoch).
         peer: PeerId,
         /// The request.
         request: CatchupRequest,
+        /// Answer through this.
+        responder: CatchupResponder,
+    },
+    /// A chat index request from a connected, allow-listed peer. It is *not* checked against
+    /// channel membership (the requester may not know any chat id yet): the node must answer
+    /// with [`CatchupResponse::Index`] listing only the chats whose member organisations
+    /// include the requester's (build it with [`CatchupResponse::index`]), or
+    /// [`CatchupResponse::Refused`].
+    IndexRequest {
+        /// The requesting peer (its organisation: [`crate::org_public_key_of`]).
+        peer: PeerId,
         /// Answer through this.
         responder: CatchupResponder,
     },
@@ -167,6 +181,11 @@ pub(crate) enum Command {
         members: Vec<PeerId>,
         reply: Reply<()>,
     },
+    SetChannelFormerMembers {
+        chat: ChatId,
+        peers: Vec<PeerId>,
+        reply: Reply<()>,
+    },
     Publish {
         chat: ChatId,
         data: Vec<u8>,
@@ -179,7 +198,7 @@ pub(crate) enum Command {
     },
     SendCatchup {
         peer: PeerId,
-        request: CatchupRequest,
+        request: Request,
         reply: Reply<CatchupResponse>,
     },
     RespondCatchup {
@@ -288,7 +307,9 @@ impl NetworkHandle {
     }
 
     /// Sets the peers (member organisations' nodes) admitted to a chat's topic and catch-up.
-    /// Peers removed while subscribed are disconnected (they reconnect without the topic).
+    /// Peers removed while subscribed are disconnected (they reconnect without the topic). At
+    /// most `max_allowed_peers` peers ([`NetError::Limit`]). See also
+    /// [`Self::set_channel_former_members`].
     pub async fn set_channel_members(
         &self,
         chat: ChatId,
@@ -300,6 +321,28 @@ impl NetworkHandle {
             reply,
         })
         .await
+    }
+
+    /// Sets the former members of a chat: peers (organisations removed from the chat) that may
+    /// still fetch the chat's **control document** by catch-up, so that a removed organisation
+    /// can learn the signed control change that removed it. They are not admitted to the chat's
+    /// topic (no subscription, no messages, no IHAVE) and a request of theirs for any history
+    /// bucket is refused [`crate::CatchupRefusal::NotMember`]. Their control-document requests
+    /// reach the node as [`NetEvent::CatchupRequest`]: the node decides what to answer (e.g. only
+    /// the changes up to the one that removed them). A peer that is also a member
+    /// (see [`Self::set_channel_members`]) is simply a member. Replaces the chat's previous
+    /// former-member set; an empty list clears it. At most `max_allowed_peers` peers
+    /// ([`NetError::Limit`]).
+    ///
+    /// When removing an organisation, set it as a former member *before* setting the reduced
+    /// member set, so that its control-document requests are never refused in between.
+    pub async fn set_channel_former_members(
+        &self,
+        chat: ChatId,
+        peers: Vec<PeerId>,
+    ) -> Result<(), NetError> {
+        self.call(|reply| Command::SetChannelFormerMembers { chat, peers, reply })
+            .await
     }
 
     /// Publishes a payload (an encoded `SignedChange`) on a chat's topic. Fails with
@@ -328,18 +371,38 @@ impl NetworkHandle {
             .map_err(|_| NetError::Stopped)
     }
 
-    /// Sends a catch-up request to a connected peer and waits for its answer.
+    /// Sends a document catch-up request to a connected peer and waits for its answer: a
+    /// [`CatchupResponse::Page`] or [`CatchupResponse::Refused`] (an
+    /// [`CatchupResponse::Index`] answer fails with [`NetError::Protocol`]).
     pub async fn catchup(
         &self,
         peer: PeerId,
         request: CatchupRequest,
     ) -> Result<CatchupResponse, NetError> {
-        self.call(|reply| Command::SendCatchup {
-            peer,
-            request,
-            reply,
-        })
-        .await
+        let response = self
+            .call(|reply| Command::SendCatchup {
+                peer,
+                request: Request::Document(request),
+                reply,
+            })
+            .await?;
+        document_answer(response)
+    }
+
+    /// Asks a connected peer for the chats it shares with this node's organisation (the chat
+    /// index), e.g. to learn chats another organisation added one of our users to. The ids come
+    /// back strictly increasing. A refusal fails with [`NetError::Refused`] (e.g.
+    /// [`crate::CatchupRefusal::Busy`]: retry later), a page answer with
+    /// [`NetError::Protocol`]; transport failures are as for [`Self::catchup`].
+    pub async fn index(&self, peer: PeerId) -> Result<Vec<ChatId>, NetError> {
+        let response = self
+            .call(|reply| Command::SendCatchup {
+                peer,
+                request: Request::Index,
+                reply,
+            })
+            .await?;
+        index_answer(response)
     }
 
     /// Records the replication lag of a peer (shown in [`PeerInfo::lag`]).
@@ -371,11 +434,34 @@ impl NetworkHandle {
     }
 }
 
-/// Answers one inbound catch-up request. Dropping it without answering cancels the request
-/// (the requester sees its stream closed).
+/// Checks the answer to a document request.
+fn document_answer(response: CatchupResponse) -> Result<CatchupResponse, NetError> {
+    match response {
+        CatchupResponse::Index(_) => Err(NetError::Protocol(INDEX_FOR_DOCUMENT)),
+        other => Ok(other),
+    }
+}
+
+/// Checks the answer to a chat index request.
+fn index_answer(response: CatchupResponse) -> Result<Vec<ChatId>, NetError> {
+    match response {
+        CatchupResponse::Index(chats) => Ok(chats),
+        CatchupResponse::Refused(refusal) => Err(NetError::Refused(refusal)),
+        CatchupResponse::Page(_) => Err(NetError::Protocol(PAGE_FOR_INDEX)),
+    }
+}
+
+const INDEX_FOR_DOCUMENT: &str = "a chat index answers a document request";
+const PAGE_FOR_INDEX: &str = "a page answers a chat index request";
+
+/// Answers one inbound catch-up request ([`NetEvent::CatchupRequest`] or
+/// [`NetEvent::IndexRequest`]). Dropping it without answering cancels the request (the
+/// requester sees its stream closed).
 pub struct CatchupResponder {
     pub(crate) id: u64,
     pub(crate) limits: CatchupLimits,
+    /// Whether it answers a chat index request (else a document request).
+    pub(crate) index: bool,
     pub(crate) tx: Option<mpsc::WeakSender<Command>>,
 }
 
@@ -386,8 +472,18 @@ impl fmt::Debug for CatchupResponder {
 }
 
 impl CatchupResponder {
-    /// Sends the answer. Fails (and sends nothing) if it exceeds the catch-up limits.
+    /// Sends the answer. Fails (and sends nothing, cancelling the request) if it exceeds the
+    /// catch-up limits, is an index that is not strictly increasing, or is of the wrong kind
+    /// ([`NetError::Protocol`]: a page for an index request or an index for a document
+    /// request).
     pub async fn respond(mut self, response: CatchupResponse) -> Result<(), NetError> {
+        match (&response, self.index) {
+            (CatchupResponse::Page(_), true) => return Err(NetError::Protocol(PAGE_FOR_INDEX)),
+            (CatchupResponse::Index(_), false) => {
+                return Err(NetError::Protocol(INDEX_FOR_DOCUMENT))
+            }
+            _ => {}
+        }
         encode_response(&response, &self.limits)?;
         let tx = self
             .tx
@@ -409,5 +505,36 @@ impl Drop for CatchupResponder {
             // If the queue is full the actor still drops the channel when its stream closes.
             let _ = tx.try_send(Command::CancelCatchup { id: self.id });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catchup::{CatchupPage, Refusal};
+
+    #[test]
+    fn answers_of_the_wrong_kind_are_protocol_errors() {
+        let chats = vec![ChatId::from_bytes([1; 16])];
+        assert_eq!(
+            index_answer(CatchupResponse::Index(chats.clone())),
+            Ok(chats.clone())
+        );
+        assert_eq!(
+            index_answer(CatchupResponse::Refused(Refusal::Busy)),
+            Err(NetError::Refused(Refusal::Busy))
+        );
+        assert_eq!(
+            index_answer(CatchupResponse::Page(CatchupPage::default())),
+            Err(NetError::Protocol(PAGE_FOR_INDEX))
+        );
+        let page = CatchupResponse::Page(CatchupPage::default());
+        assert_eq!(document_answer(page.clone()), Ok(page));
+        let refused = CatchupResponse::Refused(Refusal::NotMember);
+        assert_eq!(document_answer(refused.clone()), Ok(refused));
+        assert_eq!(
+            document_answer(CatchupResponse::Index(chats)),
+            Err(NetError::Protocol(INDEX_FOR_DOCUMENT))
+        );
     }
 }

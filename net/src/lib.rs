@@ -9,7 +9,7 @@
 //! - [`consent`]: peering by explicit consent (allow-list, blacklist, connection limits);
 //! - [`gossip`]: channel topics, message ids, gossipsub and peer-score configuration;
 //! - [`members`]: per-peer channel membership enforced on gossipsub (confidentiality);
-//! - [`catchup`]: the `/confab/catchup/1` messages and codec;
+//! - [`catchup`]: the `/confab/catchup/1` messages (document and chat index requests) and codec;
 //! - [`invite`]: signed invite tokens;
 //! - [`handle`]: the handle, commands and events; `actor` (private): the event loop.
 //!

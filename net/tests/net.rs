@@ -1,6 +1,6 @@
 //! Integration tests of `confab-net`: real libp2p swarms over TCP on 127.0.0.1 (port 0), no
 //! mocks. Each node runs a small test driver that drains its events, applies a validation policy
-//! to gossip, serves catch-up requests and records what happened.
+//! to gossip, serves catch-up (document and chat index) requests and records what happened.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -25,8 +25,12 @@ mod confidentiality;
 mod consent;
 #[path = "net/dial.rs"]
 mod dial;
+#[path = "net/former_members.rs"]
+mod former_members;
 #[path = "net/gossip.rs"]
 mod gossip;
+#[path = "net/index.rs"]
+mod index;
 #[path = "net/invite.rs"]
 mod invite;
 
@@ -35,6 +39,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 type Validator = Arc<dyn Fn(&GossipMessage) -> Validation + Send + Sync>;
 type Server = Arc<dyn Fn(PeerId, &CatchupRequest) -> CatchupResponse + Send + Sync>;
+type IndexServer = Arc<dyn Fn(PeerId) -> CatchupResponse + Send + Sync>;
 
 #[derive(Default)]
 struct Record {
@@ -42,6 +47,7 @@ struct Record {
     refused: Vec<NetEvent>,
     blacklisted: Vec<PeerId>,
     catchup_requests: Vec<(PeerId, CatchupRequest)>,
+    index_requests: Vec<PeerId>,
     respond_errors: Vec<String>,
     disconnected: Vec<PeerId>,
     anti_entropy: Vec<Vec<PeerId>>,
@@ -93,7 +99,22 @@ fn no_server() -> Server {
     Arc::new(|_, _| CatchupResponse::Refused(confab_net::CatchupRefusal::UnknownDocument))
 }
 
+/// Answers every chat index request with an empty index.
+fn empty_index() -> IndexServer {
+    Arc::new(|_| CatchupResponse::Index(Vec::new()))
+}
+
 async fn start(n: u8, config: NetConfig, validator: Validator, server: Server) -> Node {
+    start_with_index(n, config, validator, server, empty_index()).await
+}
+
+async fn start_with_index(
+    n: u8,
+    config: NetConfig,
+    validator: Validator,
+    server: Server,
+    index_server: IndexServer,
+) -> Node {
     let (handle, mut events, actor) = Network::start(seed(n), config).expect("start");
     let peer = handle.local_peer_id();
     assert_eq!(peer, confab_net::peer_id_of(&org_key(n)).expect("peer id"));
@@ -128,6 +149,15 @@ async fn start(n: u8, config: NetConfig, validator: Validator, server: Server) -
                         .expect("lock")
                         .catchup_requests
                         .push((peer, request));
+                    respond(responder, response, &driver_record).await;
+                }
+                NetEvent::IndexRequest { peer, responder } => {
+                    let response = index_server(peer);
+                    driver_record
+                        .lock()
+                        .expect("lock")
+                        .index_requests
+                        .push(peer);
                     respond(responder, response, &driver_record).await;
                 }
                 NetEvent::PeerBlacklisted { peer, .. } => {

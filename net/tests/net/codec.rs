@@ -2,7 +2,7 @@
 
 use confab_net::catchup::{
     decode_request, decode_response, encode_request, encode_response, read_frame, write_frame,
-    CodecError,
+    CodecError, Request,
 };
 use confab_net::{CatchupLimits, CatchupPage, CatchupRefusal, CatchupRequest, CatchupResponse};
 use confab_protocol::{ChatId, DocId};
@@ -12,12 +12,12 @@ fn limits() -> CatchupLimits {
     CatchupLimits::default()
 }
 
-fn golden_request() -> (CatchupRequest, String) {
-    let request = CatchupRequest {
+fn golden_request() -> (Request, String) {
+    let request = Request::Document(CatchupRequest {
         doc: DocId::bucket(ChatId::from_bytes([0x11; 16]), 2),
         heads: vec![[0xaa; 32]],
         cursor: vec![1, 2],
-    };
+    });
     let hex = format!(
         "01{}00000002{}{}{}",
         "11".repeat(16),
@@ -91,12 +91,22 @@ fn golden_bytes() {
 fn malformed_bodies_refused() {
     let (_, hex_req) = golden_request();
     let req = hex::decode(hex_req).expect("hex");
-    let mut bad_version = req.clone();
-    bad_version[0] = 2;
+    for request_type in [0u8, 3, 0xff] {
+        let mut unknown = req.clone();
+        unknown[0] = request_type;
+        assert_eq!(
+            decode_request(&unknown, &limits()),
+            Err(CodecError::UnknownRequestType(request_type))
+        );
+    }
+    // Type 2 is the one-byte chat index request: a document body after it is trailing.
+    let mut as_index = req.clone();
+    as_index[0] = 2;
     assert_eq!(
-        decode_request(&bad_version, &limits()),
-        Err(CodecError::UnsupportedVersion(2))
+        decode_request(&as_index, &limits()),
+        Err(CodecError::TrailingBytes)
     );
+    assert_eq!(decode_request(&[], &limits()), Err(CodecError::Truncated));
     assert_eq!(
         decode_request(&req[..req.len() - 1], &limits()),
         Err(CodecError::Truncated)
@@ -136,11 +146,11 @@ fn limits_enforced_both_ways() {
     small.max_change_bytes = 4;
     small.max_cursor_bytes = 1;
     let doc = DocId::control(ChatId::from_bytes([1; 16]));
-    let request = CatchupRequest {
+    let request = Request::Document(CatchupRequest {
         doc,
         heads: vec![[0; 32]; 3],
         cursor: vec![],
-    };
+    });
     assert!(matches!(
         encode_request(&request, &small),
         Err(CodecError::Limit { what: "heads", .. })
@@ -225,6 +235,152 @@ fn limits_enforced_both_ways() {
     ));
 }
 
+fn golden_index() -> (CatchupResponse, String) {
+    let response = CatchupResponse::Index(vec![
+        ChatId::from_bytes([0x11; 16]),
+        ChatId::from_bytes([0x22; 16]),
+    ]);
+    let hex = format!("0102{}{}{}", "00000002", "11".repeat(16), "22".repeat(16));
+    (response, hex)
+}
+
+#[test]
+fn golden_bytes_of_the_chat_index() {
+    // The request is the single request-type byte 02.
+    assert_eq!(
+        hex::encode(encode_request(&Request::Index, &limits()).expect("encode")),
+        "02"
+    );
+    assert_eq!(decode_request(&[2], &limits()), Ok(Request::Index));
+
+    let (index, hex_index) = golden_index();
+    assert_eq!(
+        hex::encode(encode_response(&index, &limits()).expect("encode")),
+        hex_index
+    );
+    assert_eq!(
+        decode_response(&hex::decode(&hex_index).expect("hex"), &limits()),
+        Ok(index)
+    );
+    let empty = CatchupResponse::Index(Vec::new());
+    assert_eq!(
+        hex::encode(encode_response(&empty, &limits()).expect("encode")),
+        "010200000000"
+    );
+    assert_eq!(
+        decode_response(&hex::decode("010200000000").expect("hex"), &limits()),
+        Ok(empty)
+    );
+
+    // `CatchupResponse::index` sorts and removes duplicates.
+    let (a, b) = (
+        ChatId::from_bytes([0x11; 16]),
+        ChatId::from_bytes([0x22; 16]),
+    );
+    assert_eq!(
+        CatchupResponse::index([b, a, b]),
+        CatchupResponse::Index(vec![a, b])
+    );
+}
+
+#[test]
+fn malformed_chat_index_refused() {
+    // Trailing bytes after the one-byte request.
+    assert_eq!(
+        decode_request(&[2, 0], &limits()),
+        Err(CodecError::TrailingBytes)
+    );
+
+    let (_, hex_index) = golden_index();
+    let index = hex::decode(hex_index).expect("hex");
+    let mut trailing = index.clone();
+    trailing.push(0);
+    assert_eq!(
+        decode_response(&trailing, &limits()),
+        Err(CodecError::TrailingBytes)
+    );
+    assert_eq!(
+        decode_response(&index[..index.len() - 1], &limits()),
+        Err(CodecError::Truncated)
+    );
+
+    // Unsorted and duplicate ids are refused by the decoder and the encoder.
+    let body = |chats: &[[u8; 16]]| {
+        let mut out = vec![1u8, 2];
+        out.extend_from_slice(&(chats.len() as u32).to_be_bytes());
+        for chat in chats {
+            out.extend_from_slice(chat);
+        }
+        out
+    };
+    for chats in [[[0x22; 16], [0x11; 16]], [[0x11; 16], [0x11; 16]]] {
+        assert_eq!(
+            decode_response(&body(&chats), &limits()),
+            Err(CodecError::Invalid("chat index order"))
+        );
+        let response = CatchupResponse::Index(chats.map(ChatId::from_bytes).to_vec());
+        assert_eq!(
+            encode_response(&response, &limits()),
+            Err(CodecError::Invalid("chat index order"))
+        );
+    }
+    assert!(decode_response(&body(&[[0x11; 16], [0x12; 16]]), &limits()).is_ok());
+
+    // A count above the limit is refused from the count, both ways.
+    let mut small = limits();
+    small.max_index_chats = 2;
+    let three = body(&[[1; 16], [2; 16], [3; 16]]);
+    assert!(decode_response(&three, &limits()).is_ok());
+    assert_eq!(
+        decode_response(&three, &small),
+        Err(CodecError::Limit {
+            what: "index chats",
+            got: 3,
+            max: 2
+        })
+    );
+    let response = CatchupResponse::index([[1; 16], [2; 16], [3; 16]].map(ChatId::from_bytes));
+    assert!(matches!(
+        encode_response(&response, &small),
+        Err(CodecError::Limit {
+            what: "index chats",
+            ..
+        })
+    ));
+    // A count of u32::MAX in a 6-byte body: refused before any allocation for the ids.
+    let mut huge = vec![1u8, 2];
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        decode_response(&huge, &limits()),
+        Err(CodecError::Limit {
+            what: "index chats",
+            got: u64::from(u32::MAX),
+            max: 65_536
+        })
+    );
+    // A count within the limit but beyond the body: truncated.
+    let mut short = vec![1u8, 2];
+    short.extend_from_slice(&65_536u32.to_be_bytes());
+    assert_eq!(
+        decode_response(&short, &limits()),
+        Err(CodecError::Truncated)
+    );
+
+    // The default limit fits in a response: 65,536 ids (1 MiB) encode and decode.
+    let most = CatchupResponse::Index(
+        (0..65_536u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[12..].copy_from_slice(&i.to_be_bytes());
+                ChatId::from_bytes(id)
+            })
+            .collect(),
+    );
+    let bytes = encode_response(&most, &limits()).expect("encode");
+    assert_eq!(bytes.len(), 6 + 16 * 65_536);
+    assert_eq!(decode_response(&bytes, &limits()), Ok(most));
+}
+
 #[tokio::test]
 async fn frames_refuse_oversized_lengths() {
     // A frame announcing 1 GiB is refused from its prefix alone.
@@ -257,18 +413,23 @@ async fn frames_refuse_oversized_lengths() {
     assert_eq!(read_frame(&mut input, 7).await.expect("read"), b"payload");
 }
 
-fn arb_request() -> impl Strategy<Value = CatchupRequest> {
-    (
-        any::<[u8; 16]>(),
-        any::<u32>(),
-        proptest::collection::vec(any::<[u8; 32]>(), 0..20),
-        proptest::collection::vec(any::<u8>(), 0..64),
-    )
-        .prop_map(|(chat, index, heads, cursor)| CatchupRequest {
-            doc: DocId::from_index(ChatId::from_bytes(chat), index),
-            heads,
-            cursor,
-        })
+fn arb_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (
+            any::<[u8; 16]>(),
+            any::<u32>(),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..20),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(
+                |(chat, index, heads, cursor)| Request::Document(CatchupRequest {
+                    doc: DocId::from_index(ChatId::from_bytes(chat), index),
+                    heads,
+                    cursor,
+                })
+            ),
+        Just(Request::Index),
+    ]
 }
 
 fn arb_response() -> impl Strategy<Value = CatchupResponse> {
@@ -291,6 +452,10 @@ fn arb_response() -> impl Strategy<Value = CatchupResponse> {
                     cursor
                 })
             ),
+        // A set iterates in increasing order: a valid (strictly increasing) index.
+        proptest::collection::btree_set(any::<[u8; 16]>(), 0..40).prop_map(|chats| {
+            CatchupResponse::Index(chats.into_iter().map(ChatId::from_bytes).collect())
+        }),
     ]
 }
 
