@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("confab-engine-throughput-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store: Arc<dyn KvStore> = Arc::new(SledStore::open(&dir)?);
-    let (engine, _hub, task) = engine::start(store, "local".into(), limits, None).await?;
+    let (engine, _hub, task) = engine::start(store, "local".into(), limits, None, None).await?;
     let user = engine
         .call(|reply| Command::CreateUser {
             username: "alice".into(),

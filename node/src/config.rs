@@ -18,6 +18,8 @@ pub struct Config {
     pub secure_cookies: bool,
     pub limits: Limits,
     pub push: PushConfig,
+    /// Federation with other organisations' nodes (`[federation]`); off unless it listens.
+    pub federation: crate::federation::FederationConfig,
 }
 
 /// Pushing to offline devices through their relays (`[push]` in the TOML file).
@@ -67,6 +69,7 @@ impl Default for Config {
             secure_cookies: false,
             limits: Limits::default(),
             push: PushConfig::default(),
+            federation: crate::federation::FederationConfig::default(),
         }
     }
 }

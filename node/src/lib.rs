@@ -3,7 +3,9 @@
 //! The engine ([`engine`]) is the single writer: it turns users' intents into signed, validated
 //! changes to the chats' automerge documents ([`confab_protocol`]) and into view updates, all in
 //! one atomic batch per intent, group-committed with one flush. Handlers ([`api`]) read the views
-//! ([`views`]) directly. Live events ([`events`]) are a durable log plus a broadcast.
+//! ([`views`]) directly. Live events ([`events`]) are a durable log plus a broadcast. Federation
+//! ([`federation`]) gossips the changes of chats shared with other organisations' nodes and
+//! hands theirs to the engine.
 
 pub mod accounts;
 pub mod api;
@@ -11,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod federation;
 pub mod live;
 pub mod media;
 pub mod model;

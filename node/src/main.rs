@@ -34,6 +34,10 @@ enum Top {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, env = "CONFAB_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Federate: listen for other organisations' nodes on this multiaddr (repeatable,
+        /// comma-separated in the environment), e.g. /ip4/0.0.0.0/tcp/7700.
+        #[arg(long, env = "CONFAB_FEDERATION_LISTEN", value_delimiter = ',')]
+        federation_listen: Vec<String>,
         /// Log format.
         #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
@@ -184,10 +188,14 @@ async fn main() -> Result<()> {
         Top::Serve {
             common,
             listen,
+            federation_listen,
             log_format,
         } => {
             init_logs(&log_format);
-            let config = load_config(&common, listen)?;
+            let mut config = load_config(&common, listen)?;
+            if !federation_listen.is_empty() {
+                config.federation.listen = federation_listen;
+            }
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
@@ -242,8 +250,14 @@ async fn user_command(command: UserCommand) -> Result<()> {
         }
         return Ok(());
     }
-    let (engine, _hub, task) =
-        engine::start(store, config.org_name.clone(), config.limits.clone(), None).await?;
+    let (engine, _hub, task) = engine::start(
+        store,
+        config.org_name.clone(),
+        config.limits.clone(),
+        None,
+        None,
+    )
+    .await?;
     match command {
         UserCommand::Create {
             username,

@@ -39,6 +39,8 @@ pub enum ServeError {
     Push(#[from] crate::push::PushError),
     #[error("search index: {0}")]
     Search(#[from] crate::search::SearchError),
+    #[error("federation: {0}")]
+    Federation(#[from] crate::federation::FederationError),
 }
 
 /// Opens the message search index in `<data_dir>/search`.
@@ -79,11 +81,14 @@ pub async fn serve(
     let store = open_store(&config)?;
     let blobs = BlobStore::new(&config.data_dir)?;
     let search = open_search(&config)?;
+    let federates = !config.federation.listen.is_empty();
+    let (outbound_sender, outbound_receiver) = tokio::sync::mpsc::channel(engine::OUTBOUND_QUEUE);
     let (engine, hub, engine_task) = engine::start(
         store.clone(),
         config.org_name.clone(),
         config.limits.clone(),
         Some(search.clone()),
+        federates.then_some(outbound_sender),
     )
     .await?;
     let (stop_sender, stop_receiver) = watch::channel(false);
@@ -95,9 +100,25 @@ pub async fn serve(
         stop_receiver.clone(),
     ));
     let key = engine::load_or_create_org_key(store.as_ref()).await?;
+    let seed = key.seed();
     let pusher = crate::push::Pusher::new(store.clone(), key, engine.clone(), config.push.clone())?;
     let push_task = tokio::spawn(pusher.clone().run(hub.clone(), stop_receiver.clone()));
-    let state = AppState::new(
+    let federation = if federates {
+        let (handle, task) = crate::federation::start(
+            config.federation.clone(),
+            config.org_name.clone(),
+            seed,
+            store.clone(),
+            engine.clone(),
+            outbound_receiver,
+            stop_receiver.clone(),
+        )
+        .await?;
+        Some((handle, task))
+    } else {
+        None
+    };
+    let mut state = AppState::new(
         store,
         engine,
         hub,
@@ -107,6 +128,11 @@ pub async fn serve(
         Some(search),
     )
     .with_pusher(pusher);
+    let mut federation_task = None;
+    if let Some((handle, task)) = federation {
+        state = state.with_federation(handle);
+        federation_task = Some(task);
+    }
     let router = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     // Chat is latency-bound: small frames must not wait for Nagle's algorithm.
@@ -122,8 +148,11 @@ pub async fn serve(
             let _ = stop_sender.send(true);
         })
         .await?;
-    // The push sender holds an engine handle too: let it finish what it queued first.
+    // The push sender and federation hold engine handles too: let them stop first.
     let _ = push_task.await;
+    if let Some(task) = federation_task {
+        let _ = task.await;
+    }
     // The router (and its engine handles) are dropped now; the engine drains and stops.
     if tokio::time::timeout(ENGINE_STOP_TIMEOUT, engine_task)
         .await

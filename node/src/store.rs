@@ -57,10 +57,12 @@ pub enum Tree {
     Uploads,
     /// user id ‖ 0 ‖ device id (16) → device record JSON.
     Devices,
+    /// peer organisation id (32) → peer record JSON: its name and the addresses we dial.
+    Peers,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 15] = [
+    pub const ALL: [Tree; 16] = [
         Tree::Meta,
         Tree::Users,
         Tree::Sessions,
@@ -76,6 +78,7 @@ impl Tree {
         Tree::MediaRefs,
         Tree::Uploads,
         Tree::Devices,
+        Tree::Peers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Tree {
             Tree::MediaRefs => "media_refs/v1",
             Tree::Uploads => "uploads/v1",
             Tree::Devices => "devices/v1",
+            Tree::Peers => "peers/v1",
         }
     }
 
@@ -142,6 +146,16 @@ impl WriteBatch {
 
     pub fn append(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
+    }
+
+    /// The puts into `tree`, in order: key and value.
+    pub fn puts(&self, tree: Tree) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.ops
+            .iter()
+            .filter_map(move |(t, key, value)| match value {
+                Some(value) if *t == tree => Some((key.as_slice(), value.as_slice())),
+                _ => None,
+            })
     }
 }
 

@@ -10,6 +10,8 @@ mod accounts;
 mod chat;
 #[path = "integration/durability.rs"]
 mod durability;
+#[path = "integration/federation.rs"]
+mod federation;
 #[path = "integration/history.rs"]
 mod history;
 #[path = "integration/limits.rs"]

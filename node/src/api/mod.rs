@@ -3,6 +3,7 @@
 //! to the engine, which answers once it is durable.
 
 mod devices;
+mod federation;
 mod media;
 mod search;
 mod ws;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub live_devices: Arc<crate::push::LiveDevices>,
     /// The push sender; `None` in tests that run without one.
     pub pusher: Option<Arc<crate::push::Pusher>>,
+    /// Federation; `None` when the node does not federate.
+    pub federation: Option<crate::federation::FederationHandle>,
 }
 
 /// A bounded set of recently seen message ids: two generations, the older dropped when the
@@ -128,6 +131,7 @@ impl AppState {
             search,
             live_devices: Arc::new(crate::push::LiveDevices::default()),
             pusher: None,
+            federation: None,
         }
     }
 
@@ -135,6 +139,12 @@ impl AppState {
     pub fn with_pusher(mut self, pusher: Arc<crate::push::Pusher>) -> Self {
         self.live_devices = pusher.live.clone();
         self.pusher = Some(pusher);
+        self
+    }
+
+    /// Adds federation (for the admin API).
+    pub fn with_federation(mut self, federation: crate::federation::FederationHandle) -> Self {
+        self.federation = Some(federation);
         self
     }
 }
@@ -151,6 +161,14 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/settings", get(get_settings).patch(patch_settings))
         .route("/admin/users/{user_id}/disable", post(disable_user))
         .route("/admin/users/{user_id}/enable", post(enable_user))
+        .route("/admin/federation", get(federation::info))
+        .route("/admin/federation/invites", post(federation::invite))
+        .route("/admin/peers", get(federation::list).post(federation::add))
+        .route(
+            "/admin/peers/{org_id}",
+            axum::routing::delete(federation::remove),
+        )
+        .route("/admin/peers/{org_id}/unblock", post(federation::unblock))
         .route("/channels", get(list_channels).post(create_channel))
         .route("/dms", post(open_dm))
         .route("/chats", get(chat_list))

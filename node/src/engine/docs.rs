@@ -8,7 +8,8 @@ use automerge::AutoCommit;
 use confab_protocol::bucket::{self, Collections};
 use confab_protocol::control::{self, ControlState};
 use confab_protocol::validate::{self, actor_for, DocValidator, Limits, Verdict};
-use confab_protocol::{ChatId, DocId, OrgKey, SignedChange};
+use confab_protocol::{ChatId, DocId, OrgId, OrgKey, SignedChange};
+use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocError {
@@ -20,6 +21,8 @@ pub enum DocError {
     Damaged(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the chat's current history bucket has not arrived from its owner yet")]
+    NotSynced,
 }
 
 /// One document with its validation state and storage position.
@@ -32,9 +35,11 @@ pub struct Doc {
 }
 
 impl Doc {
-    fn new(id: DocId, owner: confab_protocol::OrgId, actor_suffix: [u8; 16]) -> Self {
+    /// An empty document of `owner`'s chat that this node writes to as `actor` (its own
+    /// organisation's id and a suffix).
+    fn new(id: DocId, owner: OrgId, actor: automerge::ActorId) -> Self {
         let mut doc = AutoCommit::new();
-        doc.set_actor(actor_for(&owner, actor_suffix));
+        doc.set_actor(actor);
         Self {
             id,
             doc,
@@ -91,9 +96,9 @@ impl Doc {
         id: DocId,
         owner: confab_protocol::OrgId,
         membership: Option<&ControlState>,
-        actor_suffix: [u8; 16],
+        actor: automerge::ActorId,
     ) -> Result<Self, DocError> {
-        let mut loaded = Self::new(id, owner, actor_suffix);
+        let mut loaded = Self::new(id, owner, actor);
         let mut changes = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -157,13 +162,23 @@ pub fn change_key(doc: &DocId, index: u64) -> Vec<u8> {
 /// A chat's documents.
 pub struct ChatDocs {
     pub chat: ChatId,
+    /// This node's organisation: its actors write the documents.
+    pub own: OrgId,
     pub control: Doc,
     pub state: ControlState,
     pub bucket: Doc,
     pub bucket_number: u32,
-    pub collections: Collections,
+    /// The current bucket's collection maps; `None` while a remote owner's bucket genesis has
+    /// not arrived (nothing can be written to it yet).
+    pub collections: Option<Collections>,
     pub bucket_messages: u64,
+    /// Older (or, briefly, newer) buckets loaded to apply remote changes or answer heads; at
+    /// most [`OTHER_BUCKETS_MAX`].
+    pub others: HashMap<u32, Doc>,
 }
+
+/// Buckets besides the current one a chat keeps loaded.
+pub const OTHER_BUCKETS_MAX: usize = 4;
 
 impl ChatDocs {
     /// Creates a chat: control genesis and bucket 1 genesis, both added to `batch`.
@@ -180,7 +195,11 @@ impl ChatDocs {
         batch: &mut WriteBatch,
     ) -> Result<Self, DocError> {
         let owner = key.id();
-        let mut control_doc = Doc::new(DocId::control(chat), owner, actor_suffixes.0);
+        let mut control_doc = Doc::new(
+            DocId::control(chat),
+            owner,
+            actor_for(&owner, actor_suffixes.0),
+        );
         // The control genesis is validated against itself: the owner is always a member.
         let admission = genesis_admission_state(info);
         control_doc.commit(key, 1, &admission, now_ms, batch, |doc| {
@@ -188,7 +207,11 @@ impl ChatDocs {
         })?;
         let state =
             control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
-        let mut bucket_doc = Doc::new(DocId::bucket(chat, 1), owner, actor_suffixes.1);
+        let mut bucket_doc = Doc::new(
+            DocId::bucket(chat, 1),
+            owner,
+            actor_for(&owner, actor_suffixes.1),
+        );
         let mut collections = None;
         bucket_doc.commit(key, state.epoch, &state, now_ms, batch, |doc| {
             collections = Some(bucket::genesis(doc)?);
@@ -198,12 +221,14 @@ impl ChatDocs {
             .ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?;
         Ok(Self {
             chat,
+            own: owner,
             control: control_doc,
             state,
             bucket: bucket_doc,
             bucket_number: 1,
-            collections,
+            collections: Some(collections),
             bucket_messages: 0,
+            others: HashMap::new(),
         })
     }
 
@@ -211,6 +236,7 @@ impl ChatDocs {
     pub fn load(
         store: &dyn KvRead,
         chat: ChatId,
+        own_org: OrgId,
         suffixes: ([u8; 16], [u8; 16]),
     ) -> Result<Option<Self>, DocError> {
         let control_id = DocId::control(chat);
@@ -229,39 +255,187 @@ impl ChatDocs {
         let owner = SignedChange::decode(&first, usize::MAX)
             .map_err(|e| DocError::Damaged(e.to_string()))?
             .signer;
-        let control_doc = Doc::load(store, control_id, owner, None, suffixes.0)?;
+        let control_doc = Doc::load(
+            store,
+            control_id,
+            owner,
+            None,
+            actor_for(&own_org, suffixes.0),
+        )?;
         let state =
             control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
-        let bucket_number = state
-            .buckets
-            .iter()
-            .filter(|(_, record)| record.sealed)
-            .map(|(number, _)| number + 1)
-            .max()
-            .unwrap_or(1);
+        let bucket_number = current_bucket(&state);
         let bucket_doc = Doc::load(
             store,
             DocId::bucket(chat, bucket_number),
             owner,
             Some(&state),
-            suffixes.1,
+            actor_for(&own_org, suffixes.1),
         )?;
-        let collections =
-            bucket::collections(&bucket_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+        // A remote owner's bucket may not have arrived yet: then nothing can be written to it.
+        let collections = bucket::collections(&bucket_doc.doc).ok();
+        if collections.is_none() && owner == own_org {
+            return Err(DocError::Damaged(format!(
+                "bucket {bucket_number} of chat {chat} has no genesis"
+            )));
+        }
         let bucket_messages = bucket::messages(&bucket_doc.doc)
             .map(|m| m.len() as u64)
             .unwrap_or(0);
         Ok(Some(Self {
             chat,
+            own: own_org,
             control: control_doc,
             state,
             bucket: bucket_doc,
             bucket_number,
             collections,
             bucket_messages,
+            others: HashMap::new(),
         }))
     }
 
+    /// A chat this node learns of from its owner: the control document's genesis (not yet
+    /// applied; [`ChatDocs::apply_remote`] does that). Its state is a placeholder until then.
+    pub fn remote_genesis(
+        chat: ChatId,
+        owner: OrgId,
+        own: OrgId,
+        suffixes: ([u8; 16], [u8; 16]),
+    ) -> Self {
+        let placeholder = control::ChatInfo {
+            kind: control::ChatKind::Channel,
+            visibility: control::Visibility::Private,
+            created_ms: 0,
+            owner,
+        };
+        let mut state = genesis_admission_state(&placeholder);
+        state.orgs.clear();
+        Self {
+            chat,
+            own,
+            control: Doc::new(DocId::control(chat), owner, actor_for(&own, suffixes.0)),
+            state,
+            bucket: Doc::new(DocId::bucket(chat, 1), owner, actor_for(&own, suffixes.1)),
+            bucket_number: 1,
+            collections: None,
+            bucket_messages: 0,
+            others: HashMap::new(),
+        }
+    }
+
+    /// The loaded document `doc` of this chat (the control document, the current bucket or a
+    /// cached other bucket), loading another bucket from `store` if needed.
+    pub fn doc_mut(&mut self, store: &dyn KvRead, doc: DocId) -> Result<&mut Doc, DocError> {
+        match doc.kind {
+            confab_protocol::DocKind::Control => Ok(&mut self.control),
+            confab_protocol::DocKind::Bucket(n) if n == self.bucket_number => Ok(&mut self.bucket),
+            confab_protocol::DocKind::Bucket(n) => {
+                if !self.others.contains_key(&n) {
+                    if self.others.len() >= OTHER_BUCKETS_MAX {
+                        if let Some(evict) = self.others.keys().next().copied() {
+                            self.others.remove(&evict);
+                        }
+                    }
+                    let owner = self.state.info.owner;
+                    let actor = actor_for(&self.own, random_suffix());
+                    let loaded = Doc::load(store, doc, owner, Some(&self.state), actor)?;
+                    self.others.insert(n, loaded);
+                }
+                self.others
+                    .get_mut(&n)
+                    .ok_or_else(|| DocError::Damaged("bucket cache".into()))
+            }
+        }
+    }
+
+    /// Validates a remote change of one of this chat's documents (the full pipeline, signature
+    /// included) and, if it is accepted, applies it and adds it to `batch`. Returns the
+    /// verdict; a rejection is final. After a control change, `self.state` is re-read and a
+    /// newly sealed current bucket makes the next one current.
+    pub fn apply_remote(
+        &mut self,
+        store: &dyn KvRead,
+        signed: &SignedChange,
+        batch: &mut WriteBatch,
+    ) -> Result<RemoteOutcome, DocError> {
+        let state = self.state.clone();
+        let target = self.doc_mut(store, signed.doc)?;
+        let verdict = match signed.doc.kind {
+            confab_protocol::DocKind::Control => target.validator.check(signed, &NoMembership),
+            confab_protocol::DocKind::Bucket(_) => target.validator.check(signed, &state),
+        };
+        let checked = match verdict {
+            Err(rejection) => return Ok(RemoteOutcome::Rejected(rejection.to_string())),
+            Ok(Verdict::Duplicate) => return Ok(RemoteOutcome::Duplicate),
+            Ok(Verdict::Pending(reason)) => {
+                return Ok(RemoteOutcome::Pending(format!("{reason:?}")))
+            }
+            Ok(Verdict::Accept(checked)) => checked,
+        };
+        let before = target.doc.get_heads();
+        validate::apply(&mut target.doc, vec![checked.change.clone()])
+            .map_err(|e| DocError::Rejected(e.to_string()))?;
+        target.validator.commit(&checked);
+        batch.put(
+            Tree::Changes,
+            change_key(&target.id, target.next_index),
+            signed.encode(),
+        );
+        target.next_index += 1;
+        let after = target.doc.get_heads();
+        if signed.doc.kind == confab_protocol::DocKind::Control {
+            self.state =
+                control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+            self.follow_seals(store)?;
+            return Ok(RemoteOutcome::Control);
+        }
+        let target = self.doc_mut(store, signed.doc)?;
+        let touched = touched_keys(&mut target.doc, &before, &after);
+        let is_current = signed.doc == self.bucket.id;
+        if is_current && self.collections.is_none() {
+            self.collections = bucket::collections(&self.bucket.doc).ok();
+        }
+        if is_current {
+            self.bucket_messages += touched
+                .iter()
+                .filter(|(collection, _, _)| *collection == Collection::Messages)
+                .count() as u64;
+        }
+        Ok(RemoteOutcome::Bucket(touched))
+    }
+
+    /// After the control document sealed the current bucket, the next bucket becomes current.
+    fn follow_seals(&mut self, store: &dyn KvRead) -> Result<(), DocError> {
+        let number = current_bucket(&self.state);
+        if number <= self.bucket_number {
+            return Ok(());
+        }
+        let next = match self.others.remove(&number) {
+            Some(doc) => doc,
+            None => Doc::load(
+                store,
+                DocId::bucket(self.chat, number),
+                self.state.info.owner,
+                Some(&self.state),
+                actor_for(&self.own, random_suffix()),
+            )?,
+        };
+        let old = std::mem::replace(&mut self.bucket, next);
+        self.others.insert(self.bucket_number, old);
+        self.bucket_number = number;
+        self.collections = bucket::collections(&self.bucket.doc).ok();
+        self.bucket_messages = bucket::messages(&self.bucket.doc)
+            .map(|m| m.len() as u64)
+            .unwrap_or(0);
+        Ok(())
+    }
+
+    /// Current heads of one of this chat's documents (loading an older bucket if needed).
+    pub fn heads(&mut self, store: &dyn KvRead, doc: DocId) -> Result<Vec<[u8; 32]>, DocError> {
+        let loaded = self.doc_mut(store, doc)?;
+        Ok(loaded.doc.get_heads().iter().map(|h| h.0).collect())
+    }
     /// Changes the control document and re-reads its state.
     pub fn change_control(
         &mut self,
@@ -298,7 +472,7 @@ impl ChatDocs {
         batch: &mut WriteBatch,
         write: impl FnOnce(&mut AutoCommit, &Collections) -> Result<(), automerge::AutomergeError>,
     ) -> Result<(), DocError> {
-        let collections = self.collections.clone();
+        let collections = self.collections.clone().ok_or(DocError::NotSynced)?;
         let epoch = self.state.epoch;
         self.bucket
             .commit(key, epoch, &self.state, now_ms, batch, |doc| {
@@ -335,15 +509,23 @@ impl ChatDocs {
             |doc| control::put_bucket(doc, number, &record),
             false,
         )?;
-        let mut next = Doc::new(DocId::bucket(self.chat, number + 1), key.id(), suffix);
+        let mut next = Doc::new(
+            DocId::bucket(self.chat, number + 1),
+            key.id(),
+            actor_for(&key.id(), suffix),
+        );
         let mut collections = None;
         next.commit(key, self.state.epoch, &self.state, now_ms, batch, |doc| {
             collections = Some(bucket::genesis(doc)?);
             Ok(())
         })?;
-        self.collections = collections
-            .ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?;
-        self.bucket = next;
+        self.collections = Some(
+            collections
+                .ok_or_else(|| DocError::Damaged("bucket genesis wrote no collections".into()))?,
+        );
+        let old = std::mem::replace(&mut self.bucket, next);
+        self.others.clear();
+        self.others.insert(number, old);
         self.bucket_number = number + 1;
         self.bucket_messages = 0;
         Ok(())
@@ -388,7 +570,7 @@ pub fn load_history(
     let owner = SignedChange::decode(&first, usize::MAX)
         .map_err(|e| DocError::Damaged(e.to_string()))?
         .signer;
-    let control_doc = Doc::load(store, control_id, owner, None, suffix)?;
+    let control_doc = Doc::load(store, control_id, owner, None, actor_for(&owner, suffix))?;
     let state = control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
     let mut buckets = Vec::new();
     for number in 1.. {
@@ -399,7 +581,85 @@ pub fn load_history(
         {
             break;
         }
-        buckets.push(Doc::load(store, id, owner, Some(&state), suffix)?.doc);
+        buckets.push(Doc::load(store, id, owner, Some(&state), actor_for(&owner, suffix))?.doc);
     }
     Ok(Some((state, buckets)))
+}
+
+/// The outcome of a remote change.
+#[derive(Debug)]
+pub enum RemoteOutcome {
+    /// Accepted into the control document.
+    Control,
+    /// Accepted into a bucket: the keys it wrote or deleted, per collection.
+    Bucket(Vec<(Collection, String, Option<String>)>),
+    /// Already known.
+    Duplicate,
+    /// Not yet applicable (missing dependencies, unknown epoch, sequence gap).
+    Pending(String),
+    /// Invalid for everyone.
+    Rejected(String),
+}
+
+/// The three maps of a bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collection {
+    Messages,
+    Updates,
+    Reactions,
+}
+
+/// The map keys of the bucket's collections that changed between two sets of heads, with each
+/// key's string value now (`None` when deleted or not a string).
+fn touched_keys(
+    doc: &mut AutoCommit,
+    before: &[automerge::ChangeHash],
+    after: &[automerge::ChangeHash],
+) -> Vec<(Collection, String, Option<String>)> {
+    use automerge::{ReadDoc, ScalarValue, Value};
+    let Ok(collections) = bucket::collections(doc) else {
+        return Vec::new();
+    };
+    let patches = doc.diff(before, after);
+    let mut touched = Vec::new();
+    for patch in patches {
+        let collection = if patch.obj == collections.messages {
+            Collection::Messages
+        } else if patch.obj == collections.updates {
+            Collection::Updates
+        } else if patch.obj == collections.reactions {
+            Collection::Reactions
+        } else {
+            continue;
+        };
+        let key = match patch.action {
+            automerge::PatchAction::PutMap { key, .. } => key,
+            automerge::PatchAction::DeleteMap { key } => key,
+            _ => continue,
+        };
+        let value = match doc.get(&patch.obj, key.as_str()) {
+            Ok(Some((Value::Scalar(value), _))) => match value.as_ref() {
+                ScalarValue::Str(text) => Some(text.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        touched.push((collection, key, value));
+    }
+    touched
+}
+
+/// The bucket new messages go to: the one after the newest sealed bucket.
+pub fn current_bucket(state: &ControlState) -> u32 {
+    state
+        .buckets
+        .iter()
+        .filter(|(_, record)| record.sealed)
+        .map(|(number, _)| number + 1)
+        .max()
+        .unwrap_or(1)
+}
+
+fn random_suffix() -> [u8; 16] {
+    super::random_bytes()
 }

@@ -15,6 +15,7 @@
 mod devices;
 mod docs;
 pub mod rebuild;
+mod remote;
 
 use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
@@ -38,6 +39,20 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use docs::change_key;
+pub use remote::{chat_owned_by, peers, ChatOrgs, DocHeads, PeerRecord, RemoteVerdict};
+
+/// What the engine hands federation after a flush: its own new changes of chats shared with
+/// other organisations (to gossip), and the member organisations of chats whose control
+/// document changed.
+#[derive(Debug)]
+pub enum Outbound {
+    Publish { chat: ChatId, change: Vec<u8> },
+    Members { chat: ChatId, orgs: ChatOrgs },
+}
+
+/// Capacity of the engine → federation queue; beyond it, publications are dropped and counted
+/// (peers still get the changes by catch-up).
+pub const OUTBOUND_QUEUE: usize = 8192;
 
 /// How many intents one group commit takes at most.
 const GROUP_MAX: usize = 1024;
@@ -224,6 +239,22 @@ pub enum Command {
         chat: ChatId,
         message: MessageId,
     },
+    /// Changes from other organisations' nodes (gossip or catch-up), validated one by one.
+    ApplyRemote {
+        changes: Vec<confab_protocol::SignedChange>,
+        reply: Reply<Vec<RemoteVerdict>>,
+    },
+    /// The heads this node has of a document (for a catch-up request).
+    DocHeads {
+        doc: confab_protocol::DocId,
+        reply: Reply<Option<DocHeads>>,
+    },
+    /// Adds or replaces (`Some`) or removes (`None`) a peered organisation.
+    SetPeer {
+        org: confab_protocol::OrgId,
+        record: Option<PeerRecord>,
+        reply: Reply<()>,
+    },
 }
 
 impl Command {
@@ -319,6 +350,7 @@ pub async fn start(
     org_name: String,
     limits: Limits,
     search: Option<Arc<SearchIndex>>,
+    outbound: Option<mpsc::Sender<Outbound>>,
 ) -> Result<(EngineHandle, Arc<EventHub>, tokio::task::JoinHandle<()>), StartError> {
     let key = load_or_create_org_key(store.as_ref()).await?;
     let newest = crate::events::newest_cursor(store.as_ref())?;
@@ -341,6 +373,8 @@ pub async fn start(
         search,
         search_ops: Vec::new(),
         staged: Staged::default(),
+        outbound,
+        outbound_dropped: 0,
     };
     if let Some(search) = &engine.search {
         catch_up_search(engine.store.as_ref(), search, newest);
@@ -382,6 +416,9 @@ struct Engine {
     /// The writes of the current group's intents, committed together at its end; intents read
     /// the store through them ([`Engine::reads`]).
     staged: Staged,
+    /// Federation's queue, when the node federates.
+    outbound: Option<mpsc::Sender<Outbound>>,
+    outbound_dropped: u64,
 }
 
 /// A change to the search index.
@@ -594,6 +631,7 @@ impl Engine {
             let processed = started.elapsed();
             let mut batch = self.staged.take();
             batch.append(self.dirty.take_batch());
+            let outbound = self.outbound_of(&batch);
             self.trim_events(&mut batch);
             let applied = self.store.apply(batch);
             let applied_at = started.elapsed();
@@ -625,6 +663,7 @@ impl Engine {
             };
             if flushed {
                 self.hub.publish(events);
+                self.send_outbound(outbound);
                 self.apply_search_ops();
             } else {
                 self.search_ops.clear();
@@ -873,6 +912,18 @@ impl Engine {
                 let (sender, _) = oneshot::channel();
                 self.finish(tx, result, sender, events)
             }
+            Command::ApplyRemote { changes, reply } => {
+                let verdicts = self.apply_remote_changes(changes, events);
+                self.finish(tx, Ok(verdicts), reply, events)
+            }
+            Command::DocHeads { doc, reply } => {
+                let result = self.doc_heads(doc);
+                self.finish(tx, result, reply, events)
+            }
+            Command::SetPeer { org, record, reply } => {
+                let result = self.set_peer(&mut tx, org, record);
+                self.finish(tx, result, reply, events)
+            }
         };
         done.push(finish);
     }
@@ -880,6 +931,65 @@ impl Engine {
     /// Stages the intent's writes if it succeeded (so later intents of the group read them;
     /// a failed intent writes nothing) and returns the closure that answers once the group's
     /// flush is done.
+    /// What federation must hear of this group: own changes of shared chats, and the member
+    /// organisations of chats whose control document changed.
+    fn outbound_of(&self, batch: &WriteBatch) -> Vec<Outbound> {
+        if self.outbound.is_none() {
+            return Vec::new();
+        }
+        let own = self.key.id();
+        let mut out = Vec::new();
+        let mut controls = Vec::new();
+        for (key, value) in batch.puts(Tree::Changes) {
+            let Some(doc) = key
+                .get(..confab_protocol::DocId::LEN)
+                .and_then(confab_protocol::DocId::from_bytes)
+            else {
+                continue;
+            };
+            if doc.kind == confab_protocol::DocKind::Control && !controls.contains(&doc.chat) {
+                controls.push(doc.chat);
+            }
+            let Some(docs) = self.chats.get(&doc.chat) else {
+                continue;
+            };
+            let shared = docs.state.orgs.keys().any(|org| *org != own);
+            // Only our own changes: gossipsub forwards others' itself.
+            if shared && value.get(33..65) == Some(own.as_bytes().as_slice()) {
+                out.push(Outbound::Publish {
+                    chat: doc.chat,
+                    change: value.to_vec(),
+                });
+            }
+        }
+        for chat in controls {
+            if let Some(docs) = self.chats.get(&chat) {
+                out.push(Outbound::Members {
+                    chat,
+                    orgs: ChatOrgs::of(&docs.state, &own),
+                });
+            }
+        }
+        out
+    }
+
+    fn send_outbound(&mut self, items: Vec<Outbound>) {
+        let Some(sender) = &self.outbound else {
+            return;
+        };
+        for item in items {
+            if sender.try_send(item).is_err() {
+                self.outbound_dropped += 1;
+                if self.outbound_dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.outbound_dropped,
+                        "federation queue full; peers will catch up"
+                    );
+                }
+            }
+        }
+    }
+
     fn finish<T: Send + 'static>(
         &mut self,
         tx: Tx,
@@ -1131,9 +1241,29 @@ impl Engine {
         if let Some(docs) = self.chats.remove(chat) {
             return Ok(docs);
         }
-        ChatDocs::load(&self.reads(), *chat, (random_bytes(), random_bytes()))
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found("chat"))
+        ChatDocs::load(
+            &self.reads(),
+            *chat,
+            self.key.id(),
+            (random_bytes(), random_bytes()),
+        )
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("chat"))
+    }
+
+    /// Like [`Self::take_docs`], for writing the control document: only the owning
+    /// organisation may (a chat shared from elsewhere answers 403).
+    fn take_owned_docs(&mut self, chat: &ChatId) -> ApiResult<ChatDocs> {
+        let docs = self.take_docs(chat)?;
+        if docs.state.info.owner != self.key.id() {
+            self.chats.insert(*chat, docs);
+            return Err(ApiError::forbidden(
+                "not_owner",
+                "this chat is shared from another organisation: its name, topic and members \
+                 are changed there",
+            ));
+        }
+        Ok(docs)
     }
 
     fn validate_chat_name(&self, name: &str) -> ApiResult<String> {
@@ -1195,7 +1325,7 @@ impl Engine {
                 format!("a channel named {name:?} exists"),
             ));
         }
-        let chat = ChatId::from_bytes(random_bytes());
+        let chat = remote::chat_id_for(&self.key.id(), random_bytes());
         self.create_chat(
             tx,
             chat,
@@ -1250,21 +1380,30 @@ impl Engine {
         )
         .map_err(ApiError::internal)?;
         if !others.is_empty() {
-            let others_owned = others.to_vec();
+            let mut others_owned = Vec::new();
+            for user in others {
+                others_owned.push((user.clone(), self.org_of_user(user)?));
+            }
+            let epoch = docs.state.epoch + 1;
             docs.change_control(
                 &self.key,
                 now,
                 &mut tx.batch,
                 |doc| {
-                    for user in &others_owned {
+                    let mut joined = Vec::new();
+                    for (user, member_org) in &others_owned {
                         control::put_member(
                             doc,
                             user,
                             &MemberRecord {
                                 role: Role::Member,
-                                org,
+                                org: *member_org,
                             },
                         )?;
+                        if *member_org != org && !joined.contains(member_org) {
+                            joined.push(*member_org);
+                            control::set_org_ranges(doc, member_org, &[(epoch, None)])?;
+                        }
                     }
                     Ok(())
                 },
@@ -1340,18 +1479,29 @@ impl Engine {
                 ),
             ));
         }
+        let mut orgs = Vec::new();
         for user in &everyone {
-            let record = self
-                .user_record(user)
+            let org = self
+                .org_of_user(user)
                 .map_err(|_| ApiError::bad_request("invalid_body", format!("no user {user}")))?;
-            if record.disabled {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    format!("{user} is disabled"),
-                ));
+            if org == self.key.id() {
+                let record = self.user_record(user).map_err(|_| {
+                    ApiError::bad_request("invalid_body", format!("no user {user}"))
+                })?;
+                if record.disabled {
+                    return Err(ApiError::bad_request(
+                        "invalid_body",
+                        format!("{user} is disabled"),
+                    ));
+                }
+            }
+            if !orgs.contains(&org) {
+                orgs.push(org);
             }
         }
-        // One conversation per set of people: the chat id is derived from the set.
+        // One conversation per set of people: the chat id is derived from the set and from the
+        // organisation that opens it; a DM the same people already have, opened by any of
+        // their organisations, is reused.
         let mut hasher = Sha256::new();
         hasher.update(b"confab/v1/dm\0");
         for user in &everyone {
@@ -1359,12 +1509,15 @@ impl Engine {
             hasher.update([0]);
         }
         let digest = hasher.finalize();
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&digest[..16]);
-        let chat = ChatId::from_bytes(id);
-        if let Some(record) = views::chat(&self.reads(), &chat)? {
-            return Ok((views::chat_view(&self.reads(), &record, creator)?, false));
+        let mut set_hash = [0u8; 8];
+        set_hash.copy_from_slice(&digest[..8]);
+        for org in &orgs {
+            let candidate = remote::chat_id_for(org, set_hash);
+            if let Some(record) = views::chat(&self.reads(), &candidate)? {
+                return Ok((views::chat_view(&self.reads(), &record, creator)?, false));
+            }
         }
+        let chat = remote::chat_id_for(&self.key.id(), set_hash);
         let others: Vec<UserId> = everyone.iter().filter(|u| *u != creator).cloned().collect();
         let view = self.create_chat(
             tx,
@@ -1397,7 +1550,7 @@ impl Engine {
                 "only the channel's owner or an admin can rename it",
             ));
         }
-        let mut docs = self.take_docs(chat)?;
+        let mut docs = self.take_owned_docs(chat)?;
         let (n, t) = (name.clone(), topic.clone());
         docs.change_control(
             &self.key,
@@ -1452,21 +1605,31 @@ impl Engine {
                 ),
             ));
         }
-        let target = self.user_record(user)?;
-        if target.disabled {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("{user} is disabled"),
-            ));
+        let org = self.org_of_user(user)?;
+        if org == self.key.id() {
+            let target = self.user_record(user)?;
+            if target.disabled {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!("{user} is disabled"),
+                ));
+            }
         }
-        let org = self.key.id();
-        let mut docs = self.take_docs(&record.id)?;
+        let mut docs = self.take_owned_docs(&record.id)?;
         let member = user.clone();
+        let epoch = docs.state.epoch + 1;
+        let ranges = org_ranges_joining(&docs.state, &org, epoch);
         docs.change_control(
             &self.key,
             now_ms(),
             &mut tx.batch,
-            |doc| control::put_member(doc, &member, &MemberRecord { role, org }),
+            |doc| {
+                control::put_member(doc, &member, &MemberRecord { role, org })?;
+                if let Some(ranges) = &ranges {
+                    control::set_org_ranges(doc, &org, ranges)?;
+                }
+                Ok(())
+            },
             true,
         )
         .map_err(ApiError::internal)?;
@@ -1499,13 +1662,21 @@ impl Engine {
         record: &mut ChatRecord,
         user: &UserId,
     ) -> ApiResult<()> {
-        let mut docs = self.take_docs(&record.id)?;
+        let mut docs = self.take_owned_docs(&record.id)?;
         let member = user.clone();
+        let epoch = docs.state.epoch + 1;
+        let ranges = org_ranges_leaving(&docs.state, user, epoch);
         docs.change_control(
             &self.key,
             now_ms(),
             &mut tx.batch,
-            |doc| control::remove_member(doc, &member),
+            |doc| {
+                control::remove_member(doc, &member)?;
+                if let Some((org, ranges)) = &ranges {
+                    control::set_org_ranges(doc, org, ranges)?;
+                }
+                Ok(())
+            },
             true,
         )
         .map_err(ApiError::internal)?;
@@ -1627,8 +1798,8 @@ impl Engine {
                 "the owner's role cannot be changed",
             ));
         }
-        let org = self.key.id();
-        let mut docs = self.take_docs(chat)?;
+        let org = self.org_of_user(target)?;
+        let mut docs = self.take_owned_docs(chat)?;
         let member = target.clone();
         docs.change_control(
             &self.key,
@@ -1774,7 +1945,8 @@ impl Engine {
         })
         .map_err(ApiError::internal)?;
         docs.bucket_messages += 1;
-        if docs.bucket_messages >= self.limits.bucket_messages_max {
+        // Only the owner seals a bucket (in its control document); others write on until it does.
+        if docs.bucket_messages >= self.limits.bucket_messages_max && docs.state.info.owner == org {
             docs.roll_over(&self.key, now, random_bytes(), &mut tx.batch)
                 .map_err(ApiError::internal)?;
         }
@@ -2137,4 +2309,49 @@ impl Engine {
             },
         );
     }
+}
+
+/// An organisation's membership epochs in a control document: `[from, until)`.
+type OrgRanges = Vec<(u64, Option<u64>)>;
+
+/// The organisation ranges to write when a user of `org` joins at `epoch`: a new open range if
+/// the organisation is not a member now, else `None` (nothing changes).
+fn org_ranges_joining(
+    state: &control::ControlState,
+    org: &confab_protocol::OrgId,
+    epoch: u64,
+) -> Option<OrgRanges> {
+    let mut ranges = state.orgs.get(org).cloned().unwrap_or_default();
+    if ranges.iter().any(|(_, until)| until.is_none()) {
+        return None;
+    }
+    ranges.push((epoch, None));
+    Some(ranges)
+}
+
+/// The organisation ranges to write when `user` leaves at `epoch`: the user's organisation's
+/// open range closes if nobody else of it stays (never the owner's), else `None`.
+fn org_ranges_leaving(
+    state: &control::ControlState,
+    user: &UserId,
+    epoch: u64,
+) -> Option<(confab_protocol::OrgId, OrgRanges)> {
+    let org = state.members.get(user)?.org;
+    if org == state.info.owner {
+        return None;
+    }
+    let others_stay = state
+        .members
+        .iter()
+        .any(|(other, member)| other != user && member.org == org);
+    if others_stay {
+        return None;
+    }
+    let mut ranges = state.orgs.get(&org).cloned().unwrap_or_default();
+    for range in &mut ranges {
+        if range.1.is_none() {
+            range.1 = Some(epoch);
+        }
+    }
+    Some((org, ranges))
 }

@@ -64,6 +64,7 @@ impl TestNode {
             config.org_name.clone(),
             config.limits.clone(),
             Some(search.clone()),
+            None,
         )
         .await
         .expect("start engine");

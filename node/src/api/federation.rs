@@ -1,0 +1,173 @@
+//! Federation administration (node admins only): this node's identity and invite tokens, and
+//! the peered organisations (add by address or invite token, list with their state, remove,
+//! lift a blacklisting). Answers 404 `federation_off` when the node does not federate.
+
+use super::{require_admin, AppState, CurrentUser, JsonBody};
+use crate::engine::PeerRecord;
+use crate::error::{ApiError, ApiResult};
+use crate::federation::{self, FederationHandle, PeerView};
+use crate::model::now_ms;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use confab_protocol::OrgId;
+use serde::{Deserialize, Serialize};
+
+/// Longest organisation name a peer may be given (as for this node's own).
+const PEER_NAME_BYTES_MAX: usize = 63;
+
+fn handle(state: &AppState) -> ApiResult<&FederationHandle> {
+    state.federation.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "federation_off",
+            "this node does not federate: set [federation] listen in its configuration",
+        )
+    })
+}
+
+#[derive(Serialize)]
+pub struct FederationInfo {
+    org_id: OrgId,
+    org_name: String,
+    peer_id: String,
+    listen_addrs: Vec<String>,
+}
+
+pub async fn info(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<FederationInfo>> {
+    require_admin(&user)?;
+    let fed = handle(&state)?;
+    let addrs = fed.net.listen_addrs().await.map_err(ApiError::internal)?;
+    Ok(Json(FederationInfo {
+        org_id: fed.own,
+        org_name: state.config.org_name.clone(),
+        peer_id: fed.net.local_peer_id().to_string(),
+        listen_addrs: addrs.iter().map(|a| a.to_string()).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct Invite {
+    token: String,
+    expires_s: u64,
+}
+
+pub async fn invite(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<(StatusCode, Json<Invite>)> {
+    require_admin(&user)?;
+    let (token, expires_s) = handle(&state)?.invite(now_ms() / 1000).await?;
+    Ok((StatusCode::CREATED, Json(Invite { token, expires_s })))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<PeerView>>> {
+    require_admin(&user)?;
+    let records = crate::engine::peers(state.store.as_ref())?;
+    Ok(Json(handle(&state)?.peers(records).await?))
+}
+
+/// A new peer: its organisation name (its users are `someone@name`) and either an address
+/// ending in `/p2p/<peer id>` or an invite token its admin made.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPeer {
+    name: String,
+    address: Option<String>,
+    invite: Option<String>,
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<NewPeer>,
+) -> ApiResult<(StatusCode, Json<PeerView>)> {
+    require_admin(&user)?;
+    let fed = handle(&state)?;
+    if body.name.len() > PEER_NAME_BYTES_MAX
+        || confab_protocol::ids::validate_org_name(&body.name).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "a peer's name is 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit",
+        ));
+    }
+    let (org, addrs) = match (&body.address, &body.invite) {
+        (Some(address), None) => {
+            let (org, addr) = federation::split_peer_address(address)
+                .map_err(|message| ApiError::bad_request("invalid_body", message))?;
+            (org, vec![addr.to_string()])
+        }
+        (None, Some(invite)) => {
+            let token = confab_net::InviteToken::verify(invite, now_ms() / 1000)
+                .map_err(|e| ApiError::bad_request("invalid_invite", e.to_string()))?;
+            let org = OrgId::from_bytes(token.org_key());
+            (org, token.addrs().iter().map(|a| a.to_string()).collect())
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give either address or invite",
+            ))
+        }
+    };
+    let record = PeerRecord {
+        name: body.name,
+        addrs,
+        added_ms: now_ms(),
+    };
+    let known = crate::engine::peers(state.store.as_ref())?;
+    federation::add_peer(fed, &state.engine, &known, org, record).await?;
+    let records = crate::engine::peers(state.store.as_ref())?;
+    let view = fed
+        .peers(records)
+        .await?
+        .into_iter()
+        .find(|peer| peer.org_id == org)
+        .ok_or_else(|| ApiError::internal("peer vanished after adding it"))?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn parse_org(text: &str) -> ApiResult<OrgId> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request("invalid_path", "not an organisation id"))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(org): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&user)?;
+    let org = parse_org(&org)?;
+    let fed = handle(&state)?;
+    let known = crate::engine::peers(state.store.as_ref())?;
+    if !known.iter().any(|(peer, _)| *peer == org) {
+        return Err(ApiError::not_found("peer"));
+    }
+    federation::remove_peer(fed, &state.engine, org).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn unblock(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(org): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&user)?;
+    let org = parse_org(&org)?;
+    let fed = handle(&state)?;
+    let peer = confab_net::peer_id_of(org.as_bytes())
+        .map_err(|_| ApiError::bad_request("invalid_path", "not an organisation key"))?;
+    fed.net
+        .unblock_peer(peer)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,588 @@
+//! Changes from other organisations' nodes, and what federation asks of the engine.
+//!
+//! A remote `SignedChange` passes the whole validation pipeline (signature included) before it
+//! touches a document; an accepted one is applied, stored with the group's batch and turned
+//! into view updates and events exactly like a local intent's, so clients cannot tell a
+//! message that came over federation from one posted here. Nothing is acknowledged (reported
+//! `Accepted` to the network, which then forwards it) before the group's flush.
+//!
+//! Views follow these rules, the same as `rebuild.rs`:
+//! - a message, update or reaction counts only if its user belongs to the signing organisation
+//!   (the control document's member record says which, else the peers' names);
+//! - an update applies when written by the message's own organisation or the chat's owner;
+//!   a newer update wins, a deletion is final.
+
+use super::docs::{ChatDocs, Collection, RemoteOutcome};
+use super::{json, random_bytes, search_doc, Engine, SearchOp, Tx};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Audience, EventBody};
+use crate::model::{keys, ChatRecord, ChatView, MessageState, MessageView};
+use crate::store::{KvRead, Tree};
+use crate::views;
+use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};
+use confab_protocol::control::{ChatKind, ControlState};
+use confab_protocol::{ChatId, DocId, MessageId, OrgId, SignedChange, UserId};
+use serde::{Deserialize, Serialize};
+
+/// What became of one remote change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteVerdict {
+    /// Valid and stored (after the group's flush): forward it.
+    Accepted,
+    /// Already known: drop, not an offence.
+    Duplicate,
+    /// Not applicable yet (missing dependencies, an unknown epoch or chat): drop without
+    /// penalty; catch-up brings it again in order.
+    Pending(String),
+    /// Invalid for everyone: penalise whoever relayed it.
+    Rejected(String),
+}
+
+/// A peered organisation as the node keeps it (`peers/v1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Its organisation name: its users are `someone@name`.
+    pub name: String,
+    /// The addresses we dial (multiaddrs without `/p2p`).
+    pub addrs: Vec<String>,
+    pub added_ms: u64,
+}
+
+/// The organisations with a say in a chat, for the network's member sets (`shared_chats/v1`
+/// is not stored: the engine reports these after each flush and on request).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatOrgs {
+    /// Organisations that are members now, this node's own excluded.
+    pub current: Vec<OrgId>,
+    /// Organisations that were members and are not now (they may still fetch the control
+    /// document, to learn that they were removed), this node's own excluded.
+    pub former: Vec<OrgId>,
+}
+
+impl ChatOrgs {
+    /// The organisations of a chat as this node sees them. While this node's own organisation
+    /// is not a member, it replicates with nobody (`current` is empty).
+    pub fn of(state: &ControlState, own: &OrgId) -> Self {
+        let is_member =
+            |ranges: &Vec<(u64, Option<u64>)>| ranges.iter().any(|(_, until)| until.is_none());
+        let own_member = state.orgs.get(own).is_some_and(is_member);
+        let mut orgs = Self::default();
+        for (org, ranges) in &state.orgs {
+            if org == own {
+                continue;
+            }
+            if own_member && is_member(ranges) {
+                orgs.current.push(*org);
+            } else {
+                orgs.former.push(*org);
+            }
+        }
+        orgs
+    }
+}
+
+/// The first 8 bytes of a chat id name the organisation that made it, so that nobody but its
+/// owner can write a chat's genesis (a peer cannot squat an id it learned of).
+pub fn chat_id_for(owner: &OrgId, random: [u8; 8]) -> ChatId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&owner.as_bytes()[..8]);
+    id[8..].copy_from_slice(&random);
+    ChatId::from_bytes(id)
+}
+
+/// Whether `chat`'s id names `owner` as its maker.
+pub fn chat_owned_by(chat: &ChatId, owner: &OrgId) -> bool {
+    chat.as_bytes()[..8] == owner.as_bytes()[..8]
+}
+
+/// Every peer record.
+pub fn peers(store: &dyn KvRead) -> Result<Vec<(OrgId, PeerRecord)>, crate::store::StoreError> {
+    let all = store.range(
+        Tree::Peers,
+        (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+        false,
+        usize::MAX,
+    )?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let org = OrgId::from_slice(&key)?;
+            let record = serde_json::from_slice(&value).ok()?;
+            Some((org, record))
+        })
+        .collect())
+}
+
+impl Engine {
+    /// Applies remote changes one by one, staging each accepted one's writes.
+    pub(super) fn apply_remote_changes(
+        &mut self,
+        changes: Vec<SignedChange>,
+        events: &mut Vec<crate::events::Event>,
+    ) -> Vec<RemoteVerdict> {
+        let mut verdicts = Vec::with_capacity(changes.len());
+        for signed in changes {
+            let mut tx = Tx::default();
+            let verdict = match self.apply_remote(&mut tx, &signed) {
+                Ok(verdict) => verdict,
+                Err(error) => {
+                    tracing::warn!(doc = %signed.doc, %error, "remote change not applied");
+                    RemoteVerdict::Pending(error.message)
+                }
+            };
+            if verdict == RemoteVerdict::Accepted {
+                self.staged.stage(tx.batch);
+                events.extend(tx.events);
+                self.search_ops.extend(tx.search);
+            } else if let RemoteVerdict::Rejected(reason) = &verdict {
+                tracing::info!(doc = %signed.doc, signer = %signed.signer, %reason, "remote change rejected");
+            }
+            verdicts.push(verdict);
+        }
+        verdicts
+    }
+
+    fn apply_remote(&mut self, tx: &mut Tx, signed: &SignedChange) -> ApiResult<RemoteVerdict> {
+        let chat = signed.doc.chat;
+        let own = self.key.id();
+        let mut docs = match self.chats.remove(&chat) {
+            Some(docs) => docs,
+            None => {
+                match ChatDocs::load(&self.reads(), chat, own, (random_bytes(), random_bytes()))
+                    .map_err(ApiError::internal)?
+                {
+                    Some(docs) => docs,
+                    None if signed.doc == DocId::control(chat) => {
+                        if !chat_owned_by(&chat, &signed.signer) {
+                            return Ok(RemoteVerdict::Rejected(
+                                "the chat id does not name the signer as its owner".into(),
+                            ));
+                        }
+                        ChatDocs::remote_genesis(
+                            chat,
+                            signed.signer,
+                            own,
+                            (random_bytes(), random_bytes()),
+                        )
+                    }
+                    None => return Ok(RemoteVerdict::Pending("unknown chat".into())),
+                }
+            }
+        };
+        let old_state = docs.state.clone();
+        let outcome = docs
+            .apply_remote(&self.reads(), signed, &mut tx.batch)
+            .map_err(ApiError::internal)?;
+        let verdict = match outcome {
+            RemoteOutcome::Duplicate => RemoteVerdict::Duplicate,
+            RemoteOutcome::Pending(reason) => RemoteVerdict::Pending(reason),
+            RemoteOutcome::Rejected(reason) => RemoteVerdict::Rejected(reason),
+            RemoteOutcome::Control => {
+                self.control_views(tx, chat, &docs.state, &old_state)?;
+                RemoteVerdict::Accepted
+            }
+            RemoteOutcome::Bucket(touched) => {
+                for (collection, key, value) in touched {
+                    self.bucket_view(
+                        tx,
+                        &docs.state,
+                        chat,
+                        signed.signer,
+                        collection,
+                        &key,
+                        value,
+                    )?;
+                }
+                RemoteVerdict::Accepted
+            }
+        };
+        // A chat whose control genesis was refused was never stored: forget it.
+        if !docs.control.validator.is_empty() {
+            self.chats.insert(chat, docs);
+        }
+        Ok(verdict)
+    }
+
+    /// A control document changed remotely: the chat record, its members and their events.
+    fn control_views(
+        &mut self,
+        tx: &mut Tx,
+        chat: ChatId,
+        state: &ControlState,
+        old: &ControlState,
+    ) -> ApiResult<()> {
+        let existing = match self.dirty.chats.get(&chat) {
+            Some(record) => Some(record.clone()),
+            None => views::chat(&self.reads(), &chat)?,
+        };
+        let mut dm_members: Vec<UserId> = state.members.keys().cloned().collect();
+        dm_members.sort();
+        let record = ChatRecord {
+            id: chat,
+            kind: state.info.kind,
+            visibility: state.info.visibility,
+            name: state.name.clone(),
+            topic: state.topic.clone(),
+            owner_org: self.org_label(&state.info.owner),
+            created_ms: state.info.created_ms,
+            member_count: state.members.len(),
+            last_activity_ms: existing
+                .as_ref()
+                .map_or(state.info.created_ms, |r| r.last_activity_ms),
+            last_message: existing.as_ref().and_then(|r| r.last_message),
+            dm_members: if state.info.kind == ChatKind::Dm {
+                dm_members
+            } else {
+                Vec::new()
+            },
+        };
+        tx.batch
+            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        self.dirty.chats.remove(&chat);
+        for (user, member) in &state.members {
+            let before = old.members.get(user).map(|m| m.role);
+            if before == Some(member.role) {
+                continue;
+            }
+            self.put_member_view(tx, &chat, user, member.role);
+            if user.org_name() == self.org_name {
+                self.emit(
+                    tx,
+                    Audience::User(user.clone()),
+                    EventBody::ChatJoined {
+                        chat: ChatView::of(&record, Some(member.role)),
+                    },
+                );
+            }
+        }
+        for user in old.members.keys() {
+            if state.members.contains_key(user) {
+                continue;
+            }
+            tx.batch
+                .delete(Tree::Members, keys::chat_member(&chat, user));
+            tx.batch
+                .delete(Tree::UserChats, keys::user_chat(user, &chat));
+            if user.org_name() == self.org_name {
+                self.emit(
+                    tx,
+                    Audience::User(user.clone()),
+                    EventBody::ChatLeft { chat_id: chat },
+                );
+            }
+        }
+        self.emit(
+            tx,
+            Audience::Chat(chat),
+            EventBody::ChatUpdated {
+                chat: ChatView::of(&record, None),
+            },
+        );
+        Ok(())
+    }
+
+    /// How this node names an organisation: its own name, a peer's name, or the id.
+    pub(super) fn org_label(&self, org: &OrgId) -> String {
+        if *org == self.key.id() {
+            return self.org_name.clone();
+        }
+        self.peer_name(org).unwrap_or_else(|| org.to_string())
+    }
+
+    fn peer_name(&self, org: &OrgId) -> Option<String> {
+        let bytes = self.reads().get(Tree::Peers, org.as_bytes()).ok()??;
+        serde_json::from_slice::<PeerRecord>(&bytes)
+            .ok()
+            .map(|record| record.name)
+    }
+
+    /// The organisation a user id belongs to: this node's own, or a peer's by name.
+    pub(super) fn org_of_user(&self, user: &UserId) -> ApiResult<OrgId> {
+        if user.org_name() == self.org_name {
+            return Ok(self.key.id());
+        }
+        peers(&self.reads())?
+            .into_iter()
+            .find(|(_, record)| record.name == user.org_name())
+            .map(|(org, _)| org)
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "unknown_organisation",
+                    format!(
+                        "no peered organisation is named {:?}: peer with it first",
+                        user.org_name()
+                    ),
+                )
+            })
+    }
+
+    /// Whether `user` may be written about by `org`: the control document's member record
+    /// decides; for former members, the organisation names this node knows.
+    fn user_belongs(&self, state: &ControlState, user: &UserId, org: &OrgId) -> bool {
+        if let Some(member) = state.members.get(user) {
+            return member.org == *org;
+        }
+        if *org == self.key.id() {
+            return user.org_name() == self.org_name;
+        }
+        if user.org_name() == self.org_name {
+            return false;
+        }
+        self.peer_name(org)
+            .is_none_or(|name| name == user.org_name())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bucket_view(
+        &mut self,
+        tx: &mut Tx,
+        state: &ControlState,
+        chat: ChatId,
+        signer: OrgId,
+        collection: Collection,
+        key: &str,
+        value: Option<String>,
+    ) -> ApiResult<()> {
+        let Some((org, rest)) = bucket::split_key(key) else {
+            return Ok(());
+        };
+        if org != signer {
+            return Ok(());
+        }
+        match collection {
+            Collection::Messages => {
+                let (Ok(id), Some(Ok(record))) = (
+                    rest.parse::<MessageId>(),
+                    value.map(|v| serde_json::from_str::<MessageRecord>(&v)),
+                ) else {
+                    return Ok(());
+                };
+                self.remote_message(tx, state, chat, org, id, record)
+            }
+            Collection::Updates => {
+                let Some(Ok(update)) = value.map(|v| serde_json::from_str::<UpdateRecord>(&v))
+                else {
+                    return Ok(());
+                };
+                self.remote_update(tx, state, chat, org, update)
+            }
+            Collection::Reactions => {
+                let Some((message, emoji, user)) = bucket::parse_reaction_key_rest(rest) else {
+                    return Ok(());
+                };
+                let on = value.as_deref() == Some(bucket::REACTION_ON);
+                let emoji = emoji.to_string();
+                self.remote_reaction(tx, state, chat, org, message, &emoji, user, on)
+            }
+        }
+    }
+
+    fn remote_message(
+        &mut self,
+        tx: &mut Tx,
+        state: &ControlState,
+        chat: ChatId,
+        org: OrgId,
+        id: MessageId,
+        record: MessageRecord,
+    ) -> ApiResult<()> {
+        if !self.user_belongs(state, &record.author, &org) {
+            tracing::info!(%chat, author = %record.author, %org, "message by a user of another organisation ignored");
+            return Ok(());
+        }
+        if views::message(&self.reads(), &chat, &id)?.is_some() {
+            return Ok(());
+        }
+        let (mentions, mention_all) = self.mentions(&record.body);
+        let message = MessageView {
+            id,
+            chat_id: chat,
+            author: record.author,
+            body: record.body,
+            reply_to: record.reply_to,
+            created_ms: id.time_ms(),
+            edited_ms: None,
+            deleted: false,
+            mentions,
+            mention_all,
+            state: MessageState::Sent,
+            reactions: Vec::new(),
+            attachments: record.attachments.into_iter().map(Into::into).collect(),
+        };
+        tx.batch
+            .put(Tree::Messages, keys::message(&chat, &id), json(&message));
+        tx.search.push(SearchOp::Upsert(search_doc(&message)));
+        let mut chat_record = self.chat_record(&chat)?;
+        if chat_record.last_message.is_none_or(|last| last < id) {
+            chat_record.last_message = Some(id);
+            chat_record.last_activity_ms = chat_record.last_activity_ms.max(id.time_ms());
+            self.dirty.chats.insert(chat, chat_record);
+        }
+        self.emit(
+            tx,
+            Audience::Chat(chat),
+            EventBody::MessageCreated { message },
+        );
+        Ok(())
+    }
+
+    fn remote_update(
+        &mut self,
+        tx: &mut Tx,
+        state: &ControlState,
+        chat: ChatId,
+        org: OrgId,
+        update: UpdateRecord,
+    ) -> ApiResult<()> {
+        if !self.user_belongs(state, &update.by, &org) {
+            return Ok(());
+        }
+        let Some(mut view) = views::message(&self.reads(), &chat, &update.target)? else {
+            return Ok(());
+        };
+        let allowed = update.target.minted_by(&org) || org == state.info.owner;
+        if !allowed || view.deleted || view.edited_ms.is_some_and(|ms| ms > update.at.ms) {
+            return Ok(());
+        }
+        view.edited_ms = Some(update.at.ms);
+        let body = match update.op {
+            UpdateOp::Edit { body } => {
+                let (mentions, mention_all) = self.mentions(&body);
+                view.body = body;
+                view.mentions = mentions;
+                view.mention_all = mention_all;
+                tx.search.push(SearchOp::Upsert(search_doc(&view)));
+                EventBody::MessageEdited {
+                    message: view.clone(),
+                }
+            }
+            UpdateOp::Delete => {
+                view.body = String::new();
+                view.deleted = true;
+                view.mentions.clear();
+                view.mention_all = false;
+                view.reactions.clear();
+                view.state = MessageState::Deleted;
+                for attachment in std::mem::take(&mut view.attachments) {
+                    for blob in attachment.blob_ids() {
+                        tx.batch
+                            .delete(Tree::MediaRefs, keys::media_ref(blob, &chat, &view.id));
+                    }
+                }
+                tx.search.push(SearchOp::Remove(chat, view.id));
+                EventBody::MessageDeleted {
+                    message: view.clone(),
+                }
+            }
+        };
+        tx.batch
+            .put(Tree::Messages, keys::message(&chat, &view.id), json(&view));
+        self.emit(tx, Audience::Chat(chat), body);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn remote_reaction(
+        &mut self,
+        tx: &mut Tx,
+        state: &ControlState,
+        chat: ChatId,
+        org: OrgId,
+        message: MessageId,
+        emoji: &str,
+        user: UserId,
+        on: bool,
+    ) -> ApiResult<()> {
+        if !self.user_belongs(state, &user, &org) {
+            return Ok(());
+        }
+        let Some(mut view) = views::message(&self.reads(), &chat, &message)? else {
+            return Ok(());
+        };
+        if view.deleted || !view.set_reaction(emoji, &user, on) {
+            return Ok(());
+        }
+        tx.batch
+            .put(Tree::Messages, keys::message(&chat, &message), json(&view));
+        self.emit(
+            tx,
+            Audience::Chat(chat),
+            EventBody::MessageReactions {
+                chat_id: chat,
+                message_id: message,
+                emoji: emoji.to_string(),
+                user_id: user,
+                on,
+                reactions: view.reactions.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The heads this node has of a document, and the chat's current bucket number; `None`
+    /// for a chat it does not have.
+    pub(super) fn doc_heads(&mut self, doc: DocId) -> ApiResult<Option<DocHeads>> {
+        let chat = doc.chat;
+        let own = self.key.id();
+        let mut docs = match self.chats.remove(&chat) {
+            Some(docs) => docs,
+            None => {
+                match ChatDocs::load(&self.reads(), chat, own, (random_bytes(), random_bytes()))
+                    .map_err(ApiError::internal)?
+                {
+                    Some(docs) => docs,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let heads = docs.heads(&self.reads(), doc).map_err(ApiError::internal)?;
+        let answer = DocHeads {
+            heads,
+            current_bucket: docs.bucket_number,
+            orgs: ChatOrgs::of(&docs.state, &own),
+        };
+        self.chats.insert(chat, docs);
+        Ok(Some(answer))
+    }
+
+    /// Adds, replaces or removes a peer record.
+    pub(super) fn set_peer(
+        &mut self,
+        tx: &mut Tx,
+        org: OrgId,
+        record: Option<PeerRecord>,
+    ) -> ApiResult<()> {
+        match record {
+            Some(record) => {
+                if record.name == self.org_name {
+                    return Err(ApiError::bad_request(
+                        "invalid_body",
+                        "a peer cannot have this node's own organisation name",
+                    ));
+                }
+                let clash = peers(&self.reads())?
+                    .into_iter()
+                    .any(|(other, r)| other != org && r.name == record.name);
+                if clash {
+                    return Err(ApiError::conflict(
+                        "conflict",
+                        format!("another peer is named {:?}", record.name),
+                    ));
+                }
+                tx.batch
+                    .put(Tree::Peers, org.as_bytes().to_vec(), json(&record));
+            }
+            None => tx.batch.delete(Tree::Peers, org.as_bytes().to_vec()),
+        }
+        Ok(())
+    }
+}
+
+/// The answer to [`super::Command::DocHeads`].
+#[derive(Clone, Debug)]
+pub struct DocHeads {
+    pub heads: Vec<[u8; 32]>,
+    pub current_bucket: u32,
+    pub orgs: ChatOrgs,
+}

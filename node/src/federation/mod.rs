@@ -1,0 +1,768 @@
+//! Federation: this node's side of the libp2p network (`confab-net`) between organisations.
+//!
+//! One task ([`Federation::run`]) owns the network's event stream and the engine's outbound
+//! queue:
+//! - **out**: the engine's own new changes of shared chats are gossiped on the chat's topic;
+//!   when a chat's member organisations change, their nodes become the topic's admitted peers
+//!   (nobody else receives its content) and are poked to sync.
+//! - **in**: gossip messages are decoded and handed to the engine in micro-batches
+//!   ([`Command::ApplyRemote`]); its verdict (accept, reject, ignore) goes back to gossipsub,
+//!   which forwards only accepted ones and penalises (and finally blacklists) peers that relay
+//!   invalid ones. A change that is not yet applicable (missing dependencies) starts a catch-up
+//!   of its document from the peer that relayed it.
+//! - **catch-up**: on connect, on every anti-entropy tick and when a peer pokes us (an index
+//!   request), we ask the peer which chats we share (`index`), then for each chat its control
+//!   document, its current bucket, then older buckets newest first, page by page. We answer
+//!   the same requests from the stored changes ([`serve`]) without the engine.
+//!
+//! Peers are the organisations an admin peered with (`peers/v1`, through the engine); the
+//! network refuses everyone else.
+
+pub mod serve;
+
+use crate::engine::{self, ChatOrgs, Command, EngineHandle, Outbound, PeerRecord, RemoteVerdict};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{KvRead, KvStore};
+use confab_net::{
+    CatchupRequest, CatchupResponse, Multiaddr, NetConfig, NetEvent, NetworkHandle, PeerId,
+    Validation,
+};
+use confab_protocol::{ChatId, DocId, OrgId, SignedChange};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// `[federation]` in the configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/7700`. Empty: the node does not
+    /// federate.
+    pub listen: Vec<String>,
+    /// Addresses put in invite tokens (what other organisations dial); the listen addresses
+    /// when empty.
+    pub public_addrs: Vec<String>,
+    /// How often catch-up runs with every connected peer (gossip only repairs seconds of loss).
+    pub anti_entropy_interval_s: u64,
+    /// Invalid gossip messages from one peer after which it is blacklisted.
+    pub blacklist_after_rejects: u32,
+    /// Most gossip messages handed to the engine at once.
+    pub gossip_batch_max: usize,
+    /// Most catch-up pages fetched for one document in one sync.
+    pub sync_pages_max: usize,
+    /// How long an invite token stays valid.
+    pub invite_ttl_s: u64,
+    /// Most peered organisations.
+    pub peers_max: usize,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            public_addrs: Vec::new(),
+            anti_entropy_interval_s: 30,
+            blacklist_after_rejects: 10,
+            gossip_batch_max: 256,
+            sync_pages_max: 1000,
+            invite_ttl_s: 7 * 24 * 3600,
+            peers_max: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("invalid federation listen address {0:?}")]
+    Address(String),
+    #[error("network: {0}")]
+    Net(#[from] confab_net::NetError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What the admin API uses: the network handle and the settings.
+#[derive(Clone)]
+pub struct FederationHandle {
+    pub net: NetworkHandle,
+    pub config: FederationConfig,
+    pub own: OrgId,
+    seed: [u8; 32],
+}
+
+/// One peer as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub org_id: OrgId,
+    pub peer_id: String,
+    pub name: String,
+    pub addrs: Vec<String>,
+    pub connected: bool,
+    pub last_seen_ms: Option<u64>,
+    pub rtt_ms: Option<u64>,
+    pub lag: Option<u64>,
+    pub last_error: Option<String>,
+    pub rejected_messages: u32,
+    pub blacklisted: bool,
+    pub score: Option<f64>,
+}
+
+impl FederationHandle {
+    /// A signed invite token naming this node's organisation and addresses.
+    pub async fn invite(&self, now_s: u64) -> ApiResult<(String, u64)> {
+        let mut addrs = parse_addrs(&self.config.public_addrs).map_err(ApiError::internal)?;
+        if addrs.is_empty() {
+            addrs = self.net.listen_addrs().await.map_err(ApiError::internal)?;
+        }
+        addrs.truncate(8);
+        let expires = now_s + self.config.invite_ttl_s;
+        let token = confab_net::InviteToken::issue(&self.seed, &addrs, expires)
+            .map_err(ApiError::internal)?;
+        Ok((token.encode(), expires))
+    }
+
+    /// Every peered organisation with its network state.
+    pub async fn peers(&self, records: Vec<(OrgId, PeerRecord)>) -> ApiResult<Vec<PeerView>> {
+        let states = self.net.peers().await.map_err(ApiError::internal)?;
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .ok()
+        };
+        Ok(records
+            .into_iter()
+            .map(|(org, record)| {
+                let peer = confab_net::peer_id_of(org.as_bytes()).ok();
+                let state = states.iter().find(|s| Some(s.peer) == peer);
+                PeerView {
+                    org_id: org,
+                    peer_id: peer.map(|p| p.to_string()).unwrap_or_default(),
+                    name: record.name,
+                    addrs: record.addrs,
+                    connected: state.is_some_and(|s| s.connected),
+                    last_seen_ms: state.and_then(|s| s.last_seen).and_then(ms),
+                    rtt_ms: state.and_then(|s| s.rtt).map(|d| d.as_millis() as u64),
+                    lag: state.and_then(|s| s.lag),
+                    last_error: state.and_then(|s| s.last_error.clone()),
+                    rejected_messages: state.map_or(0, |s| s.rejected_messages),
+                    blacklisted: state.is_some_and(|s| s.blacklisted),
+                    score: state.and_then(|s| s.score),
+                }
+            })
+            .collect())
+    }
+}
+
+fn parse_addrs(texts: &[String]) -> Result<Vec<Multiaddr>, FederationError> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<Multiaddr>()
+                .map_err(|_| FederationError::Address(text.clone()))
+        })
+        .collect()
+}
+
+/// Splits `/ip4/…/tcp/…/p2p/<peer>` into the address without `/p2p` and the peer's
+/// organisation.
+pub fn split_peer_address(text: &str) -> Result<(OrgId, Multiaddr), String> {
+    let mut addr: Multiaddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a multiaddr"))?;
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.pop() else {
+        return Err("the address must end with /p2p/<peer id>".into());
+    };
+    let org = org_of_peer(&peer).ok_or("the peer id is not an organisation key")?;
+    Ok((org, addr))
+}
+
+/// Chats with a member whose organisation name is not ours (read from the member views).
+fn chats_with_foreign_members(
+    store: &dyn KvRead,
+    org_name: &str,
+) -> Result<Vec<ChatId>, crate::store::StoreError> {
+    let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+    let mut chats = Vec::new();
+    for (key, _) in store.range(crate::store::Tree::Members, all, false, usize::MAX)? {
+        let (Some(chat), Some(user)) = (
+            key.get(..16).and_then(ChatId::from_slice),
+            key.get(16..).and_then(|b| std::str::from_utf8(b).ok()),
+        ) else {
+            continue;
+        };
+        let foreign = user
+            .parse::<confab_protocol::UserId>()
+            .is_ok_and(|user| user.org_name() != org_name);
+        if foreign && chats.last() != Some(&chat) {
+            chats.push(chat);
+        }
+    }
+    Ok(chats)
+}
+
+fn org_of_peer(peer: &PeerId) -> Option<OrgId> {
+    confab_net::org_public_key_of(peer).map(OrgId::from_bytes)
+}
+
+fn peer_of_org(org: &OrgId) -> Option<PeerId> {
+    confab_net::peer_id_of(org.as_bytes()).ok()
+}
+
+/// Adds (or updates) a peer: the record through the engine, then the network's allow-list.
+pub async fn add_peer(
+    handle: &FederationHandle,
+    engine: &EngineHandle,
+    known: &[(OrgId, PeerRecord)],
+    org: OrgId,
+    record: PeerRecord,
+) -> ApiResult<()> {
+    if org == handle.own {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "that address is this node's own",
+        ));
+    }
+    let addrs = parse_addrs(&record.addrs)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let peer = peer_of_org(&org)
+        .ok_or_else(|| ApiError::bad_request("invalid_body", "not an organisation key"))?;
+    if known.len() >= handle.config.peers_max && !known.iter().any(|(o, _)| *o == org) {
+        return Err(ApiError::forbidden(
+            "peer_limit",
+            format!("at most {} peers", handle.config.peers_max),
+        ));
+    }
+    engine
+        .call(|reply| Command::SetPeer {
+            org,
+            record: Some(record),
+            reply,
+        })
+        .await?;
+    handle
+        .net
+        .add_peer(peer, addrs)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Removes a peer: refused from now on.
+pub async fn remove_peer(
+    handle: &FederationHandle,
+    engine: &EngineHandle,
+    org: OrgId,
+) -> ApiResult<()> {
+    engine
+        .call(|reply| Command::SetPeer {
+            org,
+            record: None,
+            reply,
+        })
+        .await?;
+    if let Some(peer) = peer_of_org(&org) {
+        handle
+            .net
+            .remove_peer(peer)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(())
+}
+
+/// Starts the network and the federation task. Returns the handle for the admin API and the
+/// task (it ends when `shutdown` turns true).
+pub async fn start(
+    config: FederationConfig,
+    org_name: String,
+    seed: [u8; 32],
+    store: Arc<dyn KvStore>,
+    engine: EngineHandle,
+    outbound: mpsc::Receiver<Outbound>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(FederationHandle, tokio::task::JoinHandle<()>), FederationError> {
+    let own = confab_protocol::OrgKey::from_seed(seed).id();
+    let net_config = NetConfig {
+        listen_addrs: parse_addrs(&config.listen)?,
+        anti_entropy_interval: Duration::from_secs(config.anti_entropy_interval_s.max(1)),
+        blacklist_after_rejects: config.blacklist_after_rejects,
+        max_allowed_peers: config.peers_max,
+        ..NetConfig::default()
+    };
+    let (net, events, net_task) = confab_net::Network::start(seed, net_config)?;
+    for (org, record) in engine::peers(store.as_ref())? {
+        let (Some(peer), Ok(addrs)) = (peer_of_org(&org), parse_addrs(&record.addrs)) else {
+            tracing::warn!(%org, "stored peer has a bad key or address; skipped");
+            continue;
+        };
+        net.add_peer(peer, addrs).await?;
+    }
+    let handle = FederationHandle {
+        net: net.clone(),
+        config: config.clone(),
+        own,
+        seed,
+    };
+    let federation = Federation {
+        net,
+        engine,
+        store,
+        config,
+        org_name,
+        chats: HashMap::new(),
+        serving: Arc::new(serve::DocIndexCache::default()),
+        syncing: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let task = tokio::spawn(async move {
+        federation.run(events, outbound, shutdown).await;
+        let _ = net_task.await;
+    });
+    Ok((handle, task))
+}
+
+/// The federation task's state.
+struct Federation {
+    net: NetworkHandle,
+    engine: EngineHandle,
+    store: Arc<dyn KvStore>,
+    config: FederationConfig,
+    org_name: String,
+    /// The member organisations (besides ours) of every shared chat.
+    chats: HashMap<ChatId, ChatOrgs>,
+    serving: Arc<serve::DocIndexCache>,
+    /// Peers with a sync running, and whether another was asked for meanwhile.
+    syncing: Arc<Mutex<HashMap<PeerId, bool>>>,
+}
+
+impl Federation {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<NetEvent>,
+        mut outbound: mpsc::Receiver<Outbound>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        if let Err(error) = self.load_shared_chats().await {
+            tracing::error!(%error, "cannot list the shared chats; federation runs without them");
+        }
+        loop {
+            tokio::select! {
+                _ = async { let _ = shutdown.wait_for(|stopped| *stopped).await; } => break,
+                Some(item) = outbound.recv() => self.on_outbound(item).await,
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event, &mut events).await,
+                    None => break,
+                },
+            }
+        }
+        self.net.shutdown().await;
+        tracing::info!("federation stopped");
+    }
+
+    /// Learns the member organisations of every chat that has a member of another
+    /// organisation, and admits their nodes.
+    async fn load_shared_chats(&mut self) -> ApiResult<()> {
+        for chat in chats_with_foreign_members(self.store.as_ref(), &self.org_name)? {
+            let answer = self
+                .engine
+                .call(|reply| Command::DocHeads {
+                    doc: DocId::control(chat),
+                    reply,
+                })
+                .await?;
+            if let Some(heads) = answer {
+                self.set_members(chat, heads.orgs).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_outbound(&mut self, item: Outbound) {
+        match item {
+            Outbound::Publish { chat, change } => {
+                if let Err(error) = self.net.publish(chat, change).await {
+                    tracing::debug!(%chat, %error, "gossip publish failed; peers catch up");
+                }
+            }
+            Outbound::Members { chat, orgs } => {
+                let before = self.chats.get(&chat).cloned().unwrap_or_default();
+                let joined = orgs
+                    .current
+                    .iter()
+                    .filter(|org| !before.current.contains(org));
+                let left = orgs
+                    .former
+                    .iter()
+                    .filter(|org| before.current.contains(org));
+                let changed: Vec<OrgId> = joined.chain(left).copied().collect();
+                self.set_members(chat, orgs).await;
+                // Tell the organisations that joined or left to sync with us now.
+                for org in changed {
+                    if let Some(peer) = peer_of_org(&org) {
+                        self.poke(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn set_members(&mut self, chat: ChatId, orgs: ChatOrgs) {
+        let peers: Vec<PeerId> = orgs.current.iter().filter_map(peer_of_org).collect();
+        let former: Vec<PeerId> = orgs.former.iter().filter_map(peer_of_org).collect();
+        // Former members first: a removed organisation must never be refused the control
+        // change that removed it.
+        if let Err(error) = self.net.set_channel_former_members(chat, former).await {
+            tracing::warn!(%chat, %error, "cannot set the chat's former member peers");
+        }
+        if let Err(error) = self.net.set_channel_members(chat, peers.clone()).await {
+            tracing::warn!(%chat, %error, "cannot set the chat's member peers");
+        }
+        let result = if peers.is_empty() {
+            if orgs.former.is_empty() {
+                self.chats.remove(&chat);
+            } else {
+                self.chats.insert(chat, orgs);
+            }
+            self.net.unsubscribe(chat).await
+        } else {
+            self.chats.insert(chat, orgs);
+            self.net.subscribe(chat).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%chat, %error, "cannot change the chat's subscription");
+        }
+    }
+
+    async fn on_event(&mut self, event: NetEvent, events: &mut mpsc::Receiver<NetEvent>) {
+        match event {
+            NetEvent::Gossip(first) => {
+                // Micro-batch: whatever gossip is already waiting goes to the engine together.
+                let mut batch = vec![first];
+                let mut others = Vec::new();
+                while batch.len() < self.config.gossip_batch_max.max(1) {
+                    match events.try_recv() {
+                        Ok(NetEvent::Gossip(message)) => batch.push(message),
+                        Ok(other) => {
+                            others.push(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.on_gossip(batch).await;
+                for other in others {
+                    Box::pin(self.on_event(other, events)).await;
+                }
+            }
+            NetEvent::PeerConnected { peer } => {
+                tracing::info!(%peer, "peer connected");
+                self.start_sync(peer);
+            }
+            NetEvent::PeerDisconnected { peer } => tracing::info!(%peer, "peer disconnected"),
+            NetEvent::ConnectionRefused {
+                peer,
+                inbound,
+                reason,
+            } => tracing::info!(?peer, inbound, ?reason, "connection refused"),
+            NetEvent::PeerBlacklisted { peer, rejected } => {
+                tracing::warn!(%peer, rejected, "peer blacklisted for invalid messages")
+            }
+            NetEvent::Listening { addr } => tracing::info!(%addr, "federation listening"),
+            NetEvent::AntiEntropyTick { peers } => {
+                for peer in peers {
+                    self.start_sync(peer);
+                }
+            }
+            NetEvent::CatchupRequest {
+                peer,
+                request,
+                responder,
+            } => self.on_catchup_request(peer, request, responder),
+            NetEvent::IndexRequest { peer, responder } => {
+                let org = org_of_peer(&peer);
+                let chats: Vec<ChatId> = self
+                    .chats
+                    .iter()
+                    .filter(|(_, orgs)| org.is_some_and(|org| orgs.current.contains(&org)))
+                    .map(|(chat, _)| *chat)
+                    .collect();
+                tokio::spawn(async move {
+                    if let Err(error) = responder.respond(CatchupResponse::index(chats)).await {
+                        tracing::debug!(%peer, %error, "index answer failed");
+                    }
+                });
+                // An index request is also a poke: the peer has something new for us.
+                self.start_sync(peer);
+            }
+        }
+    }
+
+    async fn on_gossip(&mut self, batch: Vec<confab_net::GossipMessage>) {
+        let mut changes = Vec::new();
+        let mut sources = Vec::new();
+        for message in batch {
+            let decoded = SignedChange::decode(
+                &message.data,
+                confab_protocol::validate::Limits::default().change_bytes_max
+                    + confab_protocol::signed_change::HEADER_LEN,
+            );
+            match decoded {
+                Ok(change) if change.doc.chat == message.chat => {
+                    changes.push(change);
+                    sources.push(message);
+                }
+                _ => self.report(&message, Validation::Reject).await,
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let docs: Vec<DocId> = changes.iter().map(|c| c.doc).collect();
+        let verdicts = match self
+            .engine
+            .call(|reply| Command::ApplyRemote { changes, reply })
+            .await
+        {
+            Ok(verdicts) => verdicts,
+            Err(error) => {
+                tracing::warn!(%error, "engine did not take gossip; ignoring it");
+                vec![RemoteVerdict::Pending(String::new()); sources.len()]
+            }
+        };
+        let mut repair = HashSet::new();
+        for ((message, verdict), doc) in sources.iter().zip(verdicts).zip(docs) {
+            let validation = match verdict {
+                RemoteVerdict::Accepted => Validation::Accept,
+                RemoteVerdict::Rejected(_) => Validation::Reject,
+                RemoteVerdict::Duplicate => Validation::Ignore,
+                RemoteVerdict::Pending(_) => {
+                    repair.insert(message.propagation_source);
+                    let _ = doc;
+                    Validation::Ignore
+                }
+            };
+            self.report(message, validation).await;
+        }
+        // Something is missing before these changes: catch up with whoever relayed them.
+        for peer in repair {
+            self.start_sync(peer);
+        }
+    }
+
+    async fn report(&self, message: &confab_net::GossipMessage, validation: Validation) {
+        if let Err(error) = self
+            .net
+            .report_validation(message.id, message.propagation_source, validation)
+            .await
+        {
+            tracing::debug!(%error, "validation report failed");
+        }
+    }
+
+    fn on_catchup_request(
+        &self,
+        peer: PeerId,
+        request: CatchupRequest,
+        responder: confab_net::CatchupResponder,
+    ) {
+        // Members get every document; former members only the control document (to learn
+        // that they were removed).
+        let member = org_of_peer(&peer).is_some_and(|org| {
+            self.chats.get(&request.doc.chat).is_some_and(|orgs| {
+                orgs.current.contains(&org)
+                    || (request.doc.kind == confab_protocol::DocKind::Control
+                        && orgs.former.contains(&org))
+            })
+        });
+        let store = self.store.clone();
+        let serving = self.serving.clone();
+        tokio::spawn(async move {
+            let response = if member {
+                let answer = tokio::task::spawn_blocking(move || {
+                    serving.page(
+                        store.as_ref(),
+                        request.doc,
+                        &request.heads,
+                        &request.cursor,
+                        &confab_net::CatchupLimits::default(),
+                    )
+                })
+                .await;
+                match answer {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "catch-up answer failed");
+                        CatchupResponse::Refused(confab_net::CatchupRefusal::Busy)
+                    }
+                    Err(_) => CatchupResponse::Refused(confab_net::CatchupRefusal::Busy),
+                }
+            } else {
+                CatchupResponse::Refused(confab_net::CatchupRefusal::NotMember)
+            };
+            if let Err(error) = responder.respond(response).await {
+                tracing::debug!(%peer, %error, "catch-up answer failed");
+            }
+        });
+    }
+
+    /// Asks `peer` to sync with us (an index request is a poke).
+    fn poke(&self, peer: PeerId) {
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            if let Err(error) = net.index(peer).await {
+                tracing::debug!(%peer, %error, "poke failed");
+            }
+        });
+        self.start_sync(peer);
+    }
+
+    /// Starts a sync with `peer` unless one runs; then it runs once more when it ends.
+    fn start_sync(&self, peer: PeerId) {
+        {
+            let mut syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(again) = syncing.get_mut(&peer) {
+                *again = true;
+                return;
+            }
+            syncing.insert(peer, false);
+        }
+        let sync = Sync {
+            net: self.net.clone(),
+            engine: self.engine.clone(),
+            pages_max: self.config.sync_pages_max,
+            known: self
+                .chats
+                .iter()
+                .filter(|(_, orgs)| {
+                    org_of_peer(&peer).is_some_and(|org| orgs.current.contains(&org))
+                })
+                .map(|(chat, _)| *chat)
+                .collect(),
+        };
+        let syncing = self.syncing.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = sync.with_peer(peer).await {
+                    tracing::debug!(%peer, %error, "sync stopped");
+                }
+                let mut running = syncing.lock().unwrap_or_else(|e| e.into_inner());
+                match running.get_mut(&peer) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        running.remove(&peer);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One catch-up run with one peer.
+struct Sync {
+    net: NetworkHandle,
+    engine: EngineHandle,
+    pages_max: usize,
+    /// Chats we know we share with the peer.
+    known: Vec<ChatId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("network: {0}")]
+    Net(#[from] confab_net::NetError),
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+impl From<ApiError> for SyncError {
+    fn from(error: ApiError) -> Self {
+        SyncError::Engine(error.message)
+    }
+}
+
+impl Sync {
+    async fn with_peer(&self, peer: PeerId) -> Result<(), SyncError> {
+        let mut chats = self.net.index(peer).await?;
+        for chat in &self.known {
+            if !chats.contains(chat) {
+                chats.push(*chat);
+            }
+        }
+        let mut applied = 0usize;
+        for chat in chats {
+            applied += self.chat(peer, chat).await?;
+        }
+        if applied > 0 {
+            tracing::info!(%peer, applied, "caught up");
+        }
+        let _ = self.net.set_peer_lag(peer, Some(0)).await;
+        Ok(())
+    }
+
+    /// The control document, then the current bucket, then older buckets newest first (so the
+    /// latest page of a long channel is readable first).
+    async fn chat(&self, peer: PeerId, chat: ChatId) -> Result<usize, SyncError> {
+        let mut applied = self.doc(peer, DocId::control(chat)).await?;
+        let Some(info) = self.heads(DocId::control(chat)).await? else {
+            return Ok(applied);
+        };
+        for number in (1..=info.current_bucket).rev() {
+            applied += self.doc(peer, DocId::bucket(chat, number)).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn heads(&self, doc: DocId) -> Result<Option<engine::DocHeads>, SyncError> {
+        Ok(self
+            .engine
+            .call(|reply| Command::DocHeads { doc, reply })
+            .await?)
+    }
+
+    /// Fetches and applies the changes of one document the peer has and we lack.
+    async fn doc(&self, peer: PeerId, doc: DocId) -> Result<usize, SyncError> {
+        let mut cursor = Vec::new();
+        let mut applied = 0;
+        for _ in 0..self.pages_max {
+            let heads = self.heads(doc).await?.map(|h| h.heads).unwrap_or_default();
+            let limits = confab_net::CatchupLimits::default();
+            let request = CatchupRequest {
+                doc,
+                heads: heads.into_iter().take(limits.max_heads).collect(),
+                cursor: cursor.clone(),
+            };
+            let page = match self.net.catchup(peer, request).await? {
+                CatchupResponse::Page(page) => page,
+                CatchupResponse::Refused(_) | CatchupResponse::Index(_) => return Ok(applied),
+            };
+            let changes: Vec<SignedChange> = page
+                .changes
+                .iter()
+                .filter_map(|bytes| SignedChange::decode(bytes, limits.max_change_bytes).ok())
+                .collect();
+            if !changes.is_empty() {
+                let verdicts = self
+                    .engine
+                    .call(|reply| Command::ApplyRemote { changes, reply })
+                    .await?;
+                applied += verdicts
+                    .iter()
+                    .filter(|v| **v == RemoteVerdict::Accepted)
+                    .count();
+                let rejected = verdicts
+                    .iter()
+                    .filter(|v| matches!(v, RemoteVerdict::Rejected(_)))
+                    .count();
+                if rejected > 0 {
+                    tracing::warn!(%peer, %doc, rejected, "catch-up page held invalid changes");
+                }
+            }
+            if !page.more {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        Ok(applied)
+    }
+}

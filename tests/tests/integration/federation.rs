@@ -1,0 +1,537 @@
+//! Federation: organisations' nodes as separate processes on 127.0.0.1, peered over libp2p by
+//! their admins, sharing channels and DMs by gossip and catch-up of signed changes.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// How long convergence may take before a test fails (catch-up runs every 2 s here).
+const CONVERGE: Duration = Duration::from_secs(40);
+
+/// One organisation: its node (federating on a free port) and a signed-in admin user.
+struct Org {
+    name: String,
+    node: TestNode,
+    client: Client,
+    user: String,
+    _config: tempfile::TempDir,
+}
+
+impl Org {
+    async fn start(name: &str, user: &str) -> Org {
+        let dir = tempfile::tempdir().expect("config dir");
+        let config = dir.path().join("node.toml");
+        std::fs::write(
+            &config,
+            "[federation]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nanti_entropy_interval_s = 2\n",
+        )
+        .expect("write config");
+        let node = TestNode::start_with(NodeOptions {
+            name: name.to_string(),
+            org_name: name.to_string(),
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            ..NodeOptions::default()
+        })
+        .await;
+        let client = Client::for_node(&node);
+        client.register(user, PASSWORD).await.must("register admin");
+        Org {
+            name: name.to_string(),
+            node,
+            client,
+            user: format!("{user}@{name}"),
+            _config: dir,
+        }
+    }
+
+    /// This node's address for others: its first listen address with `/p2p/<peer id>`.
+    async fn address(&self) -> String {
+        let info: Value = self
+            .client
+            .call(Method::GET, "/admin/federation", None)
+            .await
+            .must("federation info");
+        let addr = info["listen_addrs"][0].as_str().expect("a listen address");
+        format!("{addr}/p2p/{}", info["peer_id"].as_str().expect("peer id"))
+    }
+
+    async fn peers(&self) -> Vec<Value> {
+        self.client
+            .call(Method::GET, "/admin/peers", None)
+            .await
+            .must("list peers")
+    }
+
+    async fn chat_ids(&self) -> Vec<String> {
+        self.client
+            .chats()
+            .await
+            .must("chats")
+            .into_iter()
+            .map(|entry| entry.chat.id)
+            .collect()
+    }
+
+    /// Messages of a chat as (id, author, body, deleted, reactions), oldest first.
+    async fn view(&self, chat: &str) -> Vec<(String, String, String, bool, Value)> {
+        let page: Value = match self
+            .client
+            .call(
+                Method::GET,
+                &format!("/chats/{chat}/messages?limit=200"),
+                None,
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(_) => return Vec::new(),
+        };
+        let mut out: Vec<_> = page["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap_or_default().to_string(),
+                    m["author"].as_str().unwrap_or_default().to_string(),
+                    m["body"].as_str().unwrap_or_default().to_string(),
+                    m["deleted"].as_bool().unwrap_or(false),
+                    m["reactions"].clone(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Both admins peer with each other (consent is mutual).
+async fn peer(a: &Org, b: &Org) {
+    let (a_addr, b_addr) = (a.address().await, b.address().await);
+    let _: Value = a
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": b.name, "address": b_addr})),
+        )
+        .await
+        .must("peer a -> b");
+    let _: Value = b
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": a.name, "address": a_addr})),
+        )
+        .await
+        .must("peer b -> a");
+}
+
+/// Polls `check` until it holds or `CONVERGE` passes.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "{what}: not reached within {CONVERGE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn converged(orgs: &[&Org], chat: &str, count: usize) -> bool {
+    let first = orgs[0].view(chat).await;
+    if first.len() != count {
+        return false;
+    }
+    for org in &orgs[1..] {
+        if org.view(chat).await != first {
+            return false;
+        }
+    }
+    true
+}
+
+async fn three_orgs() -> (Org, Org, Org) {
+    let acme = Org::start("acme", "alice").await;
+    let globex = Org::start("globex", "bob").await;
+    let initech = Org::start("initech", "carol").await;
+    peer(&acme, &globex).await;
+    peer(&acme, &initech).await;
+    peer(&globex, &initech).await;
+    for org in [&acme, &globex, &initech] {
+        eventually(&format!("{} connected to both peers", org.name), || async {
+            org.peers()
+                .await
+                .iter()
+                .filter(|p| p["connected"] == json!(true))
+                .count()
+                == 2
+        })
+        .await;
+    }
+    (acme, globex, initech)
+}
+
+/// A channel shared by three organisations and a DM between two: messages, edits, deletes
+/// and reactions from every side converge to the same view on every node.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_organisations_converge() {
+    let (acme, globex, initech) = three_orgs().await;
+    let chat = acme
+        .client
+        .create_channel("shared", "private")
+        .await
+        .must("create channel");
+    acme.client
+        .invite(&chat.id, &globex.user, None)
+        .await
+        .must("invite bob@globex");
+    acme.client
+        .invite(&chat.id, &initech.user, None)
+        .await
+        .must("invite carol@initech");
+    for org in [&globex, &initech] {
+        eventually(&format!("{} sees the channel", org.name), || async {
+            org.chat_ids().await.contains(&chat.id)
+        })
+        .await;
+    }
+    let members = globex.client.members(&chat.id).await.must("members");
+    assert_eq!(members.len(), 3, "globex sees all three members");
+
+    let a1 = acme
+        .client
+        .send(&chat.id, "hello from acme")
+        .await
+        .must("a1");
+    let b1 = globex
+        .client
+        .send(&chat.id, "hello from globex")
+        .await
+        .must("b1");
+    let c1 = initech
+        .client
+        .send(&chat.id, "hello from initech")
+        .await
+        .must("c1");
+    eventually("the three messages everywhere", || async {
+        converged(&[&acme, &globex, &initech], &chat.id, 3).await
+    })
+    .await;
+
+    globex
+        .client
+        .edit(&chat.id, &b1.id, "hello from globex (edited)")
+        .await
+        .must("bob edits his own message");
+    initech
+        .client
+        .delete(&chat.id, &c1.id)
+        .await
+        .must("carol deletes hers");
+    let _: Value = acme
+        .client
+        .call(
+            Method::POST,
+            &format!("/chats/{}/messages/{}/reactions", chat.id, b1.id),
+            Some(json!({"emoji": "👍"})),
+        )
+        .await
+        .must("alice reacts to bob");
+    let _: Value = globex
+        .client
+        .call(
+            Method::POST,
+            &format!("/chats/{}/messages/{}/reactions", chat.id, a1.id),
+            Some(json!({"emoji": "🎉"})),
+        )
+        .await
+        .must("bob reacts to alice");
+    eventually("edits, deletes and reactions everywhere", || async {
+        if !converged(&[&acme, &globex, &initech], &chat.id, 3).await {
+            return false;
+        }
+        let view = initech.view(&chat.id).await;
+        let b = view.iter().find(|m| m.0 == b1.id);
+        let c = view.iter().find(|m| m.0 == c1.id);
+        let a = view.iter().find(|m| m.0 == a1.id);
+        b.is_some_and(|m| m.2 == "hello from globex (edited)" && m.4.to_string().contains("👍"))
+            && c.is_some_and(|m| m.3)
+            && a.is_some_and(|m| m.4.to_string().contains("🎉"))
+    })
+    .await;
+    // Nobody edits another organisation's message.
+    globex
+        .client
+        .edit(&chat.id, &a1.id, "hijacked")
+        .await
+        .err_is(403, "forbidden", "bob edits alice's message");
+
+    // A DM between two organisations.
+    let (_, dm) = acme.client.dm(&[&globex.user]).await.must("open DM");
+    eventually("bob sees the DM", || async {
+        globex.chat_ids().await.contains(&dm.id)
+    })
+    .await;
+    let canary = format!("dm-canary-{}", std::process::id());
+    globex
+        .client
+        .send(&dm.id, &canary)
+        .await
+        .must("bob answers");
+    acme.client
+        .send(&dm.id, "hi bob")
+        .await
+        .must("alice writes");
+    eventually("the DM converges", || async {
+        converged(&[&acme, &globex], &dm.id, 2).await
+    })
+    .await;
+    assert!(
+        !initech.chat_ids().await.contains(&dm.id),
+        "initech is not in the DM"
+    );
+    // Confidentiality: initech is peered with both but has no member in the DM.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut initech = initech;
+    initech.node.terminate().await;
+    assert_eq!(
+        occurrences(initech.node.data_dir(), canary.as_bytes()),
+        0,
+        "a peered node with no member in the DM received its content"
+    );
+}
+
+/// Removing an organisation's last member stops its replication and its writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_organisation_stops_replicating() {
+    let acme = Org::start("acme", "alice").await;
+    let globex = Org::start("globex", "bob").await;
+    peer(&acme, &globex).await;
+    let chat = acme
+        .client
+        .create_channel("ops", "private")
+        .await
+        .must("create channel");
+    acme.client
+        .invite(&chat.id, &globex.user, None)
+        .await
+        .must("invite bob");
+    eventually("bob sees the channel", || async {
+        globex.chat_ids().await.contains(&chat.id)
+    })
+    .await;
+    globex
+        .client
+        .send(&chat.id, "before")
+        .await
+        .must("bob writes");
+    eventually("acme has bob's message", || async {
+        acme.view(&chat.id).await.len() == 1
+    })
+    .await;
+    acme.client
+        .remove_member(&chat.id, &globex.user)
+        .await
+        .must("remove bob");
+    eventually("bob no longer sees the channel", || async {
+        !globex.chat_ids().await.contains(&chat.id)
+    })
+    .await;
+    let canary = format!("canary-{}", std::process::id());
+    acme.client
+        .send(&chat.id, &canary)
+        .await
+        .must("alice writes");
+    // Several anti-entropy rounds pass.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(acme.view(&chat.id).await.len(), 2);
+    let mut globex = globex;
+    globex.node.terminate().await;
+    assert_eq!(
+        occurrences(globex.node.data_dir(), canary.as_bytes()),
+        0,
+        "a removed organisation's node received a later message"
+    );
+    assert!(
+        occurrences(acme.node.data_dir(), canary.as_bytes()) > 0,
+        "the canary search works (the owner's node has it)"
+    );
+}
+
+/// How many times `needle` occurs in the files under `dir`.
+fn occurrences(dir: &std::path::Path, needle: &[u8]) -> usize {
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                count += bytes.windows(needle.len()).filter(|w| *w == needle).count();
+            }
+        }
+    }
+    count
+}
+
+/// Creates a private channel on `owner` with the admins of `others` as members and waits until
+/// every one of them sees it.
+async fn shared_channel(owner: &Org, others: &[&Org], name: &str) -> String {
+    let chat = owner
+        .client
+        .create_channel(name, "private")
+        .await
+        .must("create channel")
+        .id;
+    for org in others {
+        owner
+            .client
+            .invite(&chat, &org.user, None)
+            .await
+            .must("invite");
+    }
+    for org in others {
+        eventually(&format!("{} sees {name}", org.name), || async {
+            org.chat_ids().await.contains(&chat)
+        })
+        .await;
+    }
+    chat
+}
+
+/// kill -9 of one node during traffic from both sides: after its restart the two converge and
+/// no acknowledged message is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_node_converges_after_restart() {
+    let acme = Org::start("acme", "alice").await;
+    let mut globex = Org::start("globex", "bob").await;
+    peer(&acme, &globex).await;
+    let chat = shared_channel(&acme, &[&globex], "traffic").await;
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        acked.push(acme.client.send(&chat, &format!("a{i}")).await.must("a").id);
+        acked.push(
+            globex
+                .client
+                .send(&chat, &format!("b{i}"))
+                .await
+                .must("b")
+                .id,
+        );
+    }
+    // Traffic keeps coming from acme while globex dies.
+    let writer = {
+        let client = acme.client.clone();
+        let chat = chat.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                if let Ok(message) = client.send(&chat, &format!("during{i}")).await {
+                    ids.push(message.id);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            ids
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    globex.node.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    globex.node.start_again_same_port().await;
+    acked.extend(writer.await.expect("writer"));
+    for i in 0..5 {
+        acked.push(
+            globex
+                .client
+                .send(&chat, &format!("after{i}"))
+                .await
+                .must("b after")
+                .id,
+        );
+    }
+    let took = eventually("both nodes hold every acknowledged message", || async {
+        let (a, b) = (acme.view(&chat).await, globex.view(&chat).await);
+        a == b && acked.iter().all(|id| a.iter().any(|m| &m.0 == id))
+    })
+    .await;
+    println!(
+        "converged {took:?} after the restart ({} messages)",
+        acked.len()
+    );
+}
+
+/// The owner's node is down: the other member organisations keep chatting, and a fourth
+/// organisation that was added before catches up from a non-owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn owner_offline_others_chat_and_newcomer_catches_up() {
+    let mut acme = Org::start("acme", "alice").await;
+    let globex = Org::start("globex", "bob").await;
+    let initech = Org::start("initech", "carol").await;
+    let mut hooli = Org::start("hooli", "dave").await;
+    for (a, b) in [
+        (&acme, &globex),
+        (&acme, &initech),
+        (&globex, &initech),
+        (&acme, &hooli),
+        (&globex, &hooli),
+        (&initech, &hooli),
+    ] {
+        peer(a, b).await;
+    }
+    let chat = shared_channel(&acme, &[&globex, &initech], "ops").await;
+    acme.client
+        .send(&chat, "owner speaking")
+        .await
+        .must("owner");
+    // hooli is added while its node is down.
+    hooli.node.terminate().await;
+    acme.client
+        .invite(&chat, &hooli.user, None)
+        .await
+        .must("invite dave@hooli");
+    eventually("the others know dave is a member", || async {
+        let members = globex.client.members(&chat).await.unwrap_or_default();
+        members.iter().any(|m| m.user_id == hooli.user)
+    })
+    .await;
+    acme.node.kill9();
+    globex.client.send(&chat, "owner is down").await.must("bob");
+    initech.client.send(&chat, "still here").await.must("carol");
+    eventually("globex and initech converge without the owner", || async {
+        converged(&[&globex, &initech], &chat, 3).await
+    })
+    .await;
+    hooli.node.start_again_same_port().await;
+    let took = eventually("hooli catches up from a non-owner", || async {
+        converged(&[&globex, &initech, &hooli], &chat, 3).await
+    })
+    .await;
+    println!("newcomer caught up in {took:?} with the owner down");
+    hooli
+        .client
+        .send(&chat, "hello, I'm new")
+        .await
+        .must("dave writes");
+    eventually("dave's message reaches the others", || async {
+        converged(&[&globex, &initech, &hooli], &chat, 4).await
+    })
+    .await;
+}
