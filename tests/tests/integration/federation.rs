@@ -535,3 +535,164 @@ async fn owner_offline_others_chat_and_newcomer_catches_up() {
     })
     .await;
 }
+
+/// A TCP proxy the test controls: forwards to `target` until cut, then drops every
+/// connection and refuses new ones until healed.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let task = {
+            let open = open.clone();
+            let generation = generation.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let mut cut = generation.subscribe();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Proxy {
+            addr,
+            open,
+            generation,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn heal(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `/ip4/127.0.0.1/tcp/<port>` of a node's first federation listen address.
+async fn federation_socket(org: &Org) -> std::net::SocketAddr {
+    let address = org.address().await;
+    let port = address
+        .split('/')
+        .skip_while(|part| *part != "tcp")
+        .nth(1)
+        .and_then(|port| port.parse::<u16>().ok())
+        .expect("a tcp port in the listen address");
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Peers `a` and `b` through a proxy each, so the test can partition them.
+async fn peer_through_proxies(a: &Org, b: &Org) -> (Proxy, Proxy) {
+    let to_a = Proxy::start(federation_socket(a).await).await;
+    let to_b = Proxy::start(federation_socket(b).await).await;
+    let via = |proxy: &Proxy, address: String| {
+        let peer = address.rsplit('/').next().unwrap_or_default().to_string();
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", proxy.addr.port())
+    };
+    let a_via = via(&to_a, a.address().await);
+    let b_via = via(&to_b, b.address().await);
+    let _: Value = a
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": b.name, "address": b_via})),
+        )
+        .await
+        .must("peer a -> b via proxy");
+    let _: Value = b
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": a.name, "address": a_via})),
+        )
+        .await
+        .must("peer b -> a via proxy");
+    (to_a, to_b)
+}
+
+/// A 30 s partition with writes on both sides; after it heals the two converge, and the time
+/// that took is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_heals_and_converges() {
+    let acme = Org::start("acme", "alice").await;
+    let globex = Org::start("globex", "bob").await;
+    let (to_acme, to_globex) = peer_through_proxies(&acme, &globex).await;
+    let chat = shared_channel(&acme, &[&globex], "split").await;
+    acme.client.send(&chat, "before").await.must("before");
+    eventually("both have the first message", || async {
+        converged(&[&acme, &globex], &chat, 1).await
+    })
+    .await;
+    to_acme.cut();
+    to_globex.cut();
+    eventually("the peers see the partition", || async {
+        acme.peers().await.iter().all(|p| p["connected"] == json!(false))
+    })
+    .await;
+    let partition = Instant::now();
+    for i in 0..10 {
+        acme.client.send(&chat, &format!("acme {i}")).await.must("acme writes");
+        globex
+            .client
+            .send(&chat, &format!("globex {i}"))
+            .await
+            .must("globex writes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(acme.view(&chat).await.len(), 11, "acme has only its side");
+    assert_eq!(globex.view(&chat).await.len(), 11, "globex has only its side");
+    let remaining = Duration::from_secs(30).saturating_sub(partition.elapsed());
+    tokio::time::sleep(remaining).await;
+    to_acme.heal();
+    to_globex.heal();
+    let healed = Instant::now();
+    let started = Instant::now();
+    loop {
+        if converged(&[&acme, &globex], &chat, 21).await {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no convergence within 90 s of healing a {:?} partition",
+            healed - partition
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "partition of {:?} healed; converged {:?} later",
+        healed - partition,
+        healed.elapsed()
+    );
+}
