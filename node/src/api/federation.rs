@@ -5,13 +5,14 @@
 use super::{require_admin, AppState, CurrentUser, JsonBody};
 use crate::engine::PeerRecord;
 use crate::error::{ApiError, ApiResult};
-use crate::federation::{self, FederationHandle, PeerView};
+use crate::federation::{self, FederationHandle, FederationStats, PeerView};
 use crate::model::now_ms;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use confab_protocol::OrgId;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Longest organisation name a peer may be given (as for this node's own).
 const PEER_NAME_BYTES_MAX: usize = 63;
@@ -32,6 +33,9 @@ pub struct FederationInfo {
     org_name: String,
     peer_id: String,
     listen_addrs: Vec<String>,
+    /// The federation task's traffic counters since the node started.
+    #[serde(serialize_with = "FederationStats::serialize")]
+    stats: Arc<FederationStats>,
 }
 
 pub async fn info(
@@ -46,6 +50,7 @@ pub async fn info(
         org_name: state.config.org_name.clone(),
         peer_id: fed.net.local_peer_id().to_string(),
         listen_addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        stats: fed.stats.clone(),
     }))
 }
 

@@ -633,9 +633,19 @@ impl Engine {
             batch.append(self.dirty.take_batch());
             let outbound = self.outbound_of(&batch);
             self.trim_events(&mut batch);
-            let applied = self.store.apply(batch);
+            // A group that wrote nothing (reads such as federation's heads, refused intents)
+            // has nothing to make durable.
+            let nothing_written = batch.is_empty();
+            let applied = if nothing_written {
+                Ok(())
+            } else {
+                self.store.apply(batch)
+            };
             let applied_at = started.elapsed();
-            let flush_result = applied.and_then(|()| self.store.flush_blocking());
+            let flush_result = match applied {
+                Ok(()) if nothing_written => Ok(()),
+                other => other.and_then(|()| self.store.flush_blocking()),
+            };
             last_flush = std::time::Instant::now();
             let total = started.elapsed();
             tracing::debug!(
@@ -1943,7 +1953,7 @@ impl Engine {
         docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
             bucket::put_message(doc, collections, &org, &id, &stored)
         })
-        .map_err(ApiError::internal)?;
+        .map_err(doc_error)?;
         docs.bucket_messages += 1;
         // Only the owner seals a bucket (in its control document); others write on until it does.
         if docs.bucket_messages >= self.limits.bucket_messages_max && docs.state.info.owner == org {
@@ -2030,7 +2040,7 @@ impl Engine {
         docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
             bucket::put_update(doc, collections, &org, &update)
         })
-        .map_err(ApiError::internal)?;
+        .map_err(doc_error)?;
         self.chats.insert(*chat, docs);
         self.dirty.hlc = Some(at);
         Ok(at.ms)
@@ -2200,7 +2210,7 @@ impl Engine {
         docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
             bucket::put_reaction(doc, collections, &org, message, emoji, user, on)
         })
-        .map_err(ApiError::internal)?;
+        .map_err(doc_error)?;
         self.chats.insert(*chat, docs);
         tx.batch
             .put(Tree::Messages, keys::message(chat, message), json(&view));
@@ -2354,4 +2364,17 @@ fn org_ranges_leaving(
         }
     }
     Some((org, ranges))
+}
+
+/// A document error as the API answers it: a shared chat whose history has not arrived yet is
+/// `503 not_synced` (retry shortly); anything else is internal.
+fn doc_error(error: docs::DocError) -> ApiError {
+    match error {
+        docs::DocError::NotSynced => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_synced",
+            "this shared chat's history is still arriving from its owner; try again shortly",
+        ),
+        other => ApiError::internal(other),
+    }
 }

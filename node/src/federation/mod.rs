@@ -17,6 +17,8 @@
 //!
 //! Peers are the organisations an admin peered with (`peers/v1`, through the engine); the
 //! network refuses everyone else.
+//!
+//! The task counts its traffic in [`FederationStats`] (the `stats` of the admin API).
 
 pub mod serve;
 
@@ -30,6 +32,7 @@ use confab_net::{
 use confab_protocol::{ChatId, DocId, OrgId, SignedChange};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -89,7 +92,63 @@ pub struct FederationHandle {
     pub net: NetworkHandle,
     pub config: FederationConfig,
     pub own: OrgId,
+    /// The federation task's traffic counters.
+    pub stats: Arc<FederationStats>,
     seed: [u8; 32],
+}
+
+/// Traffic of the federation task since the process started, for the admin API and
+/// benchmarks. Bytes are payload bytes (encoded `SignedChange`s), without libp2p's framing,
+/// encryption or gossipsub control messages. Relaxed atomics: each counter is exact, a
+/// snapshot of several is not taken at one instant.
+#[derive(Debug, Default, Serialize)]
+pub struct FederationStats {
+    /// Own changes published on gossip (accepted by the network).
+    pub gossip_published_messages: AtomicU64,
+    pub gossip_published_bytes: AtomicU64,
+    /// Gossip messages received, before validation (duplicates and invalid ones included).
+    pub gossip_received_messages: AtomicU64,
+    pub gossip_received_bytes: AtomicU64,
+    /// Catch-up pages received from peers, as the requester.
+    pub catchup_received_pages: AtomicU64,
+    pub catchup_received_changes: AtomicU64,
+    pub catchup_received_bytes: AtomicU64,
+    /// Catch-up pages answered to peers.
+    pub catchup_served_pages: AtomicU64,
+    pub catchup_served_changes: AtomicU64,
+    pub catchup_served_bytes: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+impl FederationStats {
+    fn published(&self, bytes: usize) {
+        add(&self.gossip_published_messages, 1);
+        add(&self.gossip_published_bytes, bytes);
+    }
+
+    fn received(&self, bytes: usize) {
+        add(&self.gossip_received_messages, 1);
+        add(&self.gossip_received_bytes, bytes);
+    }
+
+    fn page_received(&self, page: &confab_net::CatchupPage) {
+        add(&self.catchup_received_pages, 1);
+        add(&self.catchup_received_changes, page.changes.len());
+        add(&self.catchup_received_bytes, page_bytes(page));
+    }
+
+    fn page_served(&self, page: &confab_net::CatchupPage) {
+        add(&self.catchup_served_pages, 1);
+        add(&self.catchup_served_changes, page.changes.len());
+        add(&self.catchup_served_bytes, page_bytes(page));
+    }
+}
+
+fn page_bytes(page: &confab_net::CatchupPage) -> usize {
+    page.changes.iter().map(Vec::len).sum()
 }
 
 /// One peer as the admin API shows it.
@@ -298,10 +357,12 @@ pub async fn start(
         };
         net.add_peer(peer, addrs).await?;
     }
+    let stats = Arc::new(FederationStats::default());
     let handle = FederationHandle {
         net: net.clone(),
         config: config.clone(),
         own,
+        stats: stats.clone(),
         seed,
     };
     let federation = Federation {
@@ -310,6 +371,7 @@ pub async fn start(
         store,
         config,
         org_name,
+        stats,
         chats: HashMap::new(),
         serving: Arc::new(serve::DocIndexCache::default()),
         syncing: Arc::new(Mutex::new(HashMap::new())),
@@ -328,6 +390,7 @@ struct Federation {
     store: Arc<dyn KvStore>,
     config: FederationConfig,
     org_name: String,
+    stats: Arc<FederationStats>,
     /// The member organisations (besides ours) of every shared chat.
     chats: HashMap<ChatId, ChatOrgs>,
     serving: Arc<serve::DocIndexCache>,
@@ -380,8 +443,12 @@ impl Federation {
     async fn on_outbound(&mut self, item: Outbound) {
         match item {
             Outbound::Publish { chat, change } => {
-                if let Err(error) = self.net.publish(chat, change).await {
-                    tracing::debug!(%chat, %error, "gossip publish failed; peers catch up");
+                let bytes = change.len();
+                match self.net.publish(chat, change).await {
+                    Ok(_) => self.stats.published(bytes),
+                    Err(error) => {
+                        tracing::debug!(%chat, %error, "gossip publish failed; peers catch up")
+                    }
                 }
             }
             Outbound::Members { chat, orgs } => {
@@ -501,6 +568,7 @@ impl Federation {
         let mut changes = Vec::new();
         let mut sources = Vec::new();
         for message in batch {
+            self.stats.received(message.data.len());
             let decoded = SignedChange::decode(
                 &message.data,
                 confab_protocol::validate::Limits::default().change_bytes_max
@@ -576,6 +644,7 @@ impl Federation {
         });
         let store = self.store.clone();
         let serving = self.serving.clone();
+        let stats = self.stats.clone();
         tokio::spawn(async move {
             let response = if member {
                 let answer = tokio::task::spawn_blocking(move || {
@@ -599,6 +668,9 @@ impl Federation {
             } else {
                 CatchupResponse::Refused(confab_net::CatchupRefusal::NotMember)
             };
+            if let CatchupResponse::Page(page) = &response {
+                stats.page_served(page);
+            }
             if let Err(error) = responder.respond(response).await {
                 tracing::debug!(%peer, %error, "catch-up answer failed");
             }
@@ -629,6 +701,7 @@ impl Federation {
         let sync = Sync {
             net: self.net.clone(),
             engine: self.engine.clone(),
+            stats: self.stats.clone(),
             pages_max: self.config.sync_pages_max,
             known: self
                 .chats
@@ -662,6 +735,7 @@ impl Federation {
 struct Sync {
     net: NetworkHandle,
     engine: EngineHandle,
+    stats: Arc<FederationStats>,
     pages_max: usize,
     /// Chats we know we share with the peer.
     known: Vec<ChatId>,
@@ -736,6 +810,7 @@ impl Sync {
                 CatchupResponse::Page(page) => page,
                 CatchupResponse::Refused(_) | CatchupResponse::Index(_) => return Ok(applied),
             };
+            self.stats.page_received(&page);
             let changes: Vec<SignedChange> = page
                 .changes
                 .iter()
