@@ -48,6 +48,21 @@ enum Top {
         #[command(flatten)]
         common: Common,
     },
+    /// Write one of a chat's documents in automerge's saved format (stop the node first): the
+    /// control document (`--document 0`) or history bucket n.
+    ExportDocument {
+        #[command(flatten)]
+        common: Common,
+        /// The chat id (26 characters).
+        #[arg(long)]
+        chat: String,
+        /// 0 for the control document, n for bucket n.
+        #[arg(long)]
+        document: u32,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Manage users (stop the node first: the data directory is locked while it runs).
     User {
         #[command(subcommand)]
@@ -221,6 +236,21 @@ async fn main() -> Result<()> {
                 "rebuilt {} chats, {} messages; search index: {} messages",
                 report.chats, report.messages, indexed
             );
+        }
+        Top::ExportDocument {
+            common,
+            chat,
+            document,
+            out,
+        } => {
+            init_logs("text");
+            let config = load_config(&common, None)?;
+            let store = server::open_store(&config)?;
+            let chat: confab_protocol::ChatId = chat.parse().context("--chat is not a chat id")?;
+            let bytes = engine::export_document(store.as_ref(), chat, document)?
+                .with_context(|| format!("chat {chat} has no document {document}"))?;
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {} bytes to {}", bytes.len(), out.display());
         }
         Top::User { command } => {
             init_logs("text");

@@ -547,12 +547,21 @@ fn genesis_admission_state(info: &control::ChatInfo) -> ControlState {
     }
 }
 
-/// Every document of a chat, read back for rebuilding views: the control state, its owner, and
-/// each history bucket in order. `None` if the chat has no stored control document.
+/// Every document of a chat, read back for rebuilding views: the control state and each
+/// history bucket in order. `None` if the chat has no stored control document.
 pub fn load_history(
     store: &dyn KvRead,
     chat: ChatId,
 ) -> Result<Option<(ControlState, Vec<AutoCommit>)>, DocError> {
+    Ok(load_history_with_control(store, chat)?.map(|(state, buckets, _)| (state, buckets)))
+}
+
+/// Every document of a chat, read back: the control state, each history bucket in order, and
+/// the control document. `None` if the chat has no stored control document.
+pub fn load_history_with_control(
+    store: &dyn KvRead,
+    chat: ChatId,
+) -> Result<Option<(ControlState, Vec<AutoCommit>, AutoCommit)>, DocError> {
     let suffix = [0u8; 16];
     let control_id = DocId::control(chat);
     let Some((_, first)) = store
@@ -583,7 +592,7 @@ pub fn load_history(
         }
         buckets.push(Doc::load(store, id, owner, Some(&state), actor_for(&owner, suffix))?.doc);
     }
-    Ok(Some((state, buckets)))
+    Ok(Some((state, buckets, control_doc.doc)))
 }
 
 /// The outcome of a remote change.

@@ -41,6 +41,27 @@ use tokio::sync::{mpsc, oneshot};
 pub use docs::change_key;
 pub use remote::{chat_owned_by, peers, ChatOrgs, DocHeads, PeerRecord, RemoteVerdict};
 
+/// A chat document as automerge's own saved format (`AutoCommit::save`), rebuilt from the
+/// stored signed changes: index 0 is the control document, n ≥ 1 bucket n. `None` if the chat
+/// or the bucket is not stored. (For export and for independent readers such as automerge-js.)
+pub fn export_document(
+    store: &dyn KvRead,
+    chat: ChatId,
+    index: u32,
+) -> Result<Option<Vec<u8>>, docs::DocError> {
+    let Some((_, mut buckets, mut control)) = docs::load_history_with_control(store, chat)? else {
+        return Ok(None);
+    };
+    if index == 0 {
+        return Ok(Some(control.save()));
+    }
+    let position = index as usize - 1;
+    if position >= buckets.len() {
+        return Ok(None);
+    }
+    Ok(Some(buckets.swap_remove(position).save()))
+}
+
 /// What the engine hands federation after a flush: its own new changes of chats shared with
 /// other organisations (to gossip), and the member organisations of chats whose control
 /// document changed.

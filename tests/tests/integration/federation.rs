@@ -696,3 +696,81 @@ async fn partition_heals_and_converges() {
         healed.elapsed()
     );
 }
+
+/// Independent referee: automerge-js (`@automerge/automerge` from npm, installed by `.ci/run`
+/// under `tests/referee/`) loads a history bucket saved by a node and reads the same messages
+/// and updates the node's API serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn automerge_js_reads_a_bucket_saved_by_a_node() {
+    let referee = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("referee");
+    assert!(
+        referee.join("node_modules/@automerge/automerge").exists(),
+        "the automerge-js referee is not installed: run `npm ci --prefix tests/referee` (.ci/run does)"
+    );
+    let mut acme = Org::start("acme", "alice").await;
+    let chat = acme
+        .client
+        .create_channel("refereed", "public")
+        .await
+        .must("create channel")
+        .id;
+    let mut sent = Vec::new();
+    for body in ["first", "second ✓", "third, with \"quotes\""] {
+        sent.push(acme.client.send(&chat, body).await.must("send"));
+    }
+    acme.client
+        .edit(&chat, &sent[0].id, "first (edited)")
+        .await
+        .must("edit");
+    acme.node.terminate().await;
+    let out = acme._config.path().join("bucket1.automerge");
+    let data_dir = acme.node.data_dir().display().to_string();
+    let output = acme.node.cli(&[
+        "export-document",
+        "--data-dir",
+        &data_dir,
+        "--org-name",
+        "acme",
+        "--chat",
+        &chat,
+        "--document",
+        "1",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "export-document failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = std::process::Command::new("node")
+        .arg(referee.join("automerge-read.mjs"))
+        .arg(&out)
+        .output()
+        .expect("run node (Node.js) for the automerge-js referee");
+    assert!(
+        read.status.success(),
+        "automerge-js could not load the document: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&read.stdout).expect("referee JSON");
+    assert_eq!(seen["schema"], json!("confab-bucket/1"));
+    let messages = seen["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 3, "automerge-js reads three messages: {seen}");
+    for message in &sent {
+        let entry = messages
+            .iter()
+            .find(|m| m["key"].as_str().is_some_and(|k| k.ends_with(&message.id)))
+            .unwrap_or_else(|| panic!("automerge-js lacks message {}: {seen}", message.id));
+        let record: Value =
+            serde_json::from_str(entry["value"].as_str().expect("a string")).expect("record");
+        assert_eq!(record["author"], json!(acme.user));
+        assert_eq!(record["body"], json!(message.body), "the body as posted");
+    }
+    let updates = seen["updates"].as_array().expect("updates");
+    assert_eq!(updates.len(), 1, "one edit: {seen}");
+    let update: Value =
+        serde_json::from_str(updates[0]["value"].as_str().expect("a string")).expect("update");
+    assert_eq!(update["target"], json!(sent[0].id));
+    assert_eq!(update["body"], json!("first (edited)"));
+}
