@@ -110,6 +110,7 @@ pub async fn serve(
             seed,
             store.clone(),
             engine.clone(),
+            hub.clone(),
             outbound_receiver,
             stop_receiver.clone(),
         )

@@ -20,6 +20,7 @@
 //!
 //! The task counts its traffic in [`FederationStats`] (the `stats` of the admin API).
 
+pub mod ephemeral;
 pub mod serve;
 
 use crate::engine::{self, ChatOrgs, Command, EngineHandle, Outbound, PeerRecord, RemoteVerdict};
@@ -332,12 +333,14 @@ pub async fn remove_peer(
 
 /// Starts the network and the federation task. Returns the handle for the admin API and the
 /// task (it ends when `shutdown` turns true).
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     config: FederationConfig,
     org_name: String,
     seed: [u8; 32],
     store: Arc<dyn KvStore>,
     engine: EngineHandle,
+    hub: Arc<crate::events::EventHub>,
     outbound: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(FederationHandle, tokio::task::JoinHandle<()>), FederationError> {
@@ -375,6 +378,9 @@ pub async fn start(
         chats: HashMap::new(),
         serving: Arc::new(serve::DocIndexCache::default()),
         syncing: Arc::new(Mutex::new(HashMap::new())),
+        hub,
+        ephemeral_out: ephemeral::Outbox::default(),
+        ephemeral_in: ephemeral::InboundLimiter::default(),
     };
     let task = tokio::spawn(async move {
         federation.run(events, outbound, shutdown).await;
@@ -396,6 +402,10 @@ struct Federation {
     serving: Arc<serve::DocIndexCache>,
     /// Peers with a sync running, and whether another was asked for meanwhile.
     syncing: Arc<Mutex<HashMap<PeerId, bool>>>,
+    /// The local event hub: presence and typing go out from it and come in to it.
+    hub: Arc<crate::events::EventHub>,
+    ephemeral_out: ephemeral::Outbox,
+    ephemeral_in: ephemeral::InboundLimiter,
 }
 
 impl Federation {
@@ -408,6 +418,9 @@ impl Federation {
         if let Err(error) = self.load_shared_chats().await {
             tracing::error!(%error, "cannot list the shared chats; federation runs without them");
         }
+        let mut local = self.hub.subscribe_ephemeral();
+        let mut local_open = true;
+        let mut batch_tick = tokio::time::interval(ephemeral::BATCH_INTERVAL);
         loop {
             tokio::select! {
                 _ = async { let _ = shutdown.wait_for(|stopped| *stopped).await; } => break,
@@ -416,6 +429,12 @@ impl Federation {
                     Some(event) => self.on_event(event, &mut events).await,
                     None => break,
                 },
+                received = local.recv(), if local_open => match received {
+                    Ok(event) => self.on_local_ephemeral(&event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => local_open = false,
+                },
+                _ = batch_tick.tick() => self.publish_ephemeral().await,
             }
         }
         self.net.shutdown().await;
@@ -564,11 +583,72 @@ impl Federation {
         }
     }
 
+    /// Queues a presence change or typing notice of one of this node's users for the shared
+    /// chats it concerns.
+    fn on_local_ephemeral(&mut self, event: &crate::events::Ephemeral) {
+        if event.about.org_name() != self.org_name {
+            return;
+        }
+        let chats = &self.chats;
+        self.ephemeral_out.push(event, |chat| {
+            chats.get(chat).is_some_and(|orgs| !orgs.current.is_empty())
+        });
+    }
+
+    async fn publish_ephemeral(&mut self) {
+        for (chat, payload) in self.ephemeral_out.take() {
+            if let Err(error) = self.net.publish(chat, payload).await {
+                tracing::debug!(%chat, %error, "ephemeral publish failed");
+            }
+        }
+    }
+
+    /// A presence or typing batch from another organisation's node.
+    async fn on_remote_ephemeral(&mut self, message: &confab_net::GossipMessage) {
+        let Some(publisher) = message.source else {
+            return self.report(message, Validation::Reject).await;
+        };
+        if !self
+            .ephemeral_in
+            .allow(publisher, std::time::Instant::now())
+        {
+            return self.report(message, Validation::Ignore).await;
+        }
+        let name = org_of_peer(&publisher).and_then(|org| {
+            engine::peers(self.store.as_ref())
+                .ok()?
+                .into_iter()
+                .find(|(known, _)| *known == org)
+                .map(|(_, record)| record.name)
+        });
+        let Some(name) = name else {
+            // A publisher we have not peered with (relayed by a member): we cannot tell
+            // whose users it speaks for.
+            return self.report(message, Validation::Ignore).await;
+        };
+        match ephemeral::decode(message.chat, &message.data, &name, crate::model::now_ms()) {
+            Ok(events) => {
+                for event in events {
+                    self.hub.publish_ephemeral(event);
+                }
+                self.report(message, Validation::Accept).await;
+            }
+            Err(error) => {
+                tracing::info!(%publisher, %error, "ephemeral batch refused");
+                self.report(message, Validation::Reject).await;
+            }
+        }
+    }
+
     async fn on_gossip(&mut self, batch: Vec<confab_net::GossipMessage>) {
         let mut changes = Vec::new();
         let mut sources = Vec::new();
         for message in batch {
             self.stats.received(message.data.len());
+            if ephemeral::is_ephemeral(&message.data) {
+                self.on_remote_ephemeral(&message).await;
+                continue;
+            }
             let decoded = SignedChange::decode(
                 &message.data,
                 confab_protocol::validate::Limits::default().change_bytes_max

@@ -658,12 +658,18 @@ async fn partition_heals_and_converges() {
     to_acme.cut();
     to_globex.cut();
     eventually("the peers see the partition", || async {
-        acme.peers().await.iter().all(|p| p["connected"] == json!(false))
+        acme.peers()
+            .await
+            .iter()
+            .all(|p| p["connected"] == json!(false))
     })
     .await;
     let partition = Instant::now();
     for i in 0..10 {
-        acme.client.send(&chat, &format!("acme {i}")).await.must("acme writes");
+        acme.client
+            .send(&chat, &format!("acme {i}"))
+            .await
+            .must("acme writes");
         globex
             .client
             .send(&chat, &format!("globex {i}"))
@@ -672,7 +678,11 @@ async fn partition_heals_and_converges() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(acme.view(&chat).await.len(), 11, "acme has only its side");
-    assert_eq!(globex.view(&chat).await.len(), 11, "globex has only its side");
+    assert_eq!(
+        globex.view(&chat).await.len(),
+        11,
+        "globex has only its side"
+    );
     let remaining = Duration::from_secs(30).saturating_sub(partition.elapsed());
     tokio::time::sleep(remaining).await;
     to_acme.heal();
@@ -756,7 +766,11 @@ async fn automerge_js_reads_a_bucket_saved_by_a_node() {
     let seen: Value = serde_json::from_slice(&read.stdout).expect("referee JSON");
     assert_eq!(seen["schema"], json!("confab-bucket/1"));
     let messages = seen["messages"].as_array().expect("messages");
-    assert_eq!(messages.len(), 3, "automerge-js reads three messages: {seen}");
+    assert_eq!(
+        messages.len(),
+        3,
+        "automerge-js reads three messages: {seen}"
+    );
     for message in &sent {
         let entry = messages
             .iter()
@@ -773,4 +787,29 @@ async fn automerge_js_reads_a_bucket_saved_by_a_node() {
         serde_json::from_str(updates[0]["value"].as_str().expect("a string")).expect("update");
     assert_eq!(update["target"], json!(sent[0].id));
     assert_eq!(update["body"], json!("first (edited)"));
+}
+
+/// Presence and typing cross organisations on the shared chat's topic: bob on globex sees
+/// alice of acme come online and type.
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_and_typing_cross_organisations() {
+    let acme = Org::start("acme", "alice").await;
+    let globex = Org::start("globex", "bob").await;
+    peer(&acme, &globex).await;
+    let chat = shared_channel(&acme, &[&globex], "lively").await;
+    let mut bob = globex.client.ws_ok(None).await;
+    // Presence is a change, not a heartbeat: alice coming online is one.
+    let mut alice = acme.client.ws_ok(None).await;
+    let online = bob
+        .wait_type("presence", |frame| frame["user_id"] == json!(acme.user))
+        .await;
+    assert_eq!(online["status"], json!("online"), "{online}");
+    alice
+        .send_json(&json!({"type": "typing", "chat_id": chat}))
+        .await
+        .expect("send typing");
+    let typing = bob
+        .wait_type("typing", |frame| frame["user_id"] == json!(acme.user))
+        .await;
+    assert_eq!(typing["chat_id"], json!(chat));
 }
