@@ -21,8 +21,10 @@ use crate::config::NetConfig;
 use crate::consent::Consent;
 use crate::gossip;
 use crate::handle::{
-    CatchupResponder, Command, GossipMessage, MessageHash, NetEvent, PeerInfo, Reply, Validation,
+    CatchupResponder, Command, GossipMessage, MediaResponder, MessageHash, NetEvent, PeerInfo,
+    Reply, Validation,
 };
+use crate::media::{MediaCodec, MediaRefusal, MediaRequest, MediaResponse};
 use crate::members::MemberGossip;
 use crate::NetError;
 
@@ -58,6 +60,9 @@ pub(crate) struct Actor {
     pending_responses: HashMap<u64, ResponseChannel<CatchupResponse>>,
     next_response_id: u64,
     outstanding: HashMap<OutboundRequestId, Reply<CatchupResponse>>,
+    /// Inbound media requests waiting for the node (ids from `next_response_id`).
+    pending_media: HashMap<u64, ResponseChannel<MediaResponse>>,
+    outstanding_media: HashMap<OutboundRequestId, Reply<MediaResponse>>,
 }
 
 fn swarm_error(e: impl std::fmt::Display) -> NetError {
@@ -82,6 +87,16 @@ impl Actor {
                 .with_request_timeout(config.catchup_timeout)
                 .with_max_concurrent_streams(config.catchup_max_concurrent_streams),
         );
+        let media = request_response::Behaviour::with_codec(
+            MediaCodec::new(config.media_max_bytes),
+            [(
+                crate::media::PROTOCOL,
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(config.media_timeout)
+                .with_max_concurrent_streams(config.media_max_concurrent_streams),
+        );
         let identify = identify::Behaviour::new(identify::Config::new(
             "/confab/1.0.0".to_owned(),
             keypair.public(),
@@ -102,6 +117,7 @@ impl Actor {
                 ping,
                 gossip: members,
                 catchup,
+                media,
             })
             .map_err(swarm_error)?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
@@ -127,6 +143,8 @@ impl Actor {
             pending_responses: HashMap::new(),
             next_response_id: 0,
             outstanding: HashMap::new(),
+            pending_media: HashMap::new(),
+            outstanding_media: HashMap::new(),
         })
     }
 
@@ -190,6 +208,7 @@ impl Actor {
         }
         self.pending_responses
             .retain(|_, channel| channel.is_open());
+        self.pending_media.retain(|_, channel| channel.is_open());
     }
 
     fn dial(&mut self, peer: PeerId) {
@@ -324,6 +343,40 @@ impl Actor {
             }
             Command::CancelCatchup { id } => {
                 self.pending_responses.remove(&id);
+            }
+            Command::SendMedia {
+                peer,
+                request,
+                reply,
+            } => {
+                if self.outstanding_media.len() >= self.config.max_outstanding_media_requests {
+                    let _ = reply.send(Err(NetError::Limit("outstanding media requests")));
+                } else if !self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Err(NetError::NotConnected(peer)));
+                } else {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .media
+                        .send_request(&peer, request);
+                    self.outstanding_media.insert(id, reply);
+                }
+            }
+            Command::RespondMedia { id, response } => {
+                if let Some(channel) = self.pending_media.remove(&id) {
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .media
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(id, "media response not sent: stream closed");
+                    }
+                }
+            }
+            Command::CancelMedia { id } => {
+                self.pending_media.remove(&id);
             }
             Command::SetPeerLag { peer, lag } => {
                 if let Some(state) = self.peers.get_mut(&peer) {
@@ -612,6 +665,7 @@ impl Actor {
             }
             BehaviourEvent::Gossip(event) => self.on_gossip_event(event).await,
             BehaviourEvent::Catchup(event) => self.on_catchup_event(event).await,
+            BehaviourEvent::Media(event) => self.on_media_event(event).await,
         }
     }
 
@@ -789,5 +843,89 @@ impl Actor {
                 self.refuse(channel, Refusal::Busy);
             }
         }
+    }
+
+    async fn on_media_event(
+        &mut self,
+        event: request_response::Event<MediaRequest, MediaResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.seen(&peer);
+                    self.on_media_request(peer, request, channel).await;
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    self.seen(&peer);
+                    if let Some(reply) = self.outstanding_media.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "media request failed");
+                if let Some(reply) = self.outstanding_media.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Media(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound media request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A media request: only from a member peer of the chat (former members are refused like
+    /// any non-member: they may fetch the control document only, never content).
+    async fn on_media_request(
+        &mut self,
+        peer: PeerId,
+        request: MediaRequest,
+        channel: ResponseChannel<MediaResponse>,
+    ) {
+        let MediaRequest { chat, blob } = request;
+        let refusal = if !self
+            .swarm
+            .behaviour()
+            .gossip
+            .is_member(&self.topic(&chat), &peer)
+        {
+            MediaRefusal::NotMember
+        } else if self.pending_media.len() >= self.config.max_pending_media_responses {
+            MediaRefusal::Busy
+        } else {
+            let id = self.next_response_id;
+            self.next_response_id += 1;
+            self.pending_media.insert(id, channel);
+            let responder = MediaResponder {
+                id,
+                max_bytes: self.config.media_max_bytes,
+                tx: Some(self.weak_tx.clone()),
+            };
+            self.emit(NetEvent::MediaRequest {
+                peer,
+                chat,
+                blob,
+                responder,
+            })
+            .await;
+            return;
+        };
+        tracing::info!(%peer, %chat, ?refusal, "media request refused");
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .media
+            .send_response(channel, MediaResponse::Refused(refusal));
     }
 }

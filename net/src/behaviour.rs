@@ -6,6 +6,7 @@ use libp2p::{identify, ping, request_response};
 
 use crate::catchup::CatchupCodec;
 use crate::consent::Consent;
+use crate::media::MediaCodec;
 use crate::members::MemberGossip;
 
 #[derive(NetworkBehaviour)]
@@ -16,4 +17,5 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) gossip: MemberGossip,
     pub(crate) catchup: request_response::Behaviour<CatchupCodec>,
+    pub(crate) media: request_response::Behaviour<MediaCodec>,
 }

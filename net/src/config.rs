@@ -1,8 +1,8 @@
 //! Configuration of the federation network: every size, count, rate and interval, with defaults.
 //!
 //! [`NetConfig`] is a plain struct; start from [`NetConfig::default`] and change fields. The
-//! catch-up wire limits ([`CatchupLimits`]) are part of the protocol: every honest node must use
-//! the same values (see `spec/federation.md`).
+//! catch-up wire limits ([`CatchupLimits`]) and [`NetConfig::media_max_bytes`] are part of the
+//! protocol: every honest node must use the same values (see `spec/federation.md`).
 
 use std::time::Duration;
 
@@ -50,6 +50,18 @@ pub struct NetConfig {
     pub max_pending_catchup_responses: usize,
     /// Most outstanding outbound catch-up requests.
     pub max_outstanding_catchup_requests: usize,
+    /// Largest media blob sent or accepted over `/confab/media/1` (wire limit: identical on
+    /// every node; a found response body is this plus 6 bytes).
+    pub media_max_bytes: usize,
+    /// Media request timeout (the whole blob must arrive within it).
+    pub media_timeout: Duration,
+    /// Concurrent media streams per connection.
+    pub media_max_concurrent_streams: usize,
+    /// Most pending (not yet answered) inbound media requests held for the node (more are
+    /// answered busy).
+    pub max_pending_media_responses: usize,
+    /// Most outstanding outbound media requests (each may bring `media_max_bytes` into memory).
+    pub max_outstanding_media_requests: usize,
 }
 
 impl Default for NetConfig {
@@ -72,6 +84,11 @@ impl Default for NetConfig {
             max_channels: 65_536,
             max_pending_catchup_responses: 256,
             max_outstanding_catchup_requests: 256,
+            media_max_bytes: crate::media::DEFAULT_MAX_BYTES,
+            media_timeout: Duration::from_secs(60),
+            media_max_concurrent_streams: 4,
+            max_pending_media_responses: 64,
+            max_outstanding_media_requests: 16,
         }
     }
 }

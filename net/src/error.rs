@@ -3,6 +3,7 @@
 use libp2p::PeerId;
 
 use crate::catchup::{CodecError, Refusal};
+use crate::media::{MediaCodecError, MediaRefusal};
 
 /// Why a network operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,4 +57,17 @@ pub enum NetError {
     /// to a [`crate::CatchupResponder`] by this node).
     #[error("catch-up protocol violation: {0}")]
     Protocol(&'static str),
+    /// A media message exceeds the limit (e.g. a blob above `media_max_bytes` handed to a
+    /// [`crate::MediaResponder`]).
+    #[error(transparent)]
+    MediaCodec(#[from] MediaCodecError),
+    /// A media request failed (timeout, stream error, unsupported protocol, refused frame).
+    #[error("media request failed: {0}")]
+    Media(String),
+    /// The peer refused a media request (see [`crate::NetworkHandle::fetch_media`]).
+    #[error("media request refused by the peer: {0:?}")]
+    MediaRefused(MediaRefusal),
+    /// The bytes a peer sent for a blob do not hash (SHA-256) to the blob id asked for.
+    #[error("media blob hash mismatch")]
+    MediaHashMismatch,
 }

@@ -1,18 +1,20 @@
 //! The node's side of the network: [`Network::start`], the cloneable [`NetworkHandle`] (commands
 //! to the actor over a bounded channel), the [`NetEvent`]s it emits and the
 //! [`CatchupResponder`] that answers an inbound catch-up request (a document request or a chat
-//! index request).
+//! index request) and the [`MediaResponder`] that answers an inbound media request.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use confab_protocol::ChatId;
 use libp2p::{Multiaddr, PeerId};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::catchup::{encode_response, CatchupRequest, CatchupResponse, Request};
 use crate::config::{CatchupLimits, NetConfig};
+use crate::media::{check_response, MediaRequest, MediaResponse};
 use crate::NetError;
 
 /// A gossip message id: the SHA-256 of the payload.
@@ -119,6 +121,20 @@ pub enum NetEvent {
         /// Answer through this.
         responder: CatchupResponder,
     },
+    /// A media request (`/confab/media/1`) from a member peer of the chat (former members are
+    /// refused before this). Answer with [`MediaResponse::Found`] carrying the blob whose
+    /// SHA-256 is `blob` (the requester checks it), or [`MediaResponse::Refused`] (e.g.
+    /// [`crate::MediaRefusal::NotFound`]).
+    MediaRequest {
+        /// The requesting peer (the node may still refuse).
+        peer: PeerId,
+        /// The chat the blob is attached in.
+        chat: ChatId,
+        /// The blob id: the SHA-256 of its bytes.
+        blob: [u8; 32],
+        /// Answer through this.
+        responder: MediaResponder,
+    },
     /// Time to run anti-entropy catch-up with the connected peers.
     AntiEntropyTick {
         /// Connected, allow-listed peers.
@@ -206,6 +222,18 @@ pub(crate) enum Command {
         response: CatchupResponse,
     },
     CancelCatchup {
+        id: u64,
+    },
+    SendMedia {
+        peer: PeerId,
+        request: MediaRequest,
+        reply: Reply<MediaResponse>,
+    },
+    RespondMedia {
+        id: u64,
+        response: MediaResponse,
+    },
+    CancelMedia {
         id: u64,
     },
     SetPeerLag {
@@ -405,6 +433,41 @@ impl NetworkHandle {
         index_answer(response)
     }
 
+    /// Fetches a media blob of `chat` from a connected member peer and returns its bytes,
+    /// checked to hash (SHA-256) to `blob`: other bytes fail with [`NetError::MediaHashMismatch`].
+    /// A refusal fails with [`NetError::MediaRefused`] ([`crate::MediaRefusal::NotMember`] when
+    /// the peer does not count this node as a member of the chat,
+    /// [`crate::MediaRefusal::NotFound`], [`crate::MediaRefusal::Busy`]: retry later). A peer
+    /// that is not connected fails with [`NetError::NotConnected`], too many outstanding
+    /// fetches with [`NetError::Limit`], a timeout, stream error or a blob above
+    /// `media_max_bytes` with [`NetError::Media`].
+    pub async fn fetch_media(
+        &self,
+        peer: PeerId,
+        chat: ChatId,
+        blob: [u8; 32],
+    ) -> Result<Vec<u8>, NetError> {
+        let response = self
+            .call(|reply| Command::SendMedia {
+                peer,
+                request: MediaRequest { chat, blob },
+                reply,
+            })
+            .await?;
+        let bytes = match response {
+            MediaResponse::Found(bytes) => bytes,
+            MediaResponse::Refused(refusal) => return Err(NetError::MediaRefused(refusal)),
+        };
+        // Hashing up to `media_max_bytes` takes a while: off the async worker.
+        let (bytes, digest) = tokio::task::spawn_blocking(move || {
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            (bytes, digest)
+        })
+        .await
+        .map_err(|e| NetError::Media(format!("hashing failed: {e}")))?;
+        verified_blob(bytes, digest, &blob)
+    }
+
     /// Records the replication lag of a peer (shown in [`PeerInfo::lag`]).
     pub async fn set_peer_lag(&self, peer: PeerId, lag: Option<u64>) -> Result<(), NetError> {
         self.tx
@@ -431,6 +494,15 @@ impl NetworkHandle {
     /// Stops the actor.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+/// The blob if its digest is the blob id asked for.
+fn verified_blob(bytes: Vec<u8>, digest: [u8; 32], blob: &[u8; 32]) -> Result<Vec<u8>, NetError> {
+    if digest == *blob {
+        Ok(bytes)
+    } else {
+        Err(NetError::MediaHashMismatch)
     }
 }
 
@@ -508,6 +580,50 @@ impl Drop for CatchupResponder {
     }
 }
 
+/// Answers one inbound media request ([`NetEvent::MediaRequest`]). Dropping it without
+/// answering cancels the request (the requester sees its stream closed).
+pub struct MediaResponder {
+    pub(crate) id: u64,
+    pub(crate) max_bytes: usize,
+    pub(crate) tx: Option<mpsc::WeakSender<Command>>,
+}
+
+impl fmt::Debug for MediaResponder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MediaResponder({})", self.id)
+    }
+}
+
+impl MediaResponder {
+    /// Sends the answer. Fails (and sends nothing, cancelling the request) with
+    /// [`NetError::MediaCodec`] if a found blob exceeds `media_max_bytes`. The bytes are not
+    /// checked against the blob id here: the node serves what it stored under that id, and the
+    /// requester verifies.
+    pub async fn respond(mut self, response: MediaResponse) -> Result<(), NetError> {
+        check_response(&response, self.max_bytes)?;
+        let tx = self
+            .tx
+            .take()
+            .and_then(|weak| weak.upgrade())
+            .ok_or(NetError::Stopped)?;
+        tx.send(Command::RespondMedia {
+            id: self.id,
+            response,
+        })
+        .await
+        .map_err(|_| NetError::Stopped)
+    }
+}
+
+impl Drop for MediaResponder {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take().and_then(|weak| weak.upgrade()) {
+            // If the queue is full the actor still drops the channel when its stream closes.
+            let _ = tx.try_send(Command::CancelMedia { id: self.id });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +651,20 @@ mod tests {
         assert_eq!(
             document_answer(CatchupResponse::Index(chats)),
             Err(NetError::Protocol(INDEX_FOR_DOCUMENT))
+        );
+    }
+
+    #[test]
+    fn blobs_must_hash_to_their_id() {
+        let id: [u8; 32] = Sha256::digest(b"blob").into();
+        assert_eq!(
+            verified_blob(b"blob".to_vec(), id, &id),
+            Ok(b"blob".to_vec())
+        );
+        let other: [u8; 32] = Sha256::digest(b"other").into();
+        assert_eq!(
+            verified_blob(b"other".to_vec(), other, &id),
+            Err(NetError::MediaHashMismatch)
         );
     }
 }

@@ -1,15 +1,16 @@
 //! Confab's federation networking: the libp2p layer between organisations' nodes.
 //!
 //! One actor task owns the libp2p [`Swarm`](libp2p::Swarm) (TCP + noise + yamux, identify,
-//! ping, gossipsub, the catch-up request-response protocol) and does all I/O. The node talks to
-//! it through a cloneable [`NetworkHandle`] (commands over a bounded channel) and receives
-//! [`NetEvent`]s on a bounded channel. Modules, one per concern:
+//! ping, gossipsub, the catch-up and media request-response protocols) and does all I/O. The
+//! node talks to it through a cloneable [`NetworkHandle`] (commands over a bounded channel) and
+//! receives [`NetEvent`]s on a bounded channel. Modules, one per concern:
 //!
 //! - [`config`]: [`NetConfig`] and every limit, with defaults;
 //! - [`consent`]: peering by explicit consent (allow-list, blacklist, connection limits);
 //! - [`gossip`]: channel topics, message ids, gossipsub and peer-score configuration;
 //! - [`members`]: per-peer channel membership enforced on gossipsub (confidentiality);
 //! - [`catchup`]: the `/confab/catchup/1` messages (document and chat index requests) and codec;
+//! - [`media`]: the `/confab/media/1` messages (blob fetch by SHA-256 id) and codec;
 //! - [`invite`]: signed invite tokens;
 //! - [`handle`]: the handle, commands and events; `actor` (private): the event loop.
 //!
@@ -25,17 +26,19 @@ mod error;
 pub mod gossip;
 pub mod handle;
 pub mod invite;
+pub mod media;
 pub mod members;
 
 pub use catchup::{CatchupPage, CatchupRequest, CatchupResponse, Refusal as CatchupRefusal};
 pub use config::{CatchupLimits, ConnectionLimits, GossipConfig, NetConfig};
 pub use error::NetError;
 pub use handle::{
-    CatchupResponder, GossipMessage, MessageHash, NetEvent, Network, NetworkHandle, PeerInfo,
-    Validation,
+    CatchupResponder, GossipMessage, MediaResponder, MessageHash, NetEvent, Network, NetworkHandle,
+    PeerInfo, Validation,
 };
 pub use invite::{InviteError, InviteToken};
 pub use libp2p::{Multiaddr, PeerId};
+pub use media::{MediaRefusal, MediaRequest, MediaResponse};
 
 /// The libp2p identity of the organisation whose ed25519 public key is `org_public_key` (the
 /// `OrgId` bytes).

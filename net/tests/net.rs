@@ -33,6 +33,8 @@ mod gossip;
 mod index;
 #[path = "net/invite.rs"]
 mod invite;
+#[path = "net/media.rs"]
+mod media;
 
 /// How long a test waits for something that should happen.
 const WAIT: Duration = Duration::from_secs(20);

@@ -111,6 +111,7 @@ pub async fn serve(
             store.clone(),
             engine.clone(),
             hub.clone(),
+            blobs.clone(),
             outbound_receiver,
             stop_receiver.clone(),
         )

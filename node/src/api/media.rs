@@ -79,11 +79,23 @@ pub async fn download(
         return Err(ApiError::not_found("media"));
     }
     let access = access(&state, &user, &id)?;
-    let blobs = state.blobs.clone();
-    let blob = id.clone();
-    let meta = tokio::task::spawn_blocking(move || blobs.meta(&blob))
-        .await
-        .map_err(ApiError::internal)?;
+    let mut meta = blob_meta(&state, &id).await?;
+    // A file of another organisation's message: fetched from a member node the first time.
+    if let (Err(MediaError::NotFound), Access::Posted(_, chat), Some(federation)) =
+        (&meta, &access, &state.federation)
+    {
+        let fetched = crate::federation::media::fetch(
+            &federation.net,
+            &state.engine,
+            &state.blobs,
+            *chat,
+            &id,
+        )
+        .await?;
+        if fetched {
+            meta = blob_meta(&state, &id).await?;
+        }
+    }
     let meta = match meta {
         Ok(meta) => meta,
         Err(MediaError::NotFound) => return Err(ApiError::not_found("media")),
@@ -97,16 +109,28 @@ pub async fn download(
             ))
         }
         Access::Uploader => None,
-        Access::Posted(name) => name,
+        Access::Posted(name, _) => name,
     };
     media::download(&state.blobs, &id, &headers, name.as_deref(), &meta.mime).await
+}
+
+async fn blob_meta(
+    state: &AppState,
+    id: &str,
+) -> ApiResult<Result<crate::media::BlobMeta, MediaError>> {
+    let blobs = state.blobs.clone();
+    let blob = id.to_string();
+    tokio::task::spawn_blocking(move || blobs.meta(&blob))
+        .await
+        .map_err(ApiError::internal)
 }
 
 enum Access {
     None,
     Uploader,
-    /// With the name it was posted under, when it is an attachment (not a thumbnail).
-    Posted(Option<String>),
+    /// With the name it was posted under, when it is an attachment (not a thumbnail), and a
+    /// chat the user can read where it was posted.
+    Posted(Option<String>, ChatId),
 }
 
 fn access(state: &AppState, user: &UserRecord, blob: &str) -> ApiResult<Access> {
@@ -130,7 +154,7 @@ fn access(state: &AppState, user: &UserRecord, blob: &str) -> ApiResult<Access> 
         if can_read(state, user, &chat)? {
             let name = views::message(store, &chat, &message)?
                 .and_then(|view| attachment_name(&view, blob));
-            return Ok(Access::Posted(name));
+            return Ok(Access::Posted(name, chat));
         }
     }
     // An upload the user may still post (also when the same bytes were posted elsewhere).

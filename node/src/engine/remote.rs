@@ -412,6 +412,16 @@ impl Engine {
         };
         tx.batch
             .put(Tree::Messages, keys::message(&chat, &id), json(&message));
+        // Its files are fetched from a member node on first download (by hash).
+        for attachment in &message.attachments {
+            for blob in attachment.blob_ids() {
+                tx.batch.put(
+                    Tree::MediaRefs,
+                    keys::media_ref(blob, &chat, &id),
+                    Vec::new(),
+                );
+            }
+        }
         tx.search.push(SearchOp::Upsert(search_doc(&message)));
         let mut chat_record = self.chat_record(&chat)?;
         if chat_record.last_message.is_none_or(|last| last < id) {

@@ -21,14 +21,15 @@
 //! The task counts its traffic in [`FederationStats`] (the `stats` of the admin API).
 
 pub mod ephemeral;
+pub mod media;
 pub mod serve;
 
 use crate::engine::{self, ChatOrgs, Command, EngineHandle, Outbound, PeerRecord, RemoteVerdict};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{KvRead, KvStore};
 use confab_net::{
-    CatchupRequest, CatchupResponse, Multiaddr, NetConfig, NetEvent, NetworkHandle, PeerId,
-    Validation,
+    CatchupRequest, CatchupResponse, MediaResponse, Multiaddr, NetConfig, NetEvent, NetworkHandle,
+    PeerId, Validation,
 };
 use confab_protocol::{ChatId, DocId, OrgId, SignedChange};
 use serde::{Deserialize, Serialize};
@@ -99,15 +100,17 @@ pub struct FederationHandle {
 }
 
 /// Traffic of the federation task since the process started, for the admin API and
-/// benchmarks. Bytes are payload bytes (encoded `SignedChange`s), without libp2p's framing,
-/// encryption or gossipsub control messages. Relaxed atomics: each counter is exact, a
-/// snapshot of several is not taken at one instant.
+/// benchmarks. Bytes are payload bytes (what is published or fetched), without libp2p's
+/// framing, encryption or gossipsub control messages. Relaxed atomics: each counter is exact,
+/// a snapshot of several is not taken at one instant.
 #[derive(Debug, Default, Serialize)]
 pub struct FederationStats {
-    /// Own changes published on gossip (accepted by the network).
+    /// Own messages published on gossip (changes, presence and typing batches) that the
+    /// network took.
     pub gossip_published_messages: AtomicU64,
     pub gossip_published_bytes: AtomicU64,
-    /// Gossip messages received, before validation (duplicates and invalid ones included).
+    /// Gossip messages received (changes, presence and typing batches), before validation:
+    /// duplicates and invalid ones included.
     pub gossip_received_messages: AtomicU64,
     pub gossip_received_bytes: AtomicU64,
     /// Catch-up pages received from peers, as the requester.
@@ -341,6 +344,7 @@ pub async fn start(
     store: Arc<dyn KvStore>,
     engine: EngineHandle,
     hub: Arc<crate::events::EventHub>,
+    blobs: crate::media::BlobStore,
     outbound: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(FederationHandle, tokio::task::JoinHandle<()>), FederationError> {
@@ -352,6 +356,7 @@ pub async fn start(
         max_allowed_peers: config.peers_max,
         ..NetConfig::default()
     };
+    let net_media_max_bytes = net_config.media_max_bytes;
     let (net, events, net_task) = confab_net::Network::start(seed, net_config)?;
     for (org, record) in engine::peers(store.as_ref())? {
         let (Some(peer), Ok(addrs)) = (peer_of_org(&org), parse_addrs(&record.addrs)) else {
@@ -379,6 +384,8 @@ pub async fn start(
         serving: Arc::new(serve::DocIndexCache::default()),
         syncing: Arc::new(Mutex::new(HashMap::new())),
         hub,
+        blobs,
+        media_max_bytes: net_media_max_bytes,
         ephemeral_out: ephemeral::Outbox::default(),
         ephemeral_in: ephemeral::InboundLimiter::default(),
     };
@@ -404,6 +411,9 @@ struct Federation {
     syncing: Arc<Mutex<HashMap<PeerId, bool>>>,
     /// The local event hub: presence and typing go out from it and come in to it.
     hub: Arc<crate::events::EventHub>,
+    /// Files of shared chats are served from it.
+    blobs: crate::media::BlobStore,
+    media_max_bytes: usize,
     ephemeral_out: ephemeral::Outbox,
     ephemeral_in: ephemeral::InboundLimiter,
 }
@@ -564,6 +574,29 @@ impl Federation {
                 request,
                 responder,
             } => self.on_catchup_request(peer, request, responder),
+            NetEvent::MediaRequest {
+                peer,
+                chat,
+                blob,
+                responder,
+            } => {
+                let member = org_of_peer(&peer).is_some_and(|org| {
+                    self.chats
+                        .get(&chat)
+                        .is_some_and(|orgs| orgs.current.contains(&org))
+                });
+                let store = self.store.clone();
+                let blobs = self.blobs.clone();
+                let max_bytes = self.media_max_bytes;
+                tokio::spawn(async move {
+                    if member {
+                        media::serve(store, blobs, chat, blob, max_bytes, responder).await;
+                    } else {
+                        let refused = MediaResponse::Refused(confab_net::MediaRefusal::NotMember);
+                        let _ = responder.respond(refused).await;
+                    }
+                });
+            }
             NetEvent::IndexRequest { peer, responder } => {
                 let org = org_of_peer(&peer);
                 let chats: Vec<ChatId> = self
@@ -597,8 +630,10 @@ impl Federation {
 
     async fn publish_ephemeral(&mut self) {
         for (chat, payload) in self.ephemeral_out.take() {
-            if let Err(error) = self.net.publish(chat, payload).await {
-                tracing::debug!(%chat, %error, "ephemeral publish failed");
+            let bytes = payload.len();
+            match self.net.publish(chat, payload).await {
+                Ok(_) => self.stats.published(bytes),
+                Err(error) => tracing::debug!(%chat, %error, "ephemeral publish failed"),
             }
         }
     }

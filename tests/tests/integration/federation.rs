@@ -813,3 +813,63 @@ async fn presence_and_typing_cross_organisations() {
         .await;
     assert_eq!(typing["chat_id"], json!(chat));
 }
+
+/// A file posted in a shared channel is fetched by bob's node from a member node by its hash
+/// (and verified) the first time bob downloads it; initech, peered but not a member, cannot.
+#[tokio::test(flavor = "multi_thread")]
+async fn media_is_fetched_by_hash_from_a_member_node() {
+    let (acme, globex, initech) = three_orgs().await;
+    let chat = shared_channel(&acme, &[&globex], "files").await;
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let http = reqwest::Client::new();
+    let upload: Value = http
+        .post(format!("{}/api/v1/media?name=plan.bin", acme.client.base()))
+        .header("cookie", acme.client.cookie_header().expect("cookie"))
+        .header("origin", acme.client.own_origin())
+        .body(bytes.clone())
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("upload json");
+    let blob = upload["attachment"]["id"]
+        .as_str()
+        .expect("blob id")
+        .to_string();
+    let _: Value = acme
+        .client
+        .call(
+            Method::POST,
+            &format!("/chats/{chat}/messages"),
+            Some(json!({"body": "the plan", "attachments": [{"id": blob, "name": "plan.bin"}]})),
+        )
+        .await
+        .must("post with attachment");
+    eventually("bob has the message", || async {
+        globex.view(&chat).await.len() == 1
+    })
+    .await;
+    let download = |org: &Org| {
+        http.get(format!("{}/api/v1/media/{blob}", org.client.base()))
+            .header("cookie", org.client.cookie_header().expect("cookie"))
+            .send()
+    };
+    let response = download(&globex).await.expect("download on globex");
+    assert_eq!(response.status(), 200, "bob downloads the file on his node");
+    assert!(
+        response.bytes().await.expect("bytes")[..] == bytes[..],
+        "the bytes fetched from acme's node are the uploaded ones"
+    );
+    let response = download(&initech).await.expect("download on initech");
+    assert!(
+        response.status() == 403 || response.status() == 404,
+        "initech has no member in the channel: {}",
+        response.status()
+    );
+    // Acme's node is gone: bob's node has its own verified copy now.
+    let mut acme = acme;
+    acme.node.kill9();
+    let response = download(&globex).await.expect("download again");
+    assert_eq!(response.status(), 200);
+}
