@@ -736,7 +736,8 @@ impl Actor {
                         Request::Document(request) => {
                             self.on_document_request(peer, request, channel).await;
                         }
-                        Request::Index => self.on_index_request(peer, channel).await,
+                        Request::Index => self.on_index_request(peer, channel, false).await,
+                        Request::Poke => self.on_index_request(peer, channel, true).await,
                     }
                 }
                 request_response::Message::Response {
@@ -829,7 +830,12 @@ impl Actor {
     /// A chat index request: from any allow-listed, not blacklisted peer (the connection exists,
     /// so the consent gate admitted it); no membership check, since the requester may know no
     /// chat id yet. The node lists only the chats the requester is a member of.
-    async fn on_index_request(&mut self, peer: PeerId, channel: ResponseChannel<CatchupResponse>) {
+    async fn on_index_request(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<CatchupResponse>,
+        poke: bool,
+    ) {
         if self.peers.get(&peer).is_none_or(|s| s.blacklisted) {
             // Unreachable through the consent gate; refused defensively.
             tracing::info!(%peer, refusal = ?Refusal::NotMember, "chat index request refused");
@@ -837,7 +843,14 @@ impl Actor {
             return;
         }
         match self.hold(channel, true) {
-            Ok(responder) => self.emit(NetEvent::IndexRequest { peer, responder }).await,
+            Ok(responder) => {
+                self.emit(NetEvent::IndexRequest {
+                    peer,
+                    responder,
+                    poke,
+                })
+                .await
+            }
             Err(channel) => {
                 tracing::info!(%peer, refusal = ?Refusal::Busy, "chat index request refused");
                 self.refuse(channel, Refusal::Busy);

@@ -40,6 +40,9 @@ pub const VERSION: u8 = 1;
 pub const REQUEST_DOCUMENT: u8 = 1;
 /// The first (and only) byte of a chat index request body.
 pub const REQUEST_INDEX: u8 = 2;
+/// The first (and only) byte of a poke: a chat index request that also asks the responder to
+/// sync with the requester now (it has news for the responder, e.g. a chat it was added to).
+pub const REQUEST_POKE: u8 = 3;
 
 const KIND_PAGE: u8 = 0;
 const KIND_REFUSED: u8 = 1;
@@ -58,6 +61,10 @@ pub enum Request {
     Document(CatchupRequest),
     /// The chats the responder shares with the requester's organisation (request type `02`).
     Index,
+    /// The same, and a request to sync with the requester now (request type `03`). A plain
+    /// index request must not make the responder sync back, or two nodes would sync each
+    /// other forever.
+    Poke,
 }
 
 impl From<CatchupRequest> for Request {
@@ -205,6 +212,7 @@ pub fn encode_request(req: &Request, limits: &CatchupLimits) -> Result<Vec<u8>, 
     match req {
         Request::Document(req) => encode_document_request(req, limits),
         Request::Index => Ok(vec![REQUEST_INDEX]),
+        Request::Poke => Ok(vec![REQUEST_POKE]),
     }
 }
 
@@ -343,6 +351,7 @@ pub fn decode_request(bytes: &[u8], limits: &CatchupLimits) -> Result<Request, C
     let request = match r.u8()? {
         REQUEST_DOCUMENT => Request::Document(decode_document_request(&mut r, limits)?),
         REQUEST_INDEX => Request::Index,
+        REQUEST_POKE => Request::Poke,
         other => return Err(CodecError::UnknownRequestType(other)),
     };
     r.finish()?;

@@ -120,6 +120,8 @@ pub enum NetEvent {
         peer: PeerId,
         /// Answer through this.
         responder: CatchupResponder,
+        /// A poke ([`NetworkHandle::poke`]): the requester asks this node to sync with it now.
+        poke: bool,
     },
     /// A media request (`/confab/media/1`) from a member peer of the chat (former members are
     /// refused before this). Answer with [`MediaResponse::Found`] carrying the blob whose
@@ -427,6 +429,19 @@ impl NetworkHandle {
             .call(|reply| Command::SendCatchup {
                 peer,
                 request: Request::Index,
+                reply,
+            })
+            .await?;
+        index_answer(response)
+    }
+
+    /// [`Self::index`], also asking the peer to sync with this node now (a poke: this node has
+    /// news for it, such as a chat its organisation was added to or removed from).
+    pub async fn poke(&self, peer: PeerId) -> Result<Vec<ChatId>, NetError> {
+        let response = self
+            .call(|reply| Command::SendCatchup {
+                peer,
+                request: Request::Poke,
                 reply,
             })
             .await?;

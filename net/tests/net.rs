@@ -153,7 +153,9 @@ async fn start_with_index(
                         .push((peer, request));
                     respond(responder, response, &driver_record).await;
                 }
-                NetEvent::IndexRequest { peer, responder } => {
+                NetEvent::IndexRequest {
+                    peer, responder, ..
+                } => {
                     let response = index_server(peer);
                     driver_record
                         .lock()

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         match &request {
             Request::Document(document) => assert!(document.heads.len() <= limits.max_heads),
             Request::Index => assert_eq!(data, [confab_net::catchup::REQUEST_INDEX]),
+            Request::Poke => assert_eq!(data, [confab_net::catchup::REQUEST_POKE]),
         }
         assert_eq!(encode_request(&request, &limits).as_deref(), Ok(data));
     }

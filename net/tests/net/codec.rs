@@ -91,7 +91,7 @@ fn golden_bytes() {
 fn malformed_bodies_refused() {
     let (_, hex_req) = golden_request();
     let req = hex::decode(hex_req).expect("hex");
-    for request_type in [0u8, 3, 0xff] {
+    for request_type in [0u8, 4, 0xff] {
         let mut unknown = req.clone();
         unknown[0] = request_type;
         assert_eq!(
@@ -252,6 +252,11 @@ fn golden_bytes_of_the_chat_index() {
         "02"
     );
     assert_eq!(decode_request(&[2], &limits()), Ok(Request::Index));
+    assert_eq!(
+        hex::encode(encode_request(&Request::Poke, &limits()).expect("encode")),
+        "03"
+    );
+    assert_eq!(decode_request(&[3], &limits()), Ok(Request::Poke));
 
     let (index, hex_index) = golden_index();
     assert_eq!(
@@ -429,6 +434,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 })
             ),
         Just(Request::Index),
+        Just(Request::Poke),
     ]
 }
 

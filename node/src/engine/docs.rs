@@ -405,6 +405,72 @@ impl ChatDocs {
         Ok(RemoteOutcome::Bucket(touched))
     }
 
+    /// Validates remote changes of one bucket in order and applies the accepted ones together:
+    /// one automerge apply and one diff for all of them (both cost more the fuller the bucket,
+    /// so doing them per change made catch-up slow). Returns each change's outcome and the keys
+    /// the accepted ones wrote. On error the in-memory document may hold the changes: the
+    /// caller drops it.
+    #[allow(clippy::type_complexity)]
+    pub fn apply_remote_bucket(
+        &mut self,
+        store: &dyn KvRead,
+        changes: &[SignedChange],
+        batch: &mut WriteBatch,
+    ) -> Result<
+        (
+            Vec<RemoteOutcome>,
+            Vec<(Collection, String, Option<String>)>,
+        ),
+        DocError,
+    > {
+        let Some(first) = changes.first() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let doc_id = first.doc;
+        let state = self.state.clone();
+        let target = self.doc_mut(store, doc_id)?;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut accepted = Vec::new();
+        for signed in changes {
+            match target.validator.check(signed, &state) {
+                Err(rejection) => outcomes.push(RemoteOutcome::Rejected(rejection.to_string())),
+                Ok(Verdict::Duplicate) => outcomes.push(RemoteOutcome::Duplicate),
+                Ok(Verdict::Pending(reason)) => {
+                    outcomes.push(RemoteOutcome::Pending(format!("{reason:?}")))
+                }
+                Ok(Verdict::Accept(checked)) => {
+                    target.validator.commit(&checked);
+                    batch.put(
+                        Tree::Changes,
+                        change_key(&target.id, target.next_index),
+                        signed.encode(),
+                    );
+                    target.next_index += 1;
+                    accepted.push(checked.change.clone());
+                    outcomes.push(RemoteOutcome::Bucket(Vec::new()));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return Ok((outcomes, Vec::new()));
+        }
+        let before = target.doc.get_heads();
+        validate::apply(&mut target.doc, accepted)
+            .map_err(|e| DocError::Rejected(e.to_string()))?;
+        let after = target.doc.get_heads();
+        let touched = touched_keys(&mut target.doc, &before, &after);
+        if doc_id == self.bucket.id {
+            if self.collections.is_none() {
+                self.collections = bucket::collections(&self.bucket.doc).ok();
+            }
+            self.bucket_messages += touched
+                .iter()
+                .filter(|(collection, _, _)| *collection == Collection::Messages)
+                .count() as u64;
+        }
+        Ok((outcomes, touched))
+    }
+
     /// After the control document sealed the current bucket, the next bucket becomes current.
     fn follow_seals(&mut self, store: &dyn KvRead) -> Result<(), DocError> {
         let number = current_bucket(&self.state);

@@ -121,9 +121,37 @@ impl Engine {
         events: &mut Vec<crate::events::Event>,
     ) -> Vec<RemoteVerdict> {
         let mut verdicts = Vec::with_capacity(changes.len());
-        for signed in changes {
+        let mut rest = changes.as_slice();
+        while let Some(first) = rest.first() {
+            // A run of changes to the same bucket is validated and applied together.
+            let run = rest.iter().take_while(|c| c.doc == first.doc).count();
+            if run > 1 && first.doc.kind != confab_protocol::DocKind::Control {
+                let (group, tail) = rest.split_at(run);
+                rest = tail;
+                let mut tx = Tx::default();
+                match self.apply_remote_group(&mut tx, group) {
+                    Ok(group_verdicts) => {
+                        if group_verdicts.contains(&RemoteVerdict::Accepted) {
+                            self.staged.stage(tx.batch);
+                            events.extend(tx.events);
+                            self.search_ops.extend(tx.search);
+                        }
+                        verdicts.extend(group_verdicts);
+                    }
+                    Err(error) => {
+                        tracing::warn!(doc = %first.doc, %error, "remote changes not applied");
+                        verdicts.extend(std::iter::repeat_n(
+                            RemoteVerdict::Pending(error.message),
+                            run,
+                        ));
+                    }
+                }
+                continue;
+            }
+            let signed = first;
+            rest = &rest[1..];
             let mut tx = Tx::default();
-            let verdict = match self.apply_remote(&mut tx, &signed) {
+            let verdict = match self.apply_remote(&mut tx, signed) {
                 Ok(verdict) => verdict,
                 Err(error) => {
                     tracing::warn!(doc = %signed.doc, %error, "remote change not applied");
@@ -140,6 +168,54 @@ impl Engine {
             verdicts.push(verdict);
         }
         verdicts
+    }
+
+    /// Several changes to one bucket of a known chat (see [`ChatDocs::apply_remote_bucket`]).
+    fn apply_remote_group(
+        &mut self,
+        tx: &mut Tx,
+        group: &[SignedChange],
+    ) -> ApiResult<Vec<RemoteVerdict>> {
+        let Some(first) = group.first() else {
+            return Ok(Vec::new());
+        };
+        let chat = first.doc.chat;
+        let own = self.key.id();
+        let mut docs = match self.chats.remove(&chat) {
+            Some(docs) => docs,
+            None => {
+                match ChatDocs::load(&self.reads(), chat, own, (random_bytes(), random_bytes()))
+                    .map_err(ApiError::internal)?
+                {
+                    Some(docs) => docs,
+                    None => {
+                        return Ok(vec![
+                            RemoteVerdict::Pending("unknown chat".into());
+                            group.len()
+                        ])
+                    }
+                }
+            }
+        };
+        let (outcomes, touched) = docs
+            .apply_remote_bucket(&self.reads(), group, &mut tx.batch)
+            .map_err(ApiError::internal)?;
+        for (collection, key, value) in touched {
+            let Some((org, _)) = bucket::split_key(&key) else {
+                continue;
+            };
+            self.bucket_view(tx, &docs.state, chat, org, collection, &key, value)?;
+        }
+        self.chats.insert(chat, docs);
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                RemoteOutcome::Duplicate => RemoteVerdict::Duplicate,
+                RemoteOutcome::Pending(reason) => RemoteVerdict::Pending(reason),
+                RemoteOutcome::Rejected(reason) => RemoteVerdict::Rejected(reason),
+                RemoteOutcome::Control | RemoteOutcome::Bucket(_) => RemoteVerdict::Accepted,
+            })
+            .collect())
     }
 
     fn apply_remote(&mut self, tx: &mut Tx, signed: &SignedChange) -> ApiResult<RemoteVerdict> {

@@ -597,7 +597,11 @@ impl Federation {
                     }
                 });
             }
-            NetEvent::IndexRequest { peer, responder } => {
+            NetEvent::IndexRequest {
+                peer,
+                responder,
+                poke,
+            } => {
                 let org = org_of_peer(&peer);
                 let chats: Vec<ChatId> = self
                     .chats
@@ -610,8 +614,11 @@ impl Federation {
                         tracing::debug!(%peer, %error, "index answer failed");
                     }
                 });
-                // An index request is also a poke: the peer has something new for us.
-                self.start_sync(peer);
+                // A poke: the peer has news for us (a plain index request is part of its own
+                // sync and must not start ours, or the two would sync each other forever).
+                if poke {
+                    self.start_sync(peer);
+                }
             }
         }
     }
@@ -796,7 +803,7 @@ impl Federation {
     fn poke(&self, peer: PeerId) {
         let net = self.net.clone();
         tokio::spawn(async move {
-            if let Err(error) = net.index(peer).await {
+            if let Err(error) = net.poke(peer).await {
                 tracing::debug!(%peer, %error, "poke failed");
             }
         });

@@ -109,6 +109,20 @@ impl Org {
     }
 }
 
+/// Sends a message, retrying while the node answers `503 not_synced` (a shared chat whose
+/// history is still arriving from its owner, for a moment after it appears).
+async fn send(org: &Org, chat: &str, body: &str) -> Message {
+    let started = Instant::now();
+    loop {
+        match org.client.send(chat, body).await {
+            Err(error) if error.status == 503 && started.elapsed() < CONVERGE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other.must(&format!("{} sends {body:?}", org.name)),
+        }
+    }
+}
+
 /// Both admins peer with each other (consent is mutual).
 async fn peer(a: &Org, b: &Org) {
     let (a_addr, b_addr) = (a.address().await, b.address().await);
@@ -212,21 +226,9 @@ async fn three_organisations_converge() {
     let members = globex.client.members(&chat.id).await.must("members");
     assert_eq!(members.len(), 3, "globex sees all three members");
 
-    let a1 = acme
-        .client
-        .send(&chat.id, "hello from acme")
-        .await
-        .must("a1");
-    let b1 = globex
-        .client
-        .send(&chat.id, "hello from globex")
-        .await
-        .must("b1");
-    let c1 = initech
-        .client
-        .send(&chat.id, "hello from initech")
-        .await
-        .must("c1");
+    let a1 = send(&acme, &chat.id, "hello from acme").await;
+    let b1 = send(&globex, &chat.id, "hello from globex").await;
+    let c1 = send(&initech, &chat.id, "hello from initech").await;
     eventually("the three messages everywhere", || async {
         converged(&[&acme, &globex, &initech], &chat.id, 3).await
     })
@@ -287,15 +289,8 @@ async fn three_organisations_converge() {
     })
     .await;
     let canary = format!("dm-canary-{}", std::process::id());
-    globex
-        .client
-        .send(&dm.id, &canary)
-        .await
-        .must("bob answers");
-    acme.client
-        .send(&dm.id, "hi bob")
-        .await
-        .must("alice writes");
+    send(&globex, &dm.id, &canary).await;
+    send(&acme, &dm.id, "hi bob").await;
     eventually("the DM converges", || async {
         converged(&[&acme, &globex], &dm.id, 2).await
     })
@@ -334,11 +329,7 @@ async fn removed_organisation_stops_replicating() {
         globex.chat_ids().await.contains(&chat.id)
     })
     .await;
-    globex
-        .client
-        .send(&chat.id, "before")
-        .await
-        .must("bob writes");
+    send(&globex, &chat.id, "before").await;
     eventually("acme has bob's message", || async {
         acme.view(&chat.id).await.len() == 1
     })
@@ -352,10 +343,7 @@ async fn removed_organisation_stops_replicating() {
     })
     .await;
     let canary = format!("canary-{}", std::process::id());
-    acme.client
-        .send(&chat.id, &canary)
-        .await
-        .must("alice writes");
+    send(&acme, &chat.id, &canary).await;
     // Several anti-entropy rounds pass.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(acme.view(&chat.id).await.len(), 2);
@@ -427,15 +415,8 @@ async fn killed_node_converges_after_restart() {
     let chat = shared_channel(&acme, &[&globex], "traffic").await;
     let mut acked = Vec::new();
     for i in 0..30 {
-        acked.push(acme.client.send(&chat, &format!("a{i}")).await.must("a").id);
-        acked.push(
-            globex
-                .client
-                .send(&chat, &format!("b{i}"))
-                .await
-                .must("b")
-                .id,
-        );
+        acked.push(send(&acme, &chat, &format!("a{i}")).await.id);
+        acked.push(send(&globex, &chat, &format!("b{i}")).await.id);
     }
     // Traffic keeps coming from acme while globex dies.
     let writer = {
@@ -458,14 +439,7 @@ async fn killed_node_converges_after_restart() {
     globex.node.start_again_same_port().await;
     acked.extend(writer.await.expect("writer"));
     for i in 0..5 {
-        acked.push(
-            globex
-                .client
-                .send(&chat, &format!("after{i}"))
-                .await
-                .must("b after")
-                .id,
-        );
+        acked.push(send(&globex, &chat, &format!("after{i}")).await.id);
     }
     let took = eventually("both nodes hold every acknowledged message", || async {
         let (a, b) = (acme.view(&chat).await, globex.view(&chat).await);
@@ -497,10 +471,7 @@ async fn owner_offline_others_chat_and_newcomer_catches_up() {
         peer(a, b).await;
     }
     let chat = shared_channel(&acme, &[&globex, &initech], "ops").await;
-    acme.client
-        .send(&chat, "owner speaking")
-        .await
-        .must("owner");
+    send(&acme, &chat, "owner speaking").await;
     // hooli is added while its node is down.
     hooli.node.terminate().await;
     acme.client
@@ -513,8 +484,8 @@ async fn owner_offline_others_chat_and_newcomer_catches_up() {
     })
     .await;
     acme.node.kill9();
-    globex.client.send(&chat, "owner is down").await.must("bob");
-    initech.client.send(&chat, "still here").await.must("carol");
+    send(&globex, &chat, "owner is down").await;
+    send(&initech, &chat, "still here").await;
     eventually("globex and initech converge without the owner", || async {
         converged(&[&globex, &initech], &chat, 3).await
     })
@@ -525,11 +496,7 @@ async fn owner_offline_others_chat_and_newcomer_catches_up() {
     })
     .await;
     println!("newcomer caught up in {took:?} with the owner down");
-    hooli
-        .client
-        .send(&chat, "hello, I'm new")
-        .await
-        .must("dave writes");
+    send(&hooli, &chat, "hello, I'm new").await;
     eventually("dave's message reaches the others", || async {
         converged(&[&globex, &initech, &hooli], &chat, 4).await
     })
@@ -650,7 +617,7 @@ async fn partition_heals_and_converges() {
     let globex = Org::start("globex", "bob").await;
     let (to_acme, to_globex) = peer_through_proxies(&acme, &globex).await;
     let chat = shared_channel(&acme, &[&globex], "split").await;
-    acme.client.send(&chat, "before").await.must("before");
+    send(&acme, &chat, "before").await;
     eventually("both have the first message", || async {
         converged(&[&acme, &globex], &chat, 1).await
     })
@@ -666,15 +633,8 @@ async fn partition_heals_and_converges() {
     .await;
     let partition = Instant::now();
     for i in 0..10 {
-        acme.client
-            .send(&chat, &format!("acme {i}"))
-            .await
-            .must("acme writes");
-        globex
-            .client
-            .send(&chat, &format!("globex {i}"))
-            .await
-            .must("globex writes");
+        send(&acme, &chat, &format!("acme {i}")).await;
+        send(&globex, &chat, &format!("globex {i}")).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(acme.view(&chat).await.len(), 11, "acme has only its side");
@@ -726,7 +686,7 @@ async fn automerge_js_reads_a_bucket_saved_by_a_node() {
         .id;
     let mut sent = Vec::new();
     for body in ["first", "second ✓", "third, with \"quotes\""] {
-        sent.push(acme.client.send(&chat, body).await.must("send"));
+        sent.push(send(&acme, &chat, body).await);
     }
     acme.client
         .edit(&chat, &sent[0].id, "first (edited)")
