@@ -3,6 +3,7 @@
 //! API of `spec/client-api.md`.
 
 pub mod client;
+pub mod evil;
 pub mod node;
 pub mod relay;
 pub mod types;

@@ -12,6 +12,8 @@ mod chat;
 mod durability;
 #[path = "integration/federation.rs"]
 mod federation;
+#[path = "integration/federation_malicious.rs"]
+mod federation_malicious;
 #[path = "integration/history.rs"]
 mod history;
 #[path = "integration/limits.rs"]

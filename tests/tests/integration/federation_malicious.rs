@@ -1,0 +1,1045 @@
+//! A malicious organisation's node: forged signatures, writes in another organisation's
+//! namespace or under its actor, wrong epochs, sequence gaps and reuse, oversize changes,
+//! replays and garbage, gossiped to the channel's owner. None is applied or forwarded, the
+//! peer ends up blacklisted, and honest traffic keeps flowing.
+//!
+//! acme (owner) and globex (honest member) are `confab-node` processes. evil is a Confab node
+//! in this test process ([`confab_tests::evil`]) peered with acme only: globex can then receive
+//! evil's gossip only if acme forwards it, so globex's data directory tells whether anything
+//! was forwarded.
+
+use std::time::{Duration, Instant};
+
+use confab_protocol::bucket::{MessageRecord, UpdateOp, UpdateRecord};
+use confab_protocol::control::{MemberRecord, Role};
+use confab_protocol::{ChatId, DocId, HlcTime, MessageId, OrgId, SignedChange, UserId};
+use confab_tests::evil::{self, EvilNode, Write};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// How long each awaited condition may take (catch-up runs every 2 s here).
+const CONVERGE: Duration = Duration::from_secs(30);
+/// The rejections after which a peer is blacklisted (`blacklist_after_rejects`, default).
+const BLACKLIST_AFTER: u64 = 10;
+/// Messages alice writes while evil attacks.
+const DURING: usize = 10;
+/// Messages in the valid change that starts evil's burst.
+const BULK: usize = 128;
+
+/// One organisation: its node (federating on a free port) and a signed-in admin user.
+struct Org {
+    name: String,
+    node: TestNode,
+    client: Client,
+    user: String,
+    _config: tempfile::TempDir,
+}
+
+impl Org {
+    async fn start(name: &str, user: &str) -> Org {
+        let dir = tempfile::tempdir().expect("config dir");
+        let config = dir.path().join("node.toml");
+        std::fs::write(
+            &config,
+            "[federation]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nanti_entropy_interval_s = 2\n",
+        )
+        .expect("write config");
+        let node = TestNode::start_with(NodeOptions {
+            name: name.to_string(),
+            org_name: name.to_string(),
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            ..NodeOptions::default()
+        })
+        .await;
+        let client = Client::for_node(&node);
+        client.register(user, PASSWORD).await.must("register admin");
+        Org {
+            name: name.to_string(),
+            node,
+            client,
+            user: format!("{user}@{name}"),
+            _config: dir,
+        }
+    }
+
+    async fn federation(&self) -> Value {
+        self.client
+            .call(Method::GET, "/admin/federation", None)
+            .await
+            .must("federation info")
+    }
+
+    /// This node's address for others: its first listen address with `/p2p/<peer id>`.
+    async fn address(&self) -> String {
+        let info = self.federation().await;
+        let addr = info["listen_addrs"][0].as_str().expect("a listen address");
+        format!("{addr}/p2p/{}", info["peer_id"].as_str().expect("peer id"))
+    }
+
+    async fn peers(&self) -> Vec<Value> {
+        self.client
+            .call(Method::GET, "/admin/peers", None)
+            .await
+            .must("list peers")
+    }
+
+    /// The peer named `name` as `GET /admin/peers` shows it.
+    async fn peer_named(&self, name: &str) -> Value {
+        self.peers()
+            .await
+            .into_iter()
+            .find(|p| p["name"] == json!(name))
+            .unwrap_or(Value::Null)
+    }
+
+    async fn chat_ids(&self) -> Vec<String> {
+        self.client
+            .chats()
+            .await
+            .must("chats")
+            .into_iter()
+            .map(|entry| entry.chat.id)
+            .collect()
+    }
+
+    /// Messages of a chat as (id, author, body, deleted), oldest first.
+    async fn view(&self, chat: &str) -> Vec<(String, String, String, bool)> {
+        let page: Value = match self
+            .client
+            .call(
+                Method::GET,
+                &format!("/chats/{chat}/messages?limit=200"),
+                None,
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(_) => return Vec::new(),
+        };
+        let mut out: Vec<_> = page["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap_or_default().to_string(),
+                    m["author"].as_str().unwrap_or_default().to_string(),
+                    m["body"].as_str().unwrap_or_default().to_string(),
+                    m["deleted"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many messages of the chat have exactly this body (and are not deleted).
+    async fn count_body(&self, chat: &str, body: &str) -> usize {
+        self.view(chat)
+            .await
+            .iter()
+            .filter(|m| m.2 == body && !m.3)
+            .count()
+    }
+}
+
+/// Both admins peer with each other (consent is mutual).
+async fn peer(a: &Org, b: &Org) {
+    let (a_addr, b_addr) = (a.address().await, b.address().await);
+    let _: Value = a
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": b.name, "address": b_addr})),
+        )
+        .await
+        .must("peer a -> b");
+    let _: Value = b
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": a.name, "address": a_addr})),
+        )
+        .await
+        .must("peer b -> a");
+}
+
+/// Polls `check` until it holds or `CONVERGE` passes.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "{what}: not reached within {CONVERGE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many times `needle` occurs in the files under `dir`.
+fn occurrences(dir: &std::path::Path, needle: &[u8]) -> usize {
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                count += bytes.windows(needle.len()).filter(|w| *w == needle).count();
+            }
+        }
+    }
+    count
+}
+
+/// What an honest node is expected to do with a message of the burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Valid: applied and forwarded.
+    Accepted,
+    /// Dropped without penalty (pending or duplicate): not applied, not forwarded.
+    Ignored,
+    /// Rejected: not applied, not forwarded, counts towards the blacklist.
+    Rejected,
+}
+
+/// One malicious gossip message.
+struct Attack {
+    name: &'static str,
+    bytes: Vec<u8>,
+    expect: Expect,
+    /// The honest verdict computed locally ([`evil::honest_verdict`]).
+    verdict: String,
+}
+
+/// Message ids and canaries, unique per message.
+struct Ids {
+    ms: u64,
+    counter: u16,
+    canary_prefix: String,
+}
+
+impl Ids {
+    fn id(&mut self, org: &OrgId) -> MessageId {
+        self.counter += 1;
+        MessageId::new(
+            HlcTime {
+                ms: self.ms,
+                counter: self.counter,
+            },
+            org,
+            [0xee; 4],
+        )
+    }
+
+    fn canary(&self, attack: &str) -> String {
+        format!("{}{attack}", self.canary_prefix)
+    }
+}
+
+/// One change with `writes` by the actor `org ‖ suffix(n)` on top of `history`, signed by
+/// `key`, encoded.
+fn forge_signed(
+    history: &[SignedChange],
+    org: &OrgId,
+    n: u8,
+    writes: Vec<Write>,
+    key: &confab_protocol::OrgKey,
+    doc: DocId,
+    epoch: u64,
+) -> Vec<u8> {
+    evil::forge_changes(history, org, suffix(n), vec![writes])
+        .expect("forge")
+        .remove(0)
+        .sign(key, doc, epoch)
+        .encode()
+}
+
+fn record(author: &UserId, body: &str) -> MessageRecord {
+    MessageRecord {
+        author: author.clone(),
+        body: body.to_string(),
+        reply_to: None,
+        attachments: Vec::new(),
+    }
+}
+
+/// A fresh automerge actor suffix per forged writer.
+fn suffix(n: u8) -> [u8; 16] {
+    let mut suffix = [0x5a; 16];
+    suffix[15] = n;
+    suffix
+}
+
+/// Pseudo-random printable bytes (not compressible, so the change stays as large as its body).
+fn noise(len: usize, seed: u64) -> String {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
+/// A malicious node (a member of the channel, peered with the owner) gossips every kind of
+/// invalid change: nothing is applied anywhere, nothing reaches the other member through the
+/// owner, the owner blacklists it, and the honest members keep chatting.
+#[tokio::test(flavor = "multi_thread")]
+async fn malicious_node_is_refused_and_blacklisted() {
+    let started = Instant::now();
+    let (acme, globex) = tokio::join!(Org::start("acme", "alice"), Org::start("globex", "bob"));
+    let evil = EvilNode::start("evil").await.expect("start the evil node");
+    peer(&acme, &globex).await;
+    // evil peers with acme only (both admins consent; evil's "admin" is this test).
+    let acme_info = acme.federation().await;
+    let acme_peer = acme_info["peer_id"].as_str().expect("peer id").to_string();
+    let _: Value = acme
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
+        )
+        .await
+        .must("acme peers with evil");
+    evil.add_peer("acme", &acme.address().await)
+        .await
+        .expect("evil peers with acme");
+    eventually("acme connected to globex and evil", || async {
+        let peers = acme.peers().await;
+        peers.len() == 2 && peers.iter().all(|p| p["connected"] == json!(true))
+    })
+    .await;
+    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
+
+    // A private channel of acme with bob@globex; an honest message before evil joins it (what
+    // evil will replay), then mallory@evil is invited.
+    let chat = acme
+        .client
+        .create_channel("ops", "private")
+        .await
+        .must("create channel")
+        .id;
+    acme.client
+        .invite(&chat, &globex.user, None)
+        .await
+        .must("invite bob@globex");
+    eventually("globex sees the channel", || async {
+        globex.chat_ids().await.contains(&chat)
+    })
+    .await;
+    let replayed_body = format!("honest message that evil replays {}", std::process::id());
+    let alice_message: MessageId = acme
+        .client
+        .send(&chat, &replayed_body)
+        .await
+        .must("alice writes")
+        .id
+        .parse()
+        .expect("message id");
+    eventually("globex has alice's message", || async {
+        globex.count_body(&chat, &replayed_body).await == 1
+    })
+    .await;
+    acme.client
+        .invite(&chat, "mallory@evil", None)
+        .await
+        .must("invite mallory@evil");
+
+    // evil learns the channel like any member: its control document and bucket 1 by catch-up,
+    // then it subscribes to the topic.
+    let chat_id: ChatId = chat.parse().expect("chat id");
+    let control_doc = DocId::control(chat_id);
+    let bucket_doc = DocId::bucket(chat_id, 1);
+    let evil_org = evil.org();
+    eventually(
+        "evil has the control document naming it a member",
+        || async {
+            let Ok(history) = evil.history(control_doc) else {
+                return false;
+            };
+            evil::control_state(&history).is_ok_and(|state| {
+                state
+                    .orgs
+                    .get(&evil_org)
+                    .is_some_and(|ranges| ranges.iter().any(|r| r.1.is_none()))
+            })
+        },
+    )
+    .await;
+    eventually("evil has bucket 1 with alice's message", || async {
+        evil.history(bucket_doc).is_ok_and(|h| h.len() >= 2)
+    })
+    .await;
+    eventually("evil sees acme subscribed to the topic", || async {
+        evil.topic_peers(chat_id).await.contains(&acme_peer)
+    })
+    .await;
+    let control_history = evil.history(control_doc).expect("control history");
+    let state = evil::control_state(&control_history).expect("control state");
+    let history = evil.history(bucket_doc).expect("bucket history");
+    let acme_org = state.info.owner;
+    let bob: UserId = globex.user.parse().expect("bob");
+    let globex_org = state.members.get(&bob).expect("bob is a member").org;
+    let epoch = state.epoch;
+    let evil_since = state.orgs[&evil_org]
+        .iter()
+        .map(|r| r.0)
+        .max()
+        .expect("evil's range");
+    println!(
+        "setup in {:?}: epoch {epoch}, evil a member since epoch {evil_since}, bucket 1 has {} changes",
+        started.elapsed(),
+        history.len()
+    );
+    let key = confab_protocol::OrgKey::from_seed(evil.key.seed());
+    let mallory: UserId = "mallory@evil".parse().expect("mallory");
+    let alice: UserId = acme.user.parse().expect("alice");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let mut ids = Ids {
+        ms: now_ms,
+        counter: 0,
+        canary_prefix: format!("EVIL-CANARY-{}-", std::process::id()),
+    };
+    let verdict = |history: &[SignedChange], bytes: &[u8]| {
+        evil::honest_verdict(bucket_doc, acme_org, &state, history, bytes)
+    };
+
+    // The gossip path works: a valid message from evil is applied by acme and forwarded to
+    // globex (so "not applied, not forwarded" below is the nodes' decision, not a broken path).
+    let probe_body = format!("hello from mallory {}", std::process::id());
+    let probe = evil::forge(
+        &history,
+        &evil_org,
+        suffix(1),
+        vec![Write::Message {
+            namespace: evil_org,
+            id: ids.id(&evil_org),
+            record: record(&mallory, &probe_body),
+        }],
+    )
+    .expect("forge the probe")
+    .remove(0)
+    .sign(&key, bucket_doc, epoch);
+    assert_eq!(verdict(&history, &probe.encode()), "accepted", "the probe");
+    evil.publish(chat_id, probe.encode())
+        .await
+        .expect("publish the probe");
+    eventually("evil's valid message reaches acme and globex", || async {
+        acme.count_body(&chat, &probe_body).await == 1
+            && globex.count_body(&chat, &probe_body).await == 1
+    })
+    .await;
+    let mut with_probe = history.clone();
+    with_probe.push(probe.clone());
+
+    // The attacks. Each is a distinct gossip payload; every message body is a canary.
+    let mut attacks: Vec<Attack> = Vec::new();
+    let mut push = |name: &'static str, expect: Expect, bytes: Vec<u8>, verdict: String| {
+        attacks.push(Attack {
+            name,
+            bytes,
+            expect,
+            verdict,
+        })
+    };
+    // A valid message of evil's at `epoch` by a fresh actor, before any tampering.
+    let valid = |ids: &mut Ids, n: u8, name: &str| {
+        let body = ids.canary(name);
+        let id = ids.id(&evil_org);
+        evil::forge(
+            &history,
+            &evil_org,
+            suffix(n),
+            vec![Write::Message {
+                namespace: evil_org,
+                id,
+                record: record(&mallory, &body),
+            }],
+        )
+        .expect("forge")
+        .remove(0)
+    };
+
+    // First a valid change carrying BULK messages: evil's messages are judged one by one, so
+    // this one is applied and forwarded. It also matters for the blacklist: acme's gossipsub
+    // graylists a peer once 3 of its messages are rejected (P4 weight -10 per squared count,
+    // graylist threshold -80) and from then on ignores everything the peer sends, so acme's
+    // node counts 10 rejections (the blacklist threshold) only if at least 10 invalid messages
+    // were received before the third rejection was reported. Acme's federation hands gossip to
+    // its engine in micro-batches; applying these messages keeps the engine busy while the rest
+    // of the burst arrives, so the invalid messages reach it (and are judged) together.
+    let bulk_bodies: Vec<String> = (0..BULK)
+        .map(|i| format!("mallory bulk {} #{i}", std::process::id()))
+        .collect();
+    let bulk = {
+        let writes = bulk_bodies
+            .iter()
+            .map(|body| Write::Message {
+                namespace: evil_org,
+                id: ids.id(&evil_org),
+                record: record(&mallory, body),
+            })
+            .collect();
+        evil::forge_changes(&history, &evil_org, suffix(15), vec![writes])
+            .expect("forge")
+            .remove(0)
+            .sign(&key, bucket_doc, epoch)
+            .encode()
+    };
+    push(
+        "valid-bulk",
+        Expect::Accepted,
+        bulk.clone(),
+        verdict(&history, &bulk),
+    );
+    // Not applicable yet (no penalty): dropped, and catch-up never brings them.
+    // Out of sequence: seq 2 of an actor whose seq 1 was never sent.
+    let gap = {
+        let writes = ["seq-gap-unsent", "seq-gap"]
+            .iter()
+            .map(|name| Write::Message {
+                namespace: evil_org,
+                id: ids.id(&evil_org),
+                record: record(&mallory, &ids.canary(name)),
+            })
+            .collect();
+        let forged = evil::forge(&history, &evil_org, suffix(2), writes).expect("forge");
+        forged[1].sign(&key, bucket_doc, epoch).encode()
+    };
+    push(
+        "seq-gap",
+        Expect::Ignored,
+        gap.clone(),
+        verdict(&history, &gap),
+    );
+    // An epoch the owner has not published yet.
+    let future = valid(&mut ids, 3, "future-epoch")
+        .sign(&key, bucket_doc, epoch + 100)
+        .encode();
+    push(
+        "future-epoch",
+        Expect::Ignored,
+        future.clone(),
+        verdict(&history, &future),
+    );
+    // A byte-identical replay of alice's accepted message (acme made it before evil joined, so
+    // evil's gossipsub has not seen it; acme's has: its duplicate cache drops it).
+    let honest = history.last().expect("alice's change").clone();
+    let replay = honest.encode();
+    push(
+        "replay",
+        Expect::Ignored,
+        replay.clone(),
+        verdict(&history, &replay),
+    );
+
+    // Rejected by validation (each counts towards the blacklist).
+    // Forged signature: a valid change, one signature byte flipped.
+    let mut forged_sig = valid(&mut ids, 4, "forged-signature").sign(&key, bucket_doc, epoch);
+    forged_sig.signature.0[10] ^= 0x01;
+    let forged_sig = forged_sig.encode();
+    push(
+        "forged-signature",
+        Expect::Rejected,
+        forged_sig.clone(),
+        verdict(&history, &forged_sig),
+    );
+    // Impersonation: acme's actor, acme's namespace, acme named as signer, evil's signature.
+    let impersonation = {
+        let id = ids.id(&acme_org);
+        let forged = evil::forge(
+            &history,
+            &acme_org,
+            suffix(5),
+            vec![Write::Message {
+                namespace: acme_org,
+                id,
+                record: record(&alice, &ids.canary("impersonation")),
+            }],
+        )
+        .expect("forge")
+        .remove(0);
+        let mut signed = forged.sign(&key, bucket_doc, epoch);
+        signed.signer = acme_org;
+        signed.encode()
+    };
+    push(
+        "impersonation",
+        Expect::Rejected,
+        impersonation.clone(),
+        verdict(&history, &impersonation),
+    );
+    // Another organisation's namespace: `<acme>:<message id>` (and globex's), signed by evil.
+    for (name, org, author, n) in [
+        ("acme-namespace", acme_org, &alice, 6),
+        ("globex-namespace", globex_org, &bob, 7),
+    ] {
+        let id = ids.id(&org);
+        let bytes = evil::forge(
+            &history,
+            &evil_org,
+            suffix(n),
+            vec![Write::Message {
+                namespace: org,
+                id,
+                record: record(author, &ids.canary(name)),
+            }],
+        )
+        .expect("forge")
+        .remove(0)
+        .sign(&key, bucket_doc, epoch)
+        .encode();
+        push(
+            name,
+            Expect::Rejected,
+            bytes.clone(),
+            verdict(&history, &bytes),
+        );
+    }
+    // Signed by evil, automerge actor acme's (message in evil's own namespace).
+    let acme_actor = {
+        let id = ids.id(&evil_org);
+        evil::forge(
+            &history,
+            &acme_org,
+            suffix(8),
+            vec![Write::Message {
+                namespace: evil_org,
+                id,
+                record: record(&mallory, &ids.canary("acme-actor")),
+            }],
+        )
+        .expect("forge")
+        .remove(0)
+        .sign(&key, bucket_doc, epoch)
+        .encode()
+    };
+    push(
+        "acme-actor",
+        Expect::Rejected,
+        acme_actor.clone(),
+        verdict(&history, &acme_actor),
+    );
+    // Wrong epochs: before evil was a member, and 0.
+    let mut wrong_epochs = vec![0, 1, evil_since - 1];
+    wrong_epochs.dedup();
+    for (i, wrong) in wrong_epochs.into_iter().enumerate() {
+        let name = ["epoch-0", "epoch-1", "epoch-before-joining"][i];
+        let bytes = valid(&mut ids, 9 + i as u8, name)
+            .sign(&key, bucket_doc, wrong)
+            .encode();
+        push(
+            name,
+            Expect::Rejected,
+            bytes.clone(),
+            verdict(&history, &bytes),
+        );
+    }
+    // Out of sequence: another change at the seq of the probe's actor (equivocation).
+    let equivocation = valid(&mut ids, 1, "equivocation")
+        .sign(&key, bucket_doc, epoch)
+        .encode();
+    push(
+        "equivocation",
+        Expect::Rejected,
+        equivocation.clone(),
+        verdict(&with_probe, &equivocation),
+    );
+    // The control document is the owner's alone.
+    let control_write = {
+        let forged = evil::forge(
+            &control_history,
+            &evil_org,
+            suffix(12),
+            vec![Write::ChatName(ids.canary("control"))],
+        )
+        .expect("forge")
+        .remove(0);
+        let signed = forged.sign(&key, control_doc, epoch);
+        let bytes = signed.encode();
+        let local = evil::honest_verdict(control_doc, acme_org, &state, &control_history, &bytes);
+        (bytes, local)
+    };
+    push(
+        "control-write",
+        Expect::Rejected,
+        control_write.0,
+        control_write.1,
+    );
+    // evil makes itself the channel's owner.
+    let owner_grab = forge_signed(
+        &control_history,
+        &evil_org,
+        16,
+        vec![Write::Member {
+            user: mallory.clone(),
+            record: MemberRecord {
+                role: Role::Owner,
+                org: evil_org,
+            },
+        }],
+        &key,
+        control_doc,
+        epoch,
+    );
+    let local = evil::honest_verdict(control_doc, acme_org, &state, &control_history, &owner_grab);
+    push("owner-grab", Expect::Rejected, owner_grab, local);
+    // Bucket writes the rules refuse even in evil's own namespace: a root write, a message id
+    // minted by another organisation, a body over the limit, an empty body.
+    let bucket_attacks = [
+        ("root-write", Write::ChatName(ids.canary("root-write"))),
+        (
+            "acme-minted-id",
+            Write::Message {
+                namespace: evil_org,
+                id: ids.id(&acme_org),
+                record: record(&mallory, &ids.canary("acme-minted-id")),
+            },
+        ),
+        (
+            "body-too-long",
+            Write::Message {
+                namespace: evil_org,
+                id: ids.id(&evil_org),
+                record: record(
+                    &mallory,
+                    &format!("{}{}", ids.canary("body-too-long"), noise(100_000, 3)),
+                ),
+            },
+        ),
+        (
+            "empty-body",
+            Write::Message {
+                namespace: evil_org,
+                id: ids.id(&evil_org),
+                record: record(&mallory, ""),
+            },
+        ),
+    ];
+    // Edits and deletions of alice's message (keys in acme's namespace).
+    let update = |op: UpdateOp| UpdateRecord {
+        target: alice_message,
+        by: alice.clone(),
+        at: HlcTime {
+            ms: now_ms,
+            counter: 0,
+        },
+        op,
+    };
+    let update_attacks = [
+        (
+            "edit-alice",
+            Write::Update {
+                namespace: acme_org,
+                record: update(UpdateOp::Edit {
+                    body: ids.canary("edit-alice"),
+                }),
+            },
+        ),
+        (
+            "delete-alice",
+            Write::Update {
+                namespace: acme_org,
+                record: update(UpdateOp::Delete),
+            },
+        ),
+    ];
+    for (n, (name, write)) in bucket_attacks.into_iter().chain(update_attacks).enumerate() {
+        let bytes = forge_signed(
+            &history,
+            &evil_org,
+            20 + n as u8,
+            vec![write],
+            &key,
+            bucket_doc,
+            epoch,
+        );
+        push(
+            name,
+            Expect::Rejected,
+            bytes.clone(),
+            verdict(&history, &bytes),
+        );
+    }
+    // Replays of alice's change, altered: another epoch (the signature covers it), and the
+    // chunk checksum changed (not covered by the change hash, hence not by the signature).
+    let mut other_epoch = honest.clone();
+    other_epoch.epoch += 1;
+    let other_epoch = other_epoch.encode();
+    push(
+        "replay-other-epoch",
+        Expect::Rejected,
+        other_epoch.clone(),
+        verdict(&history, &other_epoch),
+    );
+    let mut bad_checksum = honest.clone();
+    bad_checksum.change[4] ^= 0xff;
+    let bad_checksum = bad_checksum.encode();
+    push(
+        "replay-bad-checksum",
+        Expect::Rejected,
+        bad_checksum.clone(),
+        verdict(&history, &bad_checksum),
+    );
+
+    // Refused before validation (the node cannot decode them for this topic); sent last, as
+    // they are judged at once and the score they cost could otherwise graylist evil before
+    // the others arrive.
+    // Oversize: a change chunk above 1 MiB (the whole message still fits gossipsub's 1 MiB +
+    // 16 KiB).
+    let oversize = {
+        let body = format!(
+            "{}{}",
+            ids.canary("oversize"),
+            noise(1024 * 1024 + 2048, now_ms)
+        );
+        let id = ids.id(&evil_org);
+        let forged = evil::forge(
+            &history,
+            &evil_org,
+            suffix(13),
+            vec![Write::Message {
+                namespace: evil_org,
+                id,
+                record: record(&mallory, &body),
+            }],
+        )
+        .expect("forge")
+        .remove(0);
+        assert!(
+            forged.raw.len() > 1024 * 1024 && forged.raw.len() < 1024 * 1024 + 12 * 1024,
+            "oversize change is {} bytes",
+            forged.raw.len()
+        );
+        forged.sign(&key, bucket_doc, epoch).encode()
+    };
+    push(
+        "oversize",
+        Expect::Rejected,
+        oversize.clone(),
+        verdict(&history, &oversize),
+    );
+    // A valid change of another chat, on this chat's topic.
+    let other_chat = {
+        let mut signed = valid(&mut ids, 14, "other-chat").sign(&key, bucket_doc, epoch);
+        let mut bytes = *chat_id.as_bytes();
+        bytes[15] ^= 0xff;
+        signed.doc = DocId::bucket(ChatId::from_bytes(bytes), 1);
+        signed.encode()
+    };
+    push(
+        "other-chat",
+        Expect::Rejected,
+        other_chat.clone(),
+        verdict(&history, &other_chat),
+    );
+    // Garbage, and a signed-change header followed by garbage.
+    let garbage = format!("{}{}", ids.canary("garbage"), noise(300, 7)).into_bytes();
+    push(
+        "garbage",
+        Expect::Rejected,
+        garbage.clone(),
+        verdict(&history, &garbage),
+    );
+    let mut truncated = b"CFSC\x01".to_vec();
+    truncated.extend_from_slice(ids.canary("truncated").as_bytes());
+    push(
+        "truncated",
+        Expect::Rejected,
+        truncated.clone(),
+        verdict(&history, &truncated),
+    );
+
+    // Every attack is what it claims to be for an honest validator.
+    for attack in &attacks {
+        println!("{:<22} {}", attack.name, attack.verdict);
+        match attack.expect {
+            Expect::Accepted => assert_eq!(attack.verdict, "accepted", "{}", attack.name),
+            Expect::Ignored => assert!(
+                attack.verdict.starts_with("pending") || attack.verdict == "duplicate",
+                "{}: {}",
+                attack.name,
+                attack.verdict
+            ),
+            Expect::Rejected => {
+                assert!(
+                    attack.verdict.starts_with("rejected"),
+                    "{}: {}",
+                    attack.name,
+                    attack.verdict
+                )
+            }
+        }
+    }
+    let rejectable = attacks
+        .iter()
+        .filter(|a| a.expect == Expect::Rejected)
+        .count() as u64;
+    assert!(rejectable > BLACKLIST_AFTER, "enough rejectable attacks");
+
+    // alice keeps writing during the attack.
+    let writers: Vec<_> = (0..DURING)
+        .map(|i| {
+            let client = acme.client.clone();
+            let chat = chat.clone();
+            tokio::spawn(async move {
+                client
+                    .send(&chat, &format!("alice during the attack {i}"))
+                    .await
+            })
+        })
+        .collect();
+    // The burst, all at once (in this order on the wire).
+    let sent_at = Instant::now();
+    let published = futures_util::future::join_all(
+        attacks
+            .iter()
+            .map(|attack| evil.publish(chat_id, attack.bytes.clone())),
+    )
+    .await;
+    let send_time = sent_at.elapsed();
+    for (attack, result) in attacks.iter().zip(published) {
+        if let Err(error) = result {
+            println!("{}: evil's publish failed: {error}", attack.name);
+        }
+    }
+    for writer in writers {
+        writer
+            .await
+            .expect("writer task")
+            .must("alice writes during the attack");
+    }
+    let evil_peer = loop {
+        let evil_peer = acme.peer_named("evil").await;
+        if evil_peer["blacklisted"] == json!(true) {
+            break evil_peer;
+        }
+        assert!(
+            sent_at.elapsed() < CONVERGE,
+            "acme did not blacklist evil within {CONVERGE:?}: {evil_peer} (a peer whose gossipsub \
+             score fell below the graylist threshold is ignored, so its later invalid messages \
+             are never judged nor counted)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = sent_at.elapsed();
+    println!(
+        "blacklisted {took:?} after the burst was sent ({send_time:?} to send it): {evil_peer}"
+    );
+    assert!(
+        evil_peer["rejected_messages"].as_u64().unwrap_or(0) >= BLACKLIST_AFTER,
+        "{evil_peer}"
+    );
+
+    // Honest traffic keeps flowing both ways.
+    let from_acme = format!("acme after the attack {}", std::process::id());
+    let from_globex = format!("globex after the attack {}", std::process::id());
+    acme.client.send(&chat, &from_acme).await.must("alice");
+    globex.client.send(&chat, &from_globex).await.must("bob");
+    eventually("both honest messages on both nodes", || async {
+        let (a, g) = (acme.view(&chat).await, globex.view(&chat).await);
+        a == g
+            && a.len() == 4 + BULK + DURING
+            && [&from_acme, &from_globex]
+                .into_iter()
+                .chain(&bulk_bodies)
+                .all(|body| a.iter().any(|m| &m.2 == body))
+    })
+    .await;
+
+    // Nothing malicious was applied (acme) or forwarded (globex).
+    for org in [&acme, &globex] {
+        let view = org.view(&chat).await;
+        let applied: Vec<_> = view
+            .iter()
+            .filter(|m| m.2.contains(&ids.canary_prefix))
+            .collect();
+        assert!(applied.is_empty(), "{} applied {applied:?}", org.name);
+        assert_eq!(
+            org.count_body(&chat, &replayed_body).await,
+            1,
+            "{}: alice's message is there once, neither edited nor deleted",
+            org.name
+        );
+        // alice's first, mallory's probe and bulk, alice's during the attack, and one from
+        // each side after it.
+        assert_eq!(view.len(), 4 + BULK + DURING, "{}: {view:?}", org.name);
+    }
+    // Nor were the control document writes: the name and the members are the owner's.
+    for org in [&acme, &globex] {
+        let chats = org.client.chats().await.must("chats");
+        let entry = chats
+            .iter()
+            .find(|entry| entry.chat.id == chat)
+            .expect("the channel");
+        assert_eq!(
+            entry.chat.name.as_deref(),
+            Some("ops"),
+            "{}: {entry:?}",
+            org.name
+        );
+        let members = org.client.members(&chat).await.must("members");
+        let owners: Vec<_> = members.iter().filter(|m| m.role == "owner").collect();
+        assert!(
+            owners.len() == 1 && owners[0].user_id == acme.user,
+            "{}: {members:?}",
+            org.name
+        );
+    }
+    let evil_peer = acme.peer_named("evil").await;
+    assert_eq!(evil_peer["connected"], json!(false), "{evil_peer}");
+    assert_eq!(evil_peer["blacklisted"], json!(true), "{evil_peer}");
+
+    let log = acme.node.log_tail(4000);
+    let verdicts: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("rejected")
+                || line.contains("blacklisted")
+                || line.contains("refused")
+                || line.contains("group commit")
+        })
+        .collect();
+    println!("acme's verdicts:\n{}", verdicts.join("\n"));
+
+    evil.shutdown().await;
+    let (mut acme, mut globex) = (acme, globex);
+    acme.node.terminate().await;
+    globex.node.terminate().await;
+    for org in [&acme, &globex] {
+        assert_eq!(
+            occurrences(org.node.data_dir(), ids.canary_prefix.as_bytes()),
+            0,
+            "{}'s data directory holds a malicious message",
+            org.name
+        );
+    }
+    assert!(
+        occurrences(globex.node.data_dir(), probe_body.as_bytes()) > 0,
+        "the canary search works (globex has evil's valid message)"
+    );
+    println!("done in {:?}", started.elapsed());
+}
