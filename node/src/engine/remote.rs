@@ -131,6 +131,11 @@ impl Engine {
                 let mut tx = Tx::default();
                 match self.apply_remote_group(&mut tx, group) {
                     Ok(group_verdicts) => {
+                        for (signed, verdict) in group.iter().zip(&group_verdicts) {
+                            if let RemoteVerdict::Rejected(reason) = verdict {
+                                tracing::info!(doc = %signed.doc, signer = %signed.signer, %reason, "remote change rejected");
+                            }
+                        }
                         if group_verdicts.contains(&RemoteVerdict::Accepted) {
                             self.staged.stage(tx.batch);
                             events.extend(tx.events);
