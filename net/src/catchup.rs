@@ -25,7 +25,7 @@
 use std::io;
 
 use confab_protocol::{ChatId, DocId};
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 use crate::config::CatchupLimits;
@@ -433,32 +433,13 @@ pub fn decode_response(
     Ok(resp)
 }
 
-/// Reads one length-prefixed frame of at most `max` body bytes.
+/// Reads one length-prefixed frame of at most `max` body bytes (see [`crate::frame`]).
 pub async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
 where
     T: AsyncRead + Unpin + Send,
 {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len);
-    if u64::from(len) > max as u64 {
-        return Err(CodecError::FrameTooLarge {
-            len: u64::from(len),
-            max,
-        }
-        .into());
-    }
-    // `len` ≤ max, checked above, so this never allocates beyond the limit.
-    let len = len as usize;
-    let mut body = Vec::with_capacity(len);
-    (&mut *io).take(len as u64).read_to_end(&mut body).await?;
-    if body.len() != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            CodecError::Truncated,
-        ));
-    }
-    Ok(body)
+    let too_large = |len| CodecError::FrameTooLarge { len, max }.into();
+    crate::frame::read(io, max, too_large, CodecError::Truncated).await
 }
 
 /// Writes one length-prefixed frame.

@@ -23,6 +23,7 @@ pub mod catchup;
 pub mod config;
 pub mod consent;
 mod error;
+mod frame;
 pub mod gossip;
 pub mod handle;
 pub mod invite;

@@ -19,7 +19,7 @@
 use std::io;
 
 use confab_protocol::ChatId;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 /// The protocol name.
@@ -41,7 +41,7 @@ pub const FOUND_OVERHEAD: usize = 1 + 1 + 4;
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// The most bytes a frame reader reserves ahead of the bytes actually received.
-pub const READ_CHUNK: usize = 64 * 1024;
+pub const READ_CHUNK: usize = crate::frame::READ_CHUNK;
 
 const KIND_FOUND: u8 = 0;
 const KIND_REFUSED: u8 = 1;
@@ -253,33 +253,13 @@ pub fn decode_response(bytes: &[u8], max_bytes: usize) -> Result<MediaResponse, 
     }
 }
 
-/// Reads one length-prefixed frame of at most `max` body bytes, refusing a larger length from
-/// the prefix and reserving at most [`READ_CHUNK`] bytes beyond those received.
+/// Reads one length-prefixed frame of at most `max` body bytes (see [`crate::frame`]).
 pub async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
 where
     T: AsyncRead + Unpin + Send,
 {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len);
-    if u64::from(len) > max as u64 {
-        return Err(MediaCodecError::FrameTooLarge {
-            len: u64::from(len),
-            max,
-        }
-        .into());
-    }
-    // `len` ≤ max, checked above; the buffer grows with the bytes that actually arrive.
-    let len = len as usize;
-    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
-    (&mut *io).take(len as u64).read_to_end(&mut body).await?;
-    if body.len() != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            MediaCodecError::Truncated,
-        ));
-    }
-    Ok(body)
+    let too_large = |len| MediaCodecError::FrameTooLarge { len, max }.into();
+    crate::frame::read(io, max, too_large, MediaCodecError::Truncated).await
 }
 
 /// The request-response codec of `/confab/media/1`.
