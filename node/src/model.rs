@@ -229,6 +229,43 @@ pub struct ReactionView {
 }
 
 impl MessageView {
+    /// The view of a message as its record in a bucket stores it, before any update.
+    pub fn from_record(
+        id: MessageId,
+        chat: ChatId,
+        record: confab_protocol::bucket::MessageRecord,
+        (mentions, mention_all): (Vec<UserId>, bool),
+        state: MessageState,
+    ) -> Self {
+        MessageView {
+            id,
+            chat_id: chat,
+            author: record.author,
+            body: record.body,
+            reply_to: record.reply_to,
+            created_ms: id.time_ms(),
+            edited_ms: None,
+            deleted: false,
+            mentions,
+            mention_all,
+            state,
+            reactions: Vec::new(),
+            attachments: record.attachments.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Turns the view into a deleted message's (no body, mentions, reactions or files) and
+    /// returns the files it carried.
+    pub fn delete(&mut self) -> Vec<crate::media::Attachment> {
+        self.body = String::new();
+        self.deleted = true;
+        self.mentions.clear();
+        self.mention_all = false;
+        self.reactions.clear();
+        self.state = MessageState::Deleted;
+        std::mem::take(&mut self.attachments)
+    }
+
     /// Adds or removes `user`'s `emoji`; false if nothing changed.
     pub fn set_reaction(&mut self, emoji: &str, user: &UserId, on: bool) -> bool {
         let position = self

@@ -295,22 +295,30 @@ impl ChatDocs {
         }))
     }
 
-    /// A chat this node learns of from its owner: the control document's genesis (not yet
-    /// applied; [`ChatDocs::apply_remote`] does that). Its state is a placeholder until then.
+    /// A chat this node learns of from its owner, before its control genesis is applied
+    /// ([`ChatDocs::apply_remote_control`] does that next): empty documents, and the state of
+    /// an empty control document (no members, no organisations, epoch 0), which the genesis
+    /// replaces.
     pub fn remote_genesis(
         chat: ChatId,
         owner: OrgId,
         own: OrgId,
         suffixes: ([u8; 16], [u8; 16]),
     ) -> Self {
-        let placeholder = control::ChatInfo {
-            kind: control::ChatKind::Channel,
-            visibility: control::Visibility::Private,
-            created_ms: 0,
-            owner,
+        let state = ControlState {
+            info: control::ChatInfo {
+                kind: control::ChatKind::Channel,
+                visibility: control::Visibility::Private,
+                created_ms: 0,
+                owner,
+            },
+            name: String::new(),
+            topic: String::new(),
+            epoch: 0,
+            members: Default::default(),
+            orgs: Default::default(),
+            buckets: Default::default(),
         };
-        let mut state = genesis_admission_state(&placeholder);
-        state.orgs.clear();
         Self {
             chat,
             own,
@@ -349,23 +357,18 @@ impl ChatDocs {
         }
     }
 
-    /// Validates a remote change of one of this chat's documents (the full pipeline, signature
-    /// included) and, if it is accepted, applies it and adds it to `batch`. Returns the
-    /// verdict; a rejection is final. After a control change, `self.state` is re-read and a
-    /// newly sealed current bucket makes the next one current.
-    pub fn apply_remote(
+    /// Validates a remote change of the control document (the full pipeline, signature
+    /// included) and, if it is accepted, applies it and adds it to `batch`; then re-reads
+    /// `self.state`, and a newly sealed current bucket makes the next one current. Bucket
+    /// changes go through [`Self::apply_remote_bucket`].
+    pub fn apply_remote_control(
         &mut self,
         store: &dyn KvRead,
         signed: &SignedChange,
         batch: &mut WriteBatch,
     ) -> Result<RemoteOutcome, DocError> {
-        let state = self.state.clone();
-        let target = self.doc_mut(store, signed.doc)?;
-        let verdict = match signed.doc.kind {
-            confab_protocol::DocKind::Control => target.validator.check(signed, &NoMembership),
-            confab_protocol::DocKind::Bucket(_) => target.validator.check(signed, &state),
-        };
-        let checked = match verdict {
+        let target = &mut self.control;
+        let checked = match target.validator.check(signed, &NoMembership) {
             Err(rejection) => return Ok(RemoteOutcome::Rejected(rejection.to_string())),
             Ok(Verdict::Duplicate) => return Ok(RemoteOutcome::Duplicate),
             Ok(Verdict::Pending(reason)) => {
@@ -373,7 +376,6 @@ impl ChatDocs {
             }
             Ok(Verdict::Accept(checked)) => checked,
         };
-        let before = target.doc.get_heads();
         validate::apply(&mut target.doc, vec![checked.change.clone()])
             .map_err(|e| DocError::Rejected(e.to_string()))?;
         target.validator.commit(&checked);
@@ -383,26 +385,10 @@ impl ChatDocs {
             signed.encode(),
         );
         target.next_index += 1;
-        let after = target.doc.get_heads();
-        if signed.doc.kind == confab_protocol::DocKind::Control {
-            self.state =
-                control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
-            self.follow_seals(store)?;
-            return Ok(RemoteOutcome::Control);
-        }
-        let target = self.doc_mut(store, signed.doc)?;
-        let touched = touched_keys(&mut target.doc, &before, &after);
-        let is_current = signed.doc == self.bucket.id;
-        if is_current && self.collections.is_none() {
-            self.collections = bucket::collections(&self.bucket.doc).ok();
-        }
-        if is_current {
-            self.bucket_messages += touched
-                .iter()
-                .filter(|(collection, _, _)| *collection == Collection::Messages)
-                .count() as u64;
-        }
-        Ok(RemoteOutcome::Bucket(touched))
+        self.state =
+            control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
+        self.follow_seals(store)?;
+        Ok(RemoteOutcome::Accepted)
     }
 
     /// Validates remote changes of one bucket in order and applies the accepted ones together:
@@ -447,7 +433,7 @@ impl ChatDocs {
                     );
                     target.next_index += 1;
                     accepted.push(checked.change.clone());
-                    outcomes.push(RemoteOutcome::Bucket(Vec::new()));
+                    outcomes.push(RemoteOutcome::Accepted);
                 }
             }
         }
@@ -664,10 +650,8 @@ pub fn load_history_with_control(
 /// The outcome of a remote change.
 #[derive(Debug)]
 pub enum RemoteOutcome {
-    /// Accepted into the control document.
-    Control,
-    /// Accepted into a bucket: the keys it wrote or deleted, per collection.
-    Bucket(Vec<(Collection, String, Option<String>)>),
+    /// Valid: applied and added to the batch.
+    Accepted,
     /// Already known.
     Duplicate,
     /// Not yet applicable (missing dependencies, unknown epoch, sequence gap).

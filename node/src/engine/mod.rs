@@ -1269,8 +1269,14 @@ impl Engine {
     /// Takes a chat's documents out of the cache (loading them if needed). Put them back with
     /// `self.chats.insert` on success; on error they are simply dropped and reload next time.
     fn take_docs(&mut self, chat: &ChatId) -> ApiResult<ChatDocs> {
+        self.take_stored_docs(chat)?
+            .ok_or_else(|| ApiError::not_found("chat"))
+    }
+
+    /// [`Self::take_docs`] for a chat that may not be stored yet (`None`).
+    fn take_stored_docs(&mut self, chat: &ChatId) -> ApiResult<Option<ChatDocs>> {
         if let Some(docs) = self.chats.remove(chat) {
-            return Ok(docs);
+            return Ok(Some(docs));
         }
         ChatDocs::load(
             &self.reads(),
@@ -1278,8 +1284,7 @@ impl Engine {
             self.key.id(),
             (random_bytes(), random_bytes()),
         )
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("chat"))
+        .map_err(ApiError::internal)
     }
 
     /// Like [`Self::take_docs`], for writing the control document: only the owning
@@ -2130,23 +2135,10 @@ impl Engine {
             ));
         }
         let at = self.write_update(tx, chat, user, *message, UpdateOp::Delete)?;
-        view.body = String::new();
-        view.deleted = true;
         view.edited_ms = Some(at);
-        view.mentions.clear();
-        view.mention_all = false;
-        view.reactions.clear();
-        view.state = MessageState::Deleted;
-        // The last message carrying a blob going makes it collectable.
-        for attachment in std::mem::take(&mut view.attachments) {
-            for blob in attachment.blob_ids() {
-                tx.batch
-                    .delete(Tree::MediaRefs, keys::media_ref(blob, chat, message));
-            }
-        }
+        delete_view(tx, &mut view);
         tx.batch
             .put(Tree::Messages, keys::message(chat, message), json(&view));
-        tx.search.push(SearchOp::Remove(*chat, *message));
         self.emit(
             tx,
             Audience::Chat(*chat),
@@ -2385,6 +2377,20 @@ fn org_ranges_leaving(
         }
     }
     Some((org, ranges))
+}
+
+/// Deletes a message's view (the caller stores it): its body and files go (the last message
+/// carrying a blob going makes it collectable), and so does its search entry.
+fn delete_view(tx: &mut Tx, view: &mut MessageView) {
+    for attachment in view.delete() {
+        for blob in attachment.blob_ids() {
+            tx.batch.delete(
+                Tree::MediaRefs,
+                keys::media_ref(blob, &view.chat_id, &view.id),
+            );
+        }
+    }
+    tx.search.push(SearchOp::Remove(view.chat_id, view.id));
 }
 
 /// A document error as the API answers it: a shared chat whose history has not arrived yet is

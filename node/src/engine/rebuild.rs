@@ -133,26 +133,13 @@ fn rebuild_chat(
             chat,
             source: Box::new(DocError::Damaged(e.to_string())),
         })? {
-            let (mentions, mention_all) = views::parse_mentions(store, org_name, &record.body);
-            let view = MessageView {
-                id,
-                chat_id: chat,
-                author: record.author,
-                body: record.body,
-                reply_to: record.reply_to,
-                created_ms: id.time_ms(),
-                edited_ms: None,
-                deleted: false,
-                mentions,
-                mention_all,
-                state: old_states
-                    .get(&id)
-                    .copied()
-                    .filter(|s| *s != MessageState::Deleted)
-                    .unwrap_or(MessageState::Sent),
-                reactions: Vec::new(),
-                attachments: record.attachments.into_iter().map(Into::into).collect(),
-            };
+            let mentions = views::parse_mentions(store, org_name, &record.body);
+            let state = old_states
+                .get(&id)
+                .copied()
+                .filter(|s| *s != MessageState::Deleted)
+                .unwrap_or(MessageState::Sent);
+            let view = MessageView::from_record(id, chat, record, mentions, state);
             messages.insert(id, (org, view));
         }
         // Later buckets override earlier ones for the same reaction key.
@@ -188,12 +175,7 @@ fn rebuild_chat(
                 view.mention_all = mention_all;
             }
             UpdateOp::Delete => {
-                view.body = String::new();
-                view.deleted = true;
-                view.mentions.clear();
-                view.mention_all = false;
-                view.state = MessageState::Deleted;
-                view.attachments.clear();
+                view.delete();
             }
         }
     }

@@ -38,6 +38,17 @@ pub enum RemoteVerdict {
     Rejected(String),
 }
 
+impl From<RemoteOutcome> for RemoteVerdict {
+    fn from(outcome: RemoteOutcome) -> Self {
+        match outcome {
+            RemoteOutcome::Accepted => RemoteVerdict::Accepted,
+            RemoteOutcome::Duplicate => RemoteVerdict::Duplicate,
+            RemoteOutcome::Pending(reason) => RemoteVerdict::Pending(reason),
+            RemoteOutcome::Rejected(reason) => RemoteVerdict::Rejected(reason),
+        }
+    }
+}
+
 /// A peered organisation as the node keeps it (`peers/v1`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
@@ -114,7 +125,8 @@ pub fn peers(store: &dyn KvRead) -> Result<Vec<(OrgId, PeerRecord)>, crate::stor
 }
 
 impl Engine {
-    /// Applies remote changes one by one, staging each accepted one's writes.
+    /// Applies remote changes in order: each control change alone, each run of changes to one
+    /// bucket together. A run's writes are staged whole if any of it was accepted.
     pub(super) fn apply_remote_changes(
         &mut self,
         changes: Vec<SignedChange>,
@@ -123,60 +135,49 @@ impl Engine {
         let mut verdicts = Vec::with_capacity(changes.len());
         let mut rest = changes.as_slice();
         while let Some(first) = rest.first() {
-            // A run of changes to the same bucket is validated and applied together.
-            let run = rest.iter().take_while(|c| c.doc == first.doc).count();
-            if run > 1 && first.doc.kind != confab_protocol::DocKind::Control {
-                let (group, tail) = rest.split_at(run);
-                rest = tail;
-                let mut tx = Tx::default();
-                match self.apply_remote_group(&mut tx, group) {
-                    Ok(group_verdicts) => {
-                        for (signed, verdict) in group.iter().zip(&group_verdicts) {
-                            if let RemoteVerdict::Rejected(reason) = verdict {
-                                tracing::info!(doc = %signed.doc, signer = %signed.signer, %reason, "remote change rejected");
-                            }
-                        }
-                        if group_verdicts.contains(&RemoteVerdict::Accepted) {
-                            self.staged.stage(tx.batch);
-                            events.extend(tx.events);
-                            self.search_ops.extend(tx.search);
-                        }
-                        verdicts.extend(group_verdicts);
-                    }
-                    Err(error) => {
-                        tracing::warn!(doc = %first.doc, %error, "remote changes not applied");
-                        verdicts.extend(std::iter::repeat_n(
-                            RemoteVerdict::Pending(error.message),
-                            run,
-                        ));
-                    }
-                }
-                continue;
-            }
-            let signed = first;
-            rest = &rest[1..];
-            let mut tx = Tx::default();
-            let verdict = match self.apply_remote(&mut tx, signed) {
-                Ok(verdict) => verdict,
-                Err(error) => {
-                    tracing::warn!(doc = %signed.doc, %error, "remote change not applied");
-                    RemoteVerdict::Pending(error.message)
+            let run = match first.doc.kind {
+                confab_protocol::DocKind::Control => 1,
+                confab_protocol::DocKind::Bucket(_) => {
+                    rest.iter().take_while(|c| c.doc == first.doc).count()
                 }
             };
-            if verdict == RemoteVerdict::Accepted {
-                self.staged.stage(tx.batch);
-                events.extend(tx.events);
-                self.search_ops.extend(tx.search);
-            } else if let RemoteVerdict::Rejected(reason) = &verdict {
-                tracing::info!(doc = %signed.doc, signer = %signed.signer, %reason, "remote change rejected");
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            let mut tx = Tx::default();
+            let result = match first.doc.kind {
+                confab_protocol::DocKind::Control => {
+                    self.apply_remote_control(&mut tx, first).map(|v| vec![v])
+                }
+                confab_protocol::DocKind::Bucket(_) => self.apply_remote_bucket(&mut tx, group),
+            };
+            match result {
+                Ok(group_verdicts) => {
+                    for (signed, verdict) in group.iter().zip(&group_verdicts) {
+                        if let RemoteVerdict::Rejected(reason) = verdict {
+                            tracing::info!(doc = %signed.doc, signer = %signed.signer, %reason, "remote change rejected");
+                        }
+                    }
+                    if group_verdicts.contains(&RemoteVerdict::Accepted) {
+                        self.staged.stage(tx.batch);
+                        events.extend(tx.events);
+                        self.search_ops.extend(tx.search);
+                    }
+                    verdicts.extend(group_verdicts);
+                }
+                Err(error) => {
+                    tracing::warn!(doc = %first.doc, %error, "remote changes not applied");
+                    verdicts.extend(std::iter::repeat_n(
+                        RemoteVerdict::Pending(error.message),
+                        run,
+                    ));
+                }
             }
-            verdicts.push(verdict);
         }
         verdicts
     }
 
-    /// Several changes to one bucket of a known chat (see [`ChatDocs::apply_remote_bucket`]).
-    fn apply_remote_group(
+    /// Changes to one bucket of a known chat (see [`ChatDocs::apply_remote_bucket`]).
+    fn apply_remote_bucket(
         &mut self,
         tx: &mut Tx,
         group: &[SignedChange],
@@ -185,103 +186,56 @@ impl Engine {
             return Ok(Vec::new());
         };
         let chat = first.doc.chat;
-        let own = self.key.id();
-        let mut docs = match self.chats.remove(&chat) {
-            Some(docs) => docs,
-            None => {
-                match ChatDocs::load(&self.reads(), chat, own, (random_bytes(), random_bytes()))
-                    .map_err(ApiError::internal)?
-                {
-                    Some(docs) => docs,
-                    None => {
-                        return Ok(vec![
-                            RemoteVerdict::Pending("unknown chat".into());
-                            group.len()
-                        ])
-                    }
-                }
-            }
+        let Some(mut docs) = self.take_stored_docs(&chat)? else {
+            return Ok(vec![
+                RemoteVerdict::Pending("unknown chat".into());
+                group.len()
+            ]);
         };
         let (outcomes, touched) = docs
             .apply_remote_bucket(&self.reads(), group, &mut tx.batch)
             .map_err(ApiError::internal)?;
         for (collection, key, value) in touched {
-            let Some((org, _)) = bucket::split_key(&key) else {
-                continue;
-            };
-            self.bucket_view(tx, &docs.state, chat, org, collection, &key, value)?;
+            self.bucket_view(tx, &docs.state, chat, collection, &key, value)?;
         }
         self.chats.insert(chat, docs);
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                RemoteOutcome::Duplicate => RemoteVerdict::Duplicate,
-                RemoteOutcome::Pending(reason) => RemoteVerdict::Pending(reason),
-                RemoteOutcome::Rejected(reason) => RemoteVerdict::Rejected(reason),
-                RemoteOutcome::Control | RemoteOutcome::Bucket(_) => RemoteVerdict::Accepted,
-            })
-            .collect())
+        Ok(outcomes.into_iter().map(RemoteVerdict::from).collect())
     }
 
-    fn apply_remote(&mut self, tx: &mut Tx, signed: &SignedChange) -> ApiResult<RemoteVerdict> {
+    /// A change to a chat's control document; the first one of a chat this node does not have
+    /// yet is its genesis, accepted only from the organisation the chat id names.
+    fn apply_remote_control(
+        &mut self,
+        tx: &mut Tx,
+        signed: &SignedChange,
+    ) -> ApiResult<RemoteVerdict> {
         let chat = signed.doc.chat;
-        let own = self.key.id();
-        let mut docs = match self.chats.remove(&chat) {
+        let mut docs = match self.take_stored_docs(&chat)? {
             Some(docs) => docs,
+            None if chat_owned_by(&chat, &signed.signer) => ChatDocs::remote_genesis(
+                chat,
+                signed.signer,
+                self.key.id(),
+                (random_bytes(), random_bytes()),
+            ),
             None => {
-                match ChatDocs::load(&self.reads(), chat, own, (random_bytes(), random_bytes()))
-                    .map_err(ApiError::internal)?
-                {
-                    Some(docs) => docs,
-                    None if signed.doc == DocId::control(chat) => {
-                        if !chat_owned_by(&chat, &signed.signer) {
-                            return Ok(RemoteVerdict::Rejected(
-                                "the chat id does not name the signer as its owner".into(),
-                            ));
-                        }
-                        ChatDocs::remote_genesis(
-                            chat,
-                            signed.signer,
-                            own,
-                            (random_bytes(), random_bytes()),
-                        )
-                    }
-                    None => return Ok(RemoteVerdict::Pending("unknown chat".into())),
-                }
+                return Ok(RemoteVerdict::Rejected(
+                    "the chat id does not name the signer as its owner".into(),
+                ))
             }
         };
         let old_state = docs.state.clone();
         let outcome = docs
-            .apply_remote(&self.reads(), signed, &mut tx.batch)
+            .apply_remote_control(&self.reads(), signed, &mut tx.batch)
             .map_err(ApiError::internal)?;
-        let verdict = match outcome {
-            RemoteOutcome::Duplicate => RemoteVerdict::Duplicate,
-            RemoteOutcome::Pending(reason) => RemoteVerdict::Pending(reason),
-            RemoteOutcome::Rejected(reason) => RemoteVerdict::Rejected(reason),
-            RemoteOutcome::Control => {
-                self.control_views(tx, chat, &docs.state, &old_state)?;
-                RemoteVerdict::Accepted
-            }
-            RemoteOutcome::Bucket(touched) => {
-                for (collection, key, value) in touched {
-                    self.bucket_view(
-                        tx,
-                        &docs.state,
-                        chat,
-                        signed.signer,
-                        collection,
-                        &key,
-                        value,
-                    )?;
-                }
-                RemoteVerdict::Accepted
-            }
-        };
+        if matches!(outcome, RemoteOutcome::Accepted) {
+            self.control_views(tx, chat, &docs.state, &old_state)?;
+        }
         // A chat whose control genesis was refused was never stored: forget it.
         if !docs.control.validator.is_empty() {
             self.chats.insert(chat, docs);
         }
-        Ok(verdict)
+        Ok(RemoteVerdict::from(outcome))
     }
 
     /// A control document changed remotely: the chat record, its members and their events.
@@ -420,17 +374,14 @@ impl Engine {
         tx: &mut Tx,
         state: &ControlState,
         chat: ChatId,
-        signer: OrgId,
         collection: Collection,
         key: &str,
         value: Option<String>,
     ) -> ApiResult<()> {
+        // The validator admitted only keys in the signer's namespace: the key names the writer.
         let Some((org, rest)) = bucket::split_key(key) else {
             return Ok(());
         };
-        if org != signer {
-            return Ok(());
-        }
         match collection {
             Collection::Messages => {
                 let (Ok(id), Some(Ok(record))) = (
@@ -475,22 +426,8 @@ impl Engine {
         if views::message(&self.reads(), &chat, &id)?.is_some() {
             return Ok(());
         }
-        let (mentions, mention_all) = self.mentions(&record.body);
-        let message = MessageView {
-            id,
-            chat_id: chat,
-            author: record.author,
-            body: record.body,
-            reply_to: record.reply_to,
-            created_ms: id.time_ms(),
-            edited_ms: None,
-            deleted: false,
-            mentions,
-            mention_all,
-            state: MessageState::Sent,
-            reactions: Vec::new(),
-            attachments: record.attachments.into_iter().map(Into::into).collect(),
-        };
+        let mentions = self.mentions(&record.body);
+        let message = MessageView::from_record(id, chat, record, mentions, MessageState::Sent);
         tx.batch
             .put(Tree::Messages, keys::message(&chat, &id), json(&message));
         // Its files are fetched from a member node on first download (by hash).
@@ -549,19 +486,7 @@ impl Engine {
                 }
             }
             UpdateOp::Delete => {
-                view.body = String::new();
-                view.deleted = true;
-                view.mentions.clear();
-                view.mention_all = false;
-                view.reactions.clear();
-                view.state = MessageState::Deleted;
-                for attachment in std::mem::take(&mut view.attachments) {
-                    for blob in attachment.blob_ids() {
-                        tx.batch
-                            .delete(Tree::MediaRefs, keys::media_ref(blob, &chat, &view.id));
-                    }
-                }
-                tx.search.push(SearchOp::Remove(chat, view.id));
+                super::delete_view(tx, &mut view);
                 EventBody::MessageDeleted {
                     message: view.clone(),
                 }
@@ -616,16 +541,8 @@ impl Engine {
     pub(super) fn doc_heads(&mut self, doc: DocId) -> ApiResult<Option<DocHeads>> {
         let chat = doc.chat;
         let own = self.key.id();
-        let mut docs = match self.chats.remove(&chat) {
-            Some(docs) => docs,
-            None => {
-                match ChatDocs::load(&self.reads(), chat, own, (random_bytes(), random_bytes()))
-                    .map_err(ApiError::internal)?
-                {
-                    Some(docs) => docs,
-                    None => return Ok(None),
-                }
-            }
+        let Some(mut docs) = self.take_stored_docs(&chat)? else {
+            return Ok(None);
         };
         let heads = docs.heads(&self.reads(), doc).map_err(ApiError::internal)?;
         let answer = DocHeads {
