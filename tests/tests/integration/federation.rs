@@ -12,16 +12,16 @@ use crate::common::*;
 const CONVERGE: Duration = Duration::from_secs(40);
 
 /// One organisation: its node (federating on a free port) and a signed-in admin user.
-struct Org {
-    name: String,
-    node: TestNode,
-    client: Client,
-    user: String,
-    _config: tempfile::TempDir,
+pub(crate) struct Org {
+    pub(crate) name: String,
+    pub(crate) node: TestNode,
+    pub(crate) client: Client,
+    pub(crate) user: String,
+    pub(crate) _config: tempfile::TempDir,
 }
 
 impl Org {
-    async fn start(name: &str, user: &str) -> Org {
+    pub(crate) async fn start(name: &str, user: &str) -> Org {
         let dir = tempfile::tempdir().expect("config dir");
         let config = dir.path().join("node.toml");
         std::fs::write(
@@ -47,25 +47,47 @@ impl Org {
         }
     }
 
-    /// This node's address for others: its first listen address with `/p2p/<peer id>`.
-    async fn address(&self) -> String {
-        let info: Value = self
-            .client
+    /// `GET /admin/federation`: identity, addresses and traffic counters.
+    pub(crate) async fn federation(&self) -> Value {
+        self.client
             .call(Method::GET, "/admin/federation", None)
             .await
-            .must("federation info");
+            .must("federation info")
+    }
+
+    /// This node's address for others: its first listen address with `/p2p/<peer id>`.
+    pub(crate) async fn address(&self) -> String {
+        let info = self.federation().await;
         let addr = info["listen_addrs"][0].as_str().expect("a listen address");
         format!("{addr}/p2p/{}", info["peer_id"].as_str().expect("peer id"))
     }
 
-    async fn peers(&self) -> Vec<Value> {
+    pub(crate) async fn peers(&self) -> Vec<Value> {
         self.client
             .call(Method::GET, "/admin/peers", None)
             .await
             .must("list peers")
     }
 
-    async fn chat_ids(&self) -> Vec<String> {
+    /// The peer named `name` as `GET /admin/peers` shows it.
+    pub(crate) async fn peer_named(&self, name: &str) -> Value {
+        self.peers()
+            .await
+            .into_iter()
+            .find(|p| p["name"] == json!(name))
+            .unwrap_or(Value::Null)
+    }
+
+    /// How many messages of the chat have exactly this body (and are not deleted).
+    pub(crate) async fn count_body(&self, chat: &str, body: &str) -> usize {
+        self.view(chat)
+            .await
+            .iter()
+            .filter(|m| m.2 == body && !m.3)
+            .count()
+    }
+
+    pub(crate) async fn chat_ids(&self) -> Vec<String> {
         self.client
             .chats()
             .await
@@ -76,7 +98,7 @@ impl Org {
     }
 
     /// Messages of a chat as (id, author, body, deleted, reactions), oldest first.
-    async fn view(&self, chat: &str) -> Vec<(String, String, String, bool, Value)> {
+    pub(crate) async fn view(&self, chat: &str) -> Vec<(String, String, String, bool, Value)> {
         let page: Value = match self
             .client
             .call(
@@ -124,7 +146,7 @@ async fn send(org: &Org, chat: &str, body: &str) -> Message {
 }
 
 /// Both admins peer with each other (consent is mutual).
-async fn peer(a: &Org, b: &Org) {
+pub(crate) async fn peer(a: &Org, b: &Org) {
     let (a_addr, b_addr) = (a.address().await, b.address().await);
     let _: Value = a
         .client
@@ -147,7 +169,7 @@ async fn peer(a: &Org, b: &Org) {
 }
 
 /// Polls `check` until it holds or `CONVERGE` passes.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -361,7 +383,7 @@ async fn removed_organisation_stops_replicating() {
 }
 
 /// How many times `needle` occurs in the files under `dir`.
-fn occurrences(dir: &std::path::Path, needle: &[u8]) -> usize {
+pub(crate) fn occurrences(dir: &std::path::Path, needle: &[u8]) -> usize {
     let mut count = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {

@@ -18,195 +18,16 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::federation::{eventually, occurrences, peer, Org};
 
-/// How long each awaited condition may take (catch-up runs every 2 s here).
-const CONVERGE: Duration = Duration::from_secs(30);
+/// How long acme may take to blacklist evil.
+const BLACKLIST_WITHIN: Duration = Duration::from_secs(30);
 /// The rejections after which a peer is blacklisted (`blacklist_after_rejects`, default).
 const BLACKLIST_AFTER: u64 = 10;
 /// Messages alice writes while evil attacks.
 const DURING: usize = 10;
 /// Messages in the valid change that starts evil's burst.
 const BULK: usize = 128;
-
-/// One organisation: its node (federating on a free port) and a signed-in admin user.
-struct Org {
-    name: String,
-    node: TestNode,
-    client: Client,
-    user: String,
-    _config: tempfile::TempDir,
-}
-
-impl Org {
-    async fn start(name: &str, user: &str) -> Org {
-        let dir = tempfile::tempdir().expect("config dir");
-        let config = dir.path().join("node.toml");
-        std::fs::write(
-            &config,
-            "[federation]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nanti_entropy_interval_s = 2\n",
-        )
-        .expect("write config");
-        let node = TestNode::start_with(NodeOptions {
-            name: name.to_string(),
-            org_name: name.to_string(),
-            extra_args: vec!["--config".into(), config.display().to_string()],
-            ..NodeOptions::default()
-        })
-        .await;
-        let client = Client::for_node(&node);
-        client.register(user, PASSWORD).await.must("register admin");
-        Org {
-            name: name.to_string(),
-            node,
-            client,
-            user: format!("{user}@{name}"),
-            _config: dir,
-        }
-    }
-
-    async fn federation(&self) -> Value {
-        self.client
-            .call(Method::GET, "/admin/federation", None)
-            .await
-            .must("federation info")
-    }
-
-    /// This node's address for others: its first listen address with `/p2p/<peer id>`.
-    async fn address(&self) -> String {
-        let info = self.federation().await;
-        let addr = info["listen_addrs"][0].as_str().expect("a listen address");
-        format!("{addr}/p2p/{}", info["peer_id"].as_str().expect("peer id"))
-    }
-
-    async fn peers(&self) -> Vec<Value> {
-        self.client
-            .call(Method::GET, "/admin/peers", None)
-            .await
-            .must("list peers")
-    }
-
-    /// The peer named `name` as `GET /admin/peers` shows it.
-    async fn peer_named(&self, name: &str) -> Value {
-        self.peers()
-            .await
-            .into_iter()
-            .find(|p| p["name"] == json!(name))
-            .unwrap_or(Value::Null)
-    }
-
-    async fn chat_ids(&self) -> Vec<String> {
-        self.client
-            .chats()
-            .await
-            .must("chats")
-            .into_iter()
-            .map(|entry| entry.chat.id)
-            .collect()
-    }
-
-    /// Messages of a chat as (id, author, body, deleted), oldest first.
-    async fn view(&self, chat: &str) -> Vec<(String, String, String, bool)> {
-        let page: Value = match self
-            .client
-            .call(
-                Method::GET,
-                &format!("/chats/{chat}/messages?limit=200"),
-                None,
-            )
-            .await
-        {
-            Ok(page) => page,
-            Err(_) => return Vec::new(),
-        };
-        let mut out: Vec<_> = page["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| {
-                (
-                    m["id"].as_str().unwrap_or_default().to_string(),
-                    m["author"].as_str().unwrap_or_default().to_string(),
-                    m["body"].as_str().unwrap_or_default().to_string(),
-                    m["deleted"].as_bool().unwrap_or(false),
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// How many messages of the chat have exactly this body (and are not deleted).
-    async fn count_body(&self, chat: &str, body: &str) -> usize {
-        self.view(chat)
-            .await
-            .iter()
-            .filter(|m| m.2 == body && !m.3)
-            .count()
-    }
-}
-
-/// Both admins peer with each other (consent is mutual).
-async fn peer(a: &Org, b: &Org) {
-    let (a_addr, b_addr) = (a.address().await, b.address().await);
-    let _: Value = a
-        .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": b.name, "address": b_addr})),
-        )
-        .await
-        .must("peer a -> b");
-    let _: Value = b
-        .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": a.name, "address": a_addr})),
-        )
-        .await
-        .must("peer b -> a");
-}
-
-/// Polls `check` until it holds or `CONVERGE` passes.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < CONVERGE,
-            "{what}: not reached within {CONVERGE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// How many times `needle` occurs in the files under `dir`.
-fn occurrences(dir: &std::path::Path, needle: &[u8]) -> usize {
-    let mut count = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                count += bytes.windows(needle.len()).filter(|w| *w == needle).count();
-            }
-        }
-    }
-    count
-}
 
 /// What an honest node is expected to do with a message of the burst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -938,8 +759,8 @@ async fn malicious_node_is_refused_and_blacklisted() {
             break evil_peer;
         }
         assert!(
-            sent_at.elapsed() < CONVERGE,
-            "acme did not blacklist evil within {CONVERGE:?}: {evil_peer} (a peer whose gossipsub \
+            sent_at.elapsed() < BLACKLIST_WITHIN,
+            "acme did not blacklist evil within {BLACKLIST_WITHIN:?}: {evil_peer} (a peer whose gossipsub \
              score fell below the graylist threshold is ignored, so its later invalid messages \
              are never judged nor counted)"
         );
