@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod evil;
+pub mod measure;
 pub mod node;
 pub mod relay;
 pub mod types;

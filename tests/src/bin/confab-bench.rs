@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use confab_tests::measure::percentile;
+use confab_tests::measure::proc_cpu_ms;
 use confab_tests::{Client, NodeOptions, TestNode, WsSender};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -127,19 +129,6 @@ struct PhaseResult {
     cpu_ms_per_msg: Option<f64>,
 }
 
-fn proc_cpu_ms(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm field: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let tck = if tck > 0 { tck as f64 } else { 100.0 };
-    Some((ut + st) * 1000.0 / tck)
-}
-
 fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -154,14 +143,6 @@ fn reset_peak_rss(pid: u32) -> Option<u64> {
     let before = proc_status_kib(pid, "VmHWM:");
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").ok()?;
     before
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 impl Bench {

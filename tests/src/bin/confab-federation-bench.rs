@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use confab_tests::measure::percentile;
+use confab_tests::measure::proc_cpu_ms;
 use confab_tests::{Client, HistoryQuery, NodeOptions, TestNode, PASSWORD};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -234,19 +236,6 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-fn proc_cpu_ms(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm field: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let tck = if tck > 0 { tck as f64 } else { 100.0 };
-    Some((ut + st) * 1000.0 / tck)
 }
 
 /// CPU seconds a node used between two readings, as text.
@@ -555,14 +544,6 @@ async fn collect(ws: &mut Ws, phase: u32, n: u32, deadline: Instant, what: &str)
         }
     }
     (count, last)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Parser;
+use confab_tests::measure::proc_cpu_ms;
 use confab_tests::{Client, NodeOptions, TestNode};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{watch, Semaphore};
@@ -54,18 +55,6 @@ struct Counters {
     offline: AtomicU64,
     connected: AtomicU64,
     errors: AtomicU64,
-}
-
-fn proc_cpu_ms(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    Some((user + system) * 1000.0 / ticks)
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
