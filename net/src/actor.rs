@@ -544,22 +544,44 @@ impl Actor {
             return;
         };
         state.rejected = state.rejected.saturating_add(1);
-        tracing::info!(peer = %source, message = %id, rejected = state.rejected, "gossip message rejected");
-        if state.rejected < threshold || state.blacklisted {
+        let rejected = state.rejected;
+        tracing::info!(peer = %source, message = %id, rejected, "gossip message rejected");
+        if rejected >= threshold || self.graylisted(&source) {
+            self.blacklist(source).await;
+        }
+    }
+
+    /// Whether gossipsub's score of `peer` is below the graylist threshold. Gossipsub then drops
+    /// the peer's messages before the node judges them, so the reject count stops growing: a
+    /// peer that sends invalid messages slowly would stay below `blacklist_after_rejects` for
+    /// ever. Only the invalid-message term is strongly negative (see [`gossip`]), so a graylisted
+    /// peer that had messages rejected got there by sending them.
+    fn graylisted(&self, peer: &PeerId) -> bool {
+        let threshold = self.config.gossip.graylist_threshold;
+        self.swarm
+            .behaviour()
+            .gossip
+            .inner
+            .peer_score(peer)
+            .is_some_and(|score| score < threshold)
+    }
+
+    /// Blacklists `peer`: refused by the consent gate and gossipsub, disconnected, reported.
+    async fn blacklist(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.blacklisted {
             return;
         }
         state.blacklisted = true;
         let rejected = state.rejected;
         let behaviour = self.swarm.behaviour_mut();
-        behaviour.consent.block(source);
-        behaviour.gossip.inner.blacklist_peer(&source);
-        let _ = self.swarm.disconnect_peer_id(source);
-        tracing::warn!(peer = %source, rejected, "peer blacklisted");
-        self.emit(NetEvent::PeerBlacklisted {
-            peer: source,
-            rejected,
-        })
-        .await;
+        behaviour.consent.block(peer);
+        behaviour.gossip.inner.blacklist_peer(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        tracing::warn!(%peer, rejected, "peer blacklisted");
+        self.emit(NetEvent::PeerBlacklisted { peer, rejected }).await;
     }
 
     fn seen(&mut self, peer: &PeerId) {

@@ -112,3 +112,57 @@ async fn repeat_offender_is_blacklisted_and_honest_traffic_flows() {
         node.stop().await;
     }
 }
+
+/// An offender that sends one invalid message at a time, slowly, is blacklisted too. Gossipsub
+/// graylists it after about three rejections (P4 −10 × count² below −80) and from then on drops
+/// its messages before the node judges them, so the node's count of rejections alone would stall
+/// below `blacklist_after_rejects`; the graylisting itself blacklists the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_offender_is_blacklisted_when_graylisted() {
+    init_tracing();
+    let victim_config = test_config();
+    let threshold = victim_config.blacklist_after_rejects;
+    let victim = start(24, victim_config, reject_bad(), no_server()).await;
+    let mallory = start(25, test_config(), accept_all(), no_server()).await;
+    peer(&victim, &mallory).await;
+    let chat = chat(4);
+    let both = vec![victim.peer, mallory.peer];
+    join_channel(chat, &[(&victim, both.clone()), (&mallory, both.clone())]).await;
+    wait_topic_peers(&victim, chat, &[mallory.peer]).await;
+    wait_topic_peers(&mallory, chat, &[victim.peer]).await;
+
+    for i in 0..2 * threshold {
+        if victim.record.lock().expect("lock").blacklisted.contains(&mallory.peer) {
+            break;
+        }
+        // Ignore publish errors: once blacklisted, mallory has no peer to publish to.
+        let _ = mallory
+            .handle
+            .publish(chat, format!("bad-paced-{i}").into_bytes())
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eventually("paced mallory blacklisted", || async {
+        victim
+            .record
+            .lock()
+            .expect("lock")
+            .blacklisted
+            .contains(&mallory.peer)
+    })
+    .await;
+    let peers = victim.handle.peers().await.expect("peers");
+    let info = peers
+        .iter()
+        .find(|p| p.peer == mallory.peer)
+        .expect("listed");
+    assert!(info.blacklisted);
+    assert!(
+        info.rejected_messages >= 1 && info.rejected_messages < threshold,
+        "blacklisted by its score after {} rejections",
+        info.rejected_messages
+    );
+    for node in [victim, mallory] {
+        node.stop().await;
+    }
+}
