@@ -581,7 +581,8 @@ impl Actor {
         behaviour.gossip.inner.blacklist_peer(&peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         tracing::warn!(%peer, rejected, "peer blacklisted");
-        self.emit(NetEvent::PeerBlacklisted { peer, rejected }).await;
+        self.emit(NetEvent::PeerBlacklisted { peer, rejected })
+            .await;
     }
 
     fn seen(&mut self, peer: &PeerId) {

@@ -345,6 +345,16 @@ pub fn control_state(history: &[SignedChange]) -> Result<ControlState, String> {
     control::read(&doc).map_err(|e| e.to_string())
 }
 
+/// The bodies of the messages in the bucket document whose changes are `history`.
+pub fn bucket_bodies(history: &[SignedChange]) -> Result<Vec<String>, String> {
+    document!(doc, history);
+    let messages = bucket::messages(&doc).map_err(|e| e.to_string())?;
+    Ok(messages
+        .into_iter()
+        .map(|(_, _, record)| record.body)
+        .collect())
+}
+
 /// The control document's validation does not consult membership.
 struct NoMembership;
 

@@ -12,6 +12,8 @@ mod chat;
 mod durability;
 #[path = "integration/federation.rs"]
 mod federation;
+#[path = "integration/federation_js_libp2p.rs"]
+mod federation_js_libp2p;
 #[path = "integration/federation_malicious.rs"]
 mod federation_malicious;
 #[path = "integration/history.rs"]

@@ -132,7 +132,13 @@ async fn paced_offender_is_blacklisted_when_graylisted() {
     wait_topic_peers(&mallory, chat, &[victim.peer]).await;
 
     for i in 0..2 * threshold {
-        if victim.record.lock().expect("lock").blacklisted.contains(&mallory.peer) {
+        if victim
+            .record
+            .lock()
+            .expect("lock")
+            .blacklisted
+            .contains(&mallory.peer)
+        {
             break;
         }
         // Ignore publish errors: once blacklisted, mallory has no peer to publish to.

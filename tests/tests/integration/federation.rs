@@ -147,25 +147,21 @@ async fn send(org: &Org, chat: &str, body: &str) -> Message {
 
 /// Both admins peer with each other (consent is mutual).
 pub(crate) async fn peer(a: &Org, b: &Org) {
-    let (a_addr, b_addr) = (a.address().await, b.address().await);
-    let _: Value = a
+    peer_with(a, &b.name, &b.address().await).await;
+    peer_with(b, &a.name, &a.address().await).await;
+}
+
+/// `org`'s admin adds the organisation `name` at `address` (`…/p2p/<peer id>`) as a peer.
+pub(crate) async fn peer_with(org: &Org, name: &str, address: &str) {
+    let _: Value = org
         .client
         .call(
             Method::POST,
             "/admin/peers",
-            Some(json!({"name": b.name, "address": b_addr})),
+            Some(json!({"name": name, "address": address})),
         )
         .await
-        .must("peer a -> b");
-    let _: Value = b
-        .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": a.name, "address": a_addr})),
-        )
-        .await
-        .must("peer b -> a");
+        .must(&format!("{} peers with {name}", org.name));
 }
 
 /// Polls `check` until it holds or `CONVERGE` passes.
