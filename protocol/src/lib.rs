@@ -20,4 +20,6 @@ pub use hlc::{Hlc, HlcTime};
 pub use ids::{ChatId, DeviceId, DocId, DocKind, IdError, MessageId, OrgId, UserId};
 pub use keys::{Domain, OrgKey, Signature};
 pub use signed_change::{SignedChange, SignedChangeError};
-pub use validate::{Checked, DocValidator, Limits, Membership, PendingReason, Rejection, Verdict};
+pub use validate::{
+    Checked, DocValidator, Limits, Membership, PendingReason, Preverified, Rejection, Verdict,
+};

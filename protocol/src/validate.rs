@@ -251,7 +251,26 @@ impl DocValidator {
         signed: &SignedChange,
         membership: &dyn Membership,
     ) -> Result<Verdict, Rejection> {
-        self.check_inner(signed, membership, true)
+        self.check_document(signed)?;
+        let change = parse_change(&signed.change, &self.limits)?;
+        if signed.verify(&change.hash().0).is_err() {
+            return Err(Rejection::BadSignature);
+        }
+        self.check_parsed(signed, change, membership)
+    }
+
+    /// Runs the pipeline on a change from anyone whose stateless first steps (parsing and the
+    /// signature) [`Preverified::verify`] already ran, possibly on another thread: the same
+    /// verdicts as [`Self::check`], without verifying the signature twice.
+    pub fn check_preverified(
+        &self,
+        change: &Preverified,
+        membership: &dyn Membership,
+    ) -> Result<Verdict, Rejection> {
+        self.check_document(&change.signed)?;
+        // The change may have been parsed under other limits.
+        check_size(&change.signed.change, &self.limits)?;
+        self.check_parsed(&change.signed, change.change.clone(), membership)
     }
 
     /// Runs the pipeline on a change this node has just made and signed itself, skipping only
@@ -262,26 +281,29 @@ impl DocValidator {
         signed: &SignedChange,
         membership: &dyn Membership,
     ) -> Result<Verdict, Rejection> {
-        self.check_inner(signed, membership, false)
+        self.check_document(signed)?;
+        let change = parse_change(&signed.change, &self.limits)?;
+        self.check_parsed(signed, change, membership)
     }
 
-    fn check_inner(
-        &self,
-        signed: &SignedChange,
-        membership: &dyn Membership,
-        verify_signature: bool,
-    ) -> Result<Verdict, Rejection> {
+    fn check_document(&self, signed: &SignedChange) -> Result<(), Rejection> {
         if signed.doc != self.doc {
             return Err(Rejection::WrongDocument {
                 expected: self.doc.to_string(),
                 got: signed.doc.to_string(),
             });
         }
-        let change = self.parse(&signed.change)?;
+        Ok(())
+    }
+
+    /// The pipeline after parsing and the signature.
+    fn check_parsed(
+        &self,
+        signed: &SignedChange,
+        change: Change,
+        membership: &dyn Membership,
+    ) -> Result<Verdict, Rejection> {
         let hash = change.hash();
-        if verify_signature && signed.verify(&hash.0).is_err() {
-            return Err(Rejection::BadSignature);
-        }
         let actor = change.actor_id();
         if !actor_belongs_to(actor, &signed.signer) {
             return Err(Rejection::ActorNotSigner);
@@ -360,55 +382,6 @@ impl DocValidator {
             max_op,
             genesis_collections,
         })))
-    }
-
-    fn parse(&self, bytes: &[u8]) -> Result<Change, Rejection> {
-        if bytes.len() > self.limits.change_bytes_max {
-            return Err(Rejection::TooLarge {
-                len: bytes.len(),
-                max: self.limits.change_bytes_max,
-            });
-        }
-        // Chunk header: magic (4) ‖ checksum (4) ‖ type (1). Type 1 is an uncompressed change;
-        // compressed changes (2) could inflate past every limit, documents (0) are not changes.
-        const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-        if bytes.len() < 9 || bytes[..4] != MAGIC || bytes[8] != 1 {
-            return Err(Rejection::NotAChange);
-        }
-        let change = catch_unwind(|| Change::from_bytes(bytes.to_vec()))
-            .map_err(|_| Rejection::Malformed("parser panicked".into()))?
-            .map_err(|error| Rejection::Malformed(error.to_string()))?;
-        if change.raw_bytes() != bytes {
-            return Err(Rejection::Malformed(
-                "trailing bytes after the change".into(),
-            ));
-        }
-        // automerge does not check the chunk checksum when it parses a single change, and the
-        // change hash (which the signature covers) does not cover the checksum. Without this
-        // check anyone could flip checksum bits of a signed change and it would still verify,
-        // yet `Automerge::load` refuses such a chunk once it is stored.
-        if bytes[4..8] != change.hash().0[..4] {
-            return Err(Rejection::Malformed(
-                "chunk checksum does not match the change hash".into(),
-            ));
-        }
-        if change.seq() == 0 {
-            return Err(Rejection::Malformed("seq 0".into()));
-        }
-        if change.message().is_some_and(|m| !m.is_empty()) || !change.extra_bytes().is_empty() {
-            return Err(Rejection::ExtraBytes);
-        }
-        if change.len() > self.limits.ops_per_change_max {
-            return Err(Rejection::Limit {
-                what: "operations",
-                count: change.len(),
-                max: self.limits.ops_per_change_max,
-            });
-        }
-        if change.actor_id().to_bytes().len() != ACTOR_LEN {
-            return Err(Rejection::ActorNotSigner);
-        }
-        Ok(change)
     }
 
     /// Checks who may write, and at which epoch. `Some` is a pending verdict.
@@ -710,6 +683,87 @@ fn check_control_ops(owner: &OrgId, ops: &[automerge::legacy::Op]) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A remote change whose signature was verified over its change hash, parsed once: made only
+/// by [`Preverified::verify`], so [`DocValidator::check_preverified`] can trust it. These steps
+/// need no document state, so a node runs them off its engine thread, in parallel with applying
+/// earlier changes.
+#[derive(Debug, Clone)]
+pub struct Preverified {
+    signed: SignedChange,
+    change: Change,
+}
+
+impl Preverified {
+    /// Parses the change (under `limits`) and verifies its signature.
+    pub fn verify(signed: SignedChange, limits: &Limits) -> Result<Self, Rejection> {
+        let change = parse_change(&signed.change, limits)?;
+        if signed.verify(&change.hash().0).is_err() {
+            return Err(Rejection::BadSignature);
+        }
+        Ok(Self { signed, change })
+    }
+
+    /// The signed change.
+    pub fn signed(&self) -> &SignedChange {
+        &self.signed
+    }
+}
+
+fn check_size(bytes: &[u8], limits: &Limits) -> Result<(), Rejection> {
+    if bytes.len() > limits.change_bytes_max {
+        return Err(Rejection::TooLarge {
+            len: bytes.len(),
+            max: limits.change_bytes_max,
+        });
+    }
+    Ok(())
+}
+
+/// Parses one uncompressed change chunk, refusing anything automerge would not load.
+fn parse_change(bytes: &[u8], limits: &Limits) -> Result<Change, Rejection> {
+    check_size(bytes, limits)?;
+    // Chunk header: magic (4) ‖ checksum (4) ‖ type (1). Type 1 is an uncompressed change;
+    // compressed changes (2) could inflate past every limit, documents (0) are not changes.
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    if bytes.len() < 9 || bytes[..4] != MAGIC || bytes[8] != 1 {
+        return Err(Rejection::NotAChange);
+    }
+    let change = catch_unwind(|| Change::from_bytes(bytes.to_vec()))
+        .map_err(|_| Rejection::Malformed("parser panicked".into()))?
+        .map_err(|error| Rejection::Malformed(error.to_string()))?;
+    if change.raw_bytes() != bytes {
+        return Err(Rejection::Malformed(
+            "trailing bytes after the change".into(),
+        ));
+    }
+    // automerge does not check the chunk checksum when it parses a single change, and the
+    // change hash (which the signature covers) does not cover the checksum. Without this
+    // check anyone could flip checksum bits of a signed change and it would still verify,
+    // yet `Automerge::load` refuses such a chunk once it is stored.
+    if bytes[4..8] != change.hash().0[..4] {
+        return Err(Rejection::Malformed(
+            "chunk checksum does not match the change hash".into(),
+        ));
+    }
+    if change.seq() == 0 {
+        return Err(Rejection::Malformed("seq 0".into()));
+    }
+    if change.message().is_some_and(|m| !m.is_empty()) || !change.extra_bytes().is_empty() {
+        return Err(Rejection::ExtraBytes);
+    }
+    if change.len() > limits.ops_per_change_max {
+        return Err(Rejection::Limit {
+            what: "operations",
+            count: change.len(),
+            max: limits.ops_per_change_max,
+        });
+    }
+    if change.actor_id().to_bytes().len() != ACTOR_LEN {
+        return Err(Rejection::ActorNotSigner);
+    }
+    Ok(change)
 }
 
 /// True if `actor` is one of `org`'s actors: its first 32 bytes are the organisation id.

@@ -8,7 +8,7 @@ use automerge::AutoCommit;
 use confab_protocol::bucket::{self, Collections};
 use confab_protocol::control::{self, ControlState};
 use confab_protocol::validate::{self, actor_for, DocValidator, Limits, Verdict};
-use confab_protocol::{ChatId, DocId, OrgId, OrgKey, SignedChange};
+use confab_protocol::{ChatId, DocId, OrgId, OrgKey, Preverified, SignedChange};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -364,11 +364,12 @@ impl ChatDocs {
     pub fn apply_remote_control(
         &mut self,
         store: &dyn KvRead,
-        signed: &SignedChange,
+        change: &Preverified,
         batch: &mut WriteBatch,
     ) -> Result<RemoteOutcome, DocError> {
+        let signed = change.signed();
         let target = &mut self.control;
-        let checked = match target.validator.check(signed, &NoMembership) {
+        let checked = match target.validator.check_preverified(change, &NoMembership) {
             Err(rejection) => return Ok(RemoteOutcome::Rejected(rejection.to_string())),
             Ok(Verdict::Duplicate) => return Ok(RemoteOutcome::Duplicate),
             Ok(Verdict::Pending(reason)) => {
@@ -400,7 +401,7 @@ impl ChatDocs {
     pub fn apply_remote_bucket(
         &mut self,
         store: &dyn KvRead,
-        changes: &[SignedChange],
+        changes: &[Preverified],
         batch: &mut WriteBatch,
     ) -> Result<
         (
@@ -412,13 +413,14 @@ impl ChatDocs {
         let Some(first) = changes.first() else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let doc_id = first.doc;
+        let doc_id = first.signed().doc;
         let state = self.state.clone();
         let target = self.doc_mut(store, doc_id)?;
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut accepted = Vec::new();
-        for signed in changes {
-            match target.validator.check(signed, &state) {
+        for change in changes {
+            let signed = change.signed();
+            match target.validator.check_preverified(change, &state) {
                 Err(rejection) => outcomes.push(RemoteOutcome::Rejected(rejection.to_string())),
                 Ok(Verdict::Duplicate) => outcomes.push(RemoteOutcome::Duplicate),
                 Ok(Verdict::Pending(reason)) => {

@@ -260,9 +260,10 @@ pub enum Command {
         chat: ChatId,
         message: MessageId,
     },
-    /// Changes from other organisations' nodes (gossip or catch-up), validated one by one.
+    /// Changes from other organisations' nodes (gossip or catch-up), validated one by one
+    /// (their signatures already verified off the engine thread).
     ApplyRemote {
-        changes: Vec<confab_protocol::SignedChange>,
+        changes: Vec<confab_protocol::Preverified>,
         reply: Reply<Vec<RemoteVerdict>>,
     },
     /// The heads this node has of a document (for a catch-up request).

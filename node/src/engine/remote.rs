@@ -21,7 +21,7 @@ use crate::store::{KvRead, Tree};
 use crate::views;
 use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};
 use confab_protocol::control::{ChatKind, ControlState};
-use confab_protocol::{ChatId, DocId, MessageId, OrgId, SignedChange, UserId};
+use confab_protocol::{ChatId, DocId, MessageId, OrgId, Preverified, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What became of one remote change.
@@ -129,31 +129,33 @@ impl Engine {
     /// bucket together. A run's writes are staged whole if any of it was accepted.
     pub(super) fn apply_remote_changes(
         &mut self,
-        changes: Vec<SignedChange>,
+        changes: Vec<Preverified>,
         events: &mut Vec<crate::events::Event>,
     ) -> Vec<RemoteVerdict> {
         let mut verdicts = Vec::with_capacity(changes.len());
         let mut rest = changes.as_slice();
-        while let Some(first) = rest.first() {
+        while let Some(first) = rest.first().map(Preverified::signed) {
             let run = match first.doc.kind {
                 confab_protocol::DocKind::Control => 1,
-                confab_protocol::DocKind::Bucket(_) => {
-                    rest.iter().take_while(|c| c.doc == first.doc).count()
-                }
+                confab_protocol::DocKind::Bucket(_) => rest
+                    .iter()
+                    .take_while(|c| c.signed().doc == first.doc)
+                    .count(),
             };
             let (group, tail) = rest.split_at(run);
             rest = tail;
             let mut tx = Tx::default();
             let result = match first.doc.kind {
-                confab_protocol::DocKind::Control => {
-                    self.apply_remote_control(&mut tx, first).map(|v| vec![v])
-                }
+                confab_protocol::DocKind::Control => self
+                    .apply_remote_control(&mut tx, &group[0])
+                    .map(|v| vec![v]),
                 confab_protocol::DocKind::Bucket(_) => self.apply_remote_bucket(&mut tx, group),
             };
             match result {
                 Ok(group_verdicts) => {
-                    for (signed, verdict) in group.iter().zip(&group_verdicts) {
+                    for (change, verdict) in group.iter().zip(&group_verdicts) {
                         if let RemoteVerdict::Rejected(reason) = verdict {
+                            let signed = change.signed();
                             tracing::info!(doc = %signed.doc, signer = %signed.signer, %reason, "remote change rejected");
                         }
                     }
@@ -180,9 +182,9 @@ impl Engine {
     fn apply_remote_bucket(
         &mut self,
         tx: &mut Tx,
-        group: &[SignedChange],
+        group: &[Preverified],
     ) -> ApiResult<Vec<RemoteVerdict>> {
-        let Some(first) = group.first() else {
+        let Some(first) = group.first().map(Preverified::signed) else {
             return Ok(Vec::new());
         };
         let chat = first.doc.chat;
@@ -207,8 +209,9 @@ impl Engine {
     fn apply_remote_control(
         &mut self,
         tx: &mut Tx,
-        signed: &SignedChange,
+        change: &Preverified,
     ) -> ApiResult<RemoteVerdict> {
+        let signed = change.signed();
         let chat = signed.doc.chat;
         let mut docs = match self.take_stored_docs(&chat)? {
             Some(docs) => docs,
@@ -226,7 +229,7 @@ impl Engine {
         };
         let old_state = docs.state.clone();
         let outcome = docs
-            .apply_remote_control(&self.reads(), signed, &mut tx.batch)
+            .apply_remote_control(&self.reads(), change, &mut tx.batch)
             .map_err(ApiError::internal)?;
         if matches!(outcome, RemoteOutcome::Accepted) {
             self.control_views(tx, chat, &docs.state, &old_state)?;

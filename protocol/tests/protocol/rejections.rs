@@ -917,3 +917,22 @@ fn a_fresh_validator_rejects_writes_before_genesis() {
         Outcome::Rejected(Rejection::BadGenesis)
     );
 }
+
+#[test]
+fn preverified_under_looser_limits_is_size_checked_again() {
+    let (world, _, signed) = setup();
+    let loose = confab_protocol::Limits {
+        change_bytes_max: usize::MAX,
+        ..confab_protocol::Limits::default()
+    };
+    let strict = confab_protocol::Limits {
+        change_bytes_max: signed.change.len() - 1,
+        ..confab_protocol::Limits::default()
+    };
+    let change = confab_protocol::Preverified::verify(signed, &loose).expect("verifies");
+    let validator = confab_protocol::DocValidator::new(BUCKET, org(OWNER), strict);
+    assert!(matches!(
+        validator.check_preverified(&change, world.state()),
+        Err(Rejection::TooLarge { .. })
+    ));
+}

@@ -12,7 +12,7 @@ use confab_protocol::control::{
 use confab_protocol::validate::{self, actor_for};
 use confab_protocol::{
     ChatId, DocId, DocValidator, HlcTime, Limits, MessageId, OrgId, OrgKey, PendingReason,
-    Rejection, SignedChange, UserId, Verdict,
+    Preverified, Rejection, SignedChange, UserId, Verdict,
 };
 
 /// A fixed commit time, so changes are reproducible.
@@ -210,7 +210,9 @@ impl Replica {
         signed: &SignedChange,
         membership: &dyn validate::Membership,
     ) -> Outcome {
-        match self.validator.check(signed, membership) {
+        let verdict = self.validator.check(signed, membership);
+        self.same_when_preverified(signed, membership, &outcome_ref(&verdict));
+        match verdict {
             Ok(Verdict::Accept(checked)) => {
                 validate::apply(&mut self.doc, vec![checked.change.clone()])
                     .expect("apply an accepted change");
@@ -226,11 +228,28 @@ impl Replica {
 
     /// Checks without applying anything.
     pub fn check(&self, signed: &SignedChange, membership: &dyn validate::Membership) -> Outcome {
-        match self.validator.check(signed, membership) {
-            Ok(Verdict::Accept(_)) => Outcome::Accepted,
-            Ok(Verdict::Duplicate) => Outcome::Duplicate,
-            Ok(Verdict::Pending(reason)) => Outcome::Pending(reason),
+        let outcome = outcome_of(self.validator.check(signed, membership));
+        self.same_when_preverified(signed, membership, &outcome);
+        outcome
+    }
+
+    /// The pipeline split as a node runs it for remote changes ([`Preverified::verify`] on one
+    /// thread, [`DocValidator::check_preverified`] on another) decides as [`DocValidator::check`]
+    /// does: the same verdict, or a rejection where it rejects (the reason may differ, since the
+    /// steps run in another order).
+    fn same_when_preverified(
+        &self,
+        signed: &SignedChange,
+        membership: &dyn validate::Membership,
+        expected: &Outcome,
+    ) {
+        let split = match Preverified::verify(signed.clone(), self.validator.limits()) {
             Err(rejection) => Outcome::Rejected(rejection),
+            Ok(change) => outcome_of(self.validator.check_preverified(&change, membership)),
+        };
+        match (expected, &split) {
+            (Outcome::Rejected(_), Outcome::Rejected(_)) => {}
+            _ => assert_eq!(&split, expected, "preverified path differs for {signed:?}"),
         }
     }
 
@@ -398,4 +417,17 @@ pub fn flip(bytes: &mut [u8], bit: usize) {
 /// The document read as text, to compare replicas beyond the views.
 pub fn doc_text(doc: &AutoCommit) -> String {
     format!("{:?}", doc.keys(automerge::ROOT).collect::<Vec<_>>())
+}
+
+fn outcome_of(verdict: Result<Verdict, Rejection>) -> Outcome {
+    outcome_ref(&verdict)
+}
+
+fn outcome_ref(verdict: &Result<Verdict, Rejection>) -> Outcome {
+    match verdict {
+        Ok(Verdict::Accept(_)) => Outcome::Accepted,
+        Ok(Verdict::Duplicate) => Outcome::Duplicate,
+        Ok(Verdict::Pending(reason)) => Outcome::Pending(reason.clone()),
+        Err(rejection) => Outcome::Rejected(rejection.clone()),
+    }
 }
