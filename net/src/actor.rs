@@ -306,6 +306,7 @@ impl Actor {
                 self.report_validation(id, propagation_source, validation)
                     .await;
             }
+            Command::ReportInvalid { peer, count } => self.report_invalid(peer, count).await,
             Command::SendCatchup {
                 peer,
                 request,
@@ -539,15 +540,27 @@ impl Actor {
         if validation != Validation::Reject {
             return;
         }
+        tracing::info!(peer = %source, message = %id, "gossip message rejected");
+        let graylisted = self.graylisted(&source);
+        self.count_rejections(source, 1, graylisted).await;
+    }
+
+    /// Invalid changes a peer served outside gossip (in catch-up pages).
+    async fn report_invalid(&mut self, peer: PeerId, count: u32) {
+        tracing::info!(%peer, count, "invalid changes served by peer");
+        self.count_rejections(peer, count, false).await;
+    }
+
+    /// Adds `count` to `peer`'s rejections; blacklists it when they reach
+    /// `blacklist_after_rejects` or when `graylisted`.
+    async fn count_rejections(&mut self, peer: PeerId, count: u32, graylisted: bool) {
         let threshold = self.config.blacklist_after_rejects;
-        let Some(state) = self.peers.get_mut(&source) else {
+        let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        state.rejected = state.rejected.saturating_add(1);
-        let rejected = state.rejected;
-        tracing::info!(peer = %source, message = %id, rejected, "gossip message rejected");
-        if rejected >= threshold || self.graylisted(&source) {
-            self.blacklist(source).await;
+        state.rejected = state.rejected.saturating_add(count);
+        if state.rejected >= threshold || graylisted {
+            self.blacklist(peer).await;
         }
     }
 

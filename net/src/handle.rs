@@ -214,6 +214,10 @@ pub(crate) enum Command {
         propagation_source: PeerId,
         validation: Validation,
     },
+    ReportInvalid {
+        peer: PeerId,
+        count: u32,
+    },
     SendCatchup {
         peer: PeerId,
         request: Request,
@@ -397,6 +401,19 @@ impl NetworkHandle {
                 propagation_source,
                 validation,
             })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Counts `count` invalid changes that `peer` sent outside gossip (in a catch-up page it
+    /// served) against it, as a gossip rejection counts: the peer is blacklisted when its count
+    /// reaches `blacklist_after_rejects`.
+    pub async fn report_invalid(&self, peer: PeerId, count: u32) -> Result<(), NetError> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.tx
+            .send(Command::ReportInvalid { peer, count })
             .await
             .map_err(|_| NetError::Stopped)
     }

@@ -189,6 +189,19 @@ impl EvilNode {
             .collect()
     }
 
+    /// Stores `changes` as if this node had accepted them, after `doc`'s stored ones, without
+    /// checking them: catch-up then serves them to whoever asks (as a dishonest node would).
+    pub async fn plant(&self, doc: DocId, changes: &[SignedChange]) -> Result<(), String> {
+        let stored = self.history(doc)?.len() as u64;
+        let mut batch = confab_node::store::WriteBatch::default();
+        for (offset, change) in changes.iter().enumerate() {
+            let key = engine::change_key(&doc, stored + offset as u64);
+            batch.put(Tree::Changes, key, change.encode());
+        }
+        self.store.apply(batch).map_err(|e| e.to_string())?;
+        self.store.flush().await.map_err(|e| e.to_string())
+    }
+
     /// Gossips `data` on `chat`'s topic, as this node (gossipsub signs the envelope).
     pub async fn publish(
         &self,

@@ -1004,12 +1004,22 @@ impl Sync {
         invalid -= changes.len();
         if invalid > 0 {
             tracing::warn!(%peer, %doc, invalid, "catch-up page held changes that do not decode or verify");
+            self.report_invalid(peer, invalid).await;
         }
         Ok(Some(FetchedPage {
             changes,
             more: page.more,
             cursor: page.cursor,
         }))
+    }
+
+    /// Counts invalid changes the peer served against it (it is blacklisted when they add up):
+    /// an honest peer serves only changes it accepted, which are valid for every member.
+    async fn report_invalid(&self, peer: PeerId, invalid: usize) {
+        let count = u32::try_from(invalid).unwrap_or(u32::MAX);
+        if let Err(error) = self.net.report_invalid(peer, count).await {
+            tracing::debug!(%peer, %error, "could not report invalid changes");
+        }
     }
 
     /// Hands verified changes to the engine; returns how many it accepted.
@@ -1032,6 +1042,7 @@ impl Sync {
             .count();
         if rejected > 0 {
             tracing::warn!(%peer, %doc, rejected, "catch-up page held invalid changes");
+            self.report_invalid(peer, rejected).await;
         }
         Ok(verdicts
             .iter()

@@ -862,3 +862,154 @@ async fn malicious_node_is_refused_and_blacklisted() {
     );
     println!("done in {:?}", started.elapsed());
 }
+
+/// A malicious member serves invalid changes in catch-up pages instead of gossiping them:
+/// acme applies the valid one among them, none of the invalid ones, counts them against evil
+/// and blacklists it.
+#[tokio::test(flavor = "multi_thread")]
+async fn malicious_catchup_server_is_blacklisted() {
+    let acme = Org::start("acme", "alice").await;
+    let evil = EvilNode::start("evil").await.expect("start the evil node");
+    let acme_peer = acme.federation().await["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_string();
+    let _: Value = acme
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
+        )
+        .await
+        .must("acme peers with evil");
+    evil.add_peer("acme", &acme.address().await)
+        .await
+        .expect("evil peers with acme");
+    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
+
+    let chat = acme
+        .client
+        .create_channel("ops", "private")
+        .await
+        .must("create channel")
+        .id;
+    acme.client.send(&chat, "before evil").await.must("alice");
+    acme.client
+        .invite(&chat, "mallory@evil", None)
+        .await
+        .must("invite mallory@evil");
+    let chat_id: ChatId = chat.parse().expect("chat id");
+    let (control_doc, bucket_doc) = (DocId::control(chat_id), DocId::bucket(chat_id, 1));
+    let evil_org = evil.org();
+    eventually("evil is a member with bucket 1", || async {
+        let member = evil.history(control_doc).is_ok_and(|history| {
+            evil::control_state(&history).is_ok_and(|state| state.orgs.contains_key(&evil_org))
+        });
+        member && evil.history(bucket_doc).is_ok_and(|h| h.len() >= 2)
+    })
+    .await;
+    let state = evil::control_state(&evil.history(control_doc).expect("control")).expect("state");
+    let history = evil.history(bucket_doc).expect("bucket history");
+    let (acme_org, epoch) = (state.info.owner, state.epoch);
+    let key = confab_protocol::OrgKey::from_seed(evil.key.seed());
+    let mallory: UserId = "mallory@evil".parse().expect("mallory");
+    let alice: UserId = acme.user.parse().expect("alice");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let mut ids = Ids {
+        ms: now_ms,
+        counter: 0,
+        canary_prefix: format!("EVIL-CATCHUP-CANARY-{}-", std::process::id()),
+    };
+
+    // One valid change (the probe: catch-up from evil reaches acme), then invalid ones, each
+    // on top of the honest history: forged signatures (dropped before the engine) and writes in
+    // acme's namespace signed by evil (rejected by the validator).
+    let probe_body = format!("mallory by catch-up {}", std::process::id());
+    let mut planted = vec![evil::forge(
+        &history,
+        &evil_org,
+        suffix(1),
+        vec![Write::Message {
+            namespace: evil_org,
+            id: ids.id(&evil_org),
+            record: record(&mallory, &probe_body),
+        }],
+    )
+    .expect("forge the probe")
+    .remove(0)
+    .sign(&key, bucket_doc, epoch)];
+    let invalid = BLACKLIST_AFTER as u8 + 2;
+    for n in 0..invalid {
+        let (namespace, author) = match n % 2 {
+            0 => (evil_org, &mallory),
+            _ => (acme_org, &alice),
+        };
+        let body = ids.canary(&format!("planted-{n}"));
+        let mut signed = evil::forge(
+            &history,
+            &evil_org,
+            suffix(10 + n),
+            vec![Write::Message {
+                namespace,
+                id: ids.id(&namespace),
+                record: record(author, &body),
+            }],
+        )
+        .expect("forge")
+        .remove(0)
+        .sign(&key, bucket_doc, epoch);
+        if n % 2 == 0 {
+            signed.signature.0[7] ^= 0x01;
+        }
+        let verdict =
+            evil::honest_verdict(bucket_doc, acme_org, &state, &history, &signed.encode());
+        assert!(
+            verdict.starts_with("rejected"),
+            "planted change {n}: {verdict}"
+        );
+        planted.push(signed);
+    }
+    evil.plant(bucket_doc, &planted).await.expect("plant");
+
+    // acme's anti-entropy (every 2 s) fetches them from evil.
+    eventually("acme applies the valid planted change", || async {
+        acme.count_body(&chat, &probe_body).await == 1
+    })
+    .await;
+    let deadline = Instant::now() + BLACKLIST_WITHIN;
+    loop {
+        let peer = acme.peer_named("evil").await;
+        if peer["blacklisted"] == json!(true) {
+            assert!(
+                peer["rejected_messages"].as_u64() >= Some(BLACKLIST_AFTER),
+                "{peer}"
+            );
+            assert_eq!(peer["connected"], json!(false), "{peer}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acme did not blacklist evil: {peer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let view = acme.view(&chat).await;
+    assert!(
+        view.iter().all(|m| !m.2.contains(&ids.canary_prefix)),
+        "acme applied a planted invalid change: {view:?}"
+    );
+    assert_eq!(view.len(), 2, "alice's message and the probe: {view:?}");
+
+    evil.shutdown().await;
+    let mut acme = acme;
+    acme.node.terminate().await;
+    assert_eq!(
+        occurrences(acme.node.data_dir(), ids.canary_prefix.as_bytes()),
+        0,
+        "acme's data directory holds a planted invalid change"
+    );
+}
