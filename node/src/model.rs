@@ -142,6 +142,10 @@ pub struct ChatRecord {
     /// DMs: the participants, for naming the chat in the client.
     #[serde(default)]
     pub dm_members: Vec<UserId>,
+    /// Whether another organisation is or was a member: its node is admitted for catch-up
+    /// (current members) or for the control document (former ones) after a restart too.
+    #[serde(default)]
+    pub federated: bool,
 }
 
 /// A chat as one user sees it.

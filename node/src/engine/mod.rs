@@ -1468,6 +1468,7 @@ impl Engine {
             } else {
                 Vec::new()
             },
+            federated: others.iter().any(|user| user.org_name() != self.org_name),
         };
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
@@ -1672,6 +1673,7 @@ impl Engine {
         .map_err(ApiError::internal)?;
         self.chats.insert(record.id, docs);
         record.member_count += 1;
+        record.federated |= org != self.key.id();
         tx.batch
             .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
         self.dirty.chats.remove(&record.id);

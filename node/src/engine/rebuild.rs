@@ -241,6 +241,7 @@ fn rebuild_chat(
         } else {
             Vec::new()
         },
+        federated: state.orgs.keys().any(|org| org != own_org),
     };
     batch.put(
         Tree::Chats,

@@ -273,6 +273,7 @@ impl Engine {
             } else {
                 Vec::new()
             },
+            federated: state.orgs.keys().any(|org| *org != self.key.id()),
         };
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));

@@ -241,14 +241,23 @@ pub fn split_peer_address(text: &str) -> Result<(OrgId, Multiaddr), String> {
     Ok((org, addr))
 }
 
-/// Chats with a member whose organisation name is not ours (read from the member views).
-fn chats_with_foreign_members(
+/// Chats another organisation is or was a member of: federated chat records, and (for records
+/// written before they carried the flag) chats with a member whose organisation name is not
+/// ours.
+fn shared_chats(
     store: &dyn KvRead,
     org_name: &str,
 ) -> Result<Vec<ChatId>, crate::store::StoreError> {
-    let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
-    let mut chats = Vec::new();
-    for (key, _) in store.range(crate::store::Tree::Members, all, false, usize::MAX)? {
+    let all = || (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+    let mut chats = std::collections::BTreeSet::new();
+    for (key, value) in store.range(crate::store::Tree::Chats, all(), false, usize::MAX)? {
+        let federated = serde_json::from_slice::<crate::model::ChatRecord>(&value)
+            .is_ok_and(|record| record.federated || record.owner_org != org_name);
+        if let (true, Some(chat)) = (federated, ChatId::from_slice(&key)) {
+            chats.insert(chat);
+        }
+    }
+    for (key, _) in store.range(crate::store::Tree::Members, all(), false, usize::MAX)? {
         let (Some(chat), Some(user)) = (
             key.get(..16).and_then(ChatId::from_slice),
             key.get(16..).and_then(|b| std::str::from_utf8(b).ok()),
@@ -258,11 +267,11 @@ fn chats_with_foreign_members(
         let foreign = user
             .parse::<confab_protocol::UserId>()
             .is_ok_and(|user| user.org_name() != org_name);
-        if foreign && chats.last() != Some(&chat) {
-            chats.push(chat);
+        if foreign {
+            chats.insert(chat);
         }
     }
-    Ok(chats)
+    Ok(chats.into_iter().collect())
 }
 
 fn org_of_peer(peer: &PeerId) -> Option<OrgId> {
@@ -451,10 +460,10 @@ impl Federation {
         tracing::info!("federation stopped");
     }
 
-    /// Learns the member organisations of every chat that has a member of another
+    /// Learns the member and former member organisations of every chat shared with another
     /// organisation, and admits their nodes.
     async fn load_shared_chats(&mut self) -> ApiResult<()> {
-        for chat in chats_with_foreign_members(self.store.as_ref(), &self.org_name)? {
+        for chat in shared_chats(self.store.as_ref(), &self.org_name)? {
             let answer = self
                 .engine
                 .call(|reply| Command::DocHeads {

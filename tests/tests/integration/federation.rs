@@ -22,11 +22,17 @@ pub(crate) struct Org {
 
 impl Org {
     pub(crate) async fn start(name: &str, user: &str) -> Org {
+        Org::start_on(name, user, "/ip4/127.0.0.1/tcp/0").await
+    }
+
+    /// Like [`Org::start`], federating on the multiaddr `listen` (a fixed port keeps the node's
+    /// address across restarts; `/udp/<port>/quic-v1` is QUIC).
+    pub(crate) async fn start_on(name: &str, user: &str, listen: &str) -> Org {
         let dir = tempfile::tempdir().expect("config dir");
         let config = dir.path().join("node.toml");
         std::fs::write(
             &config,
-            "[federation]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nanti_entropy_interval_s = 2\n",
+            format!("[federation]\nlisten = [\"{listen}\"]\nanti_entropy_interval_s = 2\n"),
         )
         .expect("write config");
         let node = TestNode::start_with(NodeOptions {
@@ -376,6 +382,32 @@ async fn removed_organisation_stops_replicating() {
         occurrences(acme.node.data_dir(), canary.as_bytes()) > 0,
         "the canary search works (the owner's node has it)"
     );
+}
+
+/// A removal made while the removed organisation's node is down reaches it when it comes back,
+/// even after the owner's node restarted in between (it admits former members again from its
+/// stored chats).
+#[tokio::test(flavor = "multi_thread")]
+async fn removal_reaches_an_offline_node_after_the_owner_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut acme = Org::start_on("acme", "alice", &format!("/ip4/127.0.0.1/tcp/{port}")).await;
+    let mut globex = Org::start("globex", "bob").await;
+    peer(&acme, &globex).await;
+    let chat = shared_channel(&acme, &[&globex], "ops").await;
+    globex.node.terminate().await;
+    acme.client
+        .remove_member(&chat, &globex.user)
+        .await
+        .must("remove bob");
+    acme.node.restart_same_port().await;
+    globex.node.start_again_same_port().await;
+    eventually("bob no longer sees the channel", || async {
+        !globex.chat_ids().await.contains(&chat)
+    })
+    .await;
 }
 
 /// How many times `needle` occurs in the files under `dir`.
