@@ -111,6 +111,7 @@ impl Actor {
                 yamux::Config::default,
             )
             .map_err(swarm_error)?
+            .with_quic()
             .with_behaviour(|_| Behaviour {
                 consent,
                 identify,

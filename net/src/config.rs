@@ -11,7 +11,8 @@ use libp2p::Multiaddr;
 /// Everything [`crate::Network::start`] needs besides the identity.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
-    /// Addresses to listen on (e.g. `/ip4/0.0.0.0/tcp/7700`; port 0 picks a free port).
+    /// Addresses to listen on: TCP (`/ip4/0.0.0.0/tcp/7700`) and QUIC
+    /// (`/ip4/0.0.0.0/udp/7700/quic-v1`); port 0 picks a free port.
     pub listen_addrs: Vec<Multiaddr>,
     /// Connection limits enforced at connection establishment.
     pub limits: ConnectionLimits,

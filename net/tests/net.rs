@@ -35,6 +35,8 @@ mod index;
 mod invite;
 #[path = "net/media.rs"]
 mod media;
+#[path = "net/quic.rs"]
+mod quic;
 
 /// How long a test waits for something that should happen.
 const WAIT: Duration = Duration::from_secs(20);

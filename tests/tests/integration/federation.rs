@@ -384,6 +384,25 @@ async fn removed_organisation_stops_replicating() {
     );
 }
 
+/// Two organisations federating over QUIC only: peered, a shared channel, messages both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn organisations_federate_over_quic() {
+    let quic = "/ip4/127.0.0.1/udp/0/quic-v1";
+    let (acme, globex) = tokio::join!(
+        Org::start_on("acme", "alice", quic),
+        Org::start_on("globex", "bob", quic)
+    );
+    assert!(acme.address().await.contains("/quic-v1/p2p/"));
+    peer(&acme, &globex).await;
+    let chat = shared_channel(&acme, &[&globex], "over-quic").await;
+    send(&acme, &chat, "hello over quic").await;
+    send(&globex, &chat, "hello back").await;
+    eventually("both messages on both nodes", || async {
+        converged(&[&acme, &globex], &chat, 2).await
+    })
+    .await;
+}
+
 /// A removal made while the removed organisation's node is down reaches it when it comes back,
 /// even after the owner's node restarted in between (it admits former members again from its
 /// stored chats).
