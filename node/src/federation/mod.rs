@@ -915,9 +915,20 @@ impl Sync {
                 chats.push(*chat);
             }
         }
+        // Every chat's control document and current bucket first (what makes it readable),
+        // then the older buckets of all of them, newest first: a long history never delays
+        // another chat's latest messages.
         let mut applied = 0usize;
+        let mut older = Vec::with_capacity(chats.len());
         for chat in chats {
-            applied += self.chat(peer, chat).await?;
+            let (latest, current_bucket) = self.latest(peer, chat).await?;
+            applied += latest;
+            older.push((chat, current_bucket));
+        }
+        for (chat, current_bucket) in older {
+            for number in (1..current_bucket).rev() {
+                applied += self.doc(peer, DocId::bucket(chat, number)).await?;
+            }
         }
         if applied > 0 {
             tracing::info!(%peer, applied, "caught up");
@@ -926,17 +937,19 @@ impl Sync {
         Ok(())
     }
 
-    /// The control document, then the current bucket, then older buckets newest first (so the
-    /// latest page of a long channel is readable first).
-    async fn chat(&self, peer: PeerId, chat: ChatId) -> Result<usize, SyncError> {
+    /// The control document, then the current bucket; returns the changes applied and the
+    /// current bucket's number (0 when the chat is unknown).
+    async fn latest(&self, peer: PeerId, chat: ChatId) -> Result<(usize, u32), SyncError> {
         let mut applied = self.doc(peer, DocId::control(chat)).await?;
         let Some(info) = self.heads(DocId::control(chat)).await? else {
-            return Ok(applied);
+            return Ok((applied, 0));
         };
-        for number in (1..=info.current_bucket).rev() {
-            applied += self.doc(peer, DocId::bucket(chat, number)).await?;
+        if info.current_bucket > 0 {
+            applied += self
+                .doc(peer, DocId::bucket(chat, info.current_bucket))
+                .await?;
         }
-        Ok(applied)
+        Ok((applied, info.current_bucket))
     }
 
     async fn heads(&self, doc: DocId) -> Result<Option<engine::DocHeads>, SyncError> {
