@@ -6,10 +6,9 @@
 //! their topics and answers catch-up), which is what makes the other nodes admit it as a member
 //! of a chat; [`EvilNode::publish`] then puts arbitrary bytes on a chat's topic.
 //!
-//! The test crate depends on neither `automerge` nor `confab-net`, so their types are never
-//! named here: documents are built inside [`forge`] (whose types follow from
-//! `confab_protocol::validate::apply`) and the network is reached through
-//! `confab_node::federation::FederationHandle::net`.
+//! The test crate does not depend on `automerge`, so its types are never named here: documents
+//! are built inside [`forge`] (whose types follow from `confab_protocol::validate::apply`). The
+//! network is reached through `confab_node::federation::FederationHandle::net`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,6 +199,31 @@ impl EvilNode {
         }
         self.store.apply(batch).map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())
+    }
+
+    /// Asks `peer` (a peer id) for `doc` directly, from `cursor`, as if this node knew none of
+    /// it: the changes of the first page, or the refusal as an error.
+    pub async fn fetch_document(
+        &self,
+        peer: &str,
+        doc: DocId,
+        cursor: Vec<u8>,
+    ) -> Result<Vec<SignedChange>, String> {
+        let peer: confab_net::PeerId = peer.parse().map_err(|e| format!("peer id: {e}"))?;
+        let request = confab_net::CatchupRequest {
+            doc,
+            heads: Vec::new(),
+            cursor,
+        };
+        match self.handle.net.catchup(peer, request).await {
+            Ok(confab_net::CatchupResponse::Page(page)) => page
+                .changes
+                .iter()
+                .map(|bytes| SignedChange::decode(bytes, usize::MAX).map_err(|e| e.to_string()))
+                .collect(),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     /// Gossips `data` on `chat`'s topic, as this node (gossipsub signs the envelope).

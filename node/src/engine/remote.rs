@@ -68,6 +68,10 @@ pub struct ChatOrgs {
     /// Organisations that were members and are not now (they may still fetch the control
     /// document, to learn that they were removed), this node's own excluded.
     pub former: Vec<OrgId>,
+    /// For each former member whose every epoch range is closed: the epoch its last range
+    /// closed at, which the control change that removed it carries. Such an organisation is
+    /// served the control document up to that change and no further.
+    pub removed_at: Vec<(OrgId, u64)>,
 }
 
 impl ChatOrgs {
@@ -86,9 +90,22 @@ impl ChatOrgs {
                 orgs.current.push(*org);
             } else {
                 orgs.former.push(*org);
+                if !is_member(ranges) {
+                    if let Some(until) = ranges.iter().filter_map(|(_, until)| *until).max() {
+                        orgs.removed_at.push((*org, until));
+                    }
+                }
             }
         }
         orgs
+    }
+
+    /// The epoch `org` was removed at, if it is a former member that was removed.
+    pub fn removed_at(&self, org: &OrgId) -> Option<u64> {
+        self.removed_at
+            .iter()
+            .find(|(removed, _)| removed == org)
+            .map(|(_, epoch)| *epoch)
     }
 }
 

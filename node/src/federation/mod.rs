@@ -779,21 +779,27 @@ impl Federation {
         }
     }
 
+    /// Whether `peer` may fetch `doc`, and up to which epoch. Members get every document;
+    /// former members only the control document (to learn that they were removed), and a
+    /// removed organisation only up to the change that removed it.
+    fn may_fetch(&self, peer: &PeerId, doc: &DocId) -> (bool, Option<u64>) {
+        let (Some(org), Some(orgs)) = (org_of_peer(peer), self.chats.get(&doc.chat)) else {
+            return (false, None);
+        };
+        if orgs.current.contains(&org) {
+            return (true, None);
+        }
+        let former = doc.kind == confab_protocol::DocKind::Control && orgs.former.contains(&org);
+        (former, orgs.removed_at(&org))
+    }
+
     fn on_catchup_request(
         &self,
         peer: PeerId,
         request: CatchupRequest,
         responder: confab_net::CatchupResponder,
     ) {
-        // Members get every document; former members only the control document (to learn
-        // that they were removed).
-        let member = org_of_peer(&peer).is_some_and(|org| {
-            self.chats.get(&request.doc.chat).is_some_and(|orgs| {
-                orgs.current.contains(&org)
-                    || (request.doc.kind == confab_protocol::DocKind::Control
-                        && orgs.former.contains(&org))
-            })
-        });
+        let (member, until_epoch) = self.may_fetch(&peer, &request.doc);
         let store = self.store.clone();
         let serving = self.serving.clone();
         let stats = self.stats.clone();
@@ -806,6 +812,7 @@ impl Federation {
                         &request.heads,
                         &request.cursor,
                         &confab_net::CatchupLimits::default(),
+                        until_epoch,
                     )
                 })
                 .await;

@@ -6,7 +6,11 @@
 //! through the others from the cursor (the next index to look at, u64 BE). Heads it does not
 //! know are ignored: the requester has something we lack, which our own catch-up fetches.
 //!
-//! Each document's hashes and dependency lists are parsed once and cached
+//! A removed organisation (a former member) is answered for the control document only, up to
+//! the change that removed it: the first stored change signed at the epoch its membership
+//! ended, or later.
+//!
+//! Each document's hashes, dependency lists and epochs are parsed once and cached
 //! ([`DocIndexCache`]), extended by whatever was stored since.
 
 use crate::engine::change_key;
@@ -27,6 +31,9 @@ const RESPONSE_MARGIN_BYTES: usize = 1024;
 struct DocIndex {
     hashes: Vec<[u8; 32]>,
     deps: Vec<Vec<u32>>,
+    /// The epoch each change was signed at (`u64::MAX` for one that does not parse, so that
+    /// it ends an epoch-bounded answer rather than extending it).
+    epochs: Vec<u64>,
     by_hash: HashMap<[u8; 32], u32>,
 }
 
@@ -41,7 +48,8 @@ impl DocIndex {
                 return Ok(());
             }
             for (_, bytes) in page {
-                let (hash, deps) = parse_hash_and_deps(&bytes).unwrap_or(([0; 32], Vec::new()));
+                let (hash, deps, epoch) =
+                    parse_change(&bytes).unwrap_or(([0; 32], Vec::new(), u64::MAX));
                 let deps = deps
                     .iter()
                     .filter_map(|dep| self.by_hash.get(dep).copied())
@@ -50,6 +58,7 @@ impl DocIndex {
                 self.by_hash.insert(hash, index);
                 self.hashes.push(hash);
                 self.deps.push(deps);
+                self.epochs.push(epoch);
             }
         }
     }
@@ -77,11 +86,16 @@ impl DocIndex {
     }
 }
 
-/// The change hash and dependency hashes of an encoded `SignedChange`.
-fn parse_hash_and_deps(bytes: &[u8]) -> Option<([u8; 32], Vec<[u8; 32]>)> {
+/// The change hash, dependency hashes and epoch of an encoded `SignedChange`.
+fn parse_change(bytes: &[u8]) -> Option<([u8; 32], Vec<[u8; 32]>, u64)> {
     let signed = confab_protocol::SignedChange::decode(bytes, usize::MAX).ok()?;
+    let epoch = signed.epoch;
     let change = automerge::Change::from_bytes(signed.change).ok()?;
-    Some((change.hash().0, change.deps().iter().map(|d| d.0).collect()))
+    Some((
+        change.hash().0,
+        change.deps().iter().map(|d| d.0).collect(),
+        epoch,
+    ))
 }
 
 /// The per-document indexes, shared by every catch-up answer.
@@ -92,6 +106,9 @@ pub struct DocIndexCache {
 
 impl DocIndexCache {
     /// One page of the changes of `doc` the requester (with `heads`) lacks, from `cursor`.
+    /// With `until_epoch`, the stored changes end at the first one signed at that epoch or a
+    /// later one (included), whatever the cursor: a removed organisation gets the control
+    /// document up to the change that removed it, never what the owner wrote after.
     pub fn page(
         &self,
         store: &dyn KvRead,
@@ -99,13 +116,14 @@ impl DocIndexCache {
         heads: &[[u8; 32]],
         cursor: &[u8],
         limits: &CatchupLimits,
+        until_epoch: Option<u64>,
     ) -> Result<CatchupResponse, StoreError> {
         let start = match cursor.len() {
             0 => 0,
             8 => u64::from_be_bytes(cursor.try_into().unwrap_or([0; 8])),
             _ => return Ok(CatchupResponse::Refused(CatchupRefusal::Other(0))),
         };
-        let have = {
+        let (have, end) = {
             let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
             if !docs.contains_key(&doc) && docs.len() >= CACHED_DOCS_MAX {
                 if let Some(evict) = docs.keys().next().copied() {
@@ -117,7 +135,10 @@ impl DocIndexCache {
             if index.hashes.is_empty() {
                 return Ok(CatchupResponse::Refused(CatchupRefusal::UnknownDocument));
             }
-            index.known_past(heads)
+            let end = until_epoch
+                .and_then(|until| index.epochs.iter().position(|epoch| *epoch >= until))
+                .map_or(index.hashes.len(), |last| last + 1);
+            (index.known_past(heads), end)
         };
         let mut page = CatchupPage::default();
         let mut size = 0usize;
@@ -136,8 +157,9 @@ impl DocIndexCache {
             }
             for (_, bytes) in stored {
                 let index = next as usize;
-                if index >= have.len() {
-                    // Stored after we indexed: the next request gets it.
+                if index >= end {
+                    // Stored after we indexed (the next request gets it), or past the epoch
+                    // bound.
                     break 'pages;
                 }
                 if !have[index] {

@@ -1013,3 +1013,117 @@ async fn malicious_catchup_server_is_blacklisted() {
         "acme's data directory holds a planted invalid change"
     );
 }
+
+/// A removed organisation may still fetch a chat's control document (to learn it was removed),
+/// but only up to the change that removed it, whatever cursor it sends: the owner's later
+/// changes (here a new name) never reach it.
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
+    let acme = Org::start("acme", "alice").await;
+    let evil = EvilNode::start("evil").await.expect("start the evil node");
+    let acme_peer = acme.federation().await["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_string();
+    let _: Value = acme
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
+        )
+        .await
+        .must("acme peers with evil");
+    evil.add_peer("acme", &acme.address().await)
+        .await
+        .expect("evil peers with acme");
+    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
+    let chat = acme
+        .client
+        .create_channel("ops", "private")
+        .await
+        .must("create channel")
+        .id;
+    acme.client
+        .invite(&chat, "mallory@evil", None)
+        .await
+        .must("invite mallory@evil");
+    let chat_id: ChatId = chat.parse().expect("chat id");
+    let control_doc = DocId::control(chat_id);
+    let evil_org = evil.org();
+    let removed = |history: &[SignedChange]| {
+        evil::control_state(history).is_ok_and(|state| {
+            state
+                .orgs
+                .get(&evil_org)
+                .is_some_and(|ranges| !ranges.is_empty() && ranges.iter().all(|r| r.1.is_some()))
+        })
+    };
+    eventually("evil is a member", || async {
+        evil.history(control_doc).is_ok_and(|history| {
+            evil::control_state(&history).is_ok_and(|s| s.orgs.contains_key(&evil_org))
+        })
+    })
+    .await;
+    acme.client
+        .remove_member(&chat, "mallory@evil")
+        .await
+        .must("remove mallory");
+    eventually("evil learned its removal", || async {
+        evil.history(control_doc)
+            .is_ok_and(|history| removed(&history))
+    })
+    .await;
+    let canary = format!("renamed-after-removal-{}", std::process::id());
+    acme.client
+        .patch_chat(&chat, json!({"name": canary}))
+        .await
+        .must("rename");
+
+    // From the start: everything up to the removal, nothing after. (Without a shared chat
+    // the connection may have idled out; the nodes redial.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let served = loop {
+        match evil.fetch_document(&acme_peer, control_doc, Vec::new()).await {
+            Ok(served) => break Ok(served),
+            Err(error) if Instant::now() > deadline => break Err(error),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let served = served.expect("a former member may fetch the control document");
+    assert!(removed(&served), "the removal is served");
+    let state = evil::control_state(&served).expect("served state");
+    assert_eq!(state.name, "ops", "the rename after the removal was served");
+    assert!(
+        served.last().is_some_and(|change| change.epoch
+            == state.orgs[&evil_org]
+                .iter()
+                .filter_map(|r| r.1)
+                .max()
+                .unwrap_or(0)),
+        "the last change served is the removal"
+    );
+    // A cursor past the removal gets nothing more.
+    for cursor in [served.len() as u64, served.len() as u64 + 1] {
+        let beyond = evil
+            .fetch_document(&acme_peer, control_doc, cursor.to_be_bytes().to_vec())
+            .await
+            .expect("a page");
+        assert!(
+            beyond.is_empty(),
+            "cursor {cursor}: {} changes",
+            beyond.len()
+        );
+    }
+    // Bucket documents stay refused.
+    assert!(evil
+        .fetch_document(&acme_peer, DocId::bucket(chat_id, 1), Vec::new())
+        .await
+        .is_err());
+    // The owner did rename the chat.
+    let chats = acme.client.chats().await.must("chats");
+    assert!(chats
+        .iter()
+        .any(|entry| entry.chat.id == chat && entry.chat.name.as_deref() == Some(canary.as_str())));
+    evil.shutdown().await;
+}
