@@ -35,7 +35,8 @@ enum Top {
         #[arg(long, env = "CONFAB_LISTEN")]
         listen: Option<SocketAddr>,
         /// Federate: listen for other organisations' nodes on this multiaddr (repeatable,
-        /// comma-separated in the environment), e.g. /ip4/0.0.0.0/tcp/7700.
+        /// comma-separated in the environment), e.g. /ip4/0.0.0.0/tcp/7700 or
+        /// /ip4/0.0.0.0/udp/7700/quic-v1.
         #[arg(long, env = "CONFAB_FEDERATION_LISTEN", value_delimiter = ',')]
         federation_listen: Vec<String>,
         /// Log format.
