@@ -353,8 +353,13 @@ impl Session {
             EventBody::ChatLeft { chat_id } => {
                 self.chats.remove(chat_id);
             }
+            // Delivery states are not federated: a message of another organisation's user
+            // is not marked (its author, on another node, would never see the state, and a
+            // catch-up would pay a write per message for it).
             EventBody::MessageCreated { message }
-                if message.author != self.user.id && self.first_delivery(&message.id) =>
+                if message.author != self.user.id
+                    && message.author.org_name() == self.user.id.org_name()
+                    && self.first_delivery(&message.id) =>
             {
                 self.state.engine.notify(Command::MarkReceived {
                     chat: message.chat_id,
