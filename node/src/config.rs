@@ -37,6 +37,15 @@ pub struct PushConfig {
     pub queue_max: usize,
     /// Pushes sent at once.
     pub concurrency: usize,
+    /// Further attempts after a push the relay did not take for a passing reason (no answer,
+    /// a timeout, 408, 429 or 5xx); the same envelope id each time, so the relay stores it
+    /// once. A refusal (another 4xx) is never retried.
+    pub retries_max: u32,
+    /// Wait before the first retry; doubled for each next one, at most
+    /// `retry_delay_ms_max`. A relay's `Retry-After` is waited instead when longer.
+    pub retry_delay_ms: u64,
+    /// Longest wait between two attempts.
+    pub retry_delay_ms_max: u64,
     /// Devices one user may register.
     pub devices_per_user_max: usize,
     /// Longest device name, in characters.
@@ -53,6 +62,9 @@ impl Default for PushConfig {
             request_timeout_ms: 10_000,
             queue_max: 4096,
             concurrency: 16,
+            retries_max: 6,
+            retry_delay_ms: 500,
+            retry_delay_ms_max: 30_000,
             devices_per_user_max: 20,
             device_name_chars_max: 64,
             relay_url_bytes_max: 512,

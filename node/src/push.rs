@@ -8,8 +8,10 @@
 //! the engine marks the message `notification_sent`.
 //!
 //! A push is a wake-up and a preview, never the only copy: the device reads every message from
-//! its node when it reconnects and shows each once (by message id). So a push that cannot be
-//! sent (queue full, relay down) is logged and counted, not retried.
+//! its node when it reconnects and shows each once (by message id). A push the relay did not
+//! take for a passing reason (relay down, timeout, 429, 5xx) is retried with backoff, the same
+//! sealed envelope each time (the relay is idempotent by envelope id), up to `retries_max`
+//! times and never past shutdown; then, or when the queue is full, it is logged and counted.
 
 use crate::config::PushConfig;
 use crate::engine::{Command, EngineHandle};
@@ -81,6 +83,46 @@ pub struct PushCounters {
     pub accepted: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
+    /// Attempts after the first.
+    pub retried: AtomicU64,
+}
+
+/// Why a relay did not take an envelope.
+#[derive(Debug)]
+struct PostError {
+    message: String,
+    /// Worth another attempt (no answer, a timeout, 408, 429, 5xx).
+    passing: bool,
+    /// The relay's `Retry-After`, in seconds.
+    retry_after_s: Option<u64>,
+}
+
+impl PostError {
+    fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            passing: false,
+            retry_after_s: None,
+        }
+    }
+
+    fn passing(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            passing: true,
+            retry_after_s: None,
+        }
+    }
+}
+
+/// The wait before retry number `retry` (0 for the first): `base` doubled per retry, at most
+/// `max`, or the relay's `Retry-After` when longer (itself at most `max`).
+fn retry_delay(base_ms: u64, max_ms: u64, retry: u32, retry_after_s: Option<u64>) -> Duration {
+    let backoff = base_ms.saturating_mul(1u64 << retry.min(20)).min(max_ms);
+    let asked = retry_after_s
+        .map_or(0, |s| s.saturating_mul(1000))
+        .min(max_ms);
+    Duration::from_millis(backoff.max(asked))
 }
 
 type Client = hyper_util::client::legacy::Client<
@@ -100,6 +142,8 @@ pub struct Pusher {
     relayed: RwLock<HashMap<UserId, Vec<DeviceRecord>>>,
     client: Client,
     pub counters: PushCounters,
+    /// Set at shutdown: queued pushes get one attempt, none is retried.
+    stopping: watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +186,7 @@ impl Pusher {
             relayed: RwLock::new(HashMap::new()),
             client,
             counters: PushCounters::default(),
+            stopping: watch::channel(false).0,
         };
         pusher.load()?;
         Ok(Arc::new(pusher))
@@ -213,7 +258,8 @@ impl Pusher {
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
-        // Pushes already queued are still sent (each bounded by the request timeout).
+        // Pushes already queued are still sent (each bounded by the request timeout), once.
+        self.stopping.send_replace(true);
         drop(jobs);
         let _ = sender.await;
         tracing::info!(counters = ?self.counters, "push sender stopped");
@@ -292,7 +338,7 @@ impl Pusher {
     }
 
     async fn push(&self, device: &DeviceRecord, message: &MessageView) {
-        match self.post(device, message).await {
+        match self.deliver(device, message).await {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 self.engine.notify(Command::MarkNotified {
@@ -302,22 +348,60 @@ impl Pusher {
             }
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(device = %device.id, %error, "push: relay did not take the envelope");
+                tracing::warn!(device = %device.id, error = %error.message, "push: relay did not take the envelope");
             }
         }
     }
 
-    async fn post(&self, device: &DeviceRecord, message: &MessageView) -> Result<(), String> {
-        let relay = device.relay.as_ref().ok_or("no relay")?;
+    /// Seals the message once and posts it until the relay takes it, it refuses, the retries
+    /// run out or the node stops.
+    async fn deliver(&self, device: &DeviceRecord, message: &MessageView) -> Result<(), PostError> {
+        let (url, body) = self.envelope(device, message)?;
+        let mut stopping = self.stopping.subscribe();
+        let mut retry = 0;
+        loop {
+            let error = match self.post(&url, body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            if !error.passing || retry >= self.config.retries_max || *stopping.borrow() {
+                return Err(error);
+            }
+            let wait = retry_delay(
+                self.config.retry_delay_ms,
+                self.config.retry_delay_ms_max,
+                retry,
+                error.retry_after_s,
+            );
+            tracing::debug!(device = %device.id, error = %error.message, ?wait, "push: retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.wait_for(|stop| *stop) => return Err(error),
+            }
+            retry += 1;
+            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The relay URL to post to and the signed enqueue request carrying the sealed message.
+    fn envelope(
+        &self,
+        device: &DeviceRecord,
+        message: &MessageView,
+    ) -> Result<(String, bytes::Bytes), PostError> {
+        let relay = device
+            .relay
+            .as_ref()
+            .ok_or(PostError::refused("no relay"))?;
         let capability = CapabilityToken::from_text(&relay.capability)
-            .map_err(|error| format!("stored capability: {error}"))?;
+            .map_err(|error| PostError::refused(format!("stored capability: {error}")))?;
         let plaintext = push_payload(message);
         let mut ephemeral = [0u8; 32];
         let mut envelope_id = [0u8; 16];
-        getrandom::fill(&mut ephemeral).map_err(|error| error.to_string())?;
-        getrandom::fill(&mut envelope_id).map_err(|error| error.to_string())?;
+        getrandom::fill(&mut ephemeral).map_err(|error| PostError::refused(error.to_string()))?;
+        getrandom::fill(&mut envelope_id).map_err(|error| PostError::refused(error.to_string()))?;
         let sealed = seal(device.sealing_key.as_bytes(), &plaintext, ephemeral)
-            .map_err(|error| format!("seal: {error}"))?;
+            .map_err(|error| PostError::refused(format!("seal: {error}")))?;
         let request = EnqueueRequest::sign(
             &self.key,
             EnqueueFields {
@@ -331,25 +415,36 @@ impl Pusher {
                 capability,
             },
         );
-        let body = serde_json::to_vec(&request).map_err(|error| error.to_string())?;
+        let body =
+            serde_json::to_vec(&request).map_err(|error| PostError::refused(error.to_string()))?;
         let url = format!(
             "{}/v1/queues/{}/envelopes",
             relay.url.trim_end_matches('/'),
             relay.queue
         );
-        let request = axum::http::Request::post(&url)
+        Ok((url, bytes::Bytes::from(body)))
+    }
+
+    /// One attempt at handing the envelope to the relay.
+    async fn post(&self, url: &str, body: bytes::Bytes) -> Result<(), PostError> {
+        let request = axum::http::Request::post(url)
             .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|error| format!("request to {url}: {error}"))?;
+            .body(http_body_util::Full::new(body))
+            .map_err(|error| PostError::refused(format!("request to {url}: {error}")))?;
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let response = tokio::time::timeout(timeout, self.client.request(request))
             .await
-            .map_err(|_| format!("{url}: timed out"))?
-            .map_err(|error| format!("{url}: {error}"))?;
+            .map_err(|_| PostError::passing(format!("{url}: timed out")))?
+            .map_err(|error| PostError::passing(format!("{url}: {error}")))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
+        let retry_after_s = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
         use http_body_util::BodyExt;
         let answer: String = tokio::time::timeout(timeout, response.into_body().collect())
             .await
@@ -362,7 +457,14 @@ impl Pusher {
                     .collect()
             })
             .unwrap_or_default();
-        Err(format!("{url}: {status}: {answer}"))
+        let passing = status.is_server_error()
+            || status == axum::http::StatusCode::TOO_MANY_REQUESTS
+            || status == axum::http::StatusCode::REQUEST_TIMEOUT;
+        Err(PostError {
+            message: format!("{url}: {status}: {answer}"),
+            passing,
+            retry_after_s,
+        })
     }
 }
 
@@ -389,4 +491,23 @@ pub fn push_payload(message: &MessageView) -> Vec<u8> {
         "message": message,
     }))
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap_and_honours_retry_after() {
+        let ms = Duration::from_millis;
+        assert_eq!(retry_delay(500, 30_000, 0, None), ms(500));
+        assert_eq!(retry_delay(500, 30_000, 1, None), ms(1_000));
+        assert_eq!(retry_delay(500, 30_000, 5, None), ms(16_000));
+        assert_eq!(retry_delay(500, 30_000, 6, None), ms(30_000));
+        assert_eq!(retry_delay(500, 30_000, 63, None), ms(30_000));
+        assert_eq!(retry_delay(500, 30_000, 0, Some(3)), ms(3_000));
+        assert_eq!(retry_delay(500, 30_000, 4, Some(1)), ms(8_000));
+        assert_eq!(retry_delay(500, 30_000, 0, Some(u64::MAX)), ms(30_000));
+    }
 }

@@ -23,24 +23,60 @@ impl TestRelay {
     /// Starts the relay; fails with the reason (the binary missing, a spawn error, no
     /// `listening` line within the start timeout).
     pub async fn start() -> anyhow::Result<TestRelay> {
-        let bin = find_binary("confab-relay", "CONFAB_RELAY_BIN").map_err(anyhow::Error::msg)?;
         let data = tempfile::tempdir().context("relay data dir")?;
+        let mut relay = TestRelay {
+            child: None,
+            data,
+            url: String::new(),
+            output: Arc::new(Mutex::new(Vec::new())),
+        };
+        relay.url = relay.spawn("127.0.0.1:0").await?;
+        Ok(relay)
+    }
+
+    /// SIGKILL; the data directory stays.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the relay again on the same data directory and address (after [`Self::kill9`]).
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let listen = self
+            .url
+            .strip_prefix("http://")
+            .context("the relay's URL")?
+            .to_string();
+        let url = self.spawn(&listen).await?;
+        anyhow::ensure!(
+            url == self.url,
+            "the relay came back at {url}, not {}",
+            self.url
+        );
+        Ok(())
+    }
+
+    /// Spawns the process listening on `listen`; returns the URL it printed.
+    async fn spawn(&mut self, listen: &str) -> anyhow::Result<String> {
+        let bin = find_binary("confab-relay", "CONFAB_RELAY_BIN").map_err(anyhow::Error::msg)?;
         let mut child = Command::new(&bin)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(self.data.path())
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("spawn {}", bin.display()))?;
-        let output = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
         let mut tx = Some(tx);
         if let Some(stdout) = child.stdout.take() {
-            keep_lines(stdout, output.clone(), move |line| {
+            keep_lines(stdout, self.output.clone(), move |line| {
                 if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(url.trim().to_string());
@@ -49,19 +85,13 @@ impl TestRelay {
             });
         }
         if let Some(stderr) = child.stderr.take() {
-            keep_lines(stderr, output.clone(), |_| {});
+            keep_lines(stderr, self.output.clone(), |_| {});
         }
-        let mut relay = TestRelay {
-            child: Some(child),
-            data,
-            url: String::new(),
-            output,
-        };
-        relay.url = tokio::time::timeout(START_TIMEOUT, rx)
+        self.child = Some(child);
+        tokio::time::timeout(START_TIMEOUT, rx)
             .await
             .context("the relay did not start in time")?
-            .with_context(|| format!("the relay exited before listening:\n{}", relay.output()))?;
-        Ok(relay)
+            .with_context(|| format!("the relay exited before listening:\n{}", self.output()))
     }
 
     pub fn url(&self) -> &str {

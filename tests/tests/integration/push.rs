@@ -256,6 +256,46 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
     drop(node);
 }
 
+/// The relay is down when a message for an offline device arrives: the node keeps the sealed
+/// envelope and posts it again until the relay is back, which then holds it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_retried_until_the_relay_is_back() {
+    let mut relay = TestRelay::start().await.expect("start a relay");
+    let (_node, cl) = setup(&["alice", "bob"]).await;
+    let (alice, bob) = (&cl[0], &cl[1]);
+    let device = Device::enrol(bob, &relay, 9).await;
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    relay.kill9();
+    let body = format!("sent while the relay was down {}", std::process::id());
+    let message = alice.send(&dm.id, &body).await.must("send");
+    // Two attempts fail (0.5 s and 1 s apart by default).
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        alice
+            .get_message(&dm.id, &message.id)
+            .await
+            .must("get")
+            .state,
+        "sent",
+        "not pushed while the relay is down"
+    );
+    relay.start_again().await.expect("restart the relay");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alice
+        .get_message(&dm.id, &message.id)
+        .await
+        .must("get")
+        .state
+        != "notification_sent"
+    {
+        assert!(Instant::now() < deadline, "the push was never retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = device.fetch_until(&body).await;
+    assert_eq!(bodies(&got), vec![body.clone()], "exactly one envelope");
+    assert!(device.fetch().await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_down() {
     let relay = TestRelay::start().await.expect("start a relay");
