@@ -1084,7 +1084,10 @@ async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
     // the connection may have idled out; the nodes redial.)
     let deadline = Instant::now() + Duration::from_secs(30);
     let served = loop {
-        match evil.fetch_document(&acme_peer, control_doc, Vec::new()).await {
+        match evil
+            .fetch_document(&acme_peer, control_doc, Vec::new())
+            .await
+        {
             Ok(served) => break Ok(served),
             Err(error) if Instant::now() > deadline => break Err(error),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
