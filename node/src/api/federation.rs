@@ -3,7 +3,6 @@
 //! lift a blacklisting). Answers 404 `federation_off` when the node does not federate.
 
 use super::{require_admin, AppState, CurrentUser, JsonBody};
-use crate::engine::PeerRecord;
 use crate::error::{ApiError, ApiResult};
 use crate::federation::{self, FederationHandle, FederationStats, PeerView};
 use crate::model::now_ms;
@@ -13,9 +12,6 @@ use axum::Json;
 use confab_protocol::OrgId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// Longest organisation name a peer may be given (as for this node's own).
-const PEER_NAME_BYTES_MAX: usize = 63;
 
 fn handle(state: &AppState) -> ApiResult<&FederationHandle> {
     state.federation.as_ref().ok_or_else(|| {
@@ -95,38 +91,12 @@ pub async fn add(
 ) -> ApiResult<(StatusCode, Json<PeerView>)> {
     require_admin(&user)?;
     let fed = handle(&state)?;
-    if body.name.len() > PEER_NAME_BYTES_MAX
-        || confab_protocol::ids::validate_org_name(&body.name).is_err()
-    {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "a peer's name is 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit",
-        ));
-    }
-    let (org, addrs) = match (&body.address, &body.invite) {
-        (Some(address), None) => {
-            let (org, addr) = federation::split_peer_address(address)
-                .map_err(|message| ApiError::bad_request("invalid_body", message))?;
-            (org, vec![addr.to_string()])
-        }
-        (None, Some(invite)) => {
-            let token = confab_net::InviteToken::verify(invite, now_ms() / 1000)
-                .map_err(|e| ApiError::bad_request("invalid_invite", e.to_string()))?;
-            let org = OrgId::from_bytes(token.org_key());
-            (org, token.addrs().iter().map(|a| a.to_string()).collect())
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "give either address or invite",
-            ))
-        }
-    };
-    let record = PeerRecord {
-        name: body.name,
-        addrs,
-        added_ms: now_ms(),
-    };
+    let (org, record) = federation::new_peer(
+        body.name,
+        body.address.as_deref(),
+        body.invite.as_deref(),
+        now_ms(),
+    )?;
     let known = crate::engine::peers(state.store.as_ref())?;
     federation::add_peer(fed, &state.engine, &known, org, record).await?;
     let records = crate::engine::peers(state.store.as_ref())?;

@@ -175,15 +175,8 @@ pub struct PeerView {
 impl FederationHandle {
     /// A signed invite token naming this node's organisation and addresses.
     pub async fn invite(&self, now_s: u64) -> ApiResult<(String, u64)> {
-        let mut addrs = parse_addrs(&self.config.public_addrs).map_err(ApiError::internal)?;
-        if addrs.is_empty() {
-            addrs = self.net.listen_addrs().await.map_err(ApiError::internal)?;
-        }
-        addrs.truncate(8);
-        let expires = now_s + self.config.invite_ttl_s;
-        let token = confab_net::InviteToken::issue(&self.seed, &addrs, expires)
-            .map_err(ApiError::internal)?;
-        Ok((token.encode(), expires))
+        let listening = self.net.listen_addrs().await.map_err(ApiError::internal)?;
+        invite_token(&self.seed, &self.config, listening, now_s)
     }
 
     /// Every peered organisation with its network state.
@@ -216,6 +209,120 @@ impl FederationHandle {
             })
             .collect())
     }
+}
+
+/// A signed invite token for the organisation of `seed`: its `public_addrs`, else `listening`
+/// (at most 8), valid for `invite_ttl_s`. Returns the token and when it expires (Unix s).
+pub fn invite_token(
+    seed: &[u8; 32],
+    config: &FederationConfig,
+    listening: Vec<Multiaddr>,
+    now_s: u64,
+) -> ApiResult<(String, u64)> {
+    let mut addrs = parse_addrs(&config.public_addrs).map_err(ApiError::internal)?;
+    if addrs.is_empty() {
+        addrs = listening;
+    }
+    if addrs.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_address",
+            "no address to put in the invite: set [federation] public_addrs (or listen on a fixed port)",
+        ));
+    }
+    addrs.truncate(8);
+    let expires = now_s + config.invite_ttl_s;
+    let token =
+        confab_net::InviteToken::issue(seed, &addrs, expires).map_err(ApiError::internal)?;
+    Ok((token.encode(), expires))
+}
+
+/// The configured listen addresses that another node can dial as they are (a port 0 is only
+/// known once listening).
+pub fn fixed_listen_addrs(config: &FederationConfig) -> Result<Vec<Multiaddr>, FederationError> {
+    Ok(parse_addrs(&config.listen)?
+        .into_iter()
+        .filter(|addr| {
+            !addr.iter().any(|part| {
+                matches!(
+                    part,
+                    libp2p::multiaddr::Protocol::Tcp(0) | libp2p::multiaddr::Protocol::Udp(0)
+                )
+            })
+        })
+        .collect())
+}
+
+/// Longest organisation name a peer may be given (as for this node's own).
+pub const PEER_NAME_BYTES_MAX: usize = 63;
+
+/// A new peer as an admin gives it (admin API or CLI): its organisation name (its users are
+/// `someone@name`) and either an address ending in `/p2p/<peer id>` or an invite token its
+/// admin made. Returns the organisation and the record to store.
+pub fn new_peer(
+    name: String,
+    address: Option<&str>,
+    invite: Option<&str>,
+    now_ms: u64,
+) -> ApiResult<(OrgId, PeerRecord)> {
+    if name.len() > PEER_NAME_BYTES_MAX || confab_protocol::ids::validate_org_name(&name).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "a peer's name is 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit",
+        ));
+    }
+    let (org, addrs) = match (address, invite) {
+        (Some(address), None) => {
+            let (org, addr) = split_peer_address(address)
+                .map_err(|message| ApiError::bad_request("invalid_body", message))?;
+            (org, vec![addr.to_string()])
+        }
+        (None, Some(invite)) => {
+            let token = confab_net::InviteToken::verify(invite, now_ms / 1000)
+                .map_err(|e| ApiError::bad_request("invalid_invite", e.to_string()))?;
+            let org = OrgId::from_bytes(token.org_key());
+            (org, token.addrs().iter().map(|a| a.to_string()).collect())
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give either address or invite",
+            ))
+        }
+    };
+    let record = PeerRecord {
+        name,
+        addrs,
+        added_ms: now_ms,
+    };
+    Ok((org, record))
+}
+
+/// Whether `org` may be added to the peers `known` of organisation `own`.
+pub fn check_new_peer(
+    own: &OrgId,
+    peers_max: usize,
+    known: &[(OrgId, PeerRecord)],
+    org: &OrgId,
+) -> ApiResult<()> {
+    if org == own {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "that address is this node's own",
+        ));
+    }
+    if peer_of_org(org).is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "not an organisation key",
+        ));
+    }
+    if known.len() >= peers_max && !known.iter().any(|(o, _)| o == org) {
+        return Err(ApiError::forbidden(
+            "peer_limit",
+            format!("at most {peers_max} peers"),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_addrs(texts: &[String]) -> Result<Vec<Multiaddr>, FederationError> {
@@ -290,22 +397,11 @@ pub async fn add_peer(
     org: OrgId,
     record: PeerRecord,
 ) -> ApiResult<()> {
-    if org == handle.own {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "that address is this node's own",
-        ));
-    }
+    check_new_peer(&handle.own, handle.config.peers_max, known, &org)?;
     let addrs = parse_addrs(&record.addrs)
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
     let peer = peer_of_org(&org)
         .ok_or_else(|| ApiError::bad_request("invalid_body", "not an organisation key"))?;
-    if known.len() >= handle.config.peers_max && !known.iter().any(|(o, _)| *o == org) {
-        return Err(ApiError::forbidden(
-            "peer_limit",
-            format!("at most {} peers", handle.config.peers_max),
-        ));
-    }
     engine
         .call(|reply| Command::SetPeer {
             org,
