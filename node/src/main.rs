@@ -69,6 +69,52 @@ enum Top {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage the peered organisations (stop the node first; a running node is managed
+    /// through the admin API, /api/v1/admin/peers).
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// This organisation's id and libp2p peer id, and the configured listen addresses.
+    Identity {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the peered organisations: org id, name, peer id, addresses.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Peer with an organisation (consent is mutual: its admin adds this one too).
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// The organisation's name (its users are `someone@name`).
+        #[arg(long)]
+        name: String,
+        /// Its address, ending in /p2p/<peer id>.
+        #[arg(long, conflicts_with = "invite", required_unless_present = "invite")]
+        address: Option<String>,
+        /// An invite token its admin made.
+        #[arg(long)]
+        invite: Option<String>,
+    },
+    /// Stop peering with an organisation (by org id or name).
+    Remove {
+        #[command(flatten)]
+        common: Common,
+        peer: String,
+    },
+    /// Print an invite token for another organisation's admin: this organisation's key and
+    /// its `[federation] public_addrs` (else the listen addresses with a fixed port).
+    Invite {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -257,7 +303,102 @@ async fn main() -> Result<()> {
             init_logs("text");
             user_command(command).await?;
         }
+        Top::Peer { command } => {
+            init_logs("text");
+            peer_command(command).await?;
+        }
     }
+    Ok(())
+}
+
+async fn peer_command(command: PeerCommand) -> Result<()> {
+    use confab_node::federation;
+    let common = match &command {
+        PeerCommand::Identity { common }
+        | PeerCommand::List { common }
+        | PeerCommand::Add { common, .. }
+        | PeerCommand::Remove { common, .. }
+        | PeerCommand::Invite { common } => common.clone(),
+    };
+    let config = load_config(&common, None)?;
+    let store = server::open_store(&config)?;
+    let key = engine::load_or_create_org_key(store.as_ref()).await?;
+    let api_error = |e: confab_node::error::ApiError| anyhow::anyhow!("{}", e.message);
+    let known = engine::peers(store.as_ref())?;
+    match command {
+        PeerCommand::Identity { .. } => {
+            let peer = confab_net::peer_id_of(key.id().as_bytes())?;
+            println!("org_id\t{}\npeer_id\t{peer}", key.id());
+            for addr in &config.federation.listen {
+                println!("listen\t{addr}");
+            }
+        }
+        PeerCommand::List { .. } => {
+            for (org, record) in known {
+                let peer = confab_net::peer_id_of(org.as_bytes())?;
+                println!("{org}\t{}\t{peer}\t{}", record.name, record.addrs.join(","));
+            }
+        }
+        PeerCommand::Invite { .. } => {
+            let listening = federation::fixed_listen_addrs(&config.federation)?;
+            let now_s = confab_node::model::now_ms() / 1000;
+            let (token, expires_s) =
+                federation::invite_token(&key.seed(), &config.federation, listening, now_s)
+                    .map_err(api_error)?;
+            println!("{token}");
+            eprintln!("valid until {expires_s} (Unix seconds)");
+        }
+        PeerCommand::Add {
+            name,
+            address,
+            invite,
+            ..
+        } => {
+            let now = confab_node::model::now_ms();
+            let (org, record) =
+                federation::new_peer(name, address.as_deref(), invite.as_deref(), now)
+                    .map_err(api_error)?;
+            federation::check_new_peer(&key.id(), config.federation.peers_max, &known, &org)
+                .map_err(api_error)?;
+            let name = record.name.clone();
+            set_peer(store, &config, org, Some(record)).await?;
+            println!("peered with {name} ({org}); it takes effect when the node starts");
+        }
+        PeerCommand::Remove { peer, .. } => {
+            let Some((org, record)) = known
+                .into_iter()
+                .find(|(org, record)| org.to_string() == peer || record.name == peer)
+            else {
+                bail!("no peer {peer:?} (give its org id or name; see `peer list`)");
+            };
+            set_peer(store, &config, org, None).await?;
+            println!("removed {} ({org})", record.name);
+        }
+    }
+    Ok(())
+}
+
+/// Writes (or deletes) a peer record through the engine, as the admin API does.
+async fn set_peer(
+    store: std::sync::Arc<dyn confab_node::store::KvStore>,
+    config: &Config,
+    org: confab_protocol::OrgId,
+    record: Option<engine::PeerRecord>,
+) -> Result<()> {
+    let (engine, _hub, task) = engine::start(
+        store,
+        config.org_name.clone(),
+        config.limits.clone(),
+        None,
+        None,
+    )
+    .await?;
+    engine
+        .call(|reply| Command::SetPeer { org, record, reply })
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    drop(engine);
+    task.await?;
     Ok(())
 }
 

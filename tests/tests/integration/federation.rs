@@ -403,6 +403,122 @@ async fn organisations_federate_over_quic() {
     .await;
 }
 
+/// The peer CLI on a stopped node: its identity, an invite the other admin accepts, a peer
+/// added by address, listed and removed; the node peers as recorded when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_cli_manages_the_peers_of_a_stopped_node() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut acme = Org::start_on("acme", "alice", &format!("/ip4/127.0.0.1/tcp/{port}")).await;
+    let globex = Org::start("globex", "bob").await;
+    let acme_peer = acme.federation().await["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_string();
+    acme.node.terminate().await;
+    let dir = acme.node.data_dir().display().to_string();
+    let config = acme._config.path().join("node.toml").display().to_string();
+    let cli = |node: &TestNode, args: &[&str]| {
+        let mut all = vec!["peer"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[
+            "--data-dir",
+            &dir,
+            "--config",
+            &config,
+            "--org-name",
+            "acme",
+        ]);
+        let output = node.cli(&all);
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).to_string();
+        (
+            output.status.success(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+
+    let (ok, identity, err) = cli(&acme.node, &["identity"]);
+    assert!(ok && identity.contains(&acme_peer), "{identity} {err}");
+    let (ok, token, err) = cli(&acme.node, &["invite"]);
+    assert!(ok, "invite: {err}");
+    let _: Value = globex
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": "acme", "invite": token.trim()})),
+        )
+        .await
+        .must("globex accepts acme's invite");
+    let (ok, out, err) = cli(
+        &acme.node,
+        &[
+            "add",
+            "--name",
+            "globex",
+            "--address",
+            "/ip4/127.0.0.1/tcp/1",
+        ],
+    );
+    assert!(
+        !ok && err.contains("/p2p/"),
+        "an address without /p2p: {out} {err}"
+    );
+    let (ok, out, err) = cli(
+        &acme.node,
+        &[
+            "add",
+            "--name",
+            "Not A Name",
+            "--address",
+            &globex.address().await,
+        ],
+    );
+    assert!(!ok && err.contains("name"), "a bad name: {out} {err}");
+    let (ok, out, err) = cli(
+        &acme.node,
+        &[
+            "add",
+            "--name",
+            "globex",
+            "--address",
+            &globex.address().await,
+        ],
+    );
+    assert!(ok, "add: {out} {err}");
+    let (ok, list, err) = cli(&acme.node, &["list"]);
+    assert!(
+        ok && list.lines().count() == 1 && list.contains("\tglobex\t"),
+        "{list} {err}"
+    );
+
+    acme.node.start_again_same_port().await;
+    eventually("acme and globex connected", || async {
+        acme.peer_named("globex").await["connected"] == json!(true)
+            && globex.peer_named("acme").await["connected"] == json!(true)
+    })
+    .await;
+    let chat = shared_channel(&acme, &[&globex], "peered-by-cli").await;
+    send(&globex, &chat, "hello from globex").await;
+    eventually("acme has globex's message", || async {
+        acme.count_body(&chat, "hello from globex").await == 1
+    })
+    .await;
+
+    acme.node.terminate().await;
+    let (ok, out, err) = cli(&acme.node, &["remove", "globex"]);
+    assert!(ok, "remove: {out} {err}");
+    let (ok, list, _) = cli(&acme.node, &["list"]);
+    assert!(ok && list.trim().is_empty(), "{list}");
+    let (ok, _, err) = cli(&acme.node, &["remove", "globex"]);
+    assert!(!ok && err.contains("no peer"), "{err}");
+    acme.node.start_again_same_port().await;
+    assert!(acme.peers().await.is_empty());
+}
+
 /// A removal made while the removed organisation's node is down reaches it when it comes back,
 /// even after the owner's node restarted in between (it admits former members again from its
 /// stored chats).
