@@ -270,6 +270,7 @@ impl DocValidator {
         self.check_document(&change.signed)?;
         // The change may have been parsed under other limits.
         check_size(&change.signed.change, &self.limits)?;
+        check_ops(&change.change, &self.limits)?;
         self.check_parsed(&change.signed, change.change.clone(), membership)
     }
 
@@ -753,6 +754,14 @@ fn parse_change(bytes: &[u8], limits: &Limits) -> Result<Change, Rejection> {
     if change.message().is_some_and(|m| !m.is_empty()) || !change.extra_bytes().is_empty() {
         return Err(Rejection::ExtraBytes);
     }
+    check_ops(&change, limits)?;
+    if change.actor_id().to_bytes().len() != ACTOR_LEN {
+        return Err(Rejection::ActorNotSigner);
+    }
+    Ok(change)
+}
+
+fn check_ops(change: &Change, limits: &Limits) -> Result<(), Rejection> {
     if change.len() > limits.ops_per_change_max {
         return Err(Rejection::Limit {
             what: "operations",
@@ -760,10 +769,7 @@ fn parse_change(bytes: &[u8], limits: &Limits) -> Result<Change, Rejection> {
             max: limits.ops_per_change_max,
         });
     }
-    if change.actor_id().to_bytes().len() != ACTOR_LEN {
-        return Err(Rejection::ActorNotSigner);
-    }
-    Ok(change)
+    Ok(())
 }
 
 /// True if `actor` is one of `org`'s actors: its first 32 bytes are the organisation id.

@@ -936,3 +936,25 @@ fn preverified_under_looser_limits_is_size_checked_again() {
         Err(Rejection::TooLarge { .. })
     ));
 }
+
+#[test]
+fn preverified_under_looser_limits_is_op_counted_again() {
+    let (world, _, signed) = setup();
+    let loose = confab_protocol::Limits {
+        ops_per_change_max: usize::MAX,
+        ..confab_protocol::Limits::default()
+    };
+    let strict = confab_protocol::Limits {
+        ops_per_change_max: 0,
+        ..confab_protocol::Limits::default()
+    };
+    let change = confab_protocol::Preverified::verify(signed, &loose).expect("verifies");
+    let validator = confab_protocol::DocValidator::new(BUCKET, org(OWNER), strict);
+    assert!(matches!(
+        validator.check_preverified(&change, world.state()),
+        Err(Rejection::Limit {
+            what: "operations",
+            ..
+        })
+    ));
+}
