@@ -17,7 +17,8 @@ pub(crate) struct Org {
     pub(crate) node: TestNode,
     pub(crate) client: Client,
     pub(crate) user: String,
-    pub(crate) _config: tempfile::TempDir,
+    /// Holds the node's `node.toml` (and test scratch files).
+    pub(crate) config_dir: tempfile::TempDir,
 }
 
 impl Org {
@@ -49,7 +50,7 @@ impl Org {
             node,
             client,
             user: format!("{user}@{name}"),
-            _config: dir,
+            config_dir: dir,
         }
     }
 
@@ -419,7 +420,12 @@ async fn peer_cli_manages_the_peers_of_a_stopped_node() {
         .to_string();
     acme.node.terminate().await;
     let dir = acme.node.data_dir().display().to_string();
-    let config = acme._config.path().join("node.toml").display().to_string();
+    let config = acme
+        .config_dir
+        .path()
+        .join("node.toml")
+        .display()
+        .to_string();
     let cli = |node: &TestNode, args: &[&str]| {
         let mut all = vec!["peer"];
         all.extend_from_slice(args);
@@ -878,7 +884,7 @@ async fn automerge_js_reads_a_bucket_saved_by_a_node() {
         .await
         .must("edit");
     acme.node.terminate().await;
-    let out = acme._config.path().join("bucket1.automerge");
+    let out = acme.config_dir.path().join("bucket1.automerge");
     let data_dir = acme.node.data_dir().display().to_string();
     let output = acme.node.cli(&[
         "export-document",
