@@ -378,13 +378,12 @@ async fn peer_command(command: PeerCommand) -> Result<()> {
     Ok(())
 }
 
-/// Writes (or deletes) a peer record through the engine, as the admin API does.
-async fn set_peer(
+/// The engine on a stopped node's store, for the admin subcommands (no push, no federation);
+/// it stops once its handle is dropped, and the task then ends.
+async fn offline_engine(
     store: std::sync::Arc<dyn confab_node::store::KvStore>,
     config: &Config,
-    org: confab_protocol::OrgId,
-    record: Option<engine::PeerRecord>,
-) -> Result<()> {
+) -> Result<(engine::EngineHandle, tokio::task::JoinHandle<()>)> {
     let (engine, _hub, task) = engine::start(
         store,
         config.org_name.clone(),
@@ -393,6 +392,17 @@ async fn set_peer(
         None,
     )
     .await?;
+    Ok((engine, task))
+}
+
+/// Writes (or deletes) a peer record through the engine, as the admin API does.
+async fn set_peer(
+    store: std::sync::Arc<dyn confab_node::store::KvStore>,
+    config: &Config,
+    org: confab_protocol::OrgId,
+    record: Option<engine::PeerRecord>,
+) -> Result<()> {
+    let (engine, task) = offline_engine(store, config).await?;
     engine
         .call(|reply| Command::SetPeer { org, record, reply })
         .await
@@ -422,14 +432,7 @@ async fn user_command(command: UserCommand) -> Result<()> {
         }
         return Ok(());
     }
-    let (engine, _hub, task) = engine::start(
-        store,
-        config.org_name.clone(),
-        config.limits.clone(),
-        None,
-        None,
-    )
-    .await?;
+    let (engine, task) = offline_engine(store, &config).await?;
     match command {
         UserCommand::Create {
             username,
