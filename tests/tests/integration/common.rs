@@ -73,3 +73,21 @@ pub fn about_chat<'a>(
         .filter(|e| ev_chat_id(e) == Some(chat_id) || e.to_string().contains(chat_id))
         .collect()
 }
+
+/// Polls `message` in `chat` until its delivery state is `state`; false if `within` passed.
+pub async fn reaches_state(
+    client: &Client,
+    chat: &str,
+    message: &str,
+    state: &str,
+    within: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while client.get_message(chat, message).await.must("get").state != state {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}

@@ -26,6 +26,16 @@ impl Org {
         Org::start_on(name, user, "/ip4/127.0.0.1/tcp/0").await
     }
 
+    /// Like [`Org::start`], on a fixed TCP port of 127.0.0.1 (a free one now), so that its
+    /// address stays the same across restarts.
+    pub(crate) async fn start_fixed(name: &str, user: &str) -> Org {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        Org::start_on(name, user, &format!("/ip4/127.0.0.1/tcp/{port}")).await
+    }
+
     /// Like [`Org::start`], federating on the multiaddr `listen` (a fixed port keeps the node's
     /// address across restarts; `/udp/<port>/quic-v1` is QUIC).
     pub(crate) async fn start_on(name: &str, user: &str, listen: &str) -> Org {
@@ -60,6 +70,14 @@ impl Org {
             .call(Method::GET, "/admin/federation", None)
             .await
             .must("federation info")
+    }
+
+    /// This node's libp2p peer id.
+    pub(crate) async fn peer_id(&self) -> String {
+        self.federation().await["peer_id"]
+            .as_str()
+            .expect("peer id")
+            .to_string()
     }
 
     /// This node's address for others: its first listen address with `/p2p/<peer id>`.
@@ -408,16 +426,9 @@ async fn organisations_federate_over_quic() {
 /// added by address, listed and removed; the node peers as recorded when it starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn peer_cli_manages_the_peers_of_a_stopped_node() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let mut acme = Org::start_on("acme", "alice", &format!("/ip4/127.0.0.1/tcp/{port}")).await;
+    let mut acme = Org::start_fixed("acme", "alice").await;
     let globex = Org::start("globex", "bob").await;
-    let acme_peer = acme.federation().await["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .to_string();
+    let acme_peer = acme.peer_id().await;
     acme.node.terminate().await;
     let dir = acme.node.data_dir().display().to_string();
     let config = acme
@@ -530,11 +541,7 @@ async fn peer_cli_manages_the_peers_of_a_stopped_node() {
 /// stored chats).
 #[tokio::test(flavor = "multi_thread")]
 async fn removal_reaches_an_offline_node_after_the_owner_restarts() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let mut acme = Org::start_on("acme", "alice", &format!("/ip4/127.0.0.1/tcp/{port}")).await;
+    let mut acme = Org::start_fixed("acme", "alice").await;
     let mut globex = Org::start("globex", "bob").await;
     peer(&acme, &globex).await;
     let chat = shared_channel(&acme, &[&globex], "ops").await;

@@ -154,10 +154,7 @@ async fn js_libp2p_peer_receives_changes_byte_for_byte_and_is_rejected_when_inva
         .command(json!({"cmd": "subscribe", "topic": topic}))
         .await;
     assert_eq!(subscribed["event"], json!("subscribed"), "{subscribed}");
-    let acme_peer = acme.federation().await["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .to_string();
+    let acme_peer = acme.peer_id().await;
     let started = Instant::now();
     loop {
         let peers = js

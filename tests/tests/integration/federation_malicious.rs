@@ -57,6 +57,19 @@ struct Ids {
 }
 
 impl Ids {
+    /// Ids from now on; canaries `<kind>-<process id>-<attack>`.
+    fn new(kind: &str) -> Ids {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        Ids {
+            ms,
+            counter: 0,
+            canary_prefix: format!("{kind}-{}-", std::process::id()),
+        }
+    }
+
     fn id(&mut self, org: &OrgId) -> MessageId {
         self.counter += 1;
         MessageId::new(
@@ -72,6 +85,26 @@ impl Ids {
     fn canary(&self, attack: &str) -> String {
         format!("{}{attack}", self.canary_prefix)
     }
+}
+
+/// Peers acme and evil both ways (evil's "admin" is this test) and waits until evil is
+/// connected; returns acme's peer id.
+async fn peer_with_evil(acme: &Org, evil: &EvilNode) -> String {
+    let acme_peer = acme.peer_id().await;
+    let _: Value = acme
+        .client
+        .call(
+            Method::POST,
+            "/admin/peers",
+            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
+        )
+        .await
+        .must("acme peers with evil");
+    evil.add_peer("acme", &acme.address().await)
+        .await
+        .expect("evil peers with acme");
+    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
+    acme_peer
 }
 
 /// One change with `writes` by the actor `org ‖ suffix(n)` on top of `history`, signed by
@@ -130,27 +163,13 @@ async fn malicious_node_is_refused_and_blacklisted() {
     let (acme, globex) = tokio::join!(Org::start("acme", "alice"), Org::start("globex", "bob"));
     let evil = EvilNode::start("evil").await.expect("start the evil node");
     peer(&acme, &globex).await;
-    // evil peers with acme only (both admins consent; evil's "admin" is this test).
-    let acme_info = acme.federation().await;
-    let acme_peer = acme_info["peer_id"].as_str().expect("peer id").to_string();
-    let _: Value = acme
-        .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
-        )
-        .await
-        .must("acme peers with evil");
-    evil.add_peer("acme", &acme.address().await)
-        .await
-        .expect("evil peers with acme");
+    // evil peers with acme only.
+    let acme_peer = peer_with_evil(&acme, &evil).await;
     eventually("acme connected to globex and evil", || async {
         let peers = acme.peers().await;
         peers.len() == 2 && peers.iter().all(|p| p["connected"] == json!(true))
     })
     .await;
-    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
 
     // A private channel of acme with bob@globex; an honest message before evil joins it (what
     // evil will replay), then mallory@evil is invited.
@@ -235,15 +254,8 @@ async fn malicious_node_is_refused_and_blacklisted() {
     let key = confab_protocol::OrgKey::from_seed(evil.key.seed());
     let mallory: UserId = "mallory@evil".parse().expect("mallory");
     let alice: UserId = acme.user.parse().expect("alice");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
-    let mut ids = Ids {
-        ms: now_ms,
-        counter: 0,
-        canary_prefix: format!("EVIL-CANARY-{}-", std::process::id()),
-    };
+    let mut ids = Ids::new("EVIL-CANARY");
+    let now_ms = ids.ms;
     let verdict = |history: &[SignedChange], bytes: &[u8]| {
         evil::honest_verdict(bucket_doc, acme_org, &state, history, bytes)
     };
@@ -870,23 +882,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
 async fn malicious_catchup_server_is_blacklisted() {
     let acme = Org::start("acme", "alice").await;
     let evil = EvilNode::start("evil").await.expect("start the evil node");
-    let acme_peer = acme.federation().await["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .to_string();
-    let _: Value = acme
-        .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
-        )
-        .await
-        .must("acme peers with evil");
-    evil.add_peer("acme", &acme.address().await)
-        .await
-        .expect("evil peers with acme");
-    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
+    peer_with_evil(&acme, &evil).await;
 
     let chat = acme
         .client
@@ -915,15 +911,7 @@ async fn malicious_catchup_server_is_blacklisted() {
     let key = confab_protocol::OrgKey::from_seed(evil.key.seed());
     let mallory: UserId = "mallory@evil".parse().expect("mallory");
     let alice: UserId = acme.user.parse().expect("alice");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
-    let mut ids = Ids {
-        ms: now_ms,
-        counter: 0,
-        canary_prefix: format!("EVIL-CATCHUP-CANARY-{}-", std::process::id()),
-    };
+    let mut ids = Ids::new("EVIL-CATCHUP-CANARY");
 
     // One valid change (the probe: catch-up from evil reaches acme), then invalid ones, each
     // on top of the honest history: forged signatures (dropped before the engine) and writes in
@@ -1021,23 +1009,7 @@ async fn malicious_catchup_server_is_blacklisted() {
 async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
     let acme = Org::start("acme", "alice").await;
     let evil = EvilNode::start("evil").await.expect("start the evil node");
-    let acme_peer = acme.federation().await["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .to_string();
-    let _: Value = acme
-        .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": "evil", "address": evil.address().await.expect("evil address")})),
-        )
-        .await
-        .must("acme peers with evil");
-    evil.add_peer("acme", &acme.address().await)
-        .await
-        .expect("evil peers with acme");
-    eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
+    let acme_peer = peer_with_evil(&acme, &evil).await;
     let chat = acme
         .client
         .create_channel("ops", "private")

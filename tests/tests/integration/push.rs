@@ -280,17 +280,17 @@ async fn a_push_is_retried_until_the_relay_is_back() {
         "not pushed while the relay is down"
     );
     relay.start_again().await.expect("restart the relay");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while alice
-        .get_message(&dm.id, &message.id)
-        .await
-        .must("get")
-        .state
-        != "notification_sent"
-    {
-        assert!(Instant::now() < deadline, "the push was never retried");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        reaches_state(
+            alice,
+            &dm.id,
+            &message.id,
+            "notification_sent",
+            Duration::from_secs(20)
+        )
+        .await,
+        "the push was never retried"
+    );
     let got = device.fetch_until(&body).await;
     assert_eq!(bodies(&got), vec![body.clone()], "exactly one envelope");
     assert!(device.fetch().await.is_empty());
@@ -312,12 +312,18 @@ async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_d
         sent.push(m.id);
     }
     // Every message was handed to the relay before the node goes down.
-    let deadline = Instant::now() + Duration::from_secs(15);
     for id in &sent {
-        while alice.get_message(&dm.id, id).await.must("get").state != "notification_sent" {
-            assert!(Instant::now() < deadline, "message {id} was never pushed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            reaches_state(
+                alice,
+                &dm.id,
+                id,
+                "notification_sent",
+                Duration::from_secs(15)
+            )
+            .await,
+            "message {id} was never pushed"
+        );
     }
     node.kill9();
 

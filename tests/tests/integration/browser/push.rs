@@ -86,21 +86,18 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let text = format!("are you there? {canary}");
     let message = alice.send(&dm.id, &text).await.must("send");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while alice
-        .get_message(&dm.id, &message.id)
-        .await
-        .must("get")
-        .state
-        != "notification_sent"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the node never pushed the message:\n{}",
-            node.log_tail(30)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        reaches_state(
+            alice,
+            &dm.id,
+            &message.id,
+            "notification_sent",
+            Duration::from_secs(15)
+        )
+        .await,
+        "the node never pushed the message:\n{}",
+        node.log_tail(30)
+    );
 
     // The push service's wake-up (content-free, like the relay's), delivered by DevTools.
     deliver_push(&bob, &base).await;
