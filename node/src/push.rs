@@ -4,8 +4,9 @@
 //! it finds the members it notifies (their notification level and do-not-disturb, as for the
 //! chat list's mention counts), and for each of their devices that registered a relay and has
 //! no live WebSocket it seals the message to the device's X25519 key, signs the enqueue
-//! request with the organisation key and posts it to the relay. When the relay accepted it,
-//! the engine marks the message `notification_sent`.
+//! request with the organisation key and posts it to the relay. When the relay stored it and
+//! reports a wake-up on its way to the device (`push: queued`), the engine marks the message
+//! `notification_sent`; a device with no push subscription finds the envelope when it connects.
 //!
 //! A push is a wake-up and a preview, never the only copy: the device reads every message from
 //! its node when it reconnects and shows each once (by message id). A push the relay did not
@@ -85,6 +86,8 @@ pub struct PushCounters {
     pub dropped: AtomicU64,
     /// Attempts after the first.
     pub retried: AtomicU64,
+    /// Stored by the relay without waking the device (it has no push subscription, say).
+    pub unwoken: AtomicU64,
 }
 
 /// Why a relay did not take an envelope.
@@ -339,12 +342,18 @@ impl Pusher {
 
     async fn push(&self, device: &DeviceRecord, message: &MessageView) {
         match self.deliver(device, message).await {
-            Ok(()) => {
+            Ok(Stored::Woken) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 self.engine.notify(Command::MarkNotified {
                     chat: message.chat_id,
                     message: message.id,
                 });
+            }
+            Ok(Stored::Silently(report)) => {
+                // The device reads it when it next connects; no notification was sent.
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.counters.unwoken.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(device = %device.id, push = %report, "push: stored at the relay, device not woken");
             }
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -355,13 +364,17 @@ impl Pusher {
 
     /// Seals the message once and posts it until the relay takes it, it refuses, the retries
     /// run out or the node stops.
-    async fn deliver(&self, device: &DeviceRecord, message: &MessageView) -> Result<(), PostError> {
+    async fn deliver(
+        &self,
+        device: &DeviceRecord,
+        message: &MessageView,
+    ) -> Result<Stored, PostError> {
         let (url, body) = self.envelope(device, message)?;
         let mut stopping = self.stopping.subscribe();
         let mut retry = 0;
         loop {
             let error = match self.post(&url, body.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(stored) => return Ok(stored),
                 Err(error) => error,
             };
             if !error.passing || retry >= self.config.retries_max || *stopping.borrow() {
@@ -426,7 +439,7 @@ impl Pusher {
     }
 
     /// One attempt at handing the envelope to the relay.
-    async fn post(&self, url: &str, body: bytes::Bytes) -> Result<(), PostError> {
+    async fn post(&self, url: &str, body: bytes::Bytes) -> Result<Stored, PostError> {
         let request = axum::http::Request::post(url)
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(body))
@@ -437,15 +450,21 @@ impl Pusher {
             .map_err(|_| PostError::passing(format!("{url}: timed out")))?
             .map_err(|error| PostError::passing(format!("{url}: {error}")))?;
         let status = response.status();
+        use http_body_util::BodyExt;
         if status.is_success() {
-            return Ok(());
+            // The envelope is stored; the answer's `push` says whether the device is woken.
+            let answer = tokio::time::timeout(timeout, response.into_body().collect())
+                .await
+                .ok()
+                .and_then(|body| body.ok())
+                .map(|body| body.to_bytes());
+            return Ok(Stored::from_answer(answer.as_deref()));
         }
         let retry_after_s = response
             .headers()
             .get(axum::http::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok());
-        use http_body_util::BodyExt;
         let answer: String = tokio::time::timeout(timeout, response.into_body().collect())
             .await
             .ok()
@@ -465,6 +484,29 @@ impl Pusher {
             passing,
             retry_after_s,
         })
+    }
+}
+
+/// A relay stored the envelope; whether it is waking the device (its answer's `push`).
+#[derive(Debug, PartialEq, Eq)]
+enum Stored {
+    /// `queued`, or `subscribed` for a retry the relay had already stored.
+    Woken,
+    /// Anything else (`no_subscription`, `very_low`, `dropped`, or no readable report).
+    Silently(String),
+}
+
+impl Stored {
+    fn from_answer(answer: Option<&[u8]>) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            push: String,
+        }
+        match answer.and_then(|bytes| serde_json::from_slice::<Answer>(bytes).ok()) {
+            Some(answer) if answer.push == "queued" || answer.push == "subscribed" => Stored::Woken,
+            Some(answer) => Stored::Silently(answer.push),
+            None => Stored::Silently("no push report".into()),
+        }
     }
 }
 
@@ -495,8 +537,32 @@ pub fn push_payload(message: &MessageView) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::retry_delay;
+    use super::{retry_delay, Stored};
     use std::time::Duration;
+
+    #[test]
+    fn only_a_wake_up_counts_as_a_notification() {
+        let stored = |answer: &str| Stored::from_answer(Some(answer.as_bytes()));
+        assert_eq!(
+            stored(r#"{"status":"queued","push":"queued"}"#),
+            Stored::Woken
+        );
+        assert_eq!(
+            stored(r#"{"status":"duplicate","push":"subscribed"}"#),
+            Stored::Woken
+        );
+        for push in ["no_subscription", "very_low", "dropped"] {
+            assert_eq!(
+                stored(&format!(r#"{{"status":"queued","push":"{push}"}}"#)),
+                Stored::Silently(push.into())
+            );
+        }
+        assert!(matches!(
+            stored(r#"{"status":"queued"}"#),
+            Stored::Silently(_)
+        ));
+        assert!(matches!(Stored::from_answer(None), Stored::Silently(_)));
+    }
 
     #[test]
     fn retry_delay_doubles_up_to_the_cap_and_honours_retry_after() {

@@ -357,18 +357,24 @@ async fn enqueue(
     match outcome {
         EnqueueOutcome::Queued { depth, collapsed } => {
             let _ = state.arrivals.send(queue);
-            if request.urgency != Urgency::VeryLow && record.push.is_some() {
-                let job = PushJob {
-                    queue,
-                    urgency: request.urgency,
-                    ttl_s: request.ttl_s,
-                    topic: request.topic,
-                };
-                if state.push_tx.try_send(job).is_err() {
-                    Metrics::inc(&state.metrics.push_dropped, 1);
-                    tracing::warn!(%queue, "push queue full; wake-up dropped (envelope kept)");
+            let push = match push_wanted(request.urgency, record.push.is_some()) {
+                Err(reason) => reason,
+                Ok(()) => {
+                    let job = PushJob {
+                        queue,
+                        urgency: request.urgency,
+                        ttl_s: request.ttl_s,
+                        topic: request.topic,
+                    };
+                    if state.push_tx.try_send(job).is_err() {
+                        Metrics::inc(&state.metrics.push_dropped, 1);
+                        tracing::warn!(%queue, "push queue full; wake-up dropped (envelope kept)");
+                        "dropped"
+                    } else {
+                        "queued"
+                    }
                 }
-            }
+            };
             Ok((
                 StatusCode::CREATED,
                 Json(json!({
@@ -377,6 +383,7 @@ async fn enqueue(
                     "expires_ms": expires_ms,
                     "depth": depth,
                     "collapsed": collapsed,
+                    "push": push,
                 })),
             )
                 .into_response())
@@ -387,6 +394,10 @@ async fn enqueue(
                 "status": "duplicate",
                 "envelope_id": request.envelope_id,
                 "pending": pending,
+                // The wake-up, if any, went with the first request; this says whether there
+                // was one to send.
+                "push": push_wanted(request.urgency, record.push.is_some())
+                    .map_or_else(|reason| reason, |()| "subscribed"),
             })),
         )
             .into_response()),
@@ -398,6 +409,17 @@ async fn enqueue(
                 limits.queue_envelopes_max, limits.queue_bytes_max
             ),
         )),
+    }
+}
+
+/// Whether an envelope wakes its device: `Err` names why not, as the enqueue answer's `push`.
+fn push_wanted(urgency: Urgency, subscribed: bool) -> Result<(), &'static str> {
+    if urgency == Urgency::VeryLow {
+        Err("very_low")
+    } else if !subscribed {
+        Err("no_subscription")
+    } else {
+        Ok(())
     }
 }
 

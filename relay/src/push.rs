@@ -121,6 +121,45 @@ pub fn encrypt(
     Ok(body)
 }
 
+/// Decrypts a single-record `aes128gcm` push body as the user agent does (RFC 8291 §3): the
+/// receiver's side of [`encrypt`], for test push services and referees. `ua_secret` is the
+/// subscription's P-256 secret key.
+pub fn decrypt(ua: &UaKeys, ua_secret: &[u8; 32], body: &[u8]) -> Result<Vec<u8>, PushError> {
+    const HEADER: usize = 16 + 4 + 1;
+    if body.len() < HEADER + 65 + 16 || body[20] != 65 {
+        return Err(PushError::Crypto);
+    }
+    let salt = &body[..16];
+    let as_public = &body[HEADER..HEADER + 65];
+    let ciphertext = &body[HEADER + 65..];
+    let secret = p256::SecretKey::from_slice(ua_secret).map_err(|_| PushError::Crypto)?;
+    let sender = p256::PublicKey::from_sec1_bytes(as_public).map_err(|_| PushError::Crypto)?;
+    let shared =
+        p256::elliptic_curve::ecdh::diffie_hellman(secret.to_nonzero_scalar(), sender.as_affine());
+    let mut key_info = Vec::with_capacity(14 + 65 + 65);
+    key_info.extend_from_slice(b"WebPush: info\0");
+    key_info.extend_from_slice(&ua.p256dh);
+    key_info.extend_from_slice(as_public);
+    let mut ikm = [0u8; 32];
+    hkdf_expand(&ua.auth, shared.raw_secret_bytes(), &key_info, &mut ikm)?;
+    let mut cek = [0u8; 16];
+    hkdf_expand(salt, &ikm, b"Content-Encoding: aes128gcm\0", &mut cek)?;
+    let mut nonce = [0u8; 12];
+    hkdf_expand(salt, &ikm, b"Content-Encoding: nonce\0", &mut nonce)?;
+    let cipher = Aes128Gcm::new_from_slice(&cek).map_err(|_| PushError::Crypto)?;
+    let mut record = cipher
+        .decrypt((&nonce).into(), ciphertext)
+        .map_err(|_| PushError::Crypto)?;
+    // Padding is zeros after the delimiter; the last record's delimiter is 2 (RFC 8188 §2).
+    while record.last() == Some(&0) {
+        record.pop();
+    }
+    if record.pop() != Some(2) {
+        return Err(PushError::Crypto);
+    }
+    Ok(record)
+}
+
 /// The relay's VAPID key (RFC 8292).
 pub struct Vapid {
     key: p256::ecdsa::SigningKey,
@@ -536,6 +575,18 @@ mod tests {
             b64_encode(&body),
             "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN"
         );
+        // The user agent's side: the RFC's receiver key opens it again.
+        let ua_secret: [u8; 32] = b64("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94")
+            .try_into()
+            .expect("32");
+        assert_eq!(
+            decrypt(&ua, &ua_secret, &body).expect("decrypt"),
+            plaintext.to_vec()
+        );
+        let mut tampered = body.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(decrypt(&ua, &ua_secret, &tampered), Err(PushError::Crypto));
     }
 
     #[test]

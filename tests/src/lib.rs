@@ -6,6 +6,7 @@ pub mod client;
 pub mod evil;
 pub mod measure;
 pub mod node;
+pub mod push_service;
 pub mod relay;
 pub mod types;
 pub mod ws;

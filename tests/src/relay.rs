@@ -1,5 +1,6 @@
 //! A real `confab-relay` process on 127.0.0.1, with its own temporary data directory and its
-//! output kept (tests search it, e.g. for message canaries). Killed on drop.
+//! output kept (tests search it, e.g. for message canaries). Killed on drop. It may push to
+//! loopback `http` endpoints, such as a [`crate::push_service::TestPushService`].
 
 use crate::node::find_binary;
 use anyhow::Context;
@@ -67,6 +68,9 @@ impl TestRelay {
             .arg(listen)
             .arg("--data-dir")
             .arg(self.data.path())
+            // Tests push to a `TestPushService` on http://127.0.0.1.
+            .args(["--allow-private-push-endpoints", "true"])
+            .args(["--allow-http-push-endpoints", "true"])
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -189,10 +189,13 @@ async fn web_push_is_encrypted_authorised_and_content_free() {
     send.urgency = Urgency::High;
     send.topic = Some("chat-1".parse().expect("topic"));
     send.ttl_s = 600;
-    assert_eq!(
-        client.enqueue(&send.request()).await.status,
-        StatusCode::CREATED
-    );
+    let answer = client.enqueue(&send.request()).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(answer.body["push"], "queued", "{answer:?}");
+    // A retry of the same request: the wake-up went with the first.
+    let again = client.enqueue(&send.request()).await;
+    assert_eq!(again.body["status"], "duplicate");
+    assert_eq!(again.body["push"], "subscribed", "{again:?}");
     let captured = fake.wait_for(1).await;
     let push = &captured[0];
     assert_eq!(push.path, "/push/device-1");
@@ -218,10 +221,9 @@ async fn web_push_is_encrypted_authorised_and_content_free() {
     // very-low urgency: stored, but no wake-up.
     let mut quiet = Send::new(&org, &device, format!("{canary} quiet").as_bytes());
     quiet.urgency = Urgency::VeryLow;
-    assert_eq!(
-        client.enqueue(&quiet.request()).await.status,
-        StatusCode::CREATED
-    );
+    let answer = client.enqueue(&quiet.request()).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(answer.body["push"], "very_low", "{answer:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.count(), 2);
     assert_eq!(client.drain(&device).await.len(), 3);

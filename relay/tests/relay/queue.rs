@@ -21,6 +21,8 @@ async fn enqueue_fetch_ack() {
         assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
         assert_eq!(answer.body["status"], "queued");
         assert_eq!(answer.body["depth"], i + 1);
+        // Stored, but this device has no push subscription to wake it.
+        assert_eq!(answer.body["push"], "no_subscription");
         ids.push(send.envelope_id);
     }
     // Fetching does not delete: at-least-once until acknowledged.
@@ -71,6 +73,7 @@ async fn enqueue_is_idempotent_by_envelope_id() {
     assert_eq!(again.status, StatusCode::OK, "{again:?}");
     assert_eq!(again.body["status"], "duplicate");
     assert_eq!(again.body["pending"], true);
+    assert_eq!(again.body["push"], "no_subscription");
     // A re-signed request with the same id (a retry after a lost answer) is a duplicate too.
     let retry = client.enqueue(&send.request()).await;
     assert_eq!(retry.body["status"], "duplicate");

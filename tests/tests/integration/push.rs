@@ -7,6 +7,7 @@ use confab_protocol::relay::{
     b64_decode, b64_encode, open, x25519_public, CapabilityId, CapabilityToken, ChallengePurpose,
     DeviceKey, QueueId, SealedEnvelope,
 };
+use confab_tests::push_service::TestPushService;
 use confab_tests::relay::TestRelay;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -24,8 +25,14 @@ struct Device {
 }
 
 impl Device {
-    /// Registers the device with the node, a queue with the relay, and the relay with the node.
-    async fn enrol(client: &Client, relay: &TestRelay, seed: u8) -> Device {
+    /// Registers the device with the node, a queue with the relay (subscribed to Web Push at
+    /// `push`'s endpoint named after the seed, when given), and the relay with the node.
+    async fn enrol(
+        client: &Client,
+        relay: &TestRelay,
+        seed: u8,
+        push: Option<&TestPushService>,
+    ) -> Device {
         let signing = DeviceKey::from_seed([seed; 32]);
         let sealing_secret = [seed.wrapping_add(100); 32];
         let device: Value = client
@@ -62,6 +69,7 @@ impl Device {
                 json!({
                     "device_key": me.signing.public().to_string(),
                     "auth": {"challenge": b64_encode(&challenge), "signature": b64_encode(&answer.0)},
+                    "push": push.map(|service| service.subscription(&seed.to_string())),
                 }),
             )
             .await;
@@ -187,7 +195,8 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
     let (node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let canary = format!("canary{:016x}", fastrand::u64(..));
-    let device = Device::enrol(bob, &relay, 3).await;
+    let push = TestPushService::start().await.expect("push service");
+    let device = Device::enrol(bob, &relay, 3, Some(&push)).await;
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let mut alice_ws = alice.ws_ok(None).await;
 
@@ -253,7 +262,62 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
         !relay.output().contains(&canary),
         "the canary is in the relay's logs"
     );
+
+    // One Web Push wake-up per pushed message (first, third, the mention), each decrypting to
+    // a count and nothing of the message, with a VAPID token for the push service's origin.
+    push.wait_for("3", 3, Duration::from_secs(10))
+        .await
+        .expect("three wake-ups");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pushes: Vec<_> = push
+        .pushes()
+        .into_iter()
+        .filter(|p| p.name == "3")
+        .collect();
+    assert_eq!(pushes.len(), 3, "{pushes:?}");
+    for wake_up in &pushes {
+        let plaintext = wake_up.plaintext.as_deref().expect("decrypts");
+        let payload: Value = serde_json::from_slice(plaintext).expect("json");
+        assert_eq!(payload["v"], 1, "{payload}");
+        assert!(
+            payload["pending"].as_u64().is_some_and(|n| n >= 1),
+            "{payload}"
+        );
+        assert_eq!(payload.as_object().map(|o| o.len()), Some(2), "{payload}");
+        for bytes in [plaintext, wake_up.body.as_slice()] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+        assert_eq!(wake_up.audience.as_deref(), Some(push.origin()));
+        assert_eq!(wake_up.headers["urgency"], "high");
+    }
     drop(node);
+}
+
+/// A device that never subscribed to Web Push: the relay stores its envelope (the device reads
+/// it when it connects) but reports that no wake-up went out, so the sender does not see
+/// `notification_sent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_without_a_push_subscription_is_not_reported_notified() {
+    let relay = TestRelay::start().await.expect("start a relay");
+    let (_node, cl) = setup(&["alice", "bob"]).await;
+    let (alice, bob) = (&cl[0], &cl[1]);
+    let device = Device::enrol(bob, &relay, 4, None).await;
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let body = format!("no wake-up for this one {}", std::process::id());
+    let message = alice.send(&dm.id, &body).await.must("send");
+    let got = device.fetch_until(&body).await;
+    assert_eq!(bodies(&got), vec![body.clone()]);
+    // The relay answered before the device could fetch; give the node time to act on it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        alice
+            .get_message(&dm.id, &message.id)
+            .await
+            .must("get")
+            .state,
+        "sent",
+        "stored at the relay, but nobody was notified"
+    );
 }
 
 /// The relay is down when a message for an offline device arrives: the node keeps the sealed
@@ -263,7 +327,8 @@ async fn a_push_is_retried_until_the_relay_is_back() {
     let mut relay = TestRelay::start().await.expect("start a relay");
     let (_node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
-    let device = Device::enrol(bob, &relay, 9).await;
+    let push = TestPushService::start().await.expect("push service");
+    let device = Device::enrol(bob, &relay, 9, Some(&push)).await;
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     relay.kill9();
     let body = format!("sent while the relay was down {}", std::process::id());
@@ -301,7 +366,8 @@ async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_d
     let relay = TestRelay::start().await.expect("start a relay");
     let (mut node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
-    let device = Device::enrol(bob, &relay, 7).await;
+    let push = TestPushService::start().await.expect("push service");
+    let device = Device::enrol(bob, &relay, 7, Some(&push)).await;
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let mut sent = Vec::new();
     for i in 0..5 {
@@ -354,7 +420,7 @@ async fn device_registration_checks_keys_names_and_capabilities() {
     let relay = TestRelay::start().await.expect("start a relay");
     let (_node, cl) = setup(&["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
-    let device = Device::enrol(bob, &relay, 5).await;
+    let device = Device::enrol(bob, &relay, 5, None).await;
 
     // Devices are the user's own: listed for them, signed for everyone.
     let list: Value = bob.call(Method::GET, "/devices", None).await.must("list");

@@ -1,10 +1,12 @@
 //! Push in the browser: the profile dialog enrols this browser as a device (WebCrypto keys,
-//! a relay queue, a capability for the node), the service worker, woken by DevTools'
-//! `ServiceWorker.deliverPushMessage` as a push service would wake it, fetches and opens the
-//! sealed envelope and shows one notification for the message; the relay read none of it.
+//! a relay queue, a capability for the node, a push subscription with the relay's VAPID key);
+//! the relay pushes an encrypted wake-up to a local push service, and the service worker, woken
+//! with it by DevTools' `ServiceWorker.deliverPushMessage`, fetches and opens the sealed
+//! envelope and shows one notification for the message; the relay read none of it.
 
 use std::time::{Duration, Instant};
 
+use confab_tests::push_service::TestPushService;
 use confab_tests::relay::TestRelay;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -42,15 +44,47 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     .expect("grant notifications");
     bob.sign_in(&base, "bob", PASSWORD).await;
 
+    // Headless Chromium has no push service, so `PushManager.subscribe` never succeeds there.
+    // The test stands in for it: the page's subscribe hands out a subscription at the test push
+    // service (keeping the application server key it was asked with), and everything after it
+    // is real: the relay's encrypted, VAPID-signed push goes to that service over HTTP, and the
+    // service worker gets its decrypted payload as the browser's push service would hand it on.
+    let push = TestPushService::start().await.expect("push service");
+    bob.eval(&format!(
+        r"(() => {{ const sub = {subscription};
+            PushManager.prototype.subscribe = async function (options) {{
+              const key = new Uint8Array(options.applicationServerKey);
+              window.__applicationServerKey = btoa(String.fromCharCode(...key)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+              window.__userVisibleOnly = options.userVisibleOnly;
+              return {{ endpoint: sub.endpoint, toJSON: () => sub, unsubscribe: async () => true }};
+            }};
+            return true; }})()",
+        subscription = push.subscription("bob-browser"),
+    ))
+    .await;
+
     // Enrol from the profile dialog (a click, as browsers require).
     bob.click("#btn-profile").await;
     bob.click("#pf-push").await;
     let status = bob
         .wait(
             "the device to be set up",
-            "(t => /push is on|registered as a device/i.test(t) && t)(document.getElementById('pf-push-status').textContent)",
+            "(t => /push is on|registered as a device|could not/i.test(t) && t)(document.getElementById('pf-push-status').textContent)",
         )
         .await;
+    assert_eq!(status, json!("Push is on for this browser."));
+    let vapid: Value = reqwest::get(format!("{}/v1/vapid", relay.url()))
+        .await
+        .expect("relay vapid")
+        .json()
+        .await
+        .expect("vapid json");
+    assert_eq!(
+        bob.eval("[window.__applicationServerKey, window.__userVisibleOnly]")
+            .await,
+        json!([vapid["vapid_public_key"], true]),
+        "subscribed with the relay's VAPID key"
+    );
     let devices: Value = bob_api
         .call(Method::GET, "/devices", None)
         .await
@@ -99,8 +133,24 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
         node.log_tail(30)
     );
 
-    // The push service's wake-up (content-free, like the relay's), delivered by DevTools.
-    deliver_push(&bob, &base).await;
+    // The relay's wake-up reached the push service: content-free, and it decrypts.
+    let wake_up = push
+        .wait_for("bob-browser", 1, Duration::from_secs(15))
+        .await
+        .expect("the relay pushed a wake-up")
+        .remove(0);
+    let payload = String::from_utf8(wake_up.plaintext.expect("decrypts")).expect("utf-8");
+    assert_eq!(
+        serde_json::from_str::<Value>(&payload).expect("json"),
+        json!({"v": 1, "pending": 1})
+    );
+    assert!(!wake_up
+        .body
+        .windows(canary.len())
+        .any(|w| w == canary.as_bytes()));
+    assert_eq!(wake_up.audience.as_deref(), Some(push.origin()));
+    // The push service hands it to the browser (DevTools stands in for that last hop).
+    deliver_push(&bob, &base, &payload).await;
     let shown = bob
         .wait(
             "the notification",
@@ -110,7 +160,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     assert_eq!(shown, json!([format!("alice@local|{text}")]));
 
     // A second wake-up finds nothing new: still one notification.
-    deliver_push(&bob, &base).await;
+    deliver_push(&bob, &base, &payload).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bob.eval(NOTIFICATIONS).await, shown);
 
@@ -153,7 +203,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
 
 /// `ServiceWorker.deliverPushMessage` needs the registration id, which DevTools reports only
 /// as events chromedriver does not relay; a fresh profile's first registration has a small id.
-async fn deliver_push(browser: &Browser, origin: &str) {
+async fn deliver_push(browser: &Browser, origin: &str, data: &str) {
     browser
         .cdp("ServiceWorker.enable", json!({}))
         .await
@@ -163,7 +213,7 @@ async fn deliver_push(browser: &Browser, origin: &str) {
         match browser
             .cdp(
                 "ServiceWorker.deliverPushMessage",
-                json!({"origin": origin, "registrationId": id.to_string(), "data": "{\"v\":1,\"pending\":1}"}),
+                json!({"origin": origin, "registrationId": id.to_string(), "data": data}),
             )
             .await
         {
