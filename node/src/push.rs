@@ -17,11 +17,11 @@
 use crate::config::PushConfig;
 use crate::engine::{Command, EngineHandle};
 use crate::events::{EventBody, EventHub};
-use crate::model::{is_notifying, now_ms, DeviceRecord, MessageView};
+use crate::model::{is_notifying, now_ms, DeviceRecord, MessageView, RelayRegistration};
 use crate::store::{KvRead, KvStore, Tree};
 use crate::views;
 use confab_protocol::relay::{
-    seal, CapabilityToken, EnqueueFields, EnqueueRequest, EnvelopeId, Urgency,
+    seal, CapabilityToken, EnqueueFields, EnqueueRequest, EnvelopeId, RenounceRequest, Urgency,
 };
 use confab_protocol::{DeviceId, OrgKey, UserId};
 use std::collections::HashMap;
@@ -88,6 +88,9 @@ pub struct PushCounters {
     pub retried: AtomicU64,
     /// Stored by the relay without waking the device (it has no push subscription, say).
     pub unwoken: AtomicU64,
+    /// Capabilities given up at a relay (a device removed), and attempts that failed.
+    pub renounced: AtomicU64,
+    pub renounce_failed: AtomicU64,
 }
 
 /// Why a relay did not take an envelope.
@@ -98,6 +101,8 @@ struct PostError {
     passing: bool,
     /// The relay's `Retry-After`, in seconds.
     retry_after_s: Option<u64>,
+    /// The relay's HTTP status, when it answered.
+    status: Option<u16>,
 }
 
 impl PostError {
@@ -106,6 +111,7 @@ impl PostError {
             message: message.into(),
             passing: false,
             retry_after_s: None,
+            status: None,
         }
     }
 
@@ -114,6 +120,7 @@ impl PostError {
             message: message.into(),
             passing: true,
             retry_after_s: None,
+            status: None,
         }
     }
 }
@@ -370,11 +377,64 @@ impl Pusher {
         message: &MessageView,
     ) -> Result<Stored, PostError> {
         let (url, body) = self.envelope(device, message)?;
+        let answer = self.post_until_taken(&url, body).await?;
+        Ok(Stored::from_answer(answer.as_deref()))
+    }
+
+    /// Gives up this node's capability for a device's relay queue, in the background (the
+    /// device was removed or moved to another queue): the relay revokes it and deletes this
+    /// organisation's envelopes still queued there, so a lost device cannot fetch them.
+    /// Retried like a push; a failure is logged and counted.
+    pub fn renounce(self: &Arc<Self>, relay: RelayRegistration) {
+        let pusher = self.clone();
+        tokio::spawn(async move {
+            match pusher.post_renunciation(&relay).await {
+                Ok(()) => {
+                    pusher.counters.renounced.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(relay = %relay.url, queue = %relay.queue, "push: capability renounced at the relay");
+                }
+                Err(error) => {
+                    pusher
+                        .counters
+                        .renounce_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(relay = %relay.url, queue = %relay.queue, error = %error.message, "push: could not renounce the capability at the relay");
+                }
+            }
+        });
+    }
+
+    async fn post_renunciation(&self, relay: &RelayRegistration) -> Result<(), PostError> {
+        let capability = CapabilityToken::from_text(&relay.capability)
+            .map_err(|error| PostError::refused(format!("stored capability: {error}")))?;
+        let request = RenounceRequest::sign(&self.key, capability, now_ms());
+        let body =
+            serde_json::to_vec(&request).map_err(|error| PostError::refused(error.to_string()))?;
+        let url = format!(
+            "{}/v1/queues/{}/renunciations",
+            relay.url.trim_end_matches('/'),
+            relay.queue
+        );
+        match self.post_until_taken(&url, bytes::Bytes::from(body)).await {
+            Ok(_) => Ok(()),
+            // The device deleted its queue itself (as the browser does when removed here).
+            Err(error) if error.status == Some(404) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Posts `body` until the relay takes it (its answer), it refuses, the retries run out or
+    /// the node stops.
+    async fn post_until_taken(
+        &self,
+        url: &str,
+        body: bytes::Bytes,
+    ) -> Result<Option<bytes::Bytes>, PostError> {
         let mut stopping = self.stopping.subscribe();
         let mut retry = 0;
         loop {
-            let error = match self.post(&url, body.clone()).await {
-                Ok(stored) => return Ok(stored),
+            let error = match self.post(url, body.clone()).await {
+                Ok(answer) => return Ok(answer),
                 Err(error) => error,
             };
             if !error.passing || retry >= self.config.retries_max || *stopping.borrow() {
@@ -386,7 +446,7 @@ impl Pusher {
                 retry,
                 error.retry_after_s,
             );
-            tracing::debug!(device = %device.id, error = %error.message, ?wait, "push: retrying");
+            tracing::debug!(%url, error = %error.message, ?wait, "push: retrying");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopping.wait_for(|stop| *stop) => return Err(error),
@@ -438,8 +498,8 @@ impl Pusher {
         Ok((url, bytes::Bytes::from(body)))
     }
 
-    /// One attempt at handing the envelope to the relay.
-    async fn post(&self, url: &str, body: bytes::Bytes) -> Result<Stored, PostError> {
+    /// One attempt at handing a request to the relay; its answer's body, if readable.
+    async fn post(&self, url: &str, body: bytes::Bytes) -> Result<Option<bytes::Bytes>, PostError> {
         let request = axum::http::Request::post(url)
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(body))
@@ -452,13 +512,12 @@ impl Pusher {
         let status = response.status();
         use http_body_util::BodyExt;
         if status.is_success() {
-            // The envelope is stored; the answer's `push` says whether the device is woken.
             let answer = tokio::time::timeout(timeout, response.into_body().collect())
                 .await
                 .ok()
                 .and_then(|body| body.ok())
                 .map(|body| body.to_bytes());
-            return Ok(Stored::from_answer(answer.as_deref()));
+            return Ok(answer);
         }
         let retry_after_s = response
             .headers()
@@ -483,6 +542,7 @@ impl Pusher {
             message: format!("{url}: {status}: {answer}"),
             passing,
             retry_after_s,
+            status: Some(status.as_u16()),
         })
     }
 }

@@ -38,6 +38,8 @@ pub enum RelayDomain {
     DeviceAuth,
     /// A user's [`crate::devices::DeviceList`], signed by their organisation.
     DeviceList,
+    /// A [`RenounceRequest`], signed by the organisation giving up its capability.
+    Renounce,
 }
 
 impl RelayDomain {
@@ -47,6 +49,7 @@ impl RelayDomain {
             RelayDomain::Capability => b"confab/v1/relay-capability",
             RelayDomain::DeviceAuth => b"confab/v1/relay-device-auth",
             RelayDomain::DeviceList => b"confab/v1/device-list",
+            RelayDomain::Renounce => b"confab/v1/relay-renounce",
         }
     }
 }
@@ -784,9 +787,105 @@ impl EnqueueRequest {
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// Renounce request
+
+/// Version byte of the renounce request's signed payload.
+pub const RENOUNCE_VERSION: u8 = 1;
+
+/// A node giving up its capability for a queue: sent when the device was removed from its
+/// user's account. The relay revokes the capability and deletes every envelope this sender
+/// still has queued there, so a lost or stolen device cannot fetch them any more.
+///
+/// The signature (domain [`RelayDomain::Renounce`], by `sender`) covers
+/// [`RenounceRequest::signed_payload`]: `version (1) = 1 ‖ queue (16) ‖ sender (32) ‖ sent_ms
+/// (u64 BE) ‖ SHA-256(capability token bytes) (32)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenounceRequest {
+    pub queue: QueueId,
+    pub sender: OrgId,
+    /// The sender's clock when it signed (bounds replays, as for enqueue).
+    pub sent_ms: u64,
+    pub capability: CapabilityToken,
+    #[serde(with = "b64_signature")]
+    pub signature: Signature,
+}
+
+impl RenounceRequest {
+    fn payload(
+        queue: &QueueId,
+        sender: &OrgId,
+        sent_ms: u64,
+        capability: &CapabilityToken,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 16 + 32 + 8 + 32);
+        out.push(RENOUNCE_VERSION);
+        out.extend_from_slice(queue.as_bytes());
+        out.extend_from_slice(sender.as_bytes());
+        out.extend_from_slice(&sent_ms.to_be_bytes());
+        out.extend_from_slice(&Sha256::digest(capability.encode()));
+        out
+    }
+
+    /// The bytes the sender signs.
+    pub fn signed_payload(&self) -> Vec<u8> {
+        Self::payload(&self.queue, &self.sender, self.sent_ms, &self.capability)
+    }
+
+    /// Builds and signs a request for the queue the capability names.
+    pub fn sign(org: &OrgKey, capability: CapabilityToken, sent_ms: u64) -> Self {
+        let sender = org.id();
+        let queue = capability.queue;
+        let payload = Self::payload(&queue, &sender, sent_ms, &capability);
+        let signature = org_sign(org, RelayDomain::Renounce, &payload);
+        Self {
+            queue,
+            sender,
+            sent_ms,
+            capability,
+            signature,
+        }
+    }
+
+    /// Verifies the sender's signature (the capability is checked against the device key).
+    pub fn verify_signature(&self) -> Result<(), SignatureError> {
+        verify(
+            self.sender.as_bytes(),
+            RelayDomain::Renounce,
+            &self.signed_payload(),
+            &self.signature,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renounce_request_signs_and_refuses_tampering() {
+        let org = OrgKey::from_seed([6; 32]);
+        let device = DeviceKey::from_seed([7; 32]);
+        let capability = CapabilityToken::issue(
+            &device,
+            QueueId::from_bytes([1; 16]),
+            CapabilityId::from_bytes([2; 16]),
+            org.id(),
+            5_000,
+        );
+        let request = RenounceRequest::sign(&org, capability, 1_000);
+        request.verify_signature().expect("verifies");
+        let json = serde_json::to_string(&request).expect("json");
+        let back: RenounceRequest = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, request);
+        let mut later = request.clone();
+        later.sent_ms += 1;
+        assert!(later.verify_signature().is_err());
+        let mut other = request;
+        other.queue = QueueId::from_bytes([9; 16]);
+        assert!(other.verify_signature().is_err());
+    }
 
     #[test]
     fn seal_open_round_trip_and_tamper() {

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use confab_protocol::relay::{
-    b64_encode, verify_device_auth, CapabilityId, ChallengePurpose, DeviceAuth, DevicePublicKey,
-    EnqueueRequest, EnvelopeId, QueueId, Topic, Urgency, SEALED_VERSION, SEAL_OVERHEAD,
+    b64_encode, verify_device_auth, CapabilityId, CapabilityToken, ChallengePurpose, DeviceAuth,
+    DevicePublicKey, EnqueueRequest, EnvelopeId, QueueId, RenounceRequest, Topic, Urgency,
+    SEALED_VERSION, SEAL_OVERHEAD,
 };
 use confab_protocol::OrgId;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/queues/{queue}/ack", post(ack))
         .route("/v1/queues/{queue}/push", put(set_push))
         .route("/v1/queues/{queue}/revocations", post(revoke))
+        .route("/v1/queues/{queue}/renunciations", post(renounce))
         .route("/v1/queues/{queue}/ws", get(websocket))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -276,15 +278,7 @@ async fn enqueue(
     }
     let now = now_ms();
     let skew_ms = limits.clock_skew_s_max.saturating_mul(1000);
-    if request.sent_ms.abs_diff(now) > skew_ms {
-        return Err(ApiError::bad_request(
-            "stale_request",
-            format!(
-                "sent_ms is more than {} s away from the relay's clock",
-                limits.clock_skew_s_max
-            ),
-        ));
-    }
+    check_fresh(limits, request.sent_ms, now)?;
     request.verify_signature().map_err(|_| {
         ApiError::unauthorized("bad_signature", "the sender's signature does not verify")
     })?;
@@ -293,13 +287,7 @@ async fn enqueue(
         .queue(&queue)?
         .ok_or_else(ApiError::unknown_queue)?;
     let cap = &request.capability;
-    if cap.queue != queue || cap.sender != request.sender || cap.verify(&record.device_key).is_err()
-    {
-        return Err(ApiError::forbidden(
-            "capability_invalid",
-            "the capability token is not the device's grant for this sender and queue",
-        ));
-    }
+    check_grant(cap, &queue, &request.sender, &record.device_key)?;
     if cap.not_after_ms < now {
         return Err(ApiError::forbidden(
             "capability_expired",
@@ -410,6 +398,102 @@ async fn enqueue(
             ),
         )),
     }
+}
+
+/// A signed request's `sent_ms` must be within the allowed skew of the relay's clock (which
+/// bounds how long a captured request can be replayed).
+fn check_fresh(limits: &crate::Limits, sent_ms: u64, now_ms: u64) -> ApiResult<()> {
+    if sent_ms.abs_diff(now_ms) > limits.clock_skew_s_max.saturating_mul(1000) {
+        return Err(ApiError::bad_request(
+            "stale_request",
+            format!(
+                "sent_ms is more than {} s away from the relay's clock",
+                limits.clock_skew_s_max
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The capability must be the queue's device's grant to this sender for this queue.
+fn check_grant(
+    cap: &CapabilityToken,
+    queue: &QueueId,
+    sender: &OrgId,
+    device_key: &DevicePublicKey,
+) -> ApiResult<()> {
+    if cap.queue != *queue || cap.sender != *sender || cap.verify(device_key).is_err() {
+        return Err(ApiError::forbidden(
+            "capability_invalid",
+            "the capability token is not the device's grant for this sender and queue",
+        ));
+    }
+    Ok(())
+}
+
+/// A sender gives up its capability (its user removed the device): the capability is revoked
+/// and every envelope this sender still has in the queue is deleted.
+async fn renounce(
+    State(state): State<Arc<AppState>>,
+    Path(queue): Path<String>,
+    Body(request): Body<RenounceRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let limits = &state.config.limits;
+    let queue = parse_queue(&queue)?;
+    if request.queue != queue {
+        return Err(ApiError::bad_request(
+            "queue_mismatch",
+            "the request names another queue than its URL",
+        ));
+    }
+    let now = now_ms();
+    check_fresh(limits, request.sent_ms, now)?;
+    request.verify_signature().map_err(|_| {
+        ApiError::unauthorized("bad_signature", "the sender's signature does not verify")
+    })?;
+    let record = state
+        .store
+        .queue(&queue)?
+        .ok_or_else(ApiError::unknown_queue)?;
+    // Expired or already revoked capabilities may still be renounced: the purge is the point.
+    check_grant(
+        &request.capability,
+        &queue,
+        &request.sender,
+        &record.device_key,
+    )?;
+    if let Err(wait) = state.enqueue_limiter.check(&queue) {
+        Metrics::inc(&state.metrics.rate_limited, 1);
+        return Err(ApiError::rate_limited(retry_after_s(wait)));
+    }
+    let keep_until = request
+        .capability
+        .not_after_ms
+        .min(now.saturating_add(limits.capability_lifetime_s_max.saturating_mul(1000)));
+    let purged = state
+        .store
+        .renounce(
+            &queue,
+            &request.capability.id,
+            keep_until,
+            &request.sender,
+            limits.revocations_per_queue_max,
+            now,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "revocation_limit",
+                format!(
+                    "a queue keeps at most {} revocations",
+                    limits.revocations_per_queue_max
+                ),
+            )
+        })?;
+    state.store.flush().await?;
+    tracing::info!(%queue, purged, "capability renounced by its sender");
+    Ok(Json(json!({ "ok": true, "purged": purged })))
 }
 
 /// Whether an envelope wakes its device: `Err` names why not, as the enqueue answer's `push`.

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub collapsed: AtomicU64,
     pub delivered: AtomicU64,
     pub expired: AtomicU64,
+    pub purged: AtomicU64,
     pub overflowed: AtomicU64,
     pub rate_limited: AtomicU64,
     pub push_sent: AtomicU64,
@@ -32,7 +33,7 @@ impl Metrics {
 
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
             (
                 "confab_relay_queue_depth",
                 "gauge",
@@ -74,6 +75,12 @@ impl Metrics {
                 "counter",
                 "Envelopes dropped because their TTL ran out.",
                 &self.expired,
+            ),
+            (
+                "confab_relay_purged_total",
+                "counter",
+                "Envelopes deleted because their sender renounced its capability.",
+                &self.purged,
             ),
             (
                 "confab_relay_overflowed_total",

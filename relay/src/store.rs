@@ -586,6 +586,70 @@ impl Store {
         Ok(true)
     }
 
+    /// A sender gives up its capability: records the revocation until `not_after_ms` and
+    /// deletes every envelope `sender` has in the queue, in one transaction. Returns how many
+    /// were deleted, or `None` (nothing changed) if the queue already has `max` revocations.
+    /// The caller must flush before answering.
+    pub async fn renounce(
+        &self,
+        queue: &QueueId,
+        capability: &CapabilityId,
+        not_after_ms: u64,
+        sender: &OrgId,
+        max: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut counts = self.counts.lock().await;
+        let key = pair_key(queue, capability.as_bytes());
+        let known = self.revoked.contains_key(&key)?;
+        if !known && self.revoked.scan_prefix(queue.as_bytes()).count() as u64 >= max {
+            return Ok(None);
+        }
+        let mut victims = Vec::new();
+        for item in self.envelopes.scan_prefix(queue.as_bytes()) {
+            let (key, value) = item?;
+            let envelope = StoredEnvelope::decode(&value)?;
+            if envelope.sender == *sender {
+                let seq = be_u64(&key[16..], "envelopes/v1")?;
+                victims.push((seq, envelope, value.len() as u64));
+            }
+        }
+        (
+            &self.envelopes,
+            &self.ids,
+            &self.topics,
+            &self.expiry,
+            &self.revoked,
+        )
+            .transaction(|(envelopes, ids, topics, expiry, revoked)| {
+                if !known {
+                    revoked.insert(key.clone(), &not_after_ms.to_be_bytes()[..])?;
+                    expiry.insert(
+                        expiry_key(not_after_ms, KIND_REVOCATION, queue, capability.as_bytes()),
+                        &[][..],
+                    )?;
+                }
+                for (seq, envelope, _) in &victims {
+                    tx_remove(
+                        envelopes, ids, topics, expiry, queue, *seq, envelope, now_ms,
+                    )?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(StoreError::from)?;
+        let n = victims.len() as u64;
+        let freed: u64 = victims.iter().map(|(_, _, len)| *len).sum();
+        let entry = counts.per_queue.entry(*queue).or_default();
+        entry.count = entry.count.saturating_sub(n);
+        entry.bytes = entry.bytes.saturating_sub(freed);
+        counts.total = counts.total.saturating_sub(n);
+        self.metrics
+            .queue_depth
+            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        Metrics::inc(&self.metrics.purged, n);
+        Ok(Some(n))
+    }
+
     fn stats(&self, counts: &mut Counts, queue: &QueueId) -> QueueStats {
         *counts.per_queue.entry(*queue).or_default()
     }

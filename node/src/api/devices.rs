@@ -152,6 +152,7 @@ pub async fn revoke(
     Path(device_id): Path<String>,
 ) -> ApiResult<Response> {
     let device = parse_device(&device_id)?;
+    let before = views::device(state.store.as_ref(), &user.id, &device)?;
     state
         .engine
         .call(|reply| Command::RevokeDevice {
@@ -161,6 +162,9 @@ pub async fn revoke(
         })
         .await?;
     refresh_pusher(&state, &user.id);
+    if let Some(relay) = before.and_then(|record| record.relay) {
+        renounce(&state, relay);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -171,11 +175,11 @@ pub async fn set_relay(
     JsonBody(body): JsonBody<RelayBody>,
 ) -> ApiResult<Json<DeviceView>> {
     let device = parse_device(&device_id)?;
-    let record = views::device(state.store.as_ref(), &user.id, &device)?
+    let previous = views::device(state.store.as_ref(), &user.id, &device)?
         .ok_or_else(|| ApiError::not_found("device"))?;
     let relay = match body.relay {
         None => None,
-        Some(fields) => Some(check_relay(&state, &record, fields)?),
+        Some(fields) => Some(check_relay(&state, &previous, fields)?),
     };
     let record = state
         .engine
@@ -187,6 +191,16 @@ pub async fn set_relay(
         })
         .await?;
     refresh_pusher(&state, &user.id);
+    // A capability for a queue this node no longer pushes to is given up.
+    if let Some(old) = previous.relay {
+        let kept = record
+            .relay
+            .as_ref()
+            .is_some_and(|new| new.url == old.url && new.queue == old.queue);
+        if !kept {
+            renounce(&state, old);
+        }
+    }
     Ok(Json(DeviceView::new(&state, record)))
 }
 
@@ -277,6 +291,12 @@ fn refresh_pusher(state: &AppState, user: &UserId) {
         if let Err(error) = pusher.refresh(user) {
             tracing::warn!(%error, "push: could not re-read a user's devices");
         }
+    }
+}
+
+fn renounce(state: &AppState, relay: RelayRegistration) {
+    if let Some(pusher) = &state.pusher {
+        pusher.renounce(relay);
     }
 }
 

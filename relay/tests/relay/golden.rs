@@ -1,12 +1,12 @@
 //! Golden fixtures of every relay wire format, byte for byte (`relay/tests/fixtures/`): the
-//! sealed envelope, the capability token, the signed enqueue request, the device challenge
-//! answer and the stored envelope record. A fixture changes only when a format changes on
+//! sealed envelope, the capability token, the signed enqueue and renounce requests, the device
+//! challenge answer and the stored envelope record. A fixture changes only when a format changes on
 //! purpose; `CONFAB_BLESS=1 cargo test -p confab-relay --test relay golden` regenerates them.
 
 use confab_protocol::relay::{
     b64_encode, device_auth_payload, open, seal, x25519_public, CapabilityId, CapabilityToken,
     ChallengePurpose, DeviceKey, EnqueueFields, EnqueueRequest, EnvelopeId, QueueId,
-    SealedEnvelope, Urgency,
+    RenounceRequest, SealedEnvelope, Urgency,
 };
 use confab_protocol::OrgKey;
 use confab_relay::store::StoredEnvelope;
@@ -54,6 +54,8 @@ fn relay_wire_formats() {
         org.id(),
         1_800_000_000_000,
     );
+    let renounce = RenounceRequest::sign(&org, capability.clone(), 1_700_000_000_000);
+    renounce.verify_signature().expect("renounce verifies");
     let request = EnqueueRequest::sign(
         &org,
         EnqueueFields {
@@ -112,6 +114,10 @@ fn relay_wire_formats() {
                 "signature": b64_encode(&answer.0),
             },
             "stored_envelope": hex::encode(stored.encode()),
+            "renounce_request": {
+                "signed_payload": hex::encode(renounce.signed_payload()),
+                "json": serde_json::to_value(&renounce).expect("json"),
+            },
         }),
     );
 }

@@ -3,7 +3,10 @@
 //! input that is refused with a clear error while nothing already queued is lost.
 
 use crate::support::*;
-use confab_protocol::relay::{b64_encode, CapabilityToken, ChallengePurpose, EnvelopeId, Urgency};
+use confab_protocol::relay::{
+    b64_encode, CapabilityToken, ChallengePurpose, EnvelopeId, QueueId, RenounceRequest, Urgency,
+};
+use confab_protocol::OrgKey;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -313,6 +316,87 @@ async fn capabilities_are_checked_and_revocable() {
     let dir = relay.stop().await;
     let relay = TestRelay::start_in(dir, |_| {}).await;
     let answer = relay.client().enqueue(&after.request()).await;
+    assert_eq!(answer.code(), "capability_revoked");
+    relay.stop().await;
+}
+
+/// A node whose user removed the device renounces its capability: the relay revokes it and
+/// deletes that sender's queued envelopes (the device may be lost), keeping other senders'.
+#[tokio::test]
+async fn a_sender_renounces_its_capability_and_its_envelopes_go() {
+    let relay = TestRelay::start(|_| {}).await;
+    let client = relay.client();
+    let device = client.register().await;
+    let (org, other) = (org(), OrgKey::from_seed(random()));
+    let cap = device.capability(&org);
+    for body in [&b"mine 1"[..], b"mine 2"] {
+        let send = Send::new(&org, &device, body).with_cap(&cap);
+        assert_eq!(
+            client.enqueue(&send.request()).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let theirs = Send::new(&other, &device, b"theirs");
+    assert_eq!(
+        client.enqueue(&theirs.request()).await.status,
+        StatusCode::CREATED
+    );
+    let path = format!("/v1/queues/{}/renunciations", device.queue);
+
+    // Only the organisation the capability names, signing freshly, for this queue.
+    let by_other = RenounceRequest::sign(&other, cap.clone(), now_ms());
+    let answer = client.post(&path, &json!(by_other)).await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::FORBIDDEN, "capability_invalid")
+    );
+    let mut forged = RenounceRequest::sign(&org, cap.clone(), now_ms());
+    forged.sent_ms += 1;
+    let answer = client.post(&path, &json!(forged)).await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
+    let stale = RenounceRequest::sign(&org, cap.clone(), now_ms() - 3_600_000);
+    assert_eq!(
+        client.post(&path, &json!(stale)).await.code(),
+        "stale_request"
+    );
+    let elsewhere = format!("/v1/queues/{}/renunciations", QueueId::from_bytes(random()));
+    let good = RenounceRequest::sign(&org, cap.clone(), now_ms());
+    assert_eq!(
+        client.post(&elsewhere, &json!(good)).await.code(),
+        "queue_mismatch"
+    );
+    assert_eq!(
+        client.metric("confab_relay_queue_depth").await,
+        3,
+        "refusals change nothing"
+    );
+
+    let answer = client.post(&path, &json!(good)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["purged"], 2);
+    assert_eq!(client.metric("confab_relay_purged_total").await, 2);
+    let answer = client
+        .enqueue(&Send::new(&org, &device, b"after").with_cap(&cap).request())
+        .await;
+    assert_eq!(answer.code(), "capability_revoked");
+    // Renouncing again is harmless.
+    let again = RenounceRequest::sign(&org, cap.clone(), now_ms());
+    assert_eq!(client.post(&path, &json!(again)).await.body["purged"], 0);
+    // The other sender's envelope stays, and this survives a restart.
+    let dir = relay.stop().await;
+    let relay = TestRelay::start_in(dir, |_| {}).await;
+    let client = relay.client();
+    let got = client.drain(&device).await;
+    assert_eq!(
+        got.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(),
+        vec![&b"theirs"[..]]
+    );
+    let answer = client
+        .enqueue(&Send::new(&org, &device, b"later").with_cap(&cap).request())
+        .await;
     assert_eq!(answer.code(), "capability_revoked");
     relay.stop().await;
 }

@@ -506,7 +506,16 @@ async fn device_registration_checks_keys_names_and_capabilities() {
         assert_eq!(error.code, "invalid_capability", "{error}");
     }
 
-    // Revoked: gone from both lists, and no longer pushed to.
+    // A message waits at the relay for the offline device when it is removed.
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    alice.send(&dm.id, "before removal").await.must("send");
+    assert!(
+        relay_metric_reaches(&relay, "confab_relay_queue_depth", 1).await,
+        "the message never reached the relay"
+    );
+
+    // Revoked: gone from both lists, no longer pushed to, and the node renounced its
+    // capability at the relay, which deleted the waiting envelope (the device may be lost).
     assert_eq!(
         bob.call_empty(Method::DELETE, &format!("/devices/{}", device.id))
             .await
@@ -518,13 +527,38 @@ async fn device_registration_checks_keys_names_and_capabilities() {
         .await
         .must("signed list");
     assert!(signed.list.devices.is_empty());
-    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    assert!(
+        relay_metric_reaches(&relay, "confab_relay_purged_total", 1).await,
+        "the relay never heard of the removal"
+    );
     alice.send(&dm.id, "after revocation").await.must("send");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         device.fetch().await.is_empty(),
         "a revoked device is not pushed to"
     );
+}
+
+/// Whether the relay's Prometheus metric `name` reaches `value` within 10 s.
+async fn relay_metric_reaches(relay: &TestRelay, name: &str, value: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let text = reqwest::get(format!("{}/metrics", relay.url()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let now = text
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if now == Some(value) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// A capability expiry within the relay's 400-day limit.
