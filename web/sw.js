@@ -42,12 +42,13 @@ self.addEventListener("notificationclick", (event) => {
   const url = "/" + (chat ? "#" + encodeURIComponent(chat) : "");
   event.waitUntil(
     (async () => {
+      // An open app page switches to the chat; other pages of this origin (a media file, say)
+      // are left alone and a new app window opens.
       const pages = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-      for (const page of pages) {
-        if ("focus" in page) {
-          page.postMessage({ type: "open_chat", chat_id: chat });
-          return page.focus();
-        }
+      const app = pages.find((page) => new URL(page.url).pathname === "/");
+      if (app) {
+        app.postMessage({ type: "open_chat", chat_id: chat });
+        return app.focus().catch(() => {});
       }
       return self.clients.openWindow(url);
     })(),

@@ -187,7 +187,8 @@ impl Drop for Driver {
 pub struct Browser {
     pub wd: Wd,
     pub name: String,
-    _profile: tempfile::TempDir,
+    /// The profile directory (Chromium writes its DevTools port there).
+    profile: tempfile::TempDir,
 }
 
 /// Options for [`Browser::open`].
@@ -252,7 +253,7 @@ impl Browser {
                     let br = Browser {
                         wd,
                         name: name.to_string(),
-                        _profile: profile,
+                        profile,
                     };
                     return br;
                 }
@@ -673,6 +674,68 @@ impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
 }
 
 impl Browser {
+    /// Evaluates `expr` (awaiting a promise) in this browser's running service worker, through
+    /// Chromium's own DevTools endpoint: chromedriver's command only reaches the page.
+    pub async fn eval_in_service_worker(&self, expr: &str) -> Result<Value, String> {
+        use futures_util::{SinkExt, StreamExt};
+        let port_file = self.profile.path().join("DevToolsActivePort");
+        let port = std::fs::read_to_string(&port_file)
+            .map_err(|e| format!("{}: {e}", port_file.display()))?;
+        let port = port.lines().next().unwrap_or_default().trim().to_string();
+        let deadline = Instant::now() + UI_TIMEOUT;
+        let socket_url = loop {
+            let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let worker = targets.as_array().and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|t| t["type"] == "service_worker")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                    .map(str::to_string)
+            });
+            match worker {
+                Some(url) => break url,
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                None => return Err(format!("no running service worker among {targets}")),
+            }
+        };
+        let (mut socket, _) = tokio_tungstenite::connect_async(socket_url.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let command = json!({"id": 1, "method": "Runtime.evaluate", "params": {
+            "expression": expr, "awaitPromise": true, "returnByValue": true}});
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                command.to_string(),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(message) = tokio::time::timeout(UI_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| "no answer from the service worker".to_string())?
+        {
+            let message = message.map_err(|e| e.to_string())?;
+            let Ok(text) = message.to_text() else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            if answer["id"] != 1 {
+                continue;
+            }
+            if let Some(thrown) = answer["result"].get("exceptionDetails") {
+                return Err(format!("the service worker threw: {thrown}"));
+            }
+            return Ok(answer["result"]["result"]["value"].clone());
+        }
+        Err("the DevTools socket closed".into())
+    }
+
     /// Runs a DevTools command (e.g. `ServiceWorker.deliverPushMessage`) in this browser.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, String> {
         self.wd

@@ -2,7 +2,8 @@
 //! a relay queue, a capability for the node, a push subscription with the relay's VAPID key);
 //! the relay pushes an encrypted wake-up to a local push service, and the service worker, woken
 //! with it by DevTools' `ServiceWorker.deliverPushMessage`, fetches and opens the sealed
-//! envelope and shows one notification for the message; the relay read none of it.
+//! envelope and shows one notification for the message; the relay read none of it. Clicking the
+//! notification opens its chat in the app, and a changed push subscription reaches the relay.
 
 use std::time::{Duration, Instant};
 
@@ -99,23 +100,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     bob.assert_clean("push enrolment").await;
 
     // Bob closes the app (the service worker stays); alice writes.
-    bob.goto(&format!("{base}/style.css")).await;
-    // The app closes its socket when the page is hidden (even into the back/forward cache).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let devices: Value = bob_api
-            .call(Method::GET, "/devices", None)
-            .await
-            .must("devices");
-        if devices["devices"][0]["live"] == false {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the device stayed live: {devices}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    close_app(&bob, &base, bob_api).await;
     let canary = format!("canary{:016x}", fastrand::u64(..));
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let text = format!("are you there? {canary}");
@@ -164,13 +149,69 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bob.eval(NOTIFICATIONS).await, shown);
 
-    // Back in the app, the message is there once.
-    bob.goto(&format!("{base}/#{}", dm.id)).await;
+    // Back in the app, on another chat: clicking the notification opens the DM, where the
+    // message is once. DevTools has no notification click, so the service worker is handed
+    // the click event for the notification it shows.
+    let other = public_channel(alice, "general", &[bob_api]).await;
+    bob.goto(&format!("{base}/#{}", other.id)).await;
     bob.wait_live().await;
-    bob.open_chat(&dm.id).await;
+    bob.open_chat(&other.id).await;
+    let clicked = bob
+        .eval_in_service_worker(
+            "self.registration.getNotifications().then(ns => {                if (ns.length !== 1) return 'notifications: ' + ns.length;                self.dispatchEvent(new NotificationEvent('notificationclick', { notification: ns[0] }));                return ns[0].data.chat_id; })",
+        )
+        .await
+        .expect("click in the service worker");
+    assert_eq!(clicked, json!(dm.id.as_str()));
+    bob.wait_args(
+        "the clicked notification's chat to open",
+        "document.getElementById('chat').dataset.chatId === arguments[0] && \
+         document.getElementById('chat').dataset.loaded === '1'",
+        vec![json!(dm.id.as_str())],
+    )
+    .await;
     bob.wait_message(&text).await;
     assert_eq!(bob.count_messages(&text).await, 1);
+    assert_eq!(
+        bob.eval(NOTIFICATIONS).await,
+        json!([]),
+        "the click closed it"
+    );
     bob.assert_clean("after the push").await;
+
+    // The push service changes the subscription: the service worker subscribes again (the
+    // same stand-in for the missing push service, now in the worker) and hands the relay the
+    // new one, where the next wake-up goes.
+    let renewed = bob
+        .eval_in_service_worker(&format!(
+            "(() => {{ const sub = {subscription};
+                PushManager.prototype.subscribe = async () => ({{ endpoint: sub.endpoint, toJSON: () => sub }});
+                const event = typeof PushSubscriptionChangeEvent === 'function'
+                  ? new PushSubscriptionChangeEvent('pushsubscriptionchange', {{}})
+                  : new ExtendableEvent('pushsubscriptionchange');
+                self.dispatchEvent(event);
+                return true; }})()",
+            subscription = push.subscription("bob-browser-2"),
+        ))
+        .await
+        .expect("subscription change in the service worker");
+    assert_eq!(renewed, json!(true));
+    close_app(&bob, &base, bob_api).await;
+    let later = format!("after the subscription changed {canary}");
+    alice.send(&dm.id, &later).await.must("send");
+    push.wait_for("bob-browser-2", 1, Duration::from_secs(15))
+        .await
+        .expect("the relay pushed to the new subscription");
+    assert_eq!(
+        push.pushes()
+            .iter()
+            .filter(|p| p.name == "bob-browser")
+            .count(),
+        1,
+        "nothing more to the old subscription"
+    );
+    bob.goto(&format!("{base}/#{}", dm.id)).await;
+    bob.wait_live().await;
 
     // Removing this browser from the profile dialog forgets it on the node and at the relay.
     bob.click("#btn-profile").await;
@@ -199,6 +240,27 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
         "the canary is in the relay's logs"
     );
     bob.close().await;
+}
+
+/// Leaves the app for another page of the node; the service worker stays. The app closes its
+/// socket when the page is hidden (even into the back/forward cache), so the device is offline.
+async fn close_app(browser: &Browser, base: &str, api: &Client) {
+    browser.goto(&format!("{base}/style.css")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let devices: Value = api
+            .call(Method::GET, "/devices", None)
+            .await
+            .must("devices");
+        if devices["devices"][0]["live"] == false {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the device stayed live: {devices}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `ServiceWorker.deliverPushMessage` needs the registration id, which DevTools reports only
