@@ -248,12 +248,7 @@ async fn enqueue(
 ) -> ApiResult<Response> {
     let limits = &state.config.limits;
     let queue = parse_queue(&queue)?;
-    if request.queue != queue {
-        return Err(ApiError::bad_request(
-            "queue_mismatch",
-            "the request names another queue than its URL",
-        ));
-    }
+    check_same_queue(&request.queue, &queue)?;
     if request.sealed.len() > limits.sealed_bytes_max {
         return Err(ApiError::too_large(
             "envelope_too_large",
@@ -400,6 +395,34 @@ async fn enqueue(
     }
 }
 
+/// The URL and the signed body must name the same queue.
+fn check_same_queue(named: &QueueId, url: &QueueId) -> ApiResult<()> {
+    if named != url {
+        return Err(ApiError::bad_request(
+            "queue_mismatch",
+            "the request names another queue than its URL",
+        ));
+    }
+    Ok(())
+}
+
+/// How long a revocation is kept: until the token's expiry, but tokens valid longer than the
+/// lifetime cap are refused anyway, so no longer than that.
+fn revocation_keep_until(limits: &crate::Limits, not_after_ms: u64, now_ms: u64) -> u64 {
+    not_after_ms.min(now_ms.saturating_add(limits.capability_lifetime_s_max.saturating_mul(1000)))
+}
+
+fn revocation_limit(limits: &crate::Limits) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "revocation_limit",
+        format!(
+            "a queue keeps at most {} revocations; register a new queue",
+            limits.revocations_per_queue_max
+        ),
+    )
+}
+
 /// A signed request's `sent_ms` must be within the allowed skew of the relay's clock (which
 /// bounds how long a captured request can be replayed).
 fn check_fresh(limits: &crate::Limits, sent_ms: u64, now_ms: u64) -> ApiResult<()> {
@@ -440,12 +463,7 @@ async fn renounce(
 ) -> ApiResult<Json<serde_json::Value>> {
     let limits = &state.config.limits;
     let queue = parse_queue(&queue)?;
-    if request.queue != queue {
-        return Err(ApiError::bad_request(
-            "queue_mismatch",
-            "the request names another queue than its URL",
-        ));
-    }
+    check_same_queue(&request.queue, &queue)?;
     let now = now_ms();
     check_fresh(limits, request.sent_ms, now)?;
     request.verify_signature().map_err(|_| {
@@ -466,10 +484,7 @@ async fn renounce(
         Metrics::inc(&state.metrics.rate_limited, 1);
         return Err(ApiError::rate_limited(retry_after_s(wait)));
     }
-    let keep_until = request
-        .capability
-        .not_after_ms
-        .min(now.saturating_add(limits.capability_lifetime_s_max.saturating_mul(1000)));
+    let keep_until = revocation_keep_until(limits, request.capability.not_after_ms, now);
     let purged = state
         .store
         .renounce(
@@ -481,16 +496,7 @@ async fn renounce(
             now,
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "revocation_limit",
-                format!(
-                    "a queue keeps at most {} revocations",
-                    limits.revocations_per_queue_max
-                ),
-            )
-        })?;
+        .ok_or_else(|| revocation_limit(limits))?;
     state.store.flush().await?;
     tracing::info!(%queue, purged, "capability renounced by its sender");
     Ok(Json(json!({ "ok": true, "purged": purged })))
@@ -681,10 +687,7 @@ async fn revoke(
     let queue = parse_queue(&queue)?;
     device_queue(&state, &queue, ChallengePurpose::Manage, &body.auth).await?;
     let limits = &state.config.limits;
-    // Tokens valid longer than the lifetime cap are refused anyway; keep no longer than that.
-    let keep_until = body
-        .not_after_ms
-        .min(now_ms().saturating_add(limits.capability_lifetime_s_max.saturating_mul(1000)));
+    let keep_until = revocation_keep_until(limits, body.not_after_ms, now_ms());
     if !state
         .store
         .revoke(
@@ -695,14 +698,7 @@ async fn revoke(
         )
         .await?
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "revocation_limit",
-            format!(
-                "a queue keeps at most {} revocations; register a new queue",
-                limits.revocations_per_queue_max
-            ),
-        ));
+        return Err(revocation_limit(limits));
     }
     state.store.flush().await?;
     Ok(Json(

@@ -74,6 +74,28 @@ fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(
         .map_err(|_| PushError::Crypto)
 }
 
+/// The content-encryption key and nonce both sides derive (RFC 8291 §3.4, RFC 8188 §2.2):
+/// IKM = HKDF(auth secret, ECDH secret, "WebPush: info" ‖ 0 ‖ ua_public ‖ as_public, 32).
+fn content_cipher(
+    ua: &UaKeys,
+    ecdh_secret: &[u8],
+    as_public: &[u8],
+    salt: &[u8],
+) -> Result<(Aes128Gcm, [u8; 12]), PushError> {
+    let mut key_info = Vec::with_capacity(14 + 65 + 65);
+    key_info.extend_from_slice(b"WebPush: info\0");
+    key_info.extend_from_slice(&ua.p256dh);
+    key_info.extend_from_slice(as_public);
+    let mut ikm = [0u8; 32];
+    hkdf_expand(&ua.auth, ecdh_secret, &key_info, &mut ikm)?;
+    let mut cek = [0u8; 16];
+    hkdf_expand(salt, &ikm, b"Content-Encoding: aes128gcm\0", &mut cek)?;
+    let mut nonce = [0u8; 12];
+    hkdf_expand(salt, &ikm, b"Content-Encoding: nonce\0", &mut nonce)?;
+    let cipher = Aes128Gcm::new_from_slice(&cek).map_err(|_| PushError::Crypto)?;
+    Ok((cipher, nonce))
+}
+
 /// Encrypts `plaintext` for a subscription (RFC 8291 §3 and RFC 8188), as a single record with
 /// no padding. `as_secret` is the application server's ephemeral P-256 secret and `salt` 16
 /// random bytes, both fresh per message (handed in so the RFC's test vector can be checked).
@@ -94,18 +116,7 @@ pub fn encrypt(
         secret.to_nonzero_scalar(),
         ua_public.as_affine(),
     );
-    // IKM = HKDF(auth_secret, ecdh_secret, "WebPush: info" ‖ 0 ‖ ua_public ‖ as_public, 32)
-    let mut key_info = Vec::with_capacity(14 + 65 + 65);
-    key_info.extend_from_slice(b"WebPush: info\0");
-    key_info.extend_from_slice(&ua.p256dh);
-    key_info.extend_from_slice(as_public);
-    let mut ikm = [0u8; 32];
-    hkdf_expand(&ua.auth, shared.raw_secret_bytes(), &key_info, &mut ikm)?;
-    let mut cek = [0u8; 16];
-    hkdf_expand(salt, &ikm, b"Content-Encoding: aes128gcm\0", &mut cek)?;
-    let mut nonce = [0u8; 12];
-    hkdf_expand(salt, &ikm, b"Content-Encoding: nonce\0", &mut nonce)?;
-    let cipher = Aes128Gcm::new_from_slice(&cek).map_err(|_| PushError::Crypto)?;
+    let (cipher, nonce) = content_cipher(ua, shared.raw_secret_bytes(), as_public, salt)?;
     let mut record = Vec::with_capacity(plaintext.len() + 1);
     record.extend_from_slice(plaintext);
     record.push(2); // last-record delimiter, no padding
@@ -136,17 +147,7 @@ pub fn decrypt(ua: &UaKeys, ua_secret: &[u8; 32], body: &[u8]) -> Result<Vec<u8>
     let sender = p256::PublicKey::from_sec1_bytes(as_public).map_err(|_| PushError::Crypto)?;
     let shared =
         p256::elliptic_curve::ecdh::diffie_hellman(secret.to_nonzero_scalar(), sender.as_affine());
-    let mut key_info = Vec::with_capacity(14 + 65 + 65);
-    key_info.extend_from_slice(b"WebPush: info\0");
-    key_info.extend_from_slice(&ua.p256dh);
-    key_info.extend_from_slice(as_public);
-    let mut ikm = [0u8; 32];
-    hkdf_expand(&ua.auth, shared.raw_secret_bytes(), &key_info, &mut ikm)?;
-    let mut cek = [0u8; 16];
-    hkdf_expand(salt, &ikm, b"Content-Encoding: aes128gcm\0", &mut cek)?;
-    let mut nonce = [0u8; 12];
-    hkdf_expand(salt, &ikm, b"Content-Encoding: nonce\0", &mut nonce)?;
-    let cipher = Aes128Gcm::new_from_slice(&cek).map_err(|_| PushError::Crypto)?;
+    let (cipher, nonce) = content_cipher(ua, shared.raw_secret_bytes(), as_public, salt)?;
     let mut record = cipher
         .decrypt((&nonce).into(), ciphertext)
         .map_err(|_| PushError::Crypto)?;

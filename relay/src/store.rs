@@ -565,25 +565,10 @@ impl Store {
         not_after_ms: u64,
         max: u64,
     ) -> Result<bool, StoreError> {
-        let _guard = self.counts.lock().await;
-        let key = pair_key(queue, capability.as_bytes());
-        if self.revoked.contains_key(&key)? {
-            return Ok(true);
-        }
-        if self.revoked.scan_prefix(queue.as_bytes()).count() as u64 >= max {
-            return Ok(false);
-        }
-        (&self.revoked, &self.expiry)
-            .transaction(|(revoked, expiry)| {
-                revoked.insert(key.clone(), &not_after_ms.to_be_bytes()[..])?;
-                expiry.insert(
-                    expiry_key(not_after_ms, KIND_REVOCATION, queue, capability.as_bytes()),
-                    &[][..],
-                )?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(StoreError::from)?;
-        Ok(true)
+        let revoked = self
+            .revoke_removing(queue, capability, not_after_ms, max, None, 0)
+            .await?;
+        Ok(revoked.is_some())
     }
 
     /// A sender gives up its capability: records the revocation until `not_after_ms` and
@@ -599,6 +584,21 @@ impl Store {
         max: u64,
         now_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
+        self.revoke_removing(queue, capability, not_after_ms, max, Some(sender), now_ms)
+            .await
+    }
+
+    /// Records a revocation (unless already recorded) and, with a `sender`, deletes that
+    /// sender's envelopes in the same transaction. `None` if the revocation cap is reached.
+    async fn revoke_removing(
+        &self,
+        queue: &QueueId,
+        capability: &CapabilityId,
+        not_after_ms: u64,
+        max: u64,
+        sender: Option<&OrgId>,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let mut counts = self.counts.lock().await;
         let key = pair_key(queue, capability.as_bytes());
         let known = self.revoked.contains_key(&key)?;
@@ -606,13 +606,18 @@ impl Store {
             return Ok(None);
         }
         let mut victims = Vec::new();
-        for item in self.envelopes.scan_prefix(queue.as_bytes()) {
-            let (key, value) = item?;
-            let envelope = StoredEnvelope::decode(&value)?;
-            if envelope.sender == *sender {
-                let seq = be_u64(&key[16..], "envelopes/v1")?;
-                victims.push((seq, envelope, value.len() as u64));
+        if let Some(sender) = sender {
+            for item in self.envelopes.scan_prefix(queue.as_bytes()) {
+                let (key, value) = item?;
+                let envelope = StoredEnvelope::decode(&value)?;
+                if envelope.sender == *sender {
+                    let seq = be_u64(&key[16..], "envelopes/v1")?;
+                    victims.push((seq, envelope, value.len() as u64));
+                }
             }
+        }
+        if known && victims.is_empty() {
+            return Ok(Some(0));
         }
         (
             &self.envelopes,
@@ -637,8 +642,20 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(StoreError::from)?;
-        let n = victims.len() as u64;
-        let freed: u64 = victims.iter().map(|(_, _, len)| *len).sum();
+        let n = self.uncount(&mut counts, queue, &victims);
+        Metrics::inc(&self.metrics.purged, n);
+        Ok(Some(n))
+    }
+
+    /// Takes removed envelopes off the in-memory counts and the depth gauge; returns how many.
+    fn uncount(
+        &self,
+        counts: &mut Counts,
+        queue: &QueueId,
+        removed: &[(u64, StoredEnvelope, u64)],
+    ) -> u64 {
+        let n = removed.len() as u64;
+        let freed: u64 = removed.iter().map(|(_, _, len)| *len).sum();
         let entry = counts.per_queue.entry(*queue).or_default();
         entry.count = entry.count.saturating_sub(n);
         entry.bytes = entry.bytes.saturating_sub(freed);
@@ -646,8 +663,7 @@ impl Store {
         self.metrics
             .queue_depth
             .store(counts.total, std::sync::atomic::Ordering::Relaxed);
-        Metrics::inc(&self.metrics.purged, n);
-        Ok(Some(n))
+        n
     }
 
     fn stats(&self, counts: &mut Counts, queue: &QueueId) -> QueueStats {
@@ -838,15 +854,7 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(StoreError::from)?;
-        let n = victims.len() as u64;
-        let freed: u64 = victims.iter().map(|(_, _, len)| *len).sum();
-        let entry = counts.per_queue.entry(*queue).or_default();
-        entry.count = entry.count.saturating_sub(n);
-        entry.bytes = entry.bytes.saturating_sub(freed);
-        counts.total = counts.total.saturating_sub(n);
-        self.metrics
-            .queue_depth
-            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        let n = self.uncount(&mut counts, queue, &victims);
         Metrics::inc(&self.metrics.delivered, n);
         Ok(n)
     }

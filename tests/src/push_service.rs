@@ -82,19 +82,20 @@ impl TestPushService {
         json!({"endpoint": self.endpoint(name), "keys": {"p256dh": UA_PUBLIC, "auth": UA_AUTH}})
     }
 
-    pub fn pushes(&self) -> Vec<Push> {
-        lock(&self.shared.pushes).clone()
+    /// The pushes that arrived for the endpoint `name`, oldest first.
+    pub fn pushes_to(&self, name: &str) -> Vec<Push> {
+        lock(&self.shared.pushes)
+            .iter()
+            .filter(|push| push.name == name)
+            .cloned()
+            .collect()
     }
 
     /// Waits until at least `count` pushes arrived for `name`; `None` after `timeout`.
     pub async fn wait_for(&self, name: &str, count: usize, timeout: Duration) -> Option<Vec<Push>> {
         let deadline = Instant::now() + timeout;
         loop {
-            let pushes: Vec<Push> = self
-                .pushes()
-                .into_iter()
-                .filter(|p| p.name == name)
-                .collect();
+            let pushes = self.pushes_to(name);
             if pushes.len() >= count {
                 return Some(pushes);
             }

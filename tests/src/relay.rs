@@ -106,6 +106,19 @@ impl TestRelay {
         self.data.path()
     }
 
+    /// The current value of the Prometheus metric `name` (`None` if it is not reported).
+    pub async fn metric(&self, name: &str) -> Option<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// Everything the relay printed so far (stdout and stderr).
     pub fn output(&self) -> String {
         lock(&self.output).join("\n")

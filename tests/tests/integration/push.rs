@@ -269,11 +269,7 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
         .await
         .expect("three wake-ups");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pushes: Vec<_> = push
-        .pushes()
-        .into_iter()
-        .filter(|p| p.name == "3")
-        .collect();
+    let pushes = push.pushes_to("3");
     assert_eq!(pushes.len(), 3, "{pushes:?}");
     for wake_up in &pushes {
         let plaintext = wake_up.plaintext.as_deref().expect("decrypts");
@@ -543,17 +539,7 @@ async fn device_registration_checks_keys_names_and_capabilities() {
 async fn relay_metric_reaches(relay: &TestRelay, name: &str, value: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let text = reqwest::get(format!("{}/metrics", relay.url()))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let now = text
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|n| n.trim().parse::<u64>().ok());
-        if now == Some(value) {
+        if relay.metric(name).await == Some(value) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

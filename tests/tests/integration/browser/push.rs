@@ -203,10 +203,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
         .await
         .expect("the relay pushed to the new subscription");
     assert_eq!(
-        push.pushes()
-            .iter()
-            .filter(|p| p.name == "bob-browser")
-            .count(),
+        push.pushes_to("bob-browser").len(),
         1,
         "nothing more to the old subscription"
     );
