@@ -275,10 +275,8 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
         let plaintext = wake_up.plaintext.as_deref().expect("decrypts");
         let payload: Value = serde_json::from_slice(plaintext).expect("json");
         assert_eq!(payload["v"], 1, "{payload}");
-        assert!(
-            payload["pending"].as_u64().is_some_and(|n| n >= 1),
-            "{payload}"
-        );
+        // A count taken when the wake-up is sent: 0 if the device already fetched and acked.
+        assert!(payload["pending"].as_u64().is_some(), "{payload}");
         assert_eq!(payload.as_object().map(|o| o.len()), Some(2), "{payload}");
         for bytes in [plaintext, wake_up.body.as_slice()] {
             assert!(!bytes.windows(needle.len()).any(|w| w == needle));
