@@ -2126,6 +2126,28 @@ function renderPushStatus(text) {
   $("pf-push").textContent = S.device ? "Renew push subscription" : "Enable push on this browser";
 }
 
+/** Before this browser is a device: the relay it would enrol with, the node's default first
+ *  and the other relays it offers as suggestions (any https relay may be typed when the node
+ *  allows it; `chooseRelay` in device.js checks). */
+async function renderRelayChoice() {
+  const row = $("pf-relay-row");
+  row.hidden = true;
+  if (S.device) return;
+  let settings;
+  try {
+    settings = await api.pushSettings();
+  } catch {
+    return;
+  }
+  const offered = settings.relay_urls || [];
+  if (S.device || (!offered.length && !settings.other_relays_allowed)) return;
+  $("pf-relay-options").replaceChildren(...offered.map((url) => h("option", { value: url })));
+  const input = $("pf-relay");
+  input.value = offered[0] || "";
+  input.placeholder = "https://relay.example";
+  row.hidden = false;
+}
+
 /** The user's push devices, each with a Remove button (this browser's removal also deletes
  *  its relay queue and its keys). */
 async function renderDevices() {
@@ -2174,7 +2196,8 @@ async function enablePush() {
     if (!S.device) {
       renderPushStatus("Creating this browser's keys and registering with the relay…");
       const name = (navigator.userAgentData && navigator.userAgentData.platform) || navigator.platform || "Browser";
-      S.device = await enrol(api, S.me.id, ("Browser on " + name).slice(0, 64));
+      S.device = await enrol(api, S.me.id, ("Browser on " + name).slice(0, 64), $("pf-relay").value);
+      $("pf-relay-row").hidden = true;
       live.deviceId = S.device.id;
       live.reconnectNow();
     }
@@ -2483,6 +2506,7 @@ function openProfile() {
   $("pf-dnd").checked = !!me.dnd;
   $("pf-error").textContent = "";
   renderPushStatus();
+  renderRelayChoice();
   renderDevices();
   openDialog("dlg-profile");
   $("pf-display").focus();

@@ -204,14 +204,33 @@ export async function capabilityToken(device, capabilityId, org, notAfterMs) {
 // ---- enrolment -------------------------------------------------------------------------------
 
 /**
- * Makes this browser a device of the signed-in user: keys, registration with the node, a queue
- * on `relayUrl` (the node's default when null), and the capability the node enqueues with.
- * `api` is the page's API client. Returns the stored device.
+ * The relay to enrol with, from the node's push settings (`GET /api/v1/push`) and what the user
+ * typed: `wanted` without trailing "/", or the node's first offered relay (its default) when
+ * empty. A relay the node does not offer is refused here, before any key is made, unless the
+ * node allows other https relays. Throws an Error whose message is for the user.
  */
-export async function enrol(api, userId, name) {
+export function chooseRelay(settings, wanted) {
+  const trim = (url) => String(url || "").trim().replace(/\/+$/, "");
+  const offered = (settings.relay_urls || [settings.default_relay_url]).map(trim).filter(Boolean);
+  const url = trim(wanted) || offered[0];
+  if (!url) throw new Error("this node has no relay configured for push");
+  if (offered.includes(url)) return url;
+  if (settings.other_relays_allowed) {
+    if (/^https:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(url)) return url;
+    throw new Error("a relay this node does not offer must be an https:// URL");
+  }
+  throw new Error("this node pushes only through " + (offered.join(", ") || "no relay"));
+}
+
+/**
+ * Makes this browser a device of the signed-in user: keys, registration with the node, a queue
+ * on `relayUrl` (the node's default when empty; see `chooseRelay`), and the capability the node
+ * enqueues with. `api` is the page's API client. Returns the stored device. On failure nothing
+ * is left behind at the node: a device registered there is removed again.
+ */
+export async function enrol(api, userId, name, relayUrl) {
   const settings = await api.pushSettings();
-  const relay = (settings.default_relay_url || "").replace(/\/+$/, "");
-  if (!relay) throw new Error("this node has no relay configured for push");
+  const relay = chooseRelay(settings, relayUrl);
   const signing = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
   const sealing = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
   const signingPublic = b32encode(new Uint8Array(await crypto.subtle.exportKey("raw", signing.publicKey)));
@@ -229,23 +248,34 @@ export async function enrol(api, userId, name) {
     vapid: null,
     org: settings.org,
   };
-  const queue = await relayPost(relay, "/v1/queues", { device_key: signingPublic, auth: await auth(device, "register") });
-  device.queue = queue.queue;
-  device.vapid = queue.vapid_public_key;
-  const capabilityId = crypto.getRandomValues(new Uint8Array(16));
-  const capability = await capabilityToken(device, capabilityId, settings.org, Date.now() + CAPABILITY_LIFETIME_MS);
-  await api.setDeviceRelay(device.id, { url: relay, queue: device.queue, capability: b64encode(capability) });
-  await saveDevice(device);
+  try {
+    const queue = await relayPost(relay, "/v1/queues", { device_key: signingPublic, auth: await auth(device, "register") });
+    device.queue = queue.queue;
+    device.vapid = queue.vapid_public_key;
+    const capabilityId = crypto.getRandomValues(new Uint8Array(16));
+    const capability = await capabilityToken(device, capabilityId, settings.org, Date.now() + CAPABILITY_LIFETIME_MS);
+    await api.setDeviceRelay(device.id, { url: relay, queue: device.queue, capability: b64encode(capability) });
+    await saveDevice(device);
+  } catch (err) {
+    await api.removeDevice(device.id).catch(() => {});
+    if (device.queue) await deleteQueue(device).catch(() => {});
+    if (err instanceof TypeError) throw new Error("the relay " + relay + " cannot be reached (" + err.message + ")");
+    throw err;
+  }
   return device;
 }
 
 /** Deletes the device's queue at its relay (everything in it goes) and forgets the device here. */
 export async function retire(device) {
   try {
-    await relayPost(device.relay, "/v1/queues/" + device.queue + "/delete", { auth: await auth(device, "manage") });
+    await deleteQueue(device);
   } finally {
     await forgetDevice();
   }
+}
+
+async function deleteQueue(device) {
+  await relayPost(device.relay, "/v1/queues/" + device.queue + "/delete", { auth: await auth(device, "manage") });
 }
 
 /** Hands the relay this browser's push subscription (or null to stop pushes). */

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { answerChallenge, b32decode, b32encode, b64decode, b64encode, capabilityToken, openSealed } from "./device.js";
+import { answerChallenge, b32decode, b32encode, b64decode, b64encode, capabilityToken, chooseRelay, openSealed } from "./device.js";
 
 const fixture = JSON.parse(readFileSync(new URL("../relay/tests/fixtures/relay_wire.json", import.meta.url), "utf8"));
 const hex = (h) => Uint8Array.from(h.match(/../g), (b) => parseInt(b, 16));
@@ -61,4 +61,18 @@ test("the challenge answer and the capability token equal the Rust side's, byte 
   const token = await capabilityToken(device, capability.slice(17, 33), b32encode(capability.slice(33, 65)), Number(new DataView(capability.buffer).getBigUint64(65)));
   assert.equal(toHex(token), fixture.capability_token.encoded);
   assert.equal(b64encode(token), fixture.capability_token.text);
+});
+
+test("a device enrols with an offered relay, or any https relay only when the node allows it", () => {
+  const settings = { default_relay_url: "https://a.example", relay_urls: ["https://a.example", "http://127.0.0.1:9/r"], other_relays_allowed: false };
+  assert.equal(chooseRelay(settings, ""), "https://a.example");
+  assert.equal(chooseRelay(settings, "  http://127.0.0.1:9/r/ "), "http://127.0.0.1:9/r");
+  assert.throws(() => chooseRelay(settings, "https://b.example"), /only through https:\/\/a\.example, http:\/\/127\.0\.0\.1:9\/r/);
+  const open = { ...settings, other_relays_allowed: true };
+  assert.equal(chooseRelay(open, "https://b.example/relay/"), "https://b.example/relay");
+  assert.throws(() => chooseRelay(open, "http://b.example"), /https:\/\/ URL/);
+  assert.throws(() => chooseRelay(open, "https://b example"), /https:\/\/ URL/);
+  // An older node's settings (default only) and a node with no relay at all.
+  assert.equal(chooseRelay({ default_relay_url: "https://a.example/" }, null), "https://a.example");
+  assert.throws(() => chooseRelay({ default_relay_url: null, relay_urls: [] }, ""), /no relay configured/);
 });

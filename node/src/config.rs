@@ -28,6 +28,13 @@ pub struct Config {
 pub struct PushConfig {
     /// The relay the node offers devices that have not chosen one (`GET /api/v1/push`).
     pub default_relay_url: Option<String>,
+    /// Further relays a device may choose instead of the default. The node pushes only
+    /// through the relays it offers (the default and these), unless `other_relays_allowed`.
+    pub relay_urls: Vec<String>,
+    /// Whether a device may also name an `https` relay the node does not offer. The client
+    /// page's Content-Security-Policy then lets it reach any `https` origin (`connect-src
+    /// https:`), and the node makes requests to hosts its users choose: off by default.
+    pub other_relays_allowed: bool,
     /// How long a relay keeps an envelope for an offline device.
     pub envelope_ttl_s: u32,
     /// One request to a relay, connection included.
@@ -54,10 +61,47 @@ pub struct PushConfig {
     pub relay_url_bytes_max: usize,
 }
 
+impl PushConfig {
+    /// The relays devices may choose, without a trailing `/`: the default first, no repeats.
+    pub fn offered_relays(&self) -> Vec<String> {
+        let mut offered: Vec<String> = Vec::new();
+        for url in self.default_relay_url.iter().chain(&self.relay_urls) {
+            let url = normalise_relay_url(url);
+            if !offered.contains(&url) {
+                offered.push(url);
+            }
+        }
+        offered
+    }
+
+    /// Refuses offered relay URLs that are not plain `http(s)://host[:port][/path]` URLs, so a
+    /// typo is found at start rather than by the first device that enrols.
+    pub fn validate(&self) -> Result<(), String> {
+        for url in self.offered_relays() {
+            let odd = url.chars().any(|c| c.is_whitespace() || c.is_control());
+            if odd || crate::web::origin_of(&url).is_none() || url.len() > self.relay_url_bytes_max
+            {
+                return Err(format!(
+                    "push: relay URL {url:?} is not an http(s) URL of at most {} bytes",
+                    self.relay_url_bytes_max
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A relay URL as the node stores and compares it: without trailing `/`.
+pub fn normalise_relay_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_string()
+}
+
 impl Default for PushConfig {
     fn default() -> Self {
         Self {
             default_relay_url: None,
+            relay_urls: Vec::new(),
+            other_relays_allowed: false,
             envelope_ttl_s: 7 * 24 * 3600,
             request_timeout_ms: 10_000,
             queue_max: 4096,

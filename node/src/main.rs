@@ -184,6 +184,7 @@ fn load_config(common: &Common, listen: Option<SocketAddr>) -> Result<Config> {
         config.listen = listen;
     }
     confab_protocol::ids::validate_org_name(&config.org_name).context("org_name")?;
+    config.push.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 

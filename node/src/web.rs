@@ -2,6 +2,7 @@
 //! Content-Security-Policy (no inline scripts, no `unsafe-eval`).
 
 use crate::api::AppState;
+use crate::config::PushConfig;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,21 +12,32 @@ pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
-/// [`CONTENT_SECURITY_POLICY`] that also lets the page and its service worker reach the node's
-/// default relay (`[push] default_relay_url`), the one relay the client enrols with.
-pub fn content_security_policy(relay_url: Option<&str>) -> String {
-    match relay_url.and_then(origin_of) {
-        Some(origin) => CONTENT_SECURITY_POLICY.replace(
-            "connect-src 'self'",
-            &format!("connect-src 'self' {origin}"),
-        ),
-        None => CONTENT_SECURITY_POLICY.to_string(),
+/// [`CONTENT_SECURITY_POLICY`] that also lets the page and its service worker reach the relays
+/// the node offers (`[push] default_relay_url` and `relay_urls`), and any `https` origin when
+/// devices may choose other relays (`[push] other_relays_allowed`).
+pub fn content_security_policy(push: &PushConfig) -> String {
+    let mut sources = vec!["'self'".to_string()];
+    for origin in push
+        .offered_relays()
+        .iter()
+        .filter_map(|url| origin_of(url))
+    {
+        if !sources.contains(&origin) {
+            sources.push(origin);
+        }
     }
+    if push.other_relays_allowed {
+        sources.push("https:".to_string());
+    }
+    CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self'",
+        &format!("connect-src {}", sources.join(" ")),
+    )
 }
 
 /// `scheme://host[:port]` of an http(s) URL made only of URL-safe characters; `None` otherwise
 /// (nothing odd may reach the header).
-fn origin_of(url: &str) -> Option<String> {
+pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     if scheme != "http" && scheme != "https" {
         return None;
@@ -100,8 +112,8 @@ fn serve(content_type: &'static str, body: &'static str, policy: HeaderValue) ->
     response
 }
 
-pub fn routes(relay_url: Option<&str>) -> Router<AppState> {
-    let policy = HeaderValue::from_str(&content_security_policy(relay_url))
+pub fn routes(push: &PushConfig) -> Router<AppState> {
+    let policy = HeaderValue::from_str(&content_security_policy(push))
         .unwrap_or_else(|_| HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     let mut router = Router::new();
     for (path, content_type, body) in FILES {

@@ -102,6 +102,9 @@ pub struct NodeOptions {
     pub extra_args: Vec<String>,
     /// Extra environment for the node process.
     pub env: Vec<(String, String)>,
+    /// A TOML configuration file's text, written next to the data directory and passed with
+    /// `--config` on every start.
+    pub config: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -112,6 +115,7 @@ impl Default for NodeOptions {
             org_name: ORG.to_string(),
             extra_args: Vec::new(),
             env: Vec::new(),
+            config: None,
         }
     }
 }
@@ -238,6 +242,18 @@ impl TestNode {
         status
     }
 
+    /// `--config FILE` with [`NodeOptions::config`] written to FILE, when there is one.
+    fn config_args(&self) -> Vec<PathBuf> {
+        let (Some(text), Some(parent)) = (&self.opts.config, self.data_dir.parent()) else {
+            return Vec::new();
+        };
+        let path = parent.join("config.toml");
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("{}: cannot write {}: {e}", self.opts.name, path.display());
+        }
+        vec![PathBuf::from("--config"), path]
+    }
+
     async fn start_listening(&mut self, listen: &str) {
         assert!(
             self.child.is_none(),
@@ -256,6 +272,7 @@ impl TestNode {
             .arg("--org-name")
             .arg(&self.opts.org_name)
             .args(&self.opts.extra_args)
+            .args(self.config_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -2,6 +2,7 @@
 //! relay, publish a user's signed device list, and tell clients the node's push settings.
 
 use super::{AppState, CurrentUser, JsonBody};
+use crate::config::{normalise_relay_url, PushConfig};
 use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{now_ms, DeviceRecord, RelayRegistration};
@@ -80,10 +81,14 @@ pub async fn push_settings(
     CurrentUser(_): CurrentUser,
 ) -> ApiResult<Json<serde_json::Value>> {
     let key = org_key(&state)?;
+    let push = &state.config.push;
+    let offered = push.offered_relays();
     Ok(Json(serde_json::json!({
         "org": key.id(),
-        "default_relay_url": state.config.push.default_relay_url,
-        "envelope_ttl_s": state.config.push.envelope_ttl_s,
+        "default_relay_url": push.default_relay_url.as_ref().and(offered.first()),
+        "relay_urls": offered,
+        "other_relays_allowed": push.other_relays_allowed,
+        "envelope_ttl_s": push.envelope_ttl_s,
     })))
 }
 
@@ -244,16 +249,7 @@ fn check_relay(
     device: &DeviceRecord,
     fields: RelayFields,
 ) -> ApiResult<RelayRegistration> {
-    let url_max = state.config.push.relay_url_bytes_max;
-    let url = fields.url.trim_end_matches('/').to_string();
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    if !scheme_ok || url.len() > url_max || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_relay_url",
-            format!("the relay URL is an http(s) URL of at most {url_max} bytes"),
-        ));
-    }
+    let url = check_relay_url(&state.config.push, &fields.url)?;
     let capability = CapabilityToken::from_text(&fields.capability).map_err(|error| {
         ApiError::bad_request("invalid_capability", format!("capability: {error}"))
     })?;
@@ -280,6 +276,45 @@ fn check_relay(
         queue: fields.queue,
         capability: fields.capability,
     })
+}
+
+/// The relay URL as stored: one the node offers, or (when `other_relays_allowed`) any `https`
+/// URL. The node makes requests to it, so nothing else is accepted.
+fn check_relay_url(push: &PushConfig, url: &str) -> ApiResult<String> {
+    let url_max = push.relay_url_bytes_max;
+    let url = normalise_relay_url(url);
+    let offered = push.offered_relays();
+    if offered.contains(&url) {
+        return Ok(url);
+    }
+    let odd = url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if odd || url.len() > url_max || crate::web::origin_of(&url).is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_relay_url",
+            format!("the relay URL is an http(s) URL of at most {url_max} bytes"),
+        ));
+    }
+    if push.other_relays_allowed {
+        return if url.starts_with("https://") {
+            Ok(url)
+        } else {
+            Err(ApiError::bad_request(
+                "invalid_relay_url",
+                "a relay this node does not offer is reached over https only",
+            ))
+        };
+    }
+    let offered = if offered.is_empty() {
+        "none".to_string()
+    } else {
+        offered.join(", ")
+    };
+    Err(ApiError::bad_request(
+        "relay_not_offered",
+        format!(
+            "this node pushes only through the relays it offers ({offered}); see GET /api/v1/push"
+        ),
+    ))
 }
 
 fn parse_device(text: &str) -> ApiResult<DeviceId> {

@@ -222,9 +222,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
         .nest("/api/v1", api)
-        .merge(crate::web::routes(
-            state.config.push.default_relay_url.as_deref(),
-        ))
+        .merge(crate::web::routes(&state.config.push))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(

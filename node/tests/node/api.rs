@@ -426,3 +426,201 @@ async fn intents_of_one_group_see_each_others_writes() {
     sorted.sort();
     assert_eq!(sorted, vec!["another", "once"], "{history}");
 }
+
+/// A node offering relays `a` (default) and `b`, and others when `other_relays_allowed`.
+async fn node_offering_relays(other_relays_allowed: bool) -> TestNode {
+    let push = confab_node::config::PushConfig {
+        default_relay_url: Some("https://relay-a.example:8790/".into()),
+        relay_urls: vec![
+            "http://127.0.0.1:9/queues".into(),
+            "https://relay-a.example:8790".into(),
+        ],
+        other_relays_allowed,
+        ..Default::default()
+    };
+    TestNode::start_with_config(confab_node::config::Config {
+        push,
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_page_may_reach_the_offered_relays_only() {
+    let csp = |headers: &axum::http::HeaderMap| {
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ascii")
+            .to_string()
+    };
+    let node = node_offering_relays(false).await;
+    let (_, headers, _) = node.request("GET", "/", None, None).await;
+    assert!(
+        csp(&headers).contains(
+            "connect-src 'self' https://relay-a.example:8790 http://127.0.0.1:9; frame-ancestors"
+        ),
+        "{}",
+        csp(&headers)
+    );
+    let alice = node.register("alice").await;
+    let (status, _, push) = node
+        .request("GET", "/api/v1/push", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{push}");
+    assert_eq!(push["default_relay_url"], "https://relay-a.example:8790");
+    assert_eq!(
+        push["relay_urls"],
+        json!(["https://relay-a.example:8790", "http://127.0.0.1:9/queues"])
+    );
+    assert_eq!(push["other_relays_allowed"], false);
+
+    let open = node_offering_relays(true).await;
+    let (_, headers, _) = open.request("GET", "/sw.js", None, None).await;
+    assert!(
+        csp(&headers).contains("http://127.0.0.1:9 https:; frame-ancestors"),
+        "{}",
+        csp(&headers)
+    );
+    let plain = TestNode::start(Limits::default()).await;
+    let (_, headers, _) = plain.request("GET", "/", None, None).await;
+    assert!(
+        csp(&headers).contains("connect-src 'self'; frame-ancestors"),
+        "{}",
+        csp(&headers)
+    );
+}
+
+/// Registers a device for the user behind `cookie` and answers the body of a
+/// `PUT /devices/{id}/relay` for `url` with a valid capability, and the device's path.
+async fn device_and_relay_body(
+    node: &TestNode,
+    cookie: &str,
+    url: &str,
+) -> (String, serde_json::Value) {
+    use confab_protocol::relay::{
+        x25519_public, CapabilityId, CapabilityToken, DeviceKey, QueueId,
+    };
+    let signing = DeviceKey::from_seed([7; 32]);
+    let (status, _, device) = node
+        .request(
+            "POST",
+            "/api/v1/devices",
+            Some(cookie),
+            Some(json!({
+                "name": "laptop",
+                "signing_key": signing.public().to_string(),
+                "sealing_key": confab_protocol::devices::SealingKey::from_bytes(x25519_public([8; 32])).to_string(),
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let (_, _, push) = node
+        .request("GET", "/api/v1/push", Some(cookie), None)
+        .await;
+    let org = push["org"].as_str().expect("org").parse().expect("org id");
+    let queue = QueueId::from_bytes([3; 16]);
+    let not_after_ms = 4_000_000_000_000;
+    let capability = CapabilityToken::issue(
+        &signing,
+        queue,
+        CapabilityId::from_bytes([4; 16]),
+        org,
+        not_after_ms,
+    );
+    let path = format!(
+        "/api/v1/devices/{}/relay",
+        device["id"].as_str().expect("id")
+    );
+    let body = json!({"relay": {"url": url, "queue": queue.to_string(), "capability": capability.to_text()}});
+    (path, body)
+}
+
+#[tokio::test]
+async fn a_device_chooses_among_the_offered_relays() {
+    let node = node_offering_relays(false).await;
+    let alice = node.register("alice").await;
+    for (url, code) in [
+        ("https://elsewhere.example", "relay_not_offered"),
+        ("http://127.0.0.1:9", "relay_not_offered"),
+        ("ftp://relay-a.example:8790", "invalid_relay_url"),
+        ("https://relay a.example", "invalid_relay_url"),
+    ] {
+        let (path, body) = device_and_relay_body(&node, &alice, url).await;
+        let (status, _, error) = node.request("PUT", &path, Some(&alice), Some(body)).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{url}: {error}"
+        );
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{error}"
+        );
+        let (_, _, devices) = node
+            .request("GET", "/api/v1/devices", Some(&alice), None)
+            .await;
+        assert_eq!(
+            devices["devices"][0]["relay"],
+            serde_json::Value::Null,
+            "nothing stored for {url}"
+        );
+        let path = path.trim_end_matches("/relay").to_string();
+        let (status, _, _) = node.request("DELETE", &path, Some(&alice), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    // An offered relay, written with or without its trailing slash.
+    for url in ["http://127.0.0.1:9/queues/", "https://relay-a.example:8790"] {
+        let (path, body) = device_and_relay_body(&node, &alice, url).await;
+        let (status, _, device) = node.request("PUT", &path, Some(&alice), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{url}: {device}");
+        assert_eq!(device["relay"]["url"], url.trim_end_matches('/'));
+        let (status, _, _) = node
+            .request(
+                "DELETE",
+                path.trim_end_matches("/relay"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    // When the operator allows other relays: any https relay, still no plain http one.
+    let open = node_offering_relays(true).await;
+    let bob = open.register("bob").await;
+    let (path, body) = device_and_relay_body(&open, &bob, "https://elsewhere.example/r").await;
+    let (status, _, device) = open.request("PUT", &path, Some(&bob), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{device}");
+    assert_eq!(device["relay"]["url"], "https://elsewhere.example/r");
+    let (status, _, _) = open
+        .request("DELETE", path.trim_end_matches("/relay"), Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (path, body) = device_and_relay_body(&open, &bob, "http://10.0.0.1:8790").await;
+    let (status, _, error) = open.request("PUT", &path, Some(&bob), Some(body)).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_relay_url")),
+        "{error}"
+    );
+}
+
+#[test]
+fn offered_relays_must_be_http_urls() {
+    let config = |url: &str| confab_node::config::PushConfig {
+        relay_urls: vec![url.into()],
+        ..Default::default()
+    };
+    for bad in [
+        "relay.example",
+        "ftp://relay.example",
+        "https://re lay.example",
+        "https://",
+    ] {
+        let error = config(bad).validate().expect_err(bad);
+        assert!(error.contains("is not an http(s) URL"), "{error}");
+    }
+    config("https://relay.example:8790/base/")
+        .validate()
+        .expect("a good URL");
+}

@@ -51,11 +51,25 @@ impl TestNode {
     }
 
     pub async fn start_in(dir: PathBuf, limits: Limits) -> Self {
-        let config = Config {
-            data_dir: dir.clone(),
+        Self::start_config(Config {
+            data_dir: dir,
             limits,
             ..Config::default()
-        };
+        })
+        .await
+    }
+
+    /// Starts with `config` in a fresh temporary directory (its `data_dir` is replaced).
+    pub async fn start_with_config(config: Config) -> Self {
+        Self::start_config(Config {
+            data_dir: temp_dir(),
+            ..config
+        })
+        .await
+    }
+
+    async fn start_config(config: Config) -> Self {
+        let dir = config.data_dir.clone();
         let store: Arc<dyn KvStore> = Arc::new(open_store(&dir.join("db")).await);
         let blobs = confab_node::media::BlobStore::new(&dir).expect("open blob store");
         let search = confab_node::server::open_search(&config).expect("open search index");

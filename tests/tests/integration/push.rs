@@ -192,7 +192,7 @@ fn bodies(payloads: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_relay_reads_none() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let (node, cl) = setup(&["alice", "bob"]).await;
+    let (node, cl) = setup_offering(&relay, &["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let canary = format!("canary{:016x}", fastrand::u64(..));
     let push = TestPushService::start().await.expect("push service");
@@ -293,7 +293,7 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_without_a_push_subscription_is_not_reported_notified() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let (_node, cl) = setup(&["alice", "bob"]).await;
+    let (_node, cl) = setup_offering(&relay, &["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let device = Device::enrol(bob, &relay, 4, None).await;
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
@@ -319,7 +319,7 @@ async fn a_device_without_a_push_subscription_is_not_reported_notified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_is_retried_until_the_relay_is_back() {
     let mut relay = TestRelay::start().await.expect("start a relay");
-    let (_node, cl) = setup(&["alice", "bob"]).await;
+    let (_node, cl) = setup_offering(&relay, &["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let push = TestPushService::start().await.expect("push service");
     let device = Device::enrol(bob, &relay, 9, Some(&push)).await;
@@ -358,7 +358,7 @@ async fn a_push_is_retried_until_the_relay_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_down() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let (mut node, cl) = setup(&["alice", "bob"]).await;
+    let (mut node, cl) = setup_offering(&relay, &["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let push = TestPushService::start().await.expect("push service");
     let device = Device::enrol(bob, &relay, 7, Some(&push)).await;
@@ -412,7 +412,7 @@ async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_registration_checks_keys_names_and_capabilities() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let (_node, cl) = setup(&["alice", "bob"]).await;
+    let (_node, cl) = setup_offering(&relay, &["alice", "bob"]).await;
     let (alice, bob) = (&cl[0], &cl[1]);
     let device = Device::enrol(bob, &relay, 5, None).await;
 
@@ -534,6 +534,16 @@ async fn device_registration_checks_keys_names_and_capabilities() {
 }
 
 /// Whether the relay's Prometheus metric `name` reaches `value` within 10 s.
+/// A node offering `relay` as its default (a node pushes only through relays it offers) with
+/// the users `names`.
+async fn setup_offering(relay: &TestRelay, names: &[&str]) -> (TestNode, Vec<Client>) {
+    let opts = NodeOptions {
+        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url())),
+        ..NodeOptions::default()
+    };
+    confab_tests::node_with_users_opts(names, opts).await
+}
+
 async fn relay_metric_reaches(relay: &TestRelay, name: &str, value: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {

@@ -22,14 +22,8 @@ const NOTIFICATIONS: &str = "navigator.serviceWorker.getRegistration()\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_service_worker_shows_a_pushed_message_once() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let config = tempfile::NamedTempFile::new().expect("config file");
-    std::fs::write(
-        config.path(),
-        format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url()),
-    )
-    .expect("write config");
     let opts = NodeOptions {
-        extra_args: vec!["--config".into(), config.path().display().to_string()],
+        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url())),
         ..NodeOptions::default()
     };
     let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
@@ -51,18 +45,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     // is real: the relay's encrypted, VAPID-signed push goes to that service over HTTP, and the
     // service worker gets its decrypted payload as the browser's push service would hand it on.
     let push = TestPushService::start().await.expect("push service");
-    bob.eval(&format!(
-        r"(() => {{ const sub = {subscription};
-            PushManager.prototype.subscribe = async function (options) {{
-              const key = new Uint8Array(options.applicationServerKey);
-              window.__applicationServerKey = btoa(String.fromCharCode(...key)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-              window.__userVisibleOnly = options.userVisibleOnly;
-              return {{ endpoint: sub.endpoint, toJSON: () => sub, unsubscribe: async () => true }};
-            }};
-            return true; }})()",
-        subscription = push.subscription("bob-browser"),
-    ))
-    .await;
+    stand_in_push_service(&bob, &push, "bob-browser").await;
 
     // Enrol from the profile dialog (a click, as browsers require).
     bob.click("#btn-profile").await;
@@ -235,6 +218,170 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     assert!(
         !relay.output().contains(&canary),
         "the canary is in the relay's logs"
+    );
+    bob.close().await;
+}
+
+/// The page's `PushManager.subscribe` hands out a subscription at `push` named `name`, keeping
+/// the application server key and `userVisibleOnly` it was asked with in `window`.
+async fn stand_in_push_service(browser: &Browser, push: &TestPushService, name: &str) {
+    browser
+        .eval(&format!(
+            r"(() => {{ const sub = {subscription};
+            PushManager.prototype.subscribe = async function (options) {{
+              const key = new Uint8Array(options.applicationServerKey);
+              window.__applicationServerKey = btoa(String.fromCharCode(...key)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+              window.__userVisibleOnly = options.userVisibleOnly;
+              return {{ endpoint: sub.endpoint, toJSON: () => sub, unsubscribe: async () => true }};
+            }};
+            return true; }})()",
+            subscription = push.subscription(name),
+        ))
+        .await;
+}
+
+/// The profile dialog offers the node's relays, the default first; the user picks another
+/// offered relay, and messages for the closed app wait there. A relay the node does not offer
+/// is refused before anything is made, and one that cannot be reached leaves no device behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_enrols_with_the_relay_its_user_chooses() {
+    let default_relay = TestRelay::start().await.expect("start the default relay");
+    let chosen_relay = TestRelay::start().await.expect("start the other relay");
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!(
+            "http://127.0.0.1:{}",
+            listener.local_addr().expect("addr").port()
+        )
+    };
+    let opts = NodeOptions {
+        config: Some(format!(
+            "[push]\ndefault_relay_url = \"{}\"\nrelay_urls = [\"{down}\", \"{}/\"]\n",
+            default_relay.url(),
+            chosen_relay.url()
+        )),
+        ..NodeOptions::default()
+    };
+    let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
+    let (alice, bob_api) = (&clients[0], &clients[1]);
+    let base = node.base_url();
+    let driver = Driver::start().await;
+    let bob = Browser::open(&driver, "bob", BrowserOpts::default()).await;
+    bob.cdp(
+        "Browser.grantPermissions",
+        json!({"origin": base, "permissions": ["notifications"]}),
+    )
+    .await
+    .expect("grant notifications");
+    bob.sign_in(&base, "bob", PASSWORD).await;
+    let push = TestPushService::start().await.expect("push service");
+    stand_in_push_service(&bob, &push, "bob-chosen").await;
+
+    bob.click("#btn-profile").await;
+    let offered = bob
+        .wait(
+            "the relay choice",
+            "!document.getElementById('pf-relay-row').hidden && \
+             [document.getElementById('pf-relay').value, \
+              [...document.querySelectorAll('#pf-relay-options option')].map(o => o.value)]",
+        )
+        .await;
+    assert_eq!(
+        offered,
+        json!([
+            default_relay.url(),
+            [default_relay.url(), down, chosen_relay.url()]
+        ])
+    );
+    let enable_with = |relay: String| {
+        let bob = &bob;
+        async move {
+            bob.eval(&format!(
+                "(document.getElementById('pf-relay').value = {}, true)",
+                json!(relay)
+            ))
+            .await;
+            bob.click("#pf-push").await;
+            bob.wait(
+                "push set up or refused",
+                "(t => /push is on|registered as a device|could not/i.test(t) && t)(document.getElementById('pf-push-status').textContent)",
+            )
+            .await
+        }
+    };
+    let no_devices = || async {
+        let devices: Value = bob_api
+            .call(Method::GET, "/devices", None)
+            .await
+            .must("devices");
+        assert_eq!(devices["devices"], json!([]), "no device left behind");
+    };
+
+    let status = enable_with("https://relay.elsewhere.example".into()).await;
+    assert!(
+        status
+            .as_str()
+            .is_some_and(|t| t.starts_with("Could not set up push: this node pushes only through")),
+        "{status}"
+    );
+    no_devices().await;
+    let status = enable_with(down.clone()).await;
+    assert!(
+        status.as_str().is_some_and(|t| t.starts_with(&format!(
+            "Could not set up push: the relay {down} cannot be reached"
+        ))),
+        "{status}"
+    );
+    no_devices().await;
+    let status = enable_with(format!("{}/", chosen_relay.url())).await;
+    assert_eq!(status, json!("Push is on for this browser."));
+    let devices: Value = bob_api
+        .call(Method::GET, "/devices", None)
+        .await
+        .must("devices");
+    assert_eq!(devices["devices"][0]["relay"]["url"], chosen_relay.url());
+    assert_eq!(
+        bob.eval("document.getElementById('pf-relay-row').hidden")
+            .await,
+        json!(true),
+        "no relay choice once enrolled"
+    );
+    bob.assert_clean("enrolled with the chosen relay").await;
+
+    // Messages for the closed app wait at the chosen relay, which wakes the browser.
+    bob.wait(
+        "the service worker",
+        "navigator.serviceWorker.getRegistration().then(r => !!(r && r.active))",
+    )
+    .await;
+    close_app(&bob, &base, bob_api).await;
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let message = alice
+        .send(&dm.id, "through the relay bob chose")
+        .await
+        .must("send");
+    assert!(
+        reaches_state(
+            alice,
+            &dm.id,
+            &message.id,
+            "notification_sent",
+            Duration::from_secs(15)
+        )
+        .await,
+        "the node never pushed the message:\n{}",
+        node.log_tail(30)
+    );
+    push.wait_for("bob-chosen", 1, Duration::from_secs(15))
+        .await
+        .expect("the chosen relay pushed a wake-up");
+    assert_eq!(
+        chosen_relay.metric("confab_relay_queue_depth").await,
+        Some(1)
+    );
+    assert_eq!(
+        default_relay.metric("confab_relay_queue_depth").await,
+        Some(0)
     );
     bob.close().await;
 }
