@@ -59,6 +59,11 @@ pub struct PushConfig {
     pub device_name_chars_max: usize,
     /// Longest relay URL, in bytes.
     pub relay_url_bytes_max: usize,
+    /// Capabilities of a user's former devices waiting to be renounced at their relays; past
+    /// it the oldest is given up.
+    pub renunciations_per_user_max: usize,
+    /// How often renunciations a relay did not take are tried again.
+    pub renounce_retry_interval_s: u64,
 }
 
 impl PushConfig {
@@ -112,6 +117,8 @@ impl Default for PushConfig {
             devices_per_user_max: 20,
             device_name_chars_max: 64,
             relay_url_bytes_max: 512,
+            renunciations_per_user_max: 100,
+            renounce_retry_interval_s: 300,
         }
     }
 }

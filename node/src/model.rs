@@ -345,6 +345,16 @@ pub struct RelayRegistration {
     pub capability: String,
 }
 
+/// A capability the node still has to renounce at a relay (`renunciations/v1`): recorded in
+/// the transaction that removes the device or moves it off the queue, deleted once the relay
+/// took it (or it can no longer matter).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PendingRenunciation {
+    pub user: UserId,
+    pub relay: RelayRegistration,
+    pub recorded_ms: u64,
+}
+
 /// Key helpers for the trees that are keyed by user and chat.
 pub mod keys {
     use confab_protocol::{ChatId, MessageId, UserId};
@@ -359,6 +369,18 @@ pub mod keys {
     pub fn device(user: &UserId, device: &confab_protocol::DeviceId) -> Vec<u8> {
         let mut key = user_prefix(user);
         key.extend_from_slice(device.as_bytes());
+        key
+    }
+
+    /// `renunciations/v1` key of one capability of `user`'s former device.
+    pub fn renunciation(
+        user: &UserId,
+        queue: &confab_protocol::relay::QueueId,
+        capability: &confab_protocol::relay::CapabilityId,
+    ) -> Vec<u8> {
+        let mut key = user_prefix(user);
+        key.extend_from_slice(queue.as_bytes());
+        key.extend_from_slice(capability.as_bytes());
         key
     }
 

@@ -13,18 +13,25 @@
 //! take for a passing reason (relay down, timeout, 429, 5xx) is retried with backoff, the same
 //! sealed envelope each time (the relay is idempotent by envelope id), up to `retries_max`
 //! times and never past shutdown; then, or when the queue is full, it is logged and counted.
+//!
+//! When a device is removed or leaves a relay queue, the engine records in the same
+//! transaction that its capability is to be renounced (`renunciations/v1`); the renouncer here
+//! posts each to its relay and forgets it once taken, so neither a stop nor a relay that is
+//! down loses one.
 
 use crate::config::PushConfig;
 use crate::engine::{Command, EngineHandle};
 use crate::events::{EventBody, EventHub};
-use crate::model::{is_notifying, now_ms, DeviceRecord, MessageView, RelayRegistration};
+use crate::model::{
+    is_notifying, now_ms, DeviceRecord, MessageView, PendingRenunciation, RelayRegistration,
+};
 use crate::store::{KvRead, KvStore, Tree};
 use crate::views;
 use confab_protocol::relay::{
     seal, CapabilityToken, EnqueueFields, EnqueueRequest, EnvelopeId, RenounceRequest, Urgency,
 };
 use confab_protocol::{DeviceId, OrgKey, UserId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -154,6 +161,12 @@ pub struct Pusher {
     pub counters: PushCounters,
     /// Set at shutdown: queued pushes get one attempt, none is retried.
     stopping: watch::Sender<bool>,
+    /// Wakes the renouncer ([`Pusher::renounce_soon`]).
+    renounce_wake: tokio::sync::Notify,
+    /// Keys of the renunciations being attempted now.
+    renouncing: Mutex<HashSet<Vec<u8>>>,
+    /// Renunciations attempted at once (`concurrency`).
+    renounce_slots: tokio::sync::Semaphore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,12 +204,15 @@ impl Pusher {
             store,
             key,
             engine,
-            config,
             live: Arc::new(LiveDevices::default()),
             relayed: RwLock::new(HashMap::new()),
             client,
             counters: PushCounters::default(),
             stopping: watch::channel(false).0,
+            renounce_wake: tokio::sync::Notify::new(),
+            renouncing: Mutex::new(HashSet::new()),
+            renounce_slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            config,
         };
         pusher.load()?;
         Ok(Arc::new(pusher))
@@ -246,6 +262,7 @@ impl Pusher {
         let mut events = hub.subscribe();
         let (jobs, queued) = mpsc::channel(self.config.queue_max.max(1));
         let sender = tokio::spawn(self.clone().send_loop(queued));
+        tokio::spawn(self.clone().renounce_loop(shutdown.clone()));
         loop {
             let event = tokio::select! {
                 _ = shutdown.changed() => break,
@@ -381,27 +398,88 @@ impl Pusher {
         Ok(Stored::from_answer(answer.as_deref()))
     }
 
-    /// Gives up this node's capability for a device's relay queue, in the background (the
-    /// device was removed or moved to another queue): the relay revokes it and deletes this
-    /// organisation's envelopes still queued there, so a lost device cannot fetch them.
-    /// Retried like a push; a failure is logged and counted.
-    pub fn renounce(self: &Arc<Self>, relay: RelayRegistration) {
-        let pusher = self.clone();
-        tokio::spawn(async move {
-            match pusher.post_renunciation(&relay).await {
-                Ok(()) => {
-                    pusher.counters.renounced.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(relay = %relay.url, queue = %relay.queue, "push: capability renounced at the relay");
+    /// Asks the renouncer to look for new pending renunciations now (a device was removed or
+    /// moved off a queue; the engine recorded what to renounce in the same transaction).
+    pub fn renounce_soon(&self) {
+        self.renounce_wake.notify_one();
+    }
+
+    /// Gives up the capabilities recorded in `renunciations/v1` until shutdown: at start (what
+    /// a stop interrupted), when woken, and every `renounce_retry_interval_s` (what a relay
+    /// that was down did not take). The relay revokes each and deletes this organisation's
+    /// envelopes still queued there, so a lost device cannot fetch them.
+    async fn renounce_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let interval = Duration::from_secs(self.config.renounce_retry_interval_s.max(1));
+        loop {
+            self.renounce_pending();
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = self.renounce_wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Starts a renunciation for each pending record not already in flight, `concurrency` at
+    /// a time.
+    fn renounce_pending(self: &Arc<Self>) {
+        let limit = self.config.queue_max.max(1);
+        let pending = match views::renunciations(self.store.as_ref(), None, limit) {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "push: could not read pending renunciations");
+                return;
+            }
+        };
+        for (key, renunciation) in pending {
+            let fresh = match self.renouncing.lock() {
+                Ok(mut in_flight) => in_flight.insert(key.clone()),
+                Err(_) => false,
+            };
+            if !fresh {
+                continue;
+            }
+            let pusher = self.clone();
+            tokio::spawn(async move {
+                if let Ok(_slot) = pusher.renounce_slots.acquire().await {
+                    pusher.renounce(key.clone(), renunciation).await;
                 }
-                Err(error) => {
-                    pusher
-                        .counters
+                if let Ok(mut in_flight) = pusher.renouncing.lock() {
+                    in_flight.remove(&key);
+                }
+            });
+        }
+    }
+
+    /// One renunciation, retried like a push. The record is forgotten once the relay took it,
+    /// when the relay refuses it for good, or when it can no longer matter (older than the
+    /// envelope TTL: every envelope it would delete has expired); otherwise it stays for the
+    /// next round.
+    async fn renounce(&self, key: Vec<u8>, pending: PendingRenunciation) {
+        let relay = &pending.relay;
+        let done = match self.post_renunciation(relay).await {
+            Ok(()) => {
+                self.counters.renounced.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(relay = %relay.url, queue = %relay.queue, "push: capability renounced at the relay");
+                true
+            }
+            Err(error) => {
+                let ttl_ms = u64::from(self.config.envelope_ttl_s) * 1000;
+                let moot = now_ms() >= pending.recorded_ms.saturating_add(ttl_ms);
+                if !error.passing || moot {
+                    self.counters
                         .renounce_failed
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(relay = %relay.url, queue = %relay.queue, error = %error.message, "push: could not renounce the capability at the relay");
+                    tracing::warn!(relay = %relay.url, queue = %relay.queue, error = %error.message, "push: could not renounce the capability at the relay; given up");
+                } else {
+                    tracing::info!(relay = %relay.url, queue = %relay.queue, error = %error.message, "push: renunciation not taken yet; will try again");
                 }
+                !error.passing || moot
             }
-        });
+        };
+        if done {
+            self.engine.notify(Command::ForgetRenunciation { key });
+        }
     }
 
     async fn post_renunciation(&self, relay: &RelayRegistration) -> Result<(), PostError> {

@@ -59,10 +59,13 @@ pub enum Tree {
     Devices,
     /// peer organisation id (32) → peer record JSON: its name and the addresses we dial.
     Peers,
+    /// user id ‖ 0 ‖ queue id (16) ‖ capability id (16) → pending renunciation JSON: a
+    /// capability this node still has to give up at a relay (the device was removed or moved).
+    Renunciations,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 16] = [
+    pub const ALL: [Tree; 17] = [
         Tree::Meta,
         Tree::Users,
         Tree::Sessions,
@@ -79,6 +82,7 @@ impl Tree {
         Tree::Uploads,
         Tree::Devices,
         Tree::Peers,
+        Tree::Renunciations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Tree {
             Tree::Uploads => "uploads/v1",
             Tree::Devices => "devices/v1",
             Tree::Peers => "peers/v1",
+            Tree::Renunciations => "renunciations/v1",
         }
     }
 

@@ -311,3 +311,21 @@ pub fn device(
         .map(|b| decode(&b))
         .transpose()
 }
+
+/// Pending renunciations (`renunciations/v1`) with their keys: one user's, or everyone's
+/// (`None`), at most `limit`.
+pub fn renunciations(
+    store: &dyn KvRead,
+    user: Option<&UserId>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, crate::model::PendingRenunciation)>, StoreError> {
+    let range = match user {
+        Some(user) => prefix_range(&keys::user_prefix(user)),
+        None => (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+    };
+    store
+        .range(Tree::Renunciations, range, false, limit)?
+        .into_iter()
+        .map(|(key, value)| Ok((key, decode(&value)?)))
+        .collect()
+}

@@ -157,19 +157,16 @@ pub async fn revoke(
     Path(device_id): Path<String>,
 ) -> ApiResult<Response> {
     let device = parse_device(&device_id)?;
-    let before = views::device(state.store.as_ref(), &user.id, &device)?;
     state
         .engine
         .call(|reply| Command::RevokeDevice {
             user: user.id.clone(),
             device,
+            renunciations_max: state.config.push.renunciations_per_user_max,
             reply,
         })
         .await?;
     refresh_pusher(&state, &user.id);
-    if let Some(relay) = before.and_then(|record| record.relay) {
-        renounce(&state, relay);
-    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -180,11 +177,11 @@ pub async fn set_relay(
     JsonBody(body): JsonBody<RelayBody>,
 ) -> ApiResult<Json<DeviceView>> {
     let device = parse_device(&device_id)?;
-    let previous = views::device(state.store.as_ref(), &user.id, &device)?
+    let current = views::device(state.store.as_ref(), &user.id, &device)?
         .ok_or_else(|| ApiError::not_found("device"))?;
     let relay = match body.relay {
         None => None,
-        Some(fields) => Some(check_relay(&state, &previous, fields)?),
+        Some(fields) => Some(check_relay(&state, &current, fields)?),
     };
     let record = state
         .engine
@@ -192,20 +189,11 @@ pub async fn set_relay(
             user: user.id.clone(),
             device,
             relay,
+            renunciations_max: state.config.push.renunciations_per_user_max,
             reply,
         })
         .await?;
     refresh_pusher(&state, &user.id);
-    // A capability for a queue this node no longer pushes to is given up.
-    if let Some(old) = previous.relay {
-        let kept = record
-            .relay
-            .as_ref()
-            .is_some_and(|new| new.url == old.url && new.queue == old.queue);
-        if !kept {
-            renounce(&state, old);
-        }
-    }
     Ok(Json(DeviceView::new(&state, record)))
 }
 
@@ -321,17 +309,14 @@ fn parse_device(text: &str) -> ApiResult<DeviceId> {
     text.parse().map_err(|_| ApiError::not_found("device"))
 }
 
+/// After a device changed: the pusher re-reads the user's devices and renounces what the
+/// change left to renounce.
 fn refresh_pusher(state: &AppState, user: &UserId) {
     if let Some(pusher) = &state.pusher {
         if let Err(error) = pusher.refresh(user) {
             tracing::warn!(%error, "push: could not re-read a user's devices");
         }
-    }
-}
-
-fn renounce(state: &AppState, relay: RelayRegistration) {
-    if let Some(pusher) = &state.pusher {
-        pusher.renounce(relay);
+        pusher.renounce_soon();
     }
 }
 

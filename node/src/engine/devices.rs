@@ -1,11 +1,15 @@
-//! Device intents: register, forget (revoke) and point at a relay; and the `notification_sent`
-//! mark the push sender asks for once a relay accepted an envelope.
+//! Device intents: register, forget (revoke) and point at a relay, with the renunciations
+//! these leave for the push sender; and the `notification_sent` mark the push sender asks for
+//! once a relay accepted an envelope.
 
 use super::{json, Engine, Tx};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{keys, DeviceRecord, MessageState, RelayRegistration};
+use crate::model::{
+    keys, now_ms, DeviceRecord, MessageState, PendingRenunciation, RelayRegistration,
+};
 use crate::store::Tree;
 use crate::views;
+use confab_protocol::relay::CapabilityToken;
 use confab_protocol::{ChatId, DeviceId, MessageId, UserId};
 
 impl Engine {
@@ -38,16 +42,22 @@ impl Engine {
         Ok(record)
     }
 
+    /// Forgets the device; a capability it gave this node for a relay queue is to be
+    /// renounced there (recorded in the same transaction, so neither happens without the
+    /// other).
     pub(super) fn revoke_device(
         &mut self,
         tx: &mut Tx,
         user: &UserId,
         device: &DeviceId,
+        renunciations_max: usize,
     ) -> ApiResult<()> {
-        if views::device(&self.reads(), user, device)?.is_none() {
-            return Err(ApiError::not_found("device"));
-        }
+        let record = views::device(&self.reads(), user, device)?
+            .ok_or_else(|| ApiError::not_found("device"))?;
         tx.batch.delete(Tree::Devices, keys::device(user, device));
+        if let Some(relay) = record.relay {
+            self.record_renunciation(tx, user, relay, renunciations_max)?;
+        }
         Ok(())
     }
 
@@ -57,13 +67,63 @@ impl Engine {
         user: &UserId,
         device: &DeviceId,
         relay: Option<RelayRegistration>,
+        renunciations_max: usize,
     ) -> ApiResult<DeviceRecord> {
         let mut record = views::device(&self.reads(), user, device)?
             .ok_or_else(|| ApiError::not_found("device"))?;
-        record.relay = relay;
+        let previous = std::mem::replace(&mut record.relay, relay);
         tx.batch
             .put(Tree::Devices, keys::device(user, device), json(&record));
+        // A capability for a queue this node no longer pushes to is given up.
+        if let Some(old) = previous {
+            let kept = record
+                .relay
+                .as_ref()
+                .is_some_and(|new| new.url == old.url && new.queue == old.queue);
+            if !kept {
+                self.record_renunciation(tx, user, old, renunciations_max)?;
+            }
+        }
         Ok(record)
+    }
+
+    /// Records that `relay`'s capability is to be renounced (the push sender does it and then
+    /// forgets the record). A user has at most `renunciations_max` pending; past it the oldest
+    /// is given up, so removing devices over and over cannot fill the store.
+    fn record_renunciation(
+        &mut self,
+        tx: &mut Tx,
+        user: &UserId,
+        relay: RelayRegistration,
+        renunciations_max: usize,
+    ) -> ApiResult<()> {
+        let Ok(capability) = CapabilityToken::from_text(&relay.capability) else {
+            // Checked when it was stored; a record that no longer parses cannot be renounced.
+            tracing::warn!(%user, queue = %relay.queue, "push: stored capability unreadable, not renounced");
+            return Ok(());
+        };
+        let pending = views::renunciations(&self.reads(), Some(user), usize::MAX)?;
+        let excess = (pending.len() + 1).saturating_sub(renunciations_max.max(1));
+        let mut oldest: Vec<_> = pending.into_iter().collect();
+        oldest.sort_by_key(|(_, renunciation)| renunciation.recorded_ms);
+        for (key, renunciation) in oldest.into_iter().take(excess) {
+            tracing::warn!(%user, relay = %renunciation.relay.url, queue = %renunciation.relay.queue, "push: too many pending renunciations; the oldest is given up");
+            tx.batch.delete(Tree::Renunciations, key);
+        }
+        let key = keys::renunciation(user, &relay.queue, &capability.id);
+        let record = PendingRenunciation {
+            user: user.clone(),
+            relay,
+            recorded_ms: now_ms(),
+        };
+        tx.batch.put(Tree::Renunciations, key, json(&record));
+        Ok(())
+    }
+
+    /// The push sender renounced the capability (or gave up on it): the record goes.
+    pub(super) fn forget_renunciation(&mut self, tx: &mut Tx, key: Vec<u8>) -> ApiResult<()> {
+        tx.batch.delete(Tree::Renunciations, key);
+        Ok(())
     }
 
     /// `sent` → `notification_sent`; later states stay (a state only moves forward).

@@ -244,16 +244,26 @@ pub enum Command {
         devices_max: usize,
         reply: Reply<crate::model::DeviceRecord>,
     },
+    /// Forgets a device; its relay capability is recorded for renunciation (at most
+    /// `renunciations_max` pending per user).
     RevokeDevice {
         user: UserId,
         device: confab_protocol::DeviceId,
+        renunciations_max: usize,
         reply: Reply<()>,
     },
+    /// Points a device at a relay queue (or none); a capability for a queue it leaves is
+    /// recorded for renunciation.
     SetDeviceRelay {
         user: UserId,
         device: confab_protocol::DeviceId,
         relay: Option<crate::model::RelayRegistration>,
+        renunciations_max: usize,
         reply: Reply<crate::model::DeviceRecord>,
+    },
+    /// The push sender is done with a pending renunciation (`renunciations/v1` key); no answer.
+    ForgetRenunciation {
+        key: Vec<u8>,
     },
     /// A relay accepted the envelope pushing the message to an offline device; no answer.
     MarkNotified {
@@ -284,7 +294,9 @@ impl Command {
     fn is_lazy(&self) -> bool {
         matches!(
             self,
-            Command::MarkReceived { .. } | Command::MarkNotified { .. }
+            Command::MarkReceived { .. }
+                | Command::MarkNotified { .. }
+                | Command::ForgetRenunciation { .. }
         )
     }
 }
@@ -925,19 +937,27 @@ impl Engine {
             Command::RevokeDevice {
                 user,
                 device,
+                renunciations_max,
                 reply,
             } => {
-                let result = self.revoke_device(&mut tx, &user, &device);
+                let result = self.revoke_device(&mut tx, &user, &device, renunciations_max);
                 self.finish(tx, result, reply, events)
             }
             Command::SetDeviceRelay {
                 user,
                 device,
                 relay,
+                renunciations_max,
                 reply,
             } => {
-                let result = self.set_device_relay(&mut tx, &user, &device, relay);
+                let result =
+                    self.set_device_relay(&mut tx, &user, &device, relay, renunciations_max);
                 self.finish(tx, result, reply, events)
+            }
+            Command::ForgetRenunciation { key } => {
+                let result = self.forget_renunciation(&mut tx, key);
+                let (sender, _) = oneshot::channel();
+                self.finish(tx, result, sender, events)
             }
             Command::MarkNotified { chat, message } => {
                 let result = self.mark_notified(&mut tx, &chat, &message);

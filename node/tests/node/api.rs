@@ -518,12 +518,15 @@ async fn device_and_relay_body(
         .request("GET", "/api/v1/push", Some(cookie), None)
         .await;
     let org = push["org"].as_str().expect("org").parse().expect("org id");
-    let queue = QueueId::from_bytes([3; 16]);
+    // Each call another queue and capability.
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let queue = QueueId::from_bytes([n; 16]);
     let not_after_ms = 4_000_000_000_000;
     let capability = CapabilityToken::issue(
         &signing,
         queue,
-        CapabilityId::from_bytes([4; 16]),
+        CapabilityId::from_bytes([n; 16]),
         org,
         not_after_ms,
     );
@@ -623,4 +626,66 @@ fn offered_relays_must_be_http_urls() {
     config("https://relay.example:8790/base/")
         .validate()
         .expect("a good URL");
+}
+
+/// Removing a device, or moving it to another queue, records its old capability for the push
+/// sender to renounce, in the same transaction; at most `renunciations_per_user_max` per user.
+#[tokio::test]
+async fn a_removed_or_moved_device_leaves_a_renunciation() {
+    let push = confab_node::config::PushConfig {
+        default_relay_url: Some("http://127.0.0.1:9".into()),
+        renunciations_per_user_max: 2,
+        ..Default::default()
+    };
+    let node = TestNode::start_with_config(confab_node::config::Config {
+        push,
+        ..Default::default()
+    })
+    .await;
+    let alice = node.register("alice").await;
+    let alice_id: confab_protocol::UserId = "alice@local".parse().expect("user id");
+    let pending = |node: &TestNode| {
+        confab_node::views::renunciations(node.store.as_ref(), Some(&alice_id), usize::MAX)
+            .expect("read")
+            .into_iter()
+            .map(|(_, renunciation)| renunciation.relay.queue.to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut queues = Vec::new();
+    for _ in 0..3 {
+        let (path, body) = device_and_relay_body(&node, &alice, "http://127.0.0.1:9").await;
+        queues.push(body["relay"]["queue"].as_str().expect("queue").to_string());
+        let (status, _, answer) = node
+            .request("PUT", &path, Some(&alice), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        // The same queue again renounces nothing.
+        let (status, _, _) = node.request("PUT", &path, Some(&alice), Some(body)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = node
+            .request(
+                "DELETE",
+                path.trim_end_matches("/relay"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        pending(&node),
+        queues[1..],
+        "the oldest was given up past the limit"
+    );
+
+    // Moving a device off its queue (to no relay) leaves one too.
+    let (path, body) = device_and_relay_body(&node, &alice, "http://127.0.0.1:9").await;
+    let queue = body["relay"]["queue"].as_str().expect("queue").to_string();
+    let (status, _, _) = node.request("PUT", &path, Some(&alice), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = node
+        .request("PUT", &path, Some(&alice), Some(json!({"relay": null})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending(&node), [queues[2].clone(), queue]);
 }

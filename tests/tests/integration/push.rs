@@ -533,17 +533,79 @@ async fn device_registration_checks_keys_names_and_capabilities() {
     );
 }
 
-/// Whether the relay's Prometheus metric `name` reaches `value` within 10 s.
+/// Removing a device while its relay is down, then killing the node: the renunciation was
+/// recorded with the removal, so the restarted node gives up the capability once the relay is
+/// back, and the relay deletes the envelope the lost device could otherwise still fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renunciation_survives_a_relay_outage_and_a_node_crash() {
+    let mut relay = TestRelay::start().await.expect("start a relay");
+    let (mut node, cl) = setup_offering_with(
+        &relay,
+        "retries_max = 1\nretry_delay_ms = 100\nrenounce_retry_interval_s = 1",
+        &["alice", "bob"],
+    )
+    .await;
+    let (alice, bob) = (&cl[0], &cl[1]);
+    let device = Device::enrol(bob, &relay, 21, None).await;
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    alice
+        .send(&dm.id, "waits for the lost device")
+        .await
+        .must("send");
+    assert!(
+        relay_metric_reaches(&relay, "confab_relay_queue_depth", 1).await,
+        "the message never reached the relay"
+    );
+
+    relay.kill9();
+    assert_eq!(
+        bob.call_empty(Method::DELETE, &format!("/devices/{}", device.id))
+            .await
+            .must("remove the device"),
+        204
+    );
+    // Let the node try (and fail) while the relay is down, then crash it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.kill9();
+    relay.start_again().await.expect("restart the relay");
+    assert_eq!(relay.metric("confab_relay_queue_depth").await, Some(1));
+    node.start_again().await;
+    assert!(
+        relay_metric_reaches(&relay, "confab_relay_purged_total", 1).await,
+        "the restarted node never renounced:\n{}",
+        node.log_tail(30)
+    );
+    assert_eq!(relay.metric("confab_relay_queue_depth").await, Some(0));
+    assert_eq!(
+        relay.metric("confab_relay_purged_total").await,
+        Some(1),
+        "renounced once"
+    );
+}
+
 /// A node offering `relay` as its default (a node pushes only through relays it offers) with
 /// the users `names`.
 async fn setup_offering(relay: &TestRelay, names: &[&str]) -> (TestNode, Vec<Client>) {
+    setup_offering_with(relay, "", names).await
+}
+
+/// [`setup_offering`] with more `[push]` settings (TOML lines).
+async fn setup_offering_with(
+    relay: &TestRelay,
+    push_settings: &str,
+    names: &[&str],
+) -> (TestNode, Vec<Client>) {
     let opts = NodeOptions {
-        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url())),
+        config: Some(format!(
+            "[push]\ndefault_relay_url = \"{}\"\n{push_settings}\n",
+            relay.url()
+        )),
         ..NodeOptions::default()
     };
     confab_tests::node_with_users_opts(names, opts).await
 }
 
+/// Whether the relay's Prometheus metric `name` reaches `value` within 10 s.
 async fn relay_metric_reaches(relay: &TestRelay, name: &str, value: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
