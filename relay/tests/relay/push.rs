@@ -45,6 +45,10 @@ async fn receive(
         headers,
         body: body.to_vec(),
     });
+    if id == "slow" {
+        // Holds the relay's push worker, so its push channel fills up.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
     match id.as_str() {
         "gone" => AxumStatus::GONE,
         "missing" => AxumStatus::NOT_FOUND,
@@ -357,6 +361,55 @@ async fn subscriptions_answering_404_or_410_are_deleted() {
             .metric("confab_relay_push_subscriptions_deleted_total")
             .await,
         2
+    );
+    relay.stop().await;
+}
+
+/// When the push channel is full, the envelope is still stored and acknowledged, and the
+/// answer says its wake-up was dropped (`push: "dropped"`, counted), never `queued`.
+#[tokio::test]
+async fn a_full_push_channel_drops_the_wake_up_and_keeps_the_envelope() {
+    let (fake, push_base) = FakePush::start().await;
+    let relay = TestRelay::start(|c| {
+        c.limits.push_concurrency = 1;
+        c.limits.push_queue_max = 1;
+    })
+    .await;
+    let client = relay.client();
+    let org = org();
+    let ua = UaKeys::new();
+    let (device, answer) = client
+        .register_with(Some(ua.subscription(&format!("{push_base}/push/slow"))))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    // One push in flight (held by the slow service), one waiting for the worker, one in the
+    // channel: a later one finds it full.
+    let mut reports = Vec::new();
+    for n in 0..6u8 {
+        let answer = client
+            .enqueue(&Send::new(&org, &device, &[n]).request())
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        assert_eq!(answer.body["status"], "queued");
+        reports.push(answer.body["push"].as_str().unwrap_or("").to_string());
+        if n == 0 {
+            fake.wait_for(1).await;
+        }
+    }
+    assert_eq!(reports[0], "queued");
+    let dropped = reports.iter().filter(|r| *r == "dropped").count() as u64;
+    assert!(
+        dropped >= 1 && reports.iter().all(|r| r == "queued" || r == "dropped"),
+        "{reports:?}"
+    );
+    assert_eq!(
+        client.metric("confab_relay_push_dropped_total").await,
+        dropped
+    );
+    assert_eq!(
+        client.drain(&device).await.len(),
+        6,
+        "every envelope is kept"
     );
     relay.stop().await;
 }
