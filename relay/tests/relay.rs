@@ -6,6 +6,7 @@
 //! - `device`: challenge authentication and the WebSocket;
 //! - `crash`: kill -9 of the relay process (≥ 20 cycles), confidentiality of data and logs;
 //! - `push`: Web Push against a fake push service and the independent referee;
+//! - `robustness`: proptest-mutated bodies on every endpoint (4xx in the error shape, never 5xx);
 //! - `golden`: byte-for-byte fixtures of the wire formats.
 
 #[path = "relay/crash.rs"]
@@ -18,5 +19,7 @@ mod golden;
 mod push;
 #[path = "relay/queue.rs"]
 mod queue;
+#[path = "relay/robustness.rs"]
+mod robustness;
 #[path = "relay/support.rs"]
 mod support;
