@@ -4,8 +4,10 @@
 //! zero CSP violations. Screenshots of the main screens are saved under
 //! `$CARGO_TARGET_DIR/confab-screenshots/` (the path is printed).
 //!
-//! Needs Debian's `chromium` and `chromium-driver`; without them these tests FAIL.
+//! Needs Debian's `chromium` and `chromium-driver`, and `firefox-esr` for the real push
+//! subscription (`firefox.rs`); without them these tests FAIL.
 
+mod firefox;
 mod harness;
 mod media;
 mod push;

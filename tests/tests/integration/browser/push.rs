@@ -4,6 +4,8 @@
 //! with it by DevTools' `ServiceWorker.deliverPushMessage`, fetches and opens the sealed
 //! envelope and shows one notification for the message; the relay read none of it. Clicking the
 //! notification opens its chat in the app, and a changed push subscription reaches the relay.
+//! In Firefox, whose push service a pref points at the test push service, the subscription,
+//! the decryption and the push event are all the browser's own.
 
 use std::time::{Duration, Instant};
 
@@ -428,4 +430,142 @@ async fn deliver_push(browser: &Browser, origin: &str, data: &str) {
         }
     }
     panic!("no service worker registration took the push: {errors:?}");
+}
+
+/// A real push subscription, end to end, in a real Firefox: the profile dialog's click makes
+/// Firefox's own `PushManager.subscribe` register with the test push service (Mozilla's push
+/// protocol) under the relay's VAPID key; the relay's encrypted push for a message reaches
+/// Firefox through that service still encrypted, Firefox decrypts it with its own keys and
+/// acknowledges it as delivered to the service worker, which opens the sealed envelope and
+/// shows the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
+    let relay = TestRelay::start().await.expect("start a relay");
+    let opts = NodeOptions {
+        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url())),
+        ..NodeOptions::default()
+    };
+    let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
+    let (alice, bob_api) = (&clients[0], &clients[1]);
+    let base = node.base_url();
+    let push = TestPushService::start().await.expect("push service");
+    let mut bob = super::firefox::Firefox::launch(&push.autopush_url()).await;
+
+    bob.goto(&format!("{base}/")).await;
+    bob.wait(
+        "the sign-in form",
+        "!document.getElementById('auth').hidden",
+    )
+    .await;
+    bob.eval(&format!(
+        "(() => {{ document.getElementById('auth-username').value = 'bob';
+                  document.getElementById('auth-password').value = {password};
+                  document.getElementById('auth-submit').click(); return true; }})()",
+        password = json!(PASSWORD)
+    ))
+    .await;
+    bob.wait(
+        "the app with a live connection",
+        "!document.getElementById('app').hidden && document.body.dataset.conn === 'live'",
+    )
+    .await;
+    bob.eval("(document.getElementById('btn-profile').click(), true)")
+        .await;
+    bob.eval("(document.getElementById('pf-push').click(), true)")
+        .await;
+    let status = bob
+        .wait(
+            "the device to be set up",
+            "(t => /push is on|registered as a device|could not/i.test(t) && t)(document.getElementById('pf-push-status').textContent)",
+        )
+        .await;
+    assert_eq!(status, json!("Push is on for this browser."));
+    let channels = push.channels();
+    assert_eq!(channels.len(), 1, "Firefox registered one channel");
+    let (channel, key) = channels[0].clone();
+    let vapid: Value = reqwest::get(format!("{}/v1/vapid", relay.url()))
+        .await
+        .expect("relay vapid")
+        .json()
+        .await
+        .expect("vapid json");
+    assert_eq!(
+        json!(key),
+        vapid["vapid_public_key"],
+        "subscribed with the relay's VAPID key"
+    );
+    bob.wait(
+        "the service worker",
+        "navigator.serviceWorker.getRegistration().then(r => !!(r && r.active))",
+    )
+    .await;
+
+    // Bob leaves the app (the service worker stays); alice writes.
+    bob.goto(&format!("{base}/style.css")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let devices: Value = bob_api
+            .call(Method::GET, "/devices", None)
+            .await
+            .must("devices");
+        if devices["devices"][0]["live"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the device stayed live: {devices}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let canary = format!("canary{:016x}", fastrand::u64(..));
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let text = format!("lunch at one? {canary}");
+    let message = alice.send(&dm.id, &text).await.must("send");
+    assert!(
+        reaches_state(
+            alice,
+            &dm.id,
+            &message.id,
+            "notification_sent",
+            Duration::from_secs(15)
+        )
+        .await,
+        "the node never pushed the message:\n{}",
+        node.log_tail(30)
+    );
+
+    // Firefox decrypted the relay's push and handed it to the service worker (ack code 100;
+    // 101 would mean it did not decrypt).
+    let acks = push
+        .wait_for_acks(1, Duration::from_secs(20))
+        .await
+        .expect("Firefox answered the push");
+    assert_eq!(
+        (acks[0].channel.as_str(), acks[0].code),
+        (channel.as_str(), 100),
+        "{acks:?}"
+    );
+    let pushes = push.pushes_to(&channel);
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].audience.as_deref(), Some(push.origin()));
+    assert!(!pushes[0]
+        .body
+        .windows(canary.len())
+        .any(|w| w == canary.as_bytes()));
+    // The service worker fetched the sealed envelope from the relay, acknowledged it there,
+    // opened it and showed the message, all while the app was closed.
+    let shown = bob
+        .wait(
+            "the notification",
+            "navigator.serviceWorker.getRegistration()
+               .then(r => r ? r.getNotifications() : [])
+               .then(ns => ns.length ? ns.map(n => n.title + '|' + n.body) : null)",
+        )
+        .await;
+    assert_eq!(shown, json!([format!("alice@local|{text}")]));
+    assert_eq!(relay.metric("confab_relay_queue_depth").await, Some(0));
+    assert!(
+        !relay.output().contains(&canary),
+        "the canary is in the relay's logs"
+    );
 }
