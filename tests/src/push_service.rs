@@ -192,10 +192,7 @@ async fn receive(
     body: Bytes,
 ) -> StatusCode {
     let plaintext = ua_keys().and_then(|(keys, secret)| decrypt(&keys, &secret, &body).ok());
-    let audience = headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(vapid_audience);
+    let audience = audience_of(&headers);
     lock(&shared.pushes).push(Push {
         name,
         headers,
@@ -214,10 +211,7 @@ async fn receive_for_firefox(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let audience = headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(vapid_audience);
+    let audience = audience_of(&headers);
     let encoding = headers
         .get("content-encoding")
         .and_then(|value| value.to_str().ok())
@@ -357,6 +351,14 @@ fn ua_keys() -> Option<(UaKeys, [u8; 32])> {
     let auth = b64_decode(UA_AUTH)?.try_into().ok()?;
     let secret = b64_decode(UA_SECRET)?.try_into().ok()?;
     Some((UaKeys { p256dh, auth }, secret))
+}
+
+/// The VAPID `aud` claim of a push's `Authorization` header.
+fn audience_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(vapid_audience)
 }
 
 /// The `aud` claim of `vapid t=<JWT>,k=<key>` (the signature is the relay's own tests' business).

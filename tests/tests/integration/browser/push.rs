@@ -59,12 +59,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
         )
         .await;
     assert_eq!(status, json!("Push is on for this browser."));
-    let vapid: Value = reqwest::get(format!("{}/v1/vapid", relay.url()))
-        .await
-        .expect("relay vapid")
-        .json()
-        .await
-        .expect("vapid json");
+    let vapid = relay_vapid_key(&relay).await;
     assert_eq!(
         bob.eval("[window.__applicationServerKey, window.__userVisibleOnly]")
             .await,
@@ -392,6 +387,11 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
 /// socket when the page is hidden (even into the back/forward cache), so the device is offline.
 async fn close_app(browser: &Browser, base: &str, api: &Client) {
     browser.goto(&format!("{base}/style.css")).await;
+    wait_until_offline(api).await;
+}
+
+/// Waits until the user's (first) device has no live session.
+async fn wait_until_offline(api: &Client) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let devices: Value = api
@@ -407,6 +407,16 @@ async fn close_app(browser: &Browser, base: &str, api: &Client) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The relay's `GET /v1/vapid` answer (`vapid_public_key`: what a subscription must name).
+async fn relay_vapid_key(relay: &TestRelay) -> Value {
+    reqwest::get(format!("{}/v1/vapid", relay.url()))
+        .await
+        .expect("relay vapid")
+        .json()
+        .await
+        .expect("vapid json")
 }
 
 /// `ServiceWorker.deliverPushMessage` needs the registration id, which DevTools reports only
@@ -483,12 +493,7 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
     let channels = push.channels();
     assert_eq!(channels.len(), 1, "Firefox registered one channel");
     let (channel, key) = channels[0].clone();
-    let vapid: Value = reqwest::get(format!("{}/v1/vapid", relay.url()))
-        .await
-        .expect("relay vapid")
-        .json()
-        .await
-        .expect("vapid json");
+    let vapid = relay_vapid_key(&relay).await;
     assert_eq!(
         json!(key),
         vapid["vapid_public_key"],
@@ -502,21 +507,7 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
 
     // Bob leaves the app (the service worker stays); alice writes.
     bob.goto(&format!("{base}/style.css")).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let devices: Value = bob_api
-            .call(Method::GET, "/devices", None)
-            .await
-            .must("devices");
-        if devices["devices"][0]["live"] == false {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the device stayed live: {devices}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_offline(bob_api).await;
     let canary = format!("canary{:016x}", fastrand::u64(..));
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let text = format!("lunch at one? {canary}");
