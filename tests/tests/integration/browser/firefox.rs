@@ -7,6 +7,7 @@
 //!
 //! Needs `firefox-esr` (or `firefox`, or `CONFAB_FIREFOX`); without it the test FAILS.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,8 @@ impl Firefox {
             .arg(profile.path())
             .arg("about:blank")
             .env("MOZ_CRASHREPORTER_DISABLE", "1")
+            // Its own process group, so its content processes end with it.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -231,6 +234,12 @@ impl Firefox {
 
 impl Drop for Firefox {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group we created for our own Firefox child.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
