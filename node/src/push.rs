@@ -477,8 +477,16 @@ impl Pusher {
                 !error.passing || moot
             }
         };
+        // Forgotten durably before the key leaves the in-flight set, so no later round sends
+        // it again.
         if done {
-            self.engine.notify(Command::ForgetRenunciation { key });
+            if let Err(error) = self
+                .engine
+                .call(|reply| Command::ForgetRenunciation { key, reply })
+                .await
+            {
+                tracing::warn!(%error, "push: could not forget a renunciation; it will be sent again");
+            }
         }
     }
 

@@ -261,9 +261,10 @@ pub enum Command {
         renunciations_max: usize,
         reply: Reply<crate::model::DeviceRecord>,
     },
-    /// The push sender is done with a pending renunciation (`renunciations/v1` key); no answer.
+    /// The push sender is done with a pending renunciation (`renunciations/v1` key).
     ForgetRenunciation {
         key: Vec<u8>,
+        reply: Reply<()>,
     },
     /// A relay accepted the envelope pushing the message to an offline device; no answer.
     MarkNotified {
@@ -294,9 +295,7 @@ impl Command {
     fn is_lazy(&self) -> bool {
         matches!(
             self,
-            Command::MarkReceived { .. }
-                | Command::MarkNotified { .. }
-                | Command::ForgetRenunciation { .. }
+            Command::MarkReceived { .. } | Command::MarkNotified { .. }
         )
     }
 }
@@ -954,10 +953,9 @@ impl Engine {
                     self.set_device_relay(&mut tx, &user, &device, relay, renunciations_max);
                 self.finish(tx, result, reply, events)
             }
-            Command::ForgetRenunciation { key } => {
+            Command::ForgetRenunciation { key, reply } => {
                 let result = self.forget_renunciation(&mut tx, key);
-                let (sender, _) = oneshot::channel();
-                self.finish(tx, result, sender, events)
+                self.finish(tx, result, reply, events)
             }
             Command::MarkNotified { chat, message } => {
                 let result = self.mark_notified(&mut tx, &chat, &message);
