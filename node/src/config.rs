@@ -79,13 +79,18 @@ impl PushConfig {
         offered
     }
 
+    /// Whether `url` is a plain `http(s)://host[:port][/path]` URL (no spaces or control
+    /// characters) of at most `relay_url_bytes_max` bytes.
+    pub fn is_relay_url(&self, url: &str) -> bool {
+        let odd = url.chars().any(|c| c.is_whitespace() || c.is_control());
+        !odd && url.len() <= self.relay_url_bytes_max && crate::web::origin_of(url).is_some()
+    }
+
     /// Refuses offered relay URLs that are not plain `http(s)://host[:port][/path]` URLs, so a
     /// typo is found at start rather than by the first device that enrols.
     pub fn validate(&self) -> Result<(), String> {
         for url in self.offered_relays() {
-            let odd = url.chars().any(|c| c.is_whitespace() || c.is_control());
-            if odd || crate::web::origin_of(&url).is_none() || url.len() > self.relay_url_bytes_max
-            {
+            if !self.is_relay_url(&url) {
                 return Err(format!(
                     "push: relay URL {url:?} is not an http(s) URL of at most {} bytes",
                     self.relay_url_bytes_max

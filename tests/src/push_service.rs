@@ -156,32 +156,27 @@ impl TestPushService {
 
     /// Waits until Firefox answered at least `count` notifications; `None` after `timeout`.
     pub async fn wait_for_acks(&self, count: usize, timeout: Duration) -> Option<Vec<Ack>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let acks = self.acks();
-            if acks.len() >= count {
-                return Some(acks);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        at_least(count, timeout, || self.acks()).await
     }
 
     /// Waits until at least `count` pushes arrived for `name`; `None` after `timeout`.
     pub async fn wait_for(&self, name: &str, count: usize, timeout: Duration) -> Option<Vec<Push>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let pushes = self.pushes_to(name);
-            if pushes.len() >= count {
-                return Some(pushes);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        at_least(count, timeout, || self.pushes_to(name)).await
+    }
+}
+
+/// Polls `read` until it answers at least `count` items; `None` after `timeout`.
+async fn at_least<T>(count: usize, timeout: Duration, read: impl Fn() -> Vec<T>) -> Option<Vec<T>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let items = read();
+        if items.len() >= count {
+            return Some(items);
         }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

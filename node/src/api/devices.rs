@@ -275,8 +275,7 @@ fn check_relay_url(push: &PushConfig, url: &str) -> ApiResult<String> {
     if offered.contains(&url) {
         return Ok(url);
     }
-    let odd = url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if odd || url.len() > url_max || crate::web::origin_of(&url).is_none() {
+    if !push.is_relay_url(&url) {
         return Err(ApiError::bad_request(
             "invalid_relay_url",
             format!("the relay URL is an http(s) URL of at most {url_max} bytes"),

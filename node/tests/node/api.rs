@@ -538,6 +538,13 @@ async fn device_and_relay_body(
     (path, body)
 }
 
+/// Removes the device whose `PUT .../relay` path is `relay_path`.
+async fn remove_device(node: &TestNode, cookie: &str, relay_path: &str) {
+    let path = relay_path.trim_end_matches("/relay");
+    let (status, _, answer) = node.request("DELETE", path, Some(cookie), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+}
+
 #[tokio::test]
 async fn a_device_chooses_among_the_offered_relays() {
     let node = node_offering_relays(false).await;
@@ -567,9 +574,7 @@ async fn a_device_chooses_among_the_offered_relays() {
             serde_json::Value::Null,
             "nothing stored for {url}"
         );
-        let path = path.trim_end_matches("/relay").to_string();
-        let (status, _, _) = node.request("DELETE", &path, Some(&alice), None).await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        remove_device(&node, &alice, &path).await;
     }
     // An offered relay, written with or without its trailing slash.
     for url in ["http://127.0.0.1:9/queues/", "https://relay-a.example:8790"] {
@@ -577,15 +582,7 @@ async fn a_device_chooses_among_the_offered_relays() {
         let (status, _, device) = node.request("PUT", &path, Some(&alice), Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{url}: {device}");
         assert_eq!(device["relay"]["url"], url.trim_end_matches('/'));
-        let (status, _, _) = node
-            .request(
-                "DELETE",
-                path.trim_end_matches("/relay"),
-                Some(&alice),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        remove_device(&node, &alice, &path).await;
     }
 
     // When the operator allows other relays: any https relay, still no plain http one.
@@ -595,10 +592,7 @@ async fn a_device_chooses_among_the_offered_relays() {
     let (status, _, device) = open.request("PUT", &path, Some(&bob), Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{device}");
     assert_eq!(device["relay"]["url"], "https://elsewhere.example/r");
-    let (status, _, _) = open
-        .request("DELETE", path.trim_end_matches("/relay"), Some(&bob), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    remove_device(&open, &bob, &path).await;
     let (path, body) = device_and_relay_body(&open, &bob, "http://10.0.0.1:8790").await;
     let (status, _, error) = open.request("PUT", &path, Some(&bob), Some(body)).await;
     assert_eq!(
@@ -662,15 +656,7 @@ async fn a_removed_or_moved_device_leaves_a_renunciation() {
         // The same queue again renounces nothing.
         let (status, _, _) = node.request("PUT", &path, Some(&alice), Some(body)).await;
         assert_eq!(status, StatusCode::OK);
-        let (status, _, _) = node
-            .request(
-                "DELETE",
-                path.trim_end_matches("/relay"),
-                Some(&alice),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        remove_device(&node, &alice, &path).await;
     }
     assert_eq!(
         pending(&node),

@@ -65,6 +65,19 @@ pub fn chromium_binary() -> PathBuf {
     )
 }
 
+/// SIGKILLs `child`, started with `process_group(0)`, and every process of its group (the
+/// browser processes it started), then reaps it.
+pub fn kill_process_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the process group we created for our own child.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn free_port() -> u16 {
     let l = match TcpListener::bind("127.0.0.1:0") {
         Ok(l) => l,
@@ -158,14 +171,7 @@ impl Driver {
     }
 
     fn kill(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) on the process group we created for our own chromedriver child.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_process_group(&mut self.child);
     }
 
     /// The last lines of chromedriver's log (diagnostics).

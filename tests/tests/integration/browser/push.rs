@@ -24,22 +24,11 @@ const NOTIFICATIONS: &str = "navigator.serviceWorker.getRegistration()\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_service_worker_shows_a_pushed_message_once() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let opts = NodeOptions {
-        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url())),
-        ..NodeOptions::default()
-    };
-    let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
+    let (node, clients) =
+        alice_and_bob_pushing(&format!("default_relay_url = \"{}\"", relay.url())).await;
     let (alice, bob_api) = (&clients[0], &clients[1]);
     let base = node.base_url();
-    let driver = Driver::start().await;
-    let bob = Browser::open(&driver, "bob", BrowserOpts::default()).await;
-    bob.cdp(
-        "Browser.grantPermissions",
-        json!({"origin": base, "permissions": ["notifications"]}),
-    )
-    .await
-    .expect("grant notifications");
-    bob.sign_in(&base, "bob", PASSWORD).await;
+    let (_driver, bob) = chromium_signed_in_as_bob(&base).await;
 
     // Headless Chromium has no push service, so `PushManager.subscribe` never succeeds there.
     // The test stands in for it: the page's subscribe hands out a subscription at the test push
@@ -82,21 +71,8 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     // Bob closes the app (the service worker stays); alice writes.
     close_app(&bob, &base, bob_api).await;
     let canary = format!("canary{:016x}", fastrand::u64(..));
-    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let text = format!("are you there? {canary}");
-    let message = alice.send(&dm.id, &text).await.must("send");
-    assert!(
-        reaches_state(
-            alice,
-            &dm.id,
-            &message.id,
-            "notification_sent",
-            Duration::from_secs(15)
-        )
-        .await,
-        "the node never pushed the message:\n{}",
-        node.log_tail(30)
-    );
+    let dm = send_pushed_dm(alice, &node, &text).await;
 
     // The relay's wake-up reached the push service: content-free, and it decrypts.
     let wake_up = push
@@ -251,26 +227,15 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
             listener.local_addr().expect("addr").port()
         )
     };
-    let opts = NodeOptions {
-        config: Some(format!(
-            "[push]\ndefault_relay_url = \"{}\"\nrelay_urls = [\"{down}\", \"{}/\"]\n",
-            default_relay.url(),
-            chosen_relay.url()
-        )),
-        ..NodeOptions::default()
-    };
-    let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
+    let (node, clients) = alice_and_bob_pushing(&format!(
+        "default_relay_url = \"{}\"\nrelay_urls = [\"{down}\", \"{}/\"]",
+        default_relay.url(),
+        chosen_relay.url()
+    ))
+    .await;
     let (alice, bob_api) = (&clients[0], &clients[1]);
     let base = node.base_url();
-    let driver = Driver::start().await;
-    let bob = Browser::open(&driver, "bob", BrowserOpts::default()).await;
-    bob.cdp(
-        "Browser.grantPermissions",
-        json!({"origin": base, "permissions": ["notifications"]}),
-    )
-    .await
-    .expect("grant notifications");
-    bob.sign_in(&base, "bob", PASSWORD).await;
+    let (_driver, bob) = chromium_signed_in_as_bob(&base).await;
     let push = TestPushService::start().await.expect("push service");
     stand_in_push_service(&bob, &push, "bob-chosen").await;
 
@@ -352,23 +317,7 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
     )
     .await;
     close_app(&bob, &base, bob_api).await;
-    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
-    let message = alice
-        .send(&dm.id, "through the relay bob chose")
-        .await
-        .must("send");
-    assert!(
-        reaches_state(
-            alice,
-            &dm.id,
-            &message.id,
-            "notification_sent",
-            Duration::from_secs(15)
-        )
-        .await,
-        "the node never pushed the message:\n{}",
-        node.log_tail(30)
-    );
+    send_pushed_dm(alice, &node, "through the relay bob chose").await;
     push.wait_for("bob-chosen", 1, Duration::from_secs(15))
         .await
         .expect("the chosen relay pushed a wake-up");
@@ -407,6 +356,49 @@ async fn wait_until_offline(api: &Client) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A node whose `[push]` section is `push_settings`, with alice and bob.
+async fn alice_and_bob_pushing(push_settings: &str) -> (TestNode, Vec<Client>) {
+    let opts = NodeOptions {
+        config: Some(format!("[push]\n{push_settings}\n")),
+        ..NodeOptions::default()
+    };
+    confab_tests::node_with_users_opts(&["alice", "bob"], opts).await
+}
+
+/// A chromedriver and a Chromium signed in as bob, allowed to show notifications.
+async fn chromium_signed_in_as_bob(base: &str) -> (Driver, Browser) {
+    let driver = Driver::start().await;
+    let bob = Browser::open(&driver, "bob", BrowserOpts::default()).await;
+    bob.cdp(
+        "Browser.grantPermissions",
+        json!({"origin": base, "permissions": ["notifications"]}),
+    )
+    .await
+    .expect("grant notifications");
+    bob.sign_in(base, "bob", PASSWORD).await;
+    (driver, bob)
+}
+
+/// Alice writes `text` to bob in their DM (answered); the node pushes it to bob's (offline)
+/// device.
+async fn send_pushed_dm(alice: &Client, node: &TestNode, text: &str) -> Chat {
+    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
+    let message = alice.send(&dm.id, text).await.must("send");
+    assert!(
+        reaches_state(
+            alice,
+            &dm.id,
+            &message.id,
+            "notification_sent",
+            Duration::from_secs(15)
+        )
+        .await,
+        "the node never pushed the message:\n{}",
+        node.log_tail(30)
+    );
+    dm
 }
 
 /// The relay's `GET /v1/vapid` answer (`vapid_public_key`: what a subscription must name).
@@ -451,11 +443,8 @@ async fn deliver_push(browser: &Browser, origin: &str, data: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
     let relay = TestRelay::start().await.expect("start a relay");
-    let opts = NodeOptions {
-        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n", relay.url())),
-        ..NodeOptions::default()
-    };
-    let (node, clients) = confab_tests::node_with_users_opts(&["alice", "bob"], opts).await;
+    let (node, clients) =
+        alice_and_bob_pushing(&format!("default_relay_url = \"{}\"", relay.url())).await;
     let (alice, bob_api) = (&clients[0], &clients[1]);
     let base = node.base_url();
     let push = TestPushService::start().await.expect("push service");
@@ -509,21 +498,8 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
     bob.goto(&format!("{base}/style.css")).await;
     wait_until_offline(bob_api).await;
     let canary = format!("canary{:016x}", fastrand::u64(..));
-    let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let text = format!("lunch at one? {canary}");
-    let message = alice.send(&dm.id, &text).await.must("send");
-    assert!(
-        reaches_state(
-            alice,
-            &dm.id,
-            &message.id,
-            "notification_sent",
-            Duration::from_secs(15)
-        )
-        .await,
-        "the node never pushed the message:\n{}",
-        node.log_tail(30)
-    );
+    send_pushed_dm(alice, &node, &text).await;
 
     // Firefox decrypted the relay's push and handed it to the service worker (ack code 100;
     // 101 would mean it did not decrypt).
