@@ -27,7 +27,7 @@ pub fn check_password_rules(password: &str) -> Result<(), String> {
 
 /// Hashes a password with Argon2id (default parameters). CPU-heavy: call off the async threads.
 pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt_bytes: [u8; 16] = crate::engine::random_bytes();
+    let salt_bytes: [u8; 16] = crate::random::random_bytes();
     Argon2::default()
         .hash_password_with_salt(password.as_bytes(), &salt_bytes)
         .map(|hash| hash.to_string())
@@ -49,7 +49,7 @@ pub async fn create_session(
     user: &UserRecord,
     lifetime_s: u64,
 ) -> Result<String, StoreError> {
-    let token = data_encoding::BASE64URL_NOPAD.encode(&crate::engine::random_bytes::<32>());
+    let token = data_encoding::BASE64URL_NOPAD.encode(&crate::random::random_bytes::<32>());
     let now = now_ms();
     let record = SessionRecord {
         user: user.id.clone(),

@@ -83,7 +83,7 @@ impl PushConfig {
     /// characters) of at most `relay_url_bytes_max` bytes.
     pub fn is_relay_url(&self, url: &str) -> bool {
         let odd = url.chars().any(|c| c.is_whitespace() || c.is_control());
-        !odd && url.len() <= self.relay_url_bytes_max && crate::web::origin_of(url).is_some()
+        !odd && url.len() <= self.relay_url_bytes_max && origin_of(url).is_some()
     }
 
     /// Refuses offered relay URLs that are not plain `http(s)://host[:port][/path]` URLs, so a
@@ -223,4 +223,19 @@ impl Default for Limits {
             search_writer_heap_bytes: 64 * 1024 * 1024,
         }
     }
+}
+
+/// `scheme://host[:port]` of an http(s) URL made only of URL-safe characters; `None` otherwise
+/// (nothing odd may reach the header).
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split('/').next()?;
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if authority.is_empty() || !authority.chars().all(safe) {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
 }

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use confab_node::config::Config;
 use confab_node::engine::{self, Command};
-use confab_node::{accounts, server, views};
+use confab_node::{accounts, org_key, server, views};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -272,7 +272,7 @@ async fn main() -> Result<()> {
             init_logs("text");
             let config = load_config(&common, None)?;
             let store = server::open_store(&config)?;
-            let key = engine::load_or_create_org_key(store.as_ref()).await?;
+            let key = org_key::load_or_create_org_key(store.as_ref()).await?;
             let report =
                 engine::rebuild::rebuild_views(store.as_ref(), &key.id(), &config.org_name).await?;
             let search = server::open_search(&config)?;
@@ -323,7 +323,7 @@ async fn peer_command(command: PeerCommand) -> Result<()> {
     };
     let config = load_config(&common, None)?;
     let store = server::open_store(&config)?;
-    let key = engine::load_or_create_org_key(store.as_ref()).await?;
+    let key = org_key::load_or_create_org_key(store.as_ref()).await?;
     let api_error = |e: confab_node::error::ApiError| anyhow::anyhow!("{}", e.message);
     let known = engine::peers(store.as_ref())?;
     match command {

@@ -26,6 +26,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Start(#[from] engine::StartError),
+    #[error(transparent)]
+    Key(#[from] crate::org_key::KeyError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -99,7 +101,7 @@ pub async fn serve(
         Duration::from_secs(config.limits.media_collect_grace_s),
         stop_receiver.clone(),
     ));
-    let key = engine::load_or_create_org_key(store.as_ref()).await?;
+    let key = crate::org_key::load_or_create_org_key(store.as_ref()).await?;
     let seed = key.seed();
     let pusher = crate::push::Pusher::new(store.clone(), key, engine.clone(), config.push.clone())?;
     let push_task = tokio::spawn(pusher.clone().run(hub.clone(), stop_receiver.clone()));

@@ -2,7 +2,7 @@
 //! Content-Security-Policy (no inline scripts, no `unsafe-eval`).
 
 use crate::api::AppState;
-use crate::config::PushConfig;
+use crate::config::{origin_of, PushConfig};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,21 +33,6 @@ pub fn content_security_policy(push: &PushConfig) -> String {
         "connect-src 'self'",
         &format!("connect-src {}", sources.join(" ")),
     )
-}
-
-/// `scheme://host[:port]` of an http(s) URL made only of URL-safe characters; `None` otherwise
-/// (nothing odd may reach the header).
-pub fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
-    let authority = rest.split('/').next()?;
-    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
-    if authority.is_empty() || !authority.chars().all(safe) {
-        return None;
-    }
-    Some(format!("{scheme}://{authority}"))
 }
 
 const FILES: [(&str, &str, &str); 10] = [

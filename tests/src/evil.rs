@@ -72,7 +72,7 @@ impl EvilNode {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let key = engine::load_or_create_org_key(store.as_ref())
+        let key = confab_node::org_key::load_or_create_org_key(store.as_ref())
             .await
             .map_err(|e| e.to_string())?;
         let (stop, stop_receiver) = watch::channel(false);

@@ -131,7 +131,7 @@ pub async fn register(
         ));
     }
     let record = DeviceRecord {
-        id: DeviceId::from_bytes(crate::engine::random_bytes()),
+        id: DeviceId::from_bytes(crate::random::random_bytes()),
         user: user.id.clone(),
         name,
         signing_key: body.signing_key,
@@ -321,7 +321,7 @@ fn refresh_pusher(state: &AppState, user: &UserId) {
 
 /// The organisation key (made by the engine on first start).
 fn org_key(state: &AppState) -> ApiResult<OrgKey> {
-    crate::engine::read_org_key(state.store.as_ref())
+    crate::org_key::read_org_key(state.store.as_ref())
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal("organisation key missing"))
 }

@@ -722,5 +722,5 @@ pub fn current_bucket(state: &ControlState) -> u32 {
 }
 
 fn random_suffix() -> [u8; 16] {
-    super::random_bytes()
+    crate::random::random_bytes()
 }

@@ -25,6 +25,7 @@ use crate::model::{
     keys, now_ms, ChatRecord, ChatView, MemberView, MessageState, MessageView, NotificationLevel,
     Settings, UserRecord, UserView,
 };
+use crate::random::random_bytes;
 use crate::search::{SearchDoc, SearchIndex};
 use crate::store::{KvRead, KvStore, Staged, StoreError, Tree, WriteBatch};
 use crate::views;
@@ -330,51 +331,8 @@ impl EngineHandle {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored organisation key is damaged")]
-    BadKey,
-    #[error("random number generator failed: {0}")]
-    Random(String),
-}
-
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS generator failing is not recoverable; fall back to time-derived bytes rather than
-    // panic, and log loudly.
-    if let Err(error) = getrandom::fill(&mut bytes) {
-        tracing::error!(%error, "OS random generator failed");
-        let seed = Sha256::digest(format!(
-            "{:?}{}",
-            std::time::SystemTime::now(),
-            std::process::id()
-        ));
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = seed[i % 32];
-        }
-    }
-    bytes
-}
-
-/// The organisation key, if the store has one.
-pub fn read_org_key(store: &dyn KvRead) -> Result<Option<OrgKey>, StartError> {
-    let Some(seed) = store.get(Tree::Meta, b"org_key")? else {
-        return Ok(None);
-    };
-    let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| StartError::BadKey)?;
-    Ok(Some(OrgKey::from_seed(seed)))
-}
-
-/// Loads the organisation key from the store, creating and flushing it on first start.
-pub async fn load_or_create_org_key(store: &dyn KvStore) -> Result<OrgKey, StartError> {
-    if let Some(key) = read_org_key(store)? {
-        return Ok(key);
-    }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
-    let mut batch = WriteBatch::default();
-    batch.put(Tree::Meta, b"org_key".to_vec(), seed.to_vec());
-    store.apply(batch)?;
-    store.flush().await?;
-    Ok(OrgKey::from_seed(seed))
+    #[error(transparent)]
+    Key(#[from] crate::org_key::KeyError),
 }
 
 /// Starts the engine task. It stops when every handle is dropped, after a final flush.
@@ -385,7 +343,7 @@ pub async fn start(
     search: Option<Arc<SearchIndex>>,
     outbound: Option<mpsc::Sender<Outbound>>,
 ) -> Result<(EngineHandle, Arc<EventHub>, tokio::task::JoinHandle<()>), StartError> {
-    let key = load_or_create_org_key(store.as_ref()).await?;
+    let key = crate::org_key::load_or_create_org_key(store.as_ref()).await?;
     let newest = crate::events::newest_cursor(store.as_ref())?;
     let hub = Arc::new(EventHub::new(newest, 4096));
     let hlc = match store.get(Tree::Meta, b"hlc")? {

@@ -13,10 +13,11 @@
 //!   a newer update wins, a deletion is final.
 
 use super::docs::{ChatDocs, Collection, RemoteOutcome};
-use super::{json, random_bytes, search_doc, Engine, SearchOp, Tx};
+use super::{json, search_doc, Engine, SearchOp, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Audience, EventBody};
 use crate::model::{keys, ChatRecord, ChatView, MessageState, MessageView};
+use crate::random::random_bytes;
 use crate::store::{KvRead, Tree};
 use crate::views;
 use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};

@@ -376,7 +376,7 @@ async fn deleting_the_last_message_that_carries_a_blob_lets_the_collector_reclai
     assert!(blobs.exists(&shared_id));
 
     // The views rebuilt from the documents know the same references.
-    let key = confab_node::engine::load_or_create_org_key(node.store.as_ref())
+    let key = confab_node::org_key::load_or_create_org_key(node.store.as_ref())
         .await
         .unwrap();
     rebuild::rebuild_views(node.store.as_ref(), &key.id(), "local")

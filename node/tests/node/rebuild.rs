@@ -3,7 +3,7 @@
 
 use super::harness::{temp_dir, TestNode};
 use confab_node::config::Limits;
-use confab_node::engine::{self, rebuild};
+use confab_node::engine::rebuild;
 use confab_node::store::{prefix_range, KvStore, Tree};
 use serde_json::json;
 
@@ -154,7 +154,7 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
     .await;
 
     let live = snapshot(node.store.as_ref());
-    let key = engine::load_or_create_org_key(node.store.as_ref())
+    let key = confab_node::org_key::load_or_create_org_key(node.store.as_ref())
         .await
         .unwrap();
     let report = rebuild::rebuild_views(node.store.as_ref(), &key.id(), "local")
