@@ -1,153 +1,38 @@
-//! The client API (`spec/client-api.md`): `app(state) -> Router`, the session extractor, the
-//! `Origin` check, limits, and the handlers. Handlers read views directly and send every write
-//! to the engine, which answers once it is durable.
+//! The client API (`spec/client-api.md`): `app(state) -> Router`, limits, and the handlers.
+//! Handlers read views directly and send every write to the engine, which answers once it is
+//! durable.
 
 mod devices;
+mod extract;
 mod federation;
 mod media;
 mod search;
+mod session;
+mod state;
 mod ws;
 
-use crate::accounts::{self, FailureLimiter, TokenBucket, COOKIE};
-use crate::config::Config;
-use crate::engine::{Command, EngineHandle, ProfilePatch};
+pub use extract::{ClientAddress, JsonBody};
+pub use session::{origin_allowed, session_token, CurrentUser};
+pub use state::{AppState, SeenFilter};
+
+use crate::accounts;
+use crate::engine::{Command, ProfilePatch};
 use crate::error::{ApiError, ApiResult};
-use crate::events::EventHub;
 use crate::model::{
     ChatListEntry, ChatView, MemberView, MessageView, Settings, UserRecord, UserView,
 };
-use crate::store::KvStore;
 use crate::views;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
-};
-use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use confab_protocol::control::{Role, Visibility};
-use confab_protocol::{ChatId, MessageId, UserId};
+use confab_protocol::MessageId;
+use extract::{parse_chat, parse_message, parse_user};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
-
-/// Everything the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn KvStore>,
-    pub engine: EngineHandle,
-    pub hub: Arc<EventHub>,
-    pub config: Arc<Config>,
-    pub login_by_account: Arc<FailureLimiter>,
-    pub login_by_address: Arc<FailureLimiter>,
-    pub request_buckets: Arc<Mutex<HashMap<UserId, TokenBucket>>>,
-    /// Becomes `true` when the node shuts down; WebSocket sessions close on it.
-    pub shutdown: watch::Receiver<bool>,
-    /// Messages some recipient device already got, so only the first delivery asks the engine
-    /// to mark a message `received`.
-    pub received: Arc<Mutex<SeenFilter>>,
-    pub presence: crate::live::PresenceHandle,
-    /// Bounds concurrent Argon2id computations (19 MiB of memory each).
-    pub hashing: Arc<tokio::sync::Semaphore>,
-    /// Uploaded files and thumbnails.
-    pub blobs: crate::media::BlobStore,
-    /// The message index; `None` only in tools and tests that run without one.
-    pub search: Option<Arc<crate::search::SearchIndex>>,
-    /// Devices with a live WebSocket session (not pushed to).
-    pub live_devices: Arc<crate::push::LiveDevices>,
-    /// The push sender; `None` in tests that run without one.
-    pub pusher: Option<Arc<crate::push::Pusher>>,
-    /// Federation; `None` when the node does not federate.
-    pub federation: Option<crate::federation::FederationHandle>,
-}
-
-/// A bounded set of recently seen message ids: two generations, the older dropped when the
-/// newer fills up. A miss only costs an extra (idempotent) engine intent.
-#[derive(Default)]
-pub struct SeenFilter {
-    current: std::collections::HashSet<MessageId>,
-    previous: std::collections::HashSet<MessageId>,
-}
-
-impl SeenFilter {
-    const GENERATION_MAX: usize = 50_000;
-
-    /// True the first time an id is seen (within the filter's memory).
-    pub fn first_sight(&mut self, id: MessageId) -> bool {
-        if self.current.contains(&id) || self.previous.contains(&id) {
-            return false;
-        }
-        if self.current.len() >= Self::GENERATION_MAX {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(id);
-        true
-    }
-}
-
-impl AppState {
-    pub fn new(
-        store: Arc<dyn KvStore>,
-        engine: EngineHandle,
-        hub: Arc<EventHub>,
-        config: Config,
-        shutdown: watch::Receiver<bool>,
-        blobs: crate::media::BlobStore,
-        search: Option<Arc<crate::search::SearchIndex>>,
-    ) -> Self {
-        let limits = &config.limits;
-        Self {
-            login_by_account: Arc::new(FailureLimiter::new(
-                limits.login_failures_max,
-                limits.login_window_s,
-            )),
-            login_by_address: Arc::new(FailureLimiter::new(
-                limits.login_failures_max,
-                limits.login_window_s,
-            )),
-            request_buckets: Arc::new(Mutex::new(HashMap::new())),
-            received: Arc::new(Mutex::new(SeenFilter::default())),
-            hashing: Arc::new(tokio::sync::Semaphore::new(
-                limits.password_hashes_concurrent_max.max(1),
-            )),
-            presence: crate::live::start(
-                store.clone(),
-                hub.clone(),
-                crate::presence::PresenceConfig {
-                    heartbeat_interval_ms: limits.presence_heartbeat_interval_ms,
-                    heartbeats_missed_max: limits.presence_heartbeats_missed_max,
-                },
-            ),
-            store,
-            engine,
-            hub,
-            config: Arc::new(config),
-            shutdown,
-            blobs,
-            search,
-            live_devices: Arc::new(crate::push::LiveDevices::default()),
-            pusher: None,
-            federation: None,
-        }
-    }
-
-    /// Adds the push sender (which shares this state's live-device registry).
-    pub fn with_pusher(mut self, pusher: Arc<crate::push::Pusher>) -> Self {
-        self.live_devices = pusher.live.clone();
-        self.pusher = Some(pusher);
-        self
-    }
-
-    /// Adds federation (for the admin API).
-    pub fn with_federation(mut self, federation: crate::federation::FederationHandle) -> Self {
-        self.federation = Some(federation);
-        self
-    }
-}
+use session::{check_origin, session_cookie};
 
 /// The whole HTTP application: the API under `/api/v1` and the embedded web client at `/`.
 pub fn app(state: AppState) -> Router {
@@ -246,145 +131,6 @@ async fn security_headers(mut response: Response) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-/// The origins this node answers as: its `Host`, over http or https.
-pub fn origin_allowed(headers: &HeaderMap, origin: &str) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    origin == format!("http://{host}") || origin == format!("https://{host}")
-}
-
-/// Refuses state-changing requests from a foreign `Origin` (axum does not check it). Requests
-/// without `Origin` come from non-browser clients and pass; browsers always send it on these.
-async fn check_origin(State(_state): State<AppState>, request: Request, next: Next) -> Response {
-    let changes_state = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if changes_state {
-        if let Some(origin) = request.headers().get(header::ORIGIN) {
-            let ok = origin
-                .to_str()
-                .is_ok_and(|origin| origin_allowed(request.headers(), origin));
-            if !ok {
-                return ApiError::forbidden("forbidden_origin", "cross-origin request refused")
-                    .into_response();
-            }
-        }
-    }
-    next.run(request).await
-}
-
-/// JSON body extractor whose errors use the API's error shape.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::too_large("payload_too_large", "request body is too large");
-    }
-    if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_request",
-            "send Content-Type: application/json",
-        );
-    }
-    ApiError::bad_request("bad_request", rejection.body_text())
-}
-
-/// The signed-in user, from the session cookie. Also applies the per-user request rate limit.
-pub struct CurrentUser(pub UserRecord);
-
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|cookies| {
-            cookies.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == COOKIE).then(|| value.to_string())
-            })
-        })
-}
-
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = session_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        let user = accounts::session_user(state.store.as_ref(), &token)?
-            .ok_or_else(ApiError::unauthenticated)?;
-        let limits = &state.config.limits;
-        let mut buckets = state
-            .request_buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            buckets.clear();
-        }
-        let bucket = buckets.entry(user.id.clone()).or_insert_with(|| {
-            TokenBucket::new(
-                limits.requests_per_s_per_user,
-                limits.requests_burst_per_user,
-            )
-        });
-        bucket.take().map_err(ApiError::rate_limited)?;
-        Ok(Self(user))
-    }
-}
-
-/// The client's address, for per-address limits (`unknown` when not served over TCP).
-pub struct ClientAddress(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip().to_string());
-        Ok(Self(address.unwrap_or_else(|| "unknown".into())))
-    }
-}
-
-fn session_cookie(state: &AppState, token: &str, max_age_s: u64) -> HeaderValue {
-    let secure = if state.config.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let value =
-        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-fn parse_user(state: &AppState, text: &str) -> ApiResult<UserId> {
-    let _ = state;
-    text.parse()
-        .map_err(|e: confab_protocol::IdError| ApiError::bad_request("invalid_id", e.to_string()))
-}
-
-fn parse_chat(text: &str) -> ApiResult<ChatId> {
-    text.parse().map_err(|_| ApiError::not_found("chat"))
-}
-
-fn parse_message(text: &str) -> ApiResult<MessageId> {
-    text.parse().map_err(|_| ApiError::not_found("message"))
 }
 
 // ----- accounts -----
