@@ -2,7 +2,8 @@
 //! the peered organisations (add by address or invite token, list with their state, remove,
 //! lift a blacklisting). Answers 404 `federation_off` when the node does not federate.
 
-use super::{require_admin, AppState, CurrentUser, JsonBody};
+use super::admin::require_admin;
+use super::{AppState, CurrentUser, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::federation::{self, FederationHandle, FederationStats, PeerView};
 use crate::model::now_ms;

@@ -2,6 +2,8 @@
 //! Handlers read views directly and send every write to the engine, which answers once it is
 //! durable.
 
+mod admin;
+mod auth;
 mod devices;
 mod extract;
 mod federation;
@@ -9,43 +11,44 @@ mod media;
 mod search;
 mod session;
 mod state;
+mod users;
 mod ws;
 
 pub use extract::{ClientAddress, JsonBody};
 pub use session::{origin_allowed, session_token, CurrentUser};
 pub use state::{AppState, SeenFilter};
 
-use crate::accounts;
-use crate::engine::{Command, ProfilePatch};
+use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{
-    ChatListEntry, ChatView, MemberView, MessageView, Settings, UserRecord, UserView,
-};
+use crate::model::{ChatListEntry, ChatView, MemberView, MessageView, UserRecord};
 use crate::views;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use confab_protocol::control::{Role, Visibility};
 use confab_protocol::MessageId;
 use extract::{parse_chat, parse_message, parse_user};
 use serde::Deserialize;
-use session::{check_origin, session_cookie};
+use session::check_origin;
 
 /// The whole HTTP application: the API under `/api/v1` and the embedded web client at `/`.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/me", get(me).patch(patch_me))
-        .route("/users", get(list_users))
-        .route("/users/{user_id}", get(get_user))
-        .route("/admin/settings", get(get_settings).patch(patch_settings))
-        .route("/admin/users/{user_id}/disable", post(disable_user))
-        .route("/admin/users/{user_id}/enable", post(enable_user))
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(users::me).patch(users::patch_me))
+        .route("/users", get(users::list_users))
+        .route("/users/{user_id}", get(users::get_user))
+        .route(
+            "/admin/settings",
+            get(admin::get_settings).patch(admin::patch_settings),
+        )
+        .route("/admin/users/{user_id}/disable", post(admin::disable_user))
+        .route("/admin/users/{user_id}/enable", post(admin::enable_user))
         .route("/admin/federation", get(federation::info))
         .route("/admin/federation/invites", post(federation::invite))
         .route("/admin/peers", get(federation::list).post(federation::add))
@@ -83,8 +86,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/chats/{chat_id}/read", post(mark_read))
         .route("/sync", get(sync))
-        .route("/presence", get(presence))
-        .route("/me/dnd", axum::routing::put(set_dnd))
+        .route("/presence", get(users::presence))
+        .route("/me/dnd", axum::routing::put(users::set_dnd))
         .route(
             "/chats/{chat_id}/notifications",
             axum::routing::put(set_notifications),
@@ -131,249 +134,6 @@ async fn security_headers(mut response: Response) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-// ----- accounts -----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterBody {
-    username: String,
-    password: String,
-    display_name: Option<String>,
-}
-
-async fn register(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody<RegisterBody>,
-) -> ApiResult<Response> {
-    confab_protocol::ids::validate_localpart(&body.username)
-        .map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
-    accounts::check_password_rules(&body.password)
-        .map_err(|e| ApiError::bad_request("invalid_password", e))?;
-    let password = body.password;
-    let permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
-    let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    drop(permit);
-    let username = body.username;
-    let display_name = body.display_name.unwrap_or_default();
-    let user = state
-        .engine
-        .call(|reply| Command::CreateUser {
-            username,
-            password_hash: hash,
-            display_name,
-            force_admin: None,
-            bypass_registration: false,
-            reply,
-        })
-        .await?;
-    signed_in(&state, &user, StatusCode::CREATED).await
-}
-
-async fn signed_in(state: &AppState, user: &UserRecord, status: StatusCode) -> ApiResult<Response> {
-    let lifetime_s = state.config.limits.session_lifetime_s;
-    let token = accounts::create_session(state.store.as_ref(), user, lifetime_s).await?;
-    let mut response = (status, Json(UserView::from(user))).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(state, &token, lifetime_s),
-    );
-    Ok(response)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    username: String,
-    password: String,
-}
-
-async fn login(
-    State(state): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    JsonBody(body): JsonBody<LoginBody>,
-) -> ApiResult<Response> {
-    let account_key = body.username.to_lowercase();
-    state
-        .login_by_account
-        .check(&account_key)
-        .map_err(ApiError::rate_limited)?;
-    state
-        .login_by_address
-        .check(&address)
-        .map_err(ApiError::rate_limited)?;
-    let user = views::user(state.store.as_ref(), &body.username)?;
-    // Verify even for unknown users so timing does not reveal which names exist.
-    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| {
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Q0g7Qy6Yh3bKfW5p6dGx1qR9nG0Yq2mHcY8m0s0c0Y".into()
-    });
-    let password = body.password;
-    let permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
-    let valid = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    drop(permit);
-    let Some(user) = user.filter(|_| valid) else {
-        state.login_by_account.record_failure(&account_key);
-        state.login_by_address.record_failure(&address);
-        tracing::info!(username = %body.username, %address, "login failed");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        ));
-    };
-    if user.disabled {
-        return Err(ApiError::forbidden(
-            "user_disabled",
-            "this account is disabled",
-        ));
-    }
-    state.login_by_account.clear(&account_key);
-    signed_in(&state, &user, StatusCode::OK).await
-}
-
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    if let Some(token) = session_token(&headers) {
-        accounts::end_session(state.store.as_ref(), &token).await?;
-    }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
-    Ok(response)
-}
-
-async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
-    Json(UserView::from(&user))
-}
-
-async fn patch_me(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    JsonBody(patch): JsonBody<ProfilePatch>,
-) -> ApiResult<Json<UserView>> {
-    let user = state
-        .engine
-        .call(|reply| Command::UpdateProfile {
-            user: user.id,
-            patch,
-            reply,
-        })
-        .await?;
-    Ok(Json(UserView::from(&user)))
-}
-
-async fn list_users(
-    State(state): State<AppState>,
-    CurrentUser(_): CurrentUser,
-) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(
-        views::users(state.store.as_ref())?
-            .iter()
-            .map(UserView::from)
-            .collect(),
-    ))
-}
-
-async fn get_user(
-    State(state): State<AppState>,
-    CurrentUser(_): CurrentUser,
-    Path(user_id): Path<String>,
-) -> ApiResult<Json<UserView>> {
-    let id = parse_user(&state, &user_id)?;
-    if id.org_name() != state.config.org_name {
-        return Err(ApiError::not_found("user"));
-    }
-    let user = views::user(state.store.as_ref(), id.localpart())?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(UserView::from(&user)))
-}
-
-fn require_admin(user: &UserRecord) -> ApiResult<()> {
-    if user.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "forbidden",
-            "only a node admin can do this",
-        ))
-    }
-}
-
-async fn get_settings(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-) -> ApiResult<Json<Settings>> {
-    require_admin(&user)?;
-    Ok(Json(views::settings(state.store.as_ref())?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsBody {
-    registration_open: bool,
-}
-
-async fn patch_settings(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    JsonBody(body): JsonBody<SettingsBody>,
-) -> ApiResult<Json<Settings>> {
-    require_admin(&user)?;
-    let settings = state
-        .engine
-        .call(|reply| Command::SetRegistrationOpen {
-            open: body.registration_open,
-            reply,
-        })
-        .await?;
-    Ok(Json(settings))
-}
-
-async fn set_disabled(
-    state: AppState,
-    admin: UserRecord,
-    user_id: String,
-    disabled: bool,
-) -> ApiResult<Json<UserView>> {
-    require_admin(&admin)?;
-    let user = parse_user(&state, &user_id)?;
-    if user == admin.id && disabled {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            "you cannot disable yourself",
-        ));
-    }
-    let user = state
-        .engine
-        .call(|reply| Command::SetDisabled {
-            user,
-            disabled,
-            reply,
-        })
-        .await?;
-    Ok(Json(UserView::from(&user)))
-}
-
-async fn disable_user(
-    State(state): State<AppState>,
-    CurrentUser(admin): CurrentUser,
-    Path(user_id): Path<String>,
-) -> ApiResult<Json<UserView>> {
-    set_disabled(state, admin, user_id, true).await
-}
-
-async fn enable_user(
-    State(state): State<AppState>,
-    CurrentUser(admin): CurrentUser,
-    Path(user_id): Path<String>,
-) -> ApiResult<Json<UserView>> {
-    set_disabled(state, admin, user_id, false).await
 }
 
 // ----- chats -----
@@ -904,52 +664,6 @@ async fn sync(
     Ok(Json(
         serde_json::json!({ "messages": messages, "has_more": has_more }),
     ))
-}
-
-/// Presence of everyone who shares a chat with the user (and the user).
-async fn presence(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-) -> ApiResult<Json<Vec<crate::presence::PresenceView>>> {
-    let store = state.store.as_ref();
-    let mut people = std::collections::BTreeSet::new();
-    people.insert(user.id.clone());
-    for chat in views::user_chats(store, &user.id)? {
-        for member in views::members(store, &chat)? {
-            people.insert(member.user_id);
-        }
-    }
-    Ok(Json(
-        people
-            .iter()
-            .map(|person| state.presence.view(person))
-            .collect(),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DndBody {
-    enabled: bool,
-    /// When do-not-disturb ends by itself (ms since the epoch); absent: until turned off.
-    until_ms: Option<u64>,
-}
-
-async fn set_dnd(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    JsonBody(body): JsonBody<DndBody>,
-) -> ApiResult<Json<UserView>> {
-    let until_ms = body.enabled.then(|| body.until_ms.unwrap_or(u64::MAX));
-    let user = state
-        .engine
-        .call(|reply| Command::SetDoNotDisturb {
-            user: user.id,
-            until_ms,
-            reply,
-        })
-        .await?;
-    Ok(Json(UserView::from(&user)))
 }
 
 #[derive(Deserialize)]
