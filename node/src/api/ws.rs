@@ -5,7 +5,9 @@
 //! anything at or below the last cursor handled. A session that lags behind the broadcast
 //! goes back to the log, so nothing is lost and nothing is sent twice.
 
-use super::{origin_allowed, AppState, CurrentUser, SendBody};
+use super::messages::SendBody;
+use super::session::{origin_allowed, session_token, CurrentUser};
+use super::AppState;
 use crate::accounts::TokenBucket;
 use crate::engine::Command;
 use crate::error::ApiError;
@@ -60,7 +62,7 @@ pub async fn upgrade(
             "WebSocket upgrade needs a same-origin Origin header",
         ));
     }
-    let token = super::session_token(&headers).ok_or_else(ApiError::unauthenticated)?;
+    let token = session_token(&headers).ok_or_else(ApiError::unauthenticated)?;
     let user = crate::accounts::session_user(state.store.as_ref(), &token)?
         .ok_or_else(ApiError::unauthenticated)?;
     let _ = CurrentUser(user.clone());
