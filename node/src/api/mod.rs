@@ -23,29 +23,38 @@ pub use session::{origin_allowed, session_token, CurrentUser};
 pub use state::{AppState, SeenFilter};
 
 use crate::error::ApiError;
+use admin::{disable_user, enable_user, get_settings, patch_settings};
+use auth::{login, logout, register};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
+use chats::{
+    chat_list, create_channel, get_chat, join_chat, leave_chat, list_channels, mark_read, open_dm,
+    patch_chat, set_notifications,
+};
+use members::{add_member, list_members, remove_member, set_role};
+use messages::{
+    add_reaction, delete_message, edit_message, get_message, history, remove_reaction,
+    send_message, sync,
+};
 use session::check_origin;
+use users::{get_user, list_users, me, patch_me, presence, set_dnd};
 
 /// The whole HTTP application: the API under `/api/v1` and the embedded web client at `/`.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(users::me).patch(users::patch_me))
-        .route("/users", get(users::list_users))
-        .route("/users/{user_id}", get(users::get_user))
-        .route(
-            "/admin/settings",
-            get(admin::get_settings).patch(admin::patch_settings),
-        )
-        .route("/admin/users/{user_id}/disable", post(admin::disable_user))
-        .route("/admin/users/{user_id}/enable", post(admin::enable_user))
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me).patch(patch_me))
+        .route("/users", get(list_users))
+        .route("/users/{user_id}", get(get_user))
+        .route("/admin/settings", get(get_settings).patch(patch_settings))
+        .route("/admin/users/{user_id}/disable", post(disable_user))
+        .route("/admin/users/{user_id}/enable", post(enable_user))
         .route("/admin/federation", get(federation::info))
         .route("/admin/federation/invites", post(federation::invite))
         .route("/admin/peers", get(federation::list).post(federation::add))
@@ -54,51 +63,40 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(federation::remove),
         )
         .route("/admin/peers/{org_id}/unblock", post(federation::unblock))
-        .route(
-            "/channels",
-            get(chats::list_channels).post(chats::create_channel),
-        )
-        .route("/dms", post(chats::open_dm))
-        .route("/chats", get(chats::chat_list))
-        .route(
-            "/chats/{chat_id}",
-            get(chats::get_chat).patch(chats::patch_chat),
-        )
-        .route("/chats/{chat_id}/join", post(chats::join_chat))
-        .route("/chats/{chat_id}/leave", post(chats::leave_chat))
+        .route("/channels", get(list_channels).post(create_channel))
+        .route("/dms", post(open_dm))
+        .route("/chats", get(chat_list))
+        .route("/chats/{chat_id}", get(get_chat).patch(patch_chat))
+        .route("/chats/{chat_id}/join", post(join_chat))
+        .route("/chats/{chat_id}/leave", post(leave_chat))
         .route(
             "/chats/{chat_id}/members",
-            get(members::list_members).post(members::add_member),
+            get(list_members).post(add_member),
         )
         .route(
             "/chats/{chat_id}/members/{user_id}",
-            patch(members::set_role).delete(members::remove_member),
+            patch(set_role).delete(remove_member),
         )
-        .route(
-            "/chats/{chat_id}/messages",
-            get(messages::history).post(messages::send_message),
-        )
+        .route("/chats/{chat_id}/messages", get(history).post(send_message))
         .route(
             "/chats/{chat_id}/messages/{message_id}",
-            get(messages::get_message)
-                .patch(messages::edit_message)
-                .delete(messages::delete_message),
+            get(get_message).patch(edit_message).delete(delete_message),
         )
         .route(
             "/chats/{chat_id}/messages/{message_id}/reactions",
-            post(messages::add_reaction),
+            post(add_reaction),
         )
         .route(
             "/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
-            axum::routing::delete(messages::remove_reaction),
+            axum::routing::delete(remove_reaction),
         )
-        .route("/chats/{chat_id}/read", post(chats::mark_read))
-        .route("/sync", get(messages::sync))
-        .route("/presence", get(users::presence))
-        .route("/me/dnd", axum::routing::put(users::set_dnd))
+        .route("/chats/{chat_id}/read", post(mark_read))
+        .route("/sync", get(sync))
+        .route("/presence", get(presence))
+        .route("/me/dnd", axum::routing::put(set_dnd))
         .route(
             "/chats/{chat_id}/notifications",
-            axum::routing::put(chats::set_notifications),
+            axum::routing::put(set_notifications),
         )
         .route("/media", post(media::upload))
         .route("/media/{id}", get(media::download))
