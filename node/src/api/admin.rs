@@ -1,14 +1,13 @@
 //! Node administration: registration settings and disabling or enabling users (federation's
 //! admin API is in `federation.rs`).
 
+use super::caller::{user_view, Caller};
 use super::extract::{parse_user, JsonBody};
-use super::session::CurrentUser;
-use super::AppState;
 use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Settings, UserRecord, UserView};
 use crate::views;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use serde::Deserialize;
 
@@ -23,12 +22,9 @@ pub(super) fn require_admin(user: &UserRecord) -> ApiResult<()> {
     }
 }
 
-pub(super) async fn get_settings(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-) -> ApiResult<Json<Settings>> {
-    require_admin(&user)?;
-    Ok(Json(views::settings(state.store.as_ref())?))
+pub(super) async fn get_settings(caller: Caller) -> ApiResult<Json<Settings>> {
+    require_admin(&caller.user)?;
+    Ok(Json(views::settings(caller.state.store.as_ref())?))
 }
 
 #[derive(Deserialize)]
@@ -38,58 +34,47 @@ pub(super) struct SettingsBody {
 }
 
 pub(super) async fn patch_settings(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     JsonBody(body): JsonBody<SettingsBody>,
 ) -> ApiResult<Json<Settings>> {
-    require_admin(&user)?;
-    let settings = state
-        .engine
-        .call(|reply| Command::SetRegistrationOpen {
-            open: body.registration_open,
+    require_admin(&caller.user)?;
+    let open = body.registration_open;
+    caller
+        .ask(Json, |_, reply| Command::SetRegistrationOpen {
+            open,
             reply,
         })
-        .await?;
-    Ok(Json(settings))
+        .await
 }
 
-async fn set_disabled(
-    state: AppState,
-    admin: UserRecord,
-    user_id: String,
-    disabled: bool,
-) -> ApiResult<Json<UserView>> {
-    require_admin(&admin)?;
-    let user = parse_user(&state, &user_id)?;
-    if user == admin.id && disabled {
+async fn set_disabled(admin: Caller, user_id: String, disabled: bool) -> ApiResult<Json<UserView>> {
+    require_admin(&admin.user)?;
+    let user = parse_user(&admin.state, &user_id)?;
+    if user == admin.user.id && disabled {
         return Err(ApiError::bad_request(
             "bad_request",
             "you cannot disable yourself",
         ));
     }
-    let user = state
-        .engine
-        .call(|reply| Command::SetDisabled {
+    admin
+        .ask(user_view, |_, reply| Command::SetDisabled {
             user,
             disabled,
             reply,
         })
-        .await?;
-    Ok(Json(UserView::from(&user)))
+        .await
 }
 
 pub(super) async fn disable_user(
-    State(state): State<AppState>,
-    CurrentUser(admin): CurrentUser,
+    admin: Caller,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    set_disabled(state, admin, user_id, true).await
+    set_disabled(admin, user_id, true).await
 }
 
 pub(super) async fn enable_user(
-    State(state): State<AppState>,
-    CurrentUser(admin): CurrentUser,
+    admin: Caller,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    set_disabled(state, admin, user_id, false).await
+    set_disabled(admin, user_id, false).await
 }

@@ -1,17 +1,17 @@
 //! Chats: channels (create, list), DMs, the chat list, one chat (read, rename, join, leave),
 //! and the user's own state in a chat (read marker, notification level).
 
+use super::caller::{created, created_or_ok, no_content, Caller};
 use super::extract::{parse_chat, parse_message, parse_user, JsonBody};
-use super::session::CurrentUser;
-use super::AppState;
 use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{ChatListEntry, ChatView, UserRecord};
+use crate::model::{ChatListEntry, ChatView};
 use crate::views;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use confab_protocol::control::{Role, Visibility};
+use confab_protocol::ChatId;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,26 +24,22 @@ pub(super) struct CreateChannelBody {
 }
 
 pub(super) async fn create_channel(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateChannelBody>,
 ) -> ApiResult<(StatusCode, Json<ChatView>)> {
-    let chat = state
-        .engine
-        .call(|reply| Command::CreateChannel {
-            creator: user.id,
+    caller
+        .ask(created, |creator, reply| Command::CreateChannel {
+            creator,
             name: body.name,
             topic: body.topic,
             visibility: body.visibility,
             reply,
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(chat)))
+        .await
 }
 
 pub(super) async fn list_channels(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Caller { state, user }: Caller,
 ) -> ApiResult<Json<Vec<ChatView>>> {
     let store = state.store.as_ref();
     let mut channels = Vec::new();
@@ -67,11 +63,10 @@ pub(super) struct DmBody {
 }
 
 pub(super) async fn open_dm(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     JsonBody(body): JsonBody<DmBody>,
 ) -> ApiResult<(StatusCode, Json<ChatView>)> {
-    if body.user_ids.len() > state.config.limits.dm_members_max {
+    if body.user_ids.len() > caller.state.config.limits.dm_members_max {
         return Err(ApiError::bad_request(
             "invalid_body",
             "too many people for a DM",
@@ -80,29 +75,19 @@ pub(super) async fn open_dm(
     let others = body
         .user_ids
         .iter()
-        .map(|id| parse_user(&state, id))
+        .map(|id| parse_user(&caller.state, id))
         .collect::<ApiResult<Vec<_>>>()?;
-    let (chat, created) = state
-        .engine
-        .call(|reply| Command::OpenDm {
-            creator: user.id,
+    caller
+        .ask(created_or_ok, |creator, reply| Command::OpenDm {
+            creator,
             others,
             reply,
         })
-        .await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(chat),
-    ))
+        .await
 }
 
 pub(super) async fn chat_list(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Caller { state, user }: Caller,
 ) -> ApiResult<Json<Vec<ChatListEntry>>> {
     Ok(Json(views::chat_list(
         state.store.as_ref(),
@@ -111,16 +96,15 @@ pub(super) async fn chat_list(
     )?))
 }
 
-/// The chat, if the user may read it: a member, or anyone for a public channel.
+/// The chat, if the caller may read it: a member, or anyone for a public channel.
 pub(super) fn readable_chat(
-    state: &AppState,
-    user: &UserRecord,
+    caller: &Caller,
     chat_id: &str,
 ) -> ApiResult<(crate::model::ChatRecord, Option<Role>)> {
     let chat = parse_chat(chat_id)?;
-    let store = state.store.as_ref();
+    let store = caller.state.store.as_ref();
     let record = views::chat(store, &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
-    let role = views::role(store, &chat, &user.id)?;
+    let role = views::role(store, &chat, &caller.user.id)?;
     if role.is_none() && record.visibility != Visibility::Public {
         return Err(ApiError::not_a_member());
     }
@@ -128,11 +112,10 @@ pub(super) fn readable_chat(
 }
 
 pub(super) async fn get_chat(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
 ) -> ApiResult<Json<ChatView>> {
-    let (record, role) = readable_chat(&state, &user, &chat_id)?;
+    let (record, role) = readable_chat(&caller, &chat_id)?;
     Ok(Json(ChatView::of(&record, role)))
 }
 
@@ -144,58 +127,56 @@ pub(super) struct PatchChatBody {
 }
 
 pub(super) async fn patch_chat(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
     JsonBody(body): JsonBody<PatchChatBody>,
 ) -> ApiResult<Json<ChatView>> {
     let chat = parse_chat(&chat_id)?;
-    let view = state
-        .engine
-        .call(|reply| Command::UpdateChat {
-            user: user.id,
+    caller
+        .ask(Json, |user, reply| Command::UpdateChat {
+            user,
             chat,
             name: body.name,
             topic: body.topic,
             reply,
         })
-        .await?;
-    Ok(Json(view))
+        .await
 }
 
 pub(super) async fn join_chat(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
 ) -> ApiResult<Json<ChatView>> {
     let chat = parse_chat(&chat_id)?;
-    Ok(Json(
-        state
-            .engine
-            .call(|reply| Command::Join {
-                user: user.id,
-                chat,
-                reply,
-            })
-            .await?,
-    ))
+    caller
+        .ask(Json, |user, reply| Command::Join { user, chat, reply })
+        .await
 }
 
 pub(super) async fn leave_chat(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let chat = parse_chat(&chat_id)?;
-    state
-        .engine
-        .call(|reply| Command::Leave {
-            user: user.id,
+    caller
+        .ask(no_content, |user, reply| Command::Leave {
+            user,
             chat,
             reply,
         })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .await
+}
+
+/// The caller's chat-list entry for a chat, after a change to their own state in it.
+fn list_entry(caller: &Caller, chat: &ChatId) -> ApiResult<Json<ChatListEntry>> {
+    let store = caller.state.store.as_ref();
+    let record = views::chat(store, chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
+    Ok(Json(views::chat_list_entry(
+        store,
+        &caller.user.id,
+        &record,
+        caller.state.config.limits.unread_count_max,
+    )?))
 }
 
 #[derive(Deserialize)]
@@ -205,31 +186,21 @@ pub(super) struct ReadBody {
 }
 
 pub(super) async fn mark_read(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
     JsonBody(body): JsonBody<ReadBody>,
 ) -> ApiResult<Json<ChatListEntry>> {
     let chat = parse_chat(&chat_id)?;
     let message = parse_message(&body.message_id)?;
-    let id = user.id.clone();
-    state
-        .engine
-        .call(|reply| Command::MarkRead {
-            user: id,
+    caller
+        .ask(drop, |user, reply| Command::MarkRead {
+            user,
             chat,
             message,
             reply,
         })
         .await?;
-    let record =
-        views::chat(state.store.as_ref(), &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
-    Ok(Json(views::chat_list_entry(
-        state.store.as_ref(),
-        &user.id,
-        &record,
-        state.config.limits.unread_count_max,
-    )?))
+    list_entry(&caller, &chat)
 }
 
 #[derive(Deserialize)]
@@ -239,28 +210,18 @@ pub(super) struct NotificationsBody {
 }
 
 pub(super) async fn set_notifications(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
     JsonBody(body): JsonBody<NotificationsBody>,
 ) -> ApiResult<Json<ChatListEntry>> {
     let chat = parse_chat(&chat_id)?;
-    let id = user.id.clone();
-    state
-        .engine
-        .call(|reply| Command::SetNotificationLevel {
-            user: id,
+    caller
+        .ask(drop, |user, reply| Command::SetNotificationLevel {
+            user,
             chat,
             level: body.level,
             reply,
         })
         .await?;
-    let record =
-        views::chat(state.store.as_ref(), &chat)?.ok_or_else(|| ApiError::not_found("chat"))?;
-    Ok(Json(views::chat_list_entry(
-        state.store.as_ref(),
-        &user.id,
-        &record,
-        state.config.limits.unread_count_max,
-    )?))
+    list_entry(&caller, &chat)
 }

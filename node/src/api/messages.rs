@@ -1,15 +1,14 @@
 //! Messages: send, history, one message (read, edit, delete), reactions, and the sync feed.
 
+use super::caller::{created_or_ok, Caller};
 use super::chats::readable_chat;
 use super::extract::{parse_chat, parse_message, JsonBody};
 use super::media;
-use super::session::CurrentUser;
-use super::AppState;
 use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{MessageView, UserRecord};
+use crate::model::MessageView;
 use crate::views;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::Json;
 use confab_protocol::MessageId;
@@ -27,25 +26,17 @@ pub struct SendBody {
 }
 
 pub(super) async fn send_message(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
     JsonBody(body): JsonBody<SendBody>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     let chat = parse_chat(&chat_id)?;
-    let reply_to = body
-        .reply_to
-        .as_deref()
-        .map(|id| {
-            id.parse()
-                .map_err(|_| ApiError::bad_request("invalid_id", "reply_to is not a message id"))
-        })
-        .transpose()?;
-    let attachments = media::resolve_attachments(&state, &user, body.attachments).await?;
-    let (message, created) = state
-        .engine
-        .call(|reply| Command::Send {
-            user: user.id,
+    let reply_to = parse_cursor_id(body.reply_to.as_deref(), "reply_to")?;
+    let attachments =
+        media::resolve_attachments(&caller.state, &caller.user, body.attachments).await?;
+    caller
+        .ask(created_or_ok, |user, reply| Command::Send {
+            user,
             chat,
             body: body.body,
             reply_to,
@@ -53,15 +44,7 @@ pub(super) async fn send_message(
             attachments,
             reply,
         })
-        .await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(message),
-    ))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -72,6 +55,7 @@ pub(super) struct HistoryQuery {
     limit: Option<usize>,
 }
 
+/// An optional message id from the client; `name` says which one in the error.
 fn parse_cursor_id(text: Option<&str>, name: &str) -> ApiResult<Option<MessageId>> {
     text.map(|t| {
         t.parse()
@@ -81,14 +65,14 @@ fn parse_cursor_id(text: Option<&str>, name: &str) -> ApiResult<Option<MessageId
 }
 
 pub(super) async fn history(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path(chat_id): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (record, _) = readable_chat(&state, &user, &chat_id)?;
+    let (record, _) = readable_chat(&caller, &chat_id)?;
     let before = parse_cursor_id(query.before.as_deref(), "before")?;
     let after = parse_cursor_id(query.after.as_deref(), "after")?;
+    let state = &caller.state;
     let limit = query
         .limit
         .unwrap_or(50)
@@ -100,20 +84,22 @@ pub(super) async fn history(
         after.as_ref(),
         limit,
     )?;
-    Ok(Json(
-        serde_json::json!({ "messages": messages, "has_more": has_more }),
-    ))
+    Ok(page(messages, has_more))
+}
+
+/// A page of messages, and whether there are more.
+fn page(messages: Vec<MessageView>, has_more: bool) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "messages": messages, "has_more": has_more }))
 }
 
 pub(super) async fn get_message(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path((chat_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Json<MessageView>> {
-    let (record, _) = readable_chat(&state, &user, &chat_id)?;
+    let (record, _) = readable_chat(&caller, &chat_id)?;
     let id = parse_message(&message_id)?;
     Ok(Json(
-        views::message(state.store.as_ref(), &record.id, &id)?
+        views::message(caller.state.store.as_ref(), &record.id, &id)?
             .ok_or_else(|| ApiError::not_found("message"))?,
     ))
 }
@@ -125,47 +111,37 @@ pub(super) struct EditBody {
 }
 
 pub(super) async fn edit_message(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path((chat_id, message_id)): Path<(String, String)>,
-    JsonBody(body): JsonBody<EditBody>,
+    JsonBody(EditBody { body }): JsonBody<EditBody>,
 ) -> ApiResult<Json<MessageView>> {
-    let chat = parse_chat(&chat_id)?;
-    let message = parse_message(&message_id)?;
-    Ok(Json(
-        state
-            .engine
-            .call(|reply| Command::Edit {
-                user: user.id,
-                chat,
-                message,
-                body: body.body,
-                reply,
-            })
-            .await?,
-    ))
+    let (chat, message) = (parse_chat(&chat_id)?, parse_message(&message_id)?);
+    caller
+        .ask(Json, |user, reply| Command::Edit {
+            user,
+            chat,
+            message,
+            body,
+            reply,
+        })
+        .await
 }
 
 pub(super) async fn delete_message(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path((chat_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Json<MessageView>> {
-    let chat = parse_chat(&chat_id)?;
-    let message = parse_message(&message_id)?;
-    let node_admin = user.is_admin;
-    Ok(Json(
-        state
-            .engine
-            .call(|reply| Command::Delete {
-                user: user.id,
-                node_admin,
-                chat,
-                message,
-                reply,
-            })
-            .await?,
-    ))
+    let (chat, message) = (parse_chat(&chat_id)?, parse_message(&message_id)?);
+    let node_admin = caller.user.is_admin;
+    caller
+        .ask(Json, |user, reply| Command::Delete {
+            user,
+            node_admin,
+            chat,
+            message,
+            reply,
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -175,44 +151,37 @@ pub(super) struct ReactionBody {
 }
 
 async fn react(
-    state: AppState,
-    user: UserRecord,
-    chat_id: &str,
-    message_id: &str,
+    caller: Caller,
+    (chat_id, message_id): (String, String),
     emoji: String,
     on: bool,
 ) -> ApiResult<Json<MessageView>> {
-    let chat = parse_chat(chat_id)?;
-    let message = parse_message(message_id)?;
-    let view = state
-        .engine
-        .call(|reply| Command::React {
-            user: user.id,
+    let (chat, message) = (parse_chat(&chat_id)?, parse_message(&message_id)?);
+    caller
+        .ask(Json, |user, reply| Command::React {
+            user,
             chat,
             message,
             emoji,
             on,
             reply,
         })
-        .await?;
-    Ok(Json(view))
+        .await
 }
 
 pub(super) async fn add_reaction(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path((chat_id, message_id)): Path<(String, String)>,
+    caller: Caller,
+    Path(ids): Path<(String, String)>,
     JsonBody(body): JsonBody<ReactionBody>,
 ) -> ApiResult<Json<MessageView>> {
-    react(state, user, &chat_id, &message_id, body.emoji, true).await
+    react(caller, ids, body.emoji, true).await
 }
 
 pub(super) async fn remove_reaction(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     Path((chat_id, message_id, emoji)): Path<(String, String, String)>,
 ) -> ApiResult<Json<MessageView>> {
-    react(state, user, &chat_id, &message_id, emoji, false).await
+    react(caller, (chat_id, message_id), emoji, false).await
 }
 
 #[derive(Deserialize)]
@@ -223,8 +192,7 @@ pub(super) struct SyncQuery {
 }
 
 pub(super) async fn sync(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Caller { state, user }: Caller,
     Query(query): Query<SyncQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let after = parse_cursor_id(query.after.as_deref(), "after")?;
@@ -233,7 +201,5 @@ pub(super) async fn sync(
         .unwrap_or(100)
         .clamp(1, state.config.limits.history_page_max);
     let (messages, has_more) = views::sync(state.store.as_ref(), &user.id, after.as_ref(), limit)?;
-    Ok(Json(
-        serde_json::json!({ "messages": messages, "has_more": has_more }),
-    ))
+    Ok(page(messages, has_more))
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod caller;
 mod chats;
 mod devices;
 mod extract;

@@ -1,42 +1,35 @@
 //! People: the signed-in user's profile and do-not-disturb, the user directory, and presence.
 
+use super::caller::{user_view, Caller};
 use super::extract::{parse_user, JsonBody};
-use super::session::CurrentUser;
-use super::AppState;
 use crate::engine::{Command, ProfilePatch};
 use crate::error::{ApiError, ApiResult};
 use crate::model::UserView;
 use crate::views;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use serde::Deserialize;
 
-pub(super) async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
-    Json(UserView::from(&user))
+pub(super) async fn me(caller: Caller) -> Json<UserView> {
+    user_view(caller.user)
 }
 
 pub(super) async fn patch_me(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     JsonBody(patch): JsonBody<ProfilePatch>,
 ) -> ApiResult<Json<UserView>> {
-    let user = state
-        .engine
-        .call(|reply| Command::UpdateProfile {
-            user: user.id,
+    caller
+        .ask(user_view, |user, reply| Command::UpdateProfile {
+            user,
             patch,
             reply,
         })
-        .await?;
-    Ok(Json(UserView::from(&user)))
+        .await
 }
 
-pub(super) async fn list_users(
-    State(state): State<AppState>,
-    CurrentUser(_): CurrentUser,
-) -> ApiResult<Json<Vec<UserView>>> {
+pub(super) async fn list_users(caller: Caller) -> ApiResult<Json<Vec<UserView>>> {
     Ok(Json(
-        views::users(state.store.as_ref())?
+        views::users(caller.state.store.as_ref())?
             .iter()
             .map(UserView::from)
             .collect(),
@@ -44,8 +37,7 @@ pub(super) async fn list_users(
 }
 
 pub(super) async fn get_user(
-    State(state): State<AppState>,
-    CurrentUser(_): CurrentUser,
+    Caller { state, .. }: Caller,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     let id = parse_user(&state, &user_id)?;
@@ -54,13 +46,12 @@ pub(super) async fn get_user(
     }
     let user = views::user(state.store.as_ref(), id.localpart())?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(UserView::from(&user)))
+    Ok(user_view(user))
 }
 
 /// Presence of everyone who shares a chat with the user (and the user).
 pub(super) async fn presence(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Caller { state, user }: Caller,
 ) -> ApiResult<Json<Vec<crate::presence::PresenceView>>> {
     let store = state.store.as_ref();
     let mut people = std::collections::BTreeSet::new();
@@ -87,18 +78,15 @@ pub(super) struct DndBody {
 }
 
 pub(super) async fn set_dnd(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    caller: Caller,
     JsonBody(body): JsonBody<DndBody>,
 ) -> ApiResult<Json<UserView>> {
     let until_ms = body.enabled.then(|| body.until_ms.unwrap_or(u64::MAX));
-    let user = state
-        .engine
-        .call(|reply| Command::SetDoNotDisturb {
-            user: user.id,
+    caller
+        .ask(user_view, |user, reply| Command::SetDoNotDisturb {
+            user,
             until_ms,
             reply,
         })
-        .await?;
-    Ok(Json(UserView::from(&user)))
+        .await
 }
