@@ -13,7 +13,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use confab_protocol::MessageId;
 use serde::Deserialize;
+use std::convert::identity;
 
+/// A message to send: the body of `POST /chats/{id}/messages`, and what the WebSocket's `send`
+/// frame carries.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
@@ -25,17 +28,20 @@ pub struct SendBody {
     pub attachments: Vec<media::AttachmentRef>,
 }
 
-pub(super) async fn send_message(
-    caller: Caller,
-    Path(chat_id): Path<String>,
-    JsonBody(body): JsonBody<SendBody>,
-) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let chat = parse_chat(&chat_id)?;
+/// The one send path, for HTTP and the WebSocket: checks the chat and `reply_to` ids, resolves
+/// the attachments, and asks the engine. Answers the message and whether it is new (`false`:
+/// a retry with a `client_id` already sent).
+pub(super) async fn send(
+    caller: &Caller,
+    chat_id: &str,
+    body: SendBody,
+) -> ApiResult<(MessageView, bool)> {
+    let chat = parse_chat(chat_id)?;
     let reply_to = parse_cursor_id(body.reply_to.as_deref(), "reply_to")?;
     let attachments =
         media::resolve_attachments(&caller.state, &caller.user, body.attachments).await?;
     caller
-        .ask(created_or_ok, |user, reply| Command::Send {
+        .ask(identity, |user, reply| Command::Send {
             user,
             chat,
             body: body.body,
@@ -45,6 +51,14 @@ pub(super) async fn send_message(
             reply,
         })
         .await
+}
+
+pub(super) async fn send_message(
+    caller: Caller,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<SendBody>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    send(&caller, &chat_id, body).await.map(created_or_ok)
 }
 
 #[derive(Deserialize)]

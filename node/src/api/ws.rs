@@ -5,7 +5,8 @@
 //! anything at or below the last cursor handled. A session that lags behind the broadcast
 //! goes back to the log, so nothing is lost and nothing is sent twice.
 
-use super::messages::SendBody;
+use super::caller::Caller;
+use super::messages::{self, SendBody};
 use super::session::{origin_allowed, session_token, CurrentUser};
 use super::AppState;
 use crate::accounts::TokenBucket;
@@ -466,17 +467,14 @@ impl Session {
                 reply_to,
                 attachments,
             } => {
-                self.spawn_send(
-                    client_id,
-                    chat_id,
-                    SendBody {
-                        body,
-                        reply_to,
-                        client_id: None,
-                        attachments,
-                    },
-                    acks.clone(),
-                );
+                // An empty `client_id` sends without one (over HTTP, it is refused).
+                let body = SendBody {
+                    body,
+                    reply_to,
+                    client_id: Some(client_id.clone()).filter(|c| !c.is_empty()),
+                    attachments,
+                };
+                self.spawn_send(client_id, chat_id, body, acks.clone());
             }
             ClientFrame::Read {
                 chat_id,
@@ -519,44 +517,16 @@ impl Session {
         body: SendBody,
         acks: mpsc::Sender<String>,
     ) {
-        let engine = self.state.engine.clone();
-        let state = self.state.clone();
-        let user_record = self.user.clone();
-        let user = self.user.id.clone();
+        let caller = Caller {
+            state: self.state.clone(),
+            user: self.user.clone(),
+        };
         let sends = self.sends.clone();
         tokio::spawn(async move {
             let Ok(_permit) = sends.acquire_owned().await else {
                 return;
             };
-            let result = async {
-                let chat: ChatId = chat_id.parse().map_err(|_| ApiError::not_found("chat"))?;
-                let reply_to = body
-                    .reply_to
-                    .as_deref()
-                    .map(|id| {
-                        id.parse::<MessageId>().map_err(|_| {
-                            ApiError::bad_request("invalid_id", "reply_to is not a message id")
-                        })
-                    })
-                    .transpose()?;
-                let client = Some(client_id.clone()).filter(|c| !c.is_empty());
-                let attachments =
-                    super::media::resolve_attachments(&state, &user_record, body.attachments)
-                        .await?;
-                engine
-                    .call(|reply| Command::Send {
-                        user,
-                        chat,
-                        body: body.body,
-                        reply_to,
-                        client_id: client,
-                        attachments,
-                        reply,
-                    })
-                    .await
-            }
-            .await;
-            let frame = match result {
+            let frame = match messages::send(&caller, &chat_id, body).await {
                 Ok((message, _)) => {
                     serde_json::json!({ "type": "ack", "client_id": client_id, "message": message })
                         .to_string()
