@@ -12,6 +12,7 @@ import {
   dayLabel,
   hashIndex,
   initials,
+  mergeCopy,
   newerMessage,
   preview,
   renderMessage,
@@ -23,12 +24,14 @@ import {
   TypingTracker,
   completeMention,
   dateInputToMs,
+  fileIcon,
   firstUnreadId,
   fitSize,
   formatBytes,
   fuzzyScore,
   isContinuation,
   isImageAttachment,
+  localpart,
   mentionQuery,
   pickThumbnail,
   pushRecent,
@@ -217,11 +220,6 @@ function confirmDialog(title, text, okLabel = "Delete") {
 
 // ---------------------------------------------------------------------------------------------
 // Names and presence
-
-function localpart(id) {
-  const i = String(id).lastIndexOf("@");
-  return i > 0 ? id.slice(0, i) : String(id);
-}
 
 function userName(id) {
   const u = S.users.get(id);
@@ -835,17 +833,6 @@ function attachmentsEl(m) {
   );
 }
 
-function fileIcon(mime) {
-  const t = String(mime || "");
-  if (t.startsWith("image/")) return "🖼️";
-  if (t.startsWith("video/")) return "🎞️";
-  if (t.startsWith("audio/")) return "🎵";
-  if (t === "application/pdf") return "📕";
-  if (t.includes("zip") || t.includes("compressed")) return "🗜️";
-  if (t.startsWith("text/")) return "📄";
-  return "📎";
-}
-
 function reactionsEl(m) {
   const list = m.reactions || [];
   if (!list.length || m.deleted) return null;
@@ -1122,13 +1109,6 @@ function mergeMessages(list) {
     if (i === -1) upsertSorted(S.msgs, m);
     else S.msgs[i] = mergeCopy(S.msgs[i], m);
   }
-}
-
-/** newerMessage plus the fields it does not know about (reactions, attachments). */
-function mergeCopy(a, b) {
-  const n = newerMessage(a, b);
-  if (n === a && b.reactions && (b.edited_ms || 0) >= (a.edited_ms || 0)) return { ...a, reactions: b.reactions };
-  return n;
 }
 
 async function loadOlder() {

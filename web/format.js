@@ -536,3 +536,10 @@ export function newerMessage(a, b) {
   const state = ra > rb ? a.state : b.state;
   return base.state === state ? base : { ...base, state };
 }
+
+/** newerMessage plus the fields it does not know about (reactions, attachments). */
+export function mergeCopy(a, b) {
+  const n = newerMessage(a, b);
+  if (n === a && b.reactions && (b.edited_ms || 0) >= (a.edited_ms || 0)) return { ...a, reactions: b.reactions };
+  return n;
+}

@@ -8,6 +8,7 @@ import {
   compareIds,
   dayLabel,
   initials,
+  mergeCopy,
   newerMessage,
   parseMessage,
   plainText,
@@ -186,6 +187,22 @@ test("newerMessage prefers deleted, later edits, and advanced states", () => {
   const viewed = { ...base, state: "viewed" };
   assert.deepEqual(newerMessage(viewed, edited), { ...edited, state: "viewed" });
   assert.equal(newerMessage(null, base), base);
+});
+
+test("mergeCopy keeps the newer copy and takes reactions from a copy that is not older", () => {
+  const base = { id: "1", body: "a", edited_ms: null, deleted: false, state: "sent" };
+  const reacted = { ...base, reactions: [{ emoji: "👍", count: 1, users: ["bob"] }] };
+  const del = { ...base, body: "", deleted: true, state: "deleted" };
+  // The deleted copy wins, but carries the reactions of the other (not older) copy.
+  assert.deepEqual(mergeCopy(del, reacted), { ...del, reactions: reacted.reactions });
+  // An older copy (an earlier edit) lends no reactions.
+  const edited = { ...base, body: "b", edited_ms: 5, reactions: [] };
+  assert.equal(mergeCopy(edited, reacted), edited);
+  // No reactions on the other copy: the newer copy as it is.
+  assert.equal(mergeCopy(del, base), del);
+  // The other copy is the newer one: taken whole, its reactions included.
+  const later = { ...reacted, body: "c", edited_ms: 9 };
+  assert.equal(mergeCopy(base, later), later);
 });
 
 test("dayLabel and initials", () => {

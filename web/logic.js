@@ -133,11 +133,29 @@ export function pickThumbnail(a, side) {
   return fits.reduce((best, x) => (Math.max(x.width, x.height) < Math.max(best.width, best.height) ? x : best));
 }
 
+/** The icon of a download card for a file of type `mime`. */
+export function fileIcon(mime) {
+  const t = String(mime || "");
+  if (t.startsWith("image/")) return "🖼️";
+  if (t.startsWith("video/")) return "🎞️";
+  if (t.startsWith("audio/")) return "🎵";
+  if (t === "application/pdf") return "📕";
+  if (t.includes("zip") || t.includes("compressed")) return "🗜️";
+  if (t.startsWith("text/")) return "📄";
+  return "📎";
+}
+
 /** Display size of an image inside a `maxW`×`maxH` box, keeping its aspect ratio. */
 export function fitSize(w, h, maxW, maxH) {
   if (!w || !h) return { width: maxW, height: Math.round(maxH / 2) };
   const k = Math.min(1, maxW / w, maxH / h);
   return { width: Math.round(w * k), height: Math.round(h * k) };
+}
+
+/** The part of a user id before its last "@" (the whole id when there is none). */
+export function localpart(id) {
+  const i = String(id).lastIndexOf("@");
+  return i > 0 ? id.slice(0, i) : String(id);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ import {
   TypingTracker,
   completeMention,
   dateInputToMs,
+  fileIcon,
   firstUnreadId,
   fitSize,
   formatBytes,
   fuzzyScore,
   isContinuation,
   isImageAttachment,
+  localpart,
   mentionQuery,
   pickThumbnail,
   pushRecent,
@@ -206,4 +208,25 @@ test("emoji shortcodes and picker", () => {
   assert.equal(new Set(PICKER.map((p) => p.emoji)).size, PICKER.length, "picker entries are unique");
   assert.ok(searchEmoji("thumbs").some((p) => p.emoji === "👍"));
   assert.ok(searchEmoji(":tada:").some((p) => p.emoji === "🎉"));
+});
+
+test("fileIcon picks a card icon by MIME type", () => {
+  assert.equal(fileIcon("image/png"), "🖼️");
+  assert.equal(fileIcon("video/mp4"), "🎞️");
+  assert.equal(fileIcon("audio/ogg"), "🎵");
+  assert.equal(fileIcon("application/pdf"), "📕");
+  assert.equal(fileIcon("application/zip"), "🗜️");
+  assert.equal(fileIcon("application/x-7z-compressed"), "🗜️");
+  assert.equal(fileIcon("text/plain"), "📄");
+  assert.equal(fileIcon("application/octet-stream"), "📎");
+  assert.equal(fileIcon(null), "📎");
+  assert.equal(fileIcon(undefined), "📎");
+});
+
+test("localpart is the user id before its last @", () => {
+  assert.equal(localpart("alice@node.example"), "alice");
+  assert.equal(localpart("a@b@node.example"), "a@b");
+  assert.equal(localpart("alice"), "alice");
+  assert.equal(localpart("@node.example"), "@node.example", "nothing before the @: the whole id");
+  assert.equal(localpart(42), "42");
 });
