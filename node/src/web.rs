@@ -35,7 +35,7 @@ pub fn content_security_policy(push: &PushConfig) -> String {
     )
 }
 
-const FILES: [(&str, &str, &str); 10] = [
+const FILES: [(&str, &str, &str); 31] = [
     (
         "/index.html",
         "text/html; charset=utf-8",
@@ -45,6 +45,111 @@ const FILES: [(&str, &str, &str); 10] = [
         "/app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/app.js"),
+    ),
+    (
+        "/state.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/state.js"),
+    ),
+    (
+        "/dom.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/dom.js"),
+    ),
+    (
+        "/errors.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/errors.js"),
+    ),
+    (
+        "/people.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/people.js"),
+    ),
+    (
+        "/auth.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/auth.js"),
+    ),
+    (
+        "/chatlist.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/chatlist.js"),
+    ),
+    (
+        "/views.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/views.js"),
+    ),
+    (
+        "/messages.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/messages.js"),
+    ),
+    (
+        "/files.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/files.js"),
+    ),
+    (
+        "/reactions.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/reactions.js"),
+    ),
+    (
+        "/history.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/history.js"),
+    ),
+    (
+        "/sending.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/sending.js"),
+    ),
+    (
+        "/composer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/composer.js"),
+    ),
+    (
+        "/thread.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/thread.js"),
+    ),
+    (
+        "/events.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/events.js"),
+    ),
+    (
+        "/connection.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/connection.js"),
+    ),
+    (
+        "/notify.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/notify.js"),
+    ),
+    (
+        "/profile.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/profile.js"),
+    ),
+    (
+        "/dialogs.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/dialogs.js"),
+    ),
+    (
+        "/switcher.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/switcher.js"),
+    ),
+    (
+        "/search.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/search.js"),
     ),
     (
         "/api.js",
@@ -113,4 +218,48 @@ pub fn routes(push: &PushConfig) -> Router<AppState> {
         "/",
         get(move || async move { serve(content_type, body, policy) }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+
+    fn served(path: &str) -> bool {
+        FILES.iter().any(|(p, _, _)| *p == path)
+    }
+
+    /// The names that follow each `prefix` in `body`, up to the next `"`.
+    fn names_after<'a>(body: &'a str, prefix: &str) -> Vec<&'a str> {
+        body.split(prefix)
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+
+    /// Every module a script imports (`from "./x.js"`) and every script and stylesheet the page
+    /// links is embedded: the browser never asks for a web file the node does not serve.
+    #[test]
+    fn every_linked_web_file_is_embedded() {
+        let mut checked = 0;
+        for (path, _, body) in FILES {
+            for name in names_after(body, "from \"./") {
+                assert!(
+                    served(&format!("/{name}")),
+                    "{path} imports ./{name}, not in FILES"
+                );
+                checked += 1;
+            }
+        }
+        let (_, _, index) = FILES[0];
+        for prefix in ["href=\"/", "src=\"/"] {
+            for name in names_after(index, prefix) {
+                assert!(
+                    served(&format!("/{name}")),
+                    "index.html links /{name}, not in FILES"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > FILES.len(), "found only {checked} links");
+    }
 }
