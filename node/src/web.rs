@@ -35,7 +35,7 @@ pub fn content_security_policy(push: &PushConfig) -> String {
     )
 }
 
-const FILES: [(&str, &str, &str); 31] = [
+const FILES: [(&str, &str, &str); 37] = [
     (
         "/index.html",
         "text/html; charset=utf-8",
@@ -190,6 +190,36 @@ const FILES: [(&str, &str, &str); 31] = [
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("../../web/style.css"),
+    ),
+    (
+        "/sidebar.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/sidebar.css"),
+    ),
+    (
+        "/chat.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/chat.css"),
+    ),
+    (
+        "/composer.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/composer.css"),
+    ),
+    (
+        "/search.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/search.css"),
+    ),
+    (
+        "/dialogs.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/dialogs.css"),
+    ),
+    (
+        "/narrow.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/narrow.css"),
     ),
 ];
 
