@@ -339,6 +339,8 @@ async fn enqueue(
     state.store.flush().await?;
     match outcome {
         EnqueueOutcome::Queued { depth, collapsed } => {
+            // Counted only now: `enqueued_total` promises envelopes on disk.
+            Metrics::inc(&state.metrics.enqueued, 1);
             let _ = state.arrivals.send(queue);
             let push = match push_wanted(request.urgency, record.push.is_some()) {
                 Err(reason) => reason,

@@ -771,7 +771,6 @@ impl Store {
         self.metrics
             .queue_depth
             .store(counts.total, std::sync::atomic::Ordering::Relaxed);
-        Metrics::inc(&self.metrics.enqueued, 1);
         Metrics::inc(&self.metrics.collapsed, freed_count);
         Ok(Some(EnqueueOutcome::Queued {
             depth: count_after,
