@@ -19,7 +19,7 @@ pub struct Config {
     pub limits: Limits,
     pub push: PushConfig,
     /// Federation with other organisations' nodes (`[federation]`); off unless it listens.
-    pub federation: crate::federation::FederationConfig,
+    pub federation: crate::federation::config::FederationConfig,
 }
 
 /// Pushing to offline devices through their relays (`[push]` in the TOML file).
@@ -137,7 +137,7 @@ impl Default for Config {
             secure_cookies: false,
             limits: Limits::default(),
             push: PushConfig::default(),
-            federation: crate::federation::FederationConfig::default(),
+            federation: crate::federation::config::FederationConfig::default(),
         }
     }
 }
