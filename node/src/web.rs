@@ -1,7 +1,6 @@
 //! The browser client, embedded in the binary and served at `/` with a strict
 //! Content-Security-Policy (no inline scripts, no `unsafe-eval`).
 
-use crate::api::AppState;
 use crate::config::{origin_of, PushConfig};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -232,7 +231,8 @@ fn serve(content_type: &'static str, body: &'static str, policy: HeaderValue) ->
     response
 }
 
-pub fn routes(push: &PushConfig) -> Router<AppState> {
+/// The client's static files, for any router state (the API merges them into its own).
+pub fn routes<S: Clone + Send + Sync + 'static>(push: &PushConfig) -> Router<S> {
     let policy = HeaderValue::from_str(&content_security_policy(push))
         .unwrap_or_else(|_| HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     let mut router = Router::new();
