@@ -1,5 +1,8 @@
 //! The one error type of the HTTP API: a status, a stable `code` and a human `message`, sent as
 //! `{"code": …, "message": …}`. Internal details go to the log, never to the client.
+//!
+//! The engine's [`crate::engine::Error`] and the media store's errors become API errors here
+//! and only here: neither knows HTTP.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -100,6 +103,44 @@ impl From<crate::store::StoreError> for ApiError {
         ApiError::internal(error)
     }
 }
+
+/// The engine's refusals as the API answers them; every status, code and message here is part
+/// of the API (`spec/`).
+impl From<crate::engine::Error> for ApiError {
+    fn from(error: crate::engine::Error) -> Self {
+        use crate::engine::Error;
+        let message = error.to_string();
+        match error {
+            Error::Invalid { code, .. } => Self::bad_request(code, message),
+            Error::Forbidden { code, .. } => Self::forbidden(code, message),
+            Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            Error::UnknownOrganisation { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_organisation", message)
+            }
+            Error::Conflict { code, .. } => Self::conflict(code, message),
+            Error::TooLarge { code, .. } => Self::too_large(code, message),
+            Error::NotSynced => Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_synced", message),
+            // Logged where it was made.
+            Error::Internal => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+/// Media store failures as the API answers them.
+impl From<crate::media::MediaError> for ApiError {
+    fn from(error: crate::media::MediaError) -> Self {
+        use crate::media::MediaError;
+        match error {
+            MediaError::TooLarge { .. } => {
+                ApiError::too_large("payload_too_large", error.to_string())
+            }
+            MediaError::InvalidId | MediaError::NotFound => ApiError::not_found("media"),
+            MediaError::Body(_) => ApiError::bad_request("bad_upload", error.to_string()),
+            MediaError::Io(_) | MediaError::Task(_) => ApiError::internal(error),
+        }
+    }
+}
+
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -324,7 +324,7 @@ async fn peer_command(command: PeerCommand) -> Result<()> {
     let config = load_config(&common, None)?;
     let store = server::open_store(&config)?;
     let key = org_key::load_or_create_org_key(store.as_ref()).await?;
-    let api_error = |e: confab_node::error::ApiError| anyhow::anyhow!("{}", e.message);
+    let api_error = |e: confab_node::engine::Error| anyhow::anyhow!("{e}");
     let known = engine::peers(store.as_ref())?;
     match command {
         PeerCommand::Identity { .. } => {

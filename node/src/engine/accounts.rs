@@ -1,7 +1,7 @@
 //! Account intents: creating users, passwords, profiles, disabling, do-not-disturb.
 
 use super::{json, Engine, ProfilePatch, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, EventBody};
 use crate::model::{now_ms, UserRecord, UserView};
 use crate::store::{KvRead, Tree};
@@ -9,11 +9,11 @@ use crate::views;
 use confab_protocol::UserId;
 
 impl Engine {
-    pub(super) fn user_record(&self, user: &UserId) -> ApiResult<UserRecord> {
+    pub(super) fn user_record(&self, user: &UserId) -> Result<UserRecord> {
         if user.org_name() != self.org_name {
-            return Err(ApiError::not_found("user"));
+            return Err(Error::not_found("user"));
         }
-        views::user(&self.reads(), user.localpart())?.ok_or_else(|| ApiError::not_found("user"))
+        views::user(&self.reads(), user.localpart())?.ok_or_else(|| Error::not_found("user"))
     }
 
     pub(super) fn create_user(
@@ -24,11 +24,11 @@ impl Engine {
         display_name: String,
         force_admin: Option<bool>,
         bypass_registration: bool,
-    ) -> ApiResult<UserRecord> {
+    ) -> Result<UserRecord> {
         let id = UserId::new(username, &self.org_name)
-            .map_err(|e| ApiError::bad_request("invalid_username", e.to_string()))?;
+            .map_err(|e| Error::invalid("invalid_username", e.to_string()))?;
         if views::user(&self.reads(), username)?.is_some() {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "username_taken",
                 format!("the username {username:?} is taken"),
             ));
@@ -38,7 +38,7 @@ impl Engine {
             .range(Tree::Users, crate::store::prefix_range(b""), false, 1)?
             .is_empty();
         if !bypass_registration && !first && !views::settings(&self.reads())?.registration_open {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "registration_closed",
                 "registration is closed on this node",
             ));
@@ -87,9 +87,9 @@ impl Engine {
         tx: &mut Tx,
         username: &str,
         password_hash: String,
-    ) -> ApiResult<UserRecord> {
+    ) -> Result<UserRecord> {
         let mut record =
-            views::user(&self.reads(), username)?.ok_or_else(|| ApiError::not_found("user"))?;
+            views::user(&self.reads(), username)?.ok_or_else(|| Error::not_found("user"))?;
         record.password_hash = password_hash;
         record.session_generation += 1;
         tx.batch
@@ -101,13 +101,13 @@ impl Engine {
         &self,
         name: &str,
         value: Option<String>,
-    ) -> ApiResult<Option<String>> {
+    ) -> Result<Option<String>> {
         let Some(value) = value else { return Ok(None) };
         let value = value.trim().to_string();
         if value.chars().count() > self.limits.profile_field_chars_max
             || value.chars().any(char::is_control)
         {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 format!(
                     "{name} must be at most {} characters without control characters",
@@ -123,7 +123,7 @@ impl Engine {
         tx: &mut Tx,
         user: &UserId,
         patch: ProfilePatch,
-    ) -> ApiResult<UserRecord> {
+    ) -> Result<UserRecord> {
         let mut record = self.user_record(user)?;
         if let Some(name) = self.profile_field("display_name", patch.display_name)? {
             record.display_name = if name.is_empty() {
@@ -150,7 +150,7 @@ impl Engine {
         tx: &mut Tx,
         user: &UserId,
         disabled: bool,
-    ) -> ApiResult<UserRecord> {
+    ) -> Result<UserRecord> {
         let mut record = self.user_record(user)?;
         if record.disabled != disabled {
             record.disabled = disabled;
@@ -165,7 +165,7 @@ impl Engine {
         tx: &mut Tx,
         user: &UserId,
         until_ms: Option<u64>,
-    ) -> ApiResult<UserRecord> {
+    ) -> Result<UserRecord> {
         let mut record = self.user_record(user)?;
         record.dnd_until_ms = until_ms;
         self.put_user(tx, &record);

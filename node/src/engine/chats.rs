@@ -3,7 +3,7 @@
 
 use super::docs::ChatDocs;
 use super::{json, remote, Engine, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, EventBody};
 use crate::model::{keys, now_ms, ChatRecord, ChatView, MemberView, NotificationLevel};
 use crate::random::random_bytes;
@@ -14,26 +14,26 @@ use confab_protocol::{ChatId, UserId};
 use sha2::{Digest, Sha256};
 
 impl Engine {
-    pub(super) fn chat_record(&self, chat: &ChatId) -> ApiResult<ChatRecord> {
+    pub(super) fn chat_record(&self, chat: &ChatId) -> Result<ChatRecord> {
         if let Some(record) = self.dirty.chats.get(chat) {
             return Ok(record.clone());
         }
-        views::chat(&self.reads(), chat)?.ok_or_else(|| ApiError::not_found("chat"))
+        views::chat(&self.reads(), chat)?.ok_or_else(|| Error::not_found("chat"))
     }
 
-    pub(super) fn require_role(&self, chat: &ChatId, user: &UserId) -> ApiResult<Role> {
-        views::role(&self.reads(), chat, user)?.ok_or_else(ApiError::not_a_member)
+    pub(super) fn require_role(&self, chat: &ChatId, user: &UserId) -> Result<Role> {
+        views::role(&self.reads(), chat, user)?.ok_or_else(Error::not_a_member)
     }
 
     /// Takes a chat's documents out of the cache (loading them if needed). Put them back with
     /// `self.chats.insert` on success; on error they are simply dropped and reload next time.
-    pub(super) fn take_docs(&mut self, chat: &ChatId) -> ApiResult<ChatDocs> {
+    pub(super) fn take_docs(&mut self, chat: &ChatId) -> Result<ChatDocs> {
         self.take_stored_docs(chat)?
-            .ok_or_else(|| ApiError::not_found("chat"))
+            .ok_or_else(|| Error::not_found("chat"))
     }
 
     /// [`Self::take_docs`] for a chat that may not be stored yet (`None`).
-    pub(super) fn take_stored_docs(&mut self, chat: &ChatId) -> ApiResult<Option<ChatDocs>> {
+    pub(super) fn take_stored_docs(&mut self, chat: &ChatId) -> Result<Option<ChatDocs>> {
         if let Some(docs) = self.chats.remove(chat) {
             return Ok(Some(docs));
         }
@@ -43,16 +43,16 @@ impl Engine {
             self.key.id(),
             (random_bytes(), random_bytes()),
         )
-        .map_err(ApiError::internal)
+        .map_err(Error::internal)
     }
 
     /// Like [`Self::take_docs`], for writing the control document: only the owning
     /// organisation may (a chat shared from elsewhere answers 403).
-    pub(super) fn take_owned_docs(&mut self, chat: &ChatId) -> ApiResult<ChatDocs> {
+    pub(super) fn take_owned_docs(&mut self, chat: &ChatId) -> Result<ChatDocs> {
         let docs = self.take_docs(chat)?;
         if docs.state.info.owner != self.key.id() {
             self.chats.insert(*chat, docs);
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "not_owner",
                 "this chat is shared from another organisation: its name, topic and members \
                  are changed there",
@@ -61,14 +61,14 @@ impl Engine {
         Ok(docs)
     }
 
-    pub(super) fn validate_chat_name(&self, name: &str) -> ApiResult<String> {
+    pub(super) fn validate_chat_name(&self, name: &str) -> Result<String> {
         let name = name.trim().to_string();
         let chars = name.chars().count();
         if chars == 0
             || chars > self.limits.chat_name_chars_max
             || name.chars().any(char::is_control)
         {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 format!(
                     "a channel name is 1 to {} characters without control characters",
@@ -79,12 +79,12 @@ impl Engine {
         Ok(name)
     }
 
-    pub(super) fn validate_topic(&self, topic: &str) -> ApiResult<String> {
+    pub(super) fn validate_topic(&self, topic: &str) -> Result<String> {
         let topic = topic.trim().to_string();
         if topic.chars().count() > self.limits.topic_chars_max
             || topic.chars().any(|c| c.is_control() && c != '\n')
         {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 format!(
                     "a topic is at most {} characters",
@@ -102,11 +102,11 @@ impl Engine {
         name: String,
         topic: String,
         visibility: Visibility,
-    ) -> ApiResult<ChatView> {
+    ) -> Result<ChatView> {
         let name = self.validate_chat_name(&name)?;
         let topic = self.validate_topic(&topic)?;
         if visibility == Visibility::Dm {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 "visibility is public or private",
             ));
@@ -115,7 +115,7 @@ impl Engine {
             chat.kind == ChatKind::Channel && chat.name.to_lowercase() == name.to_lowercase()
         });
         if taken {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "conflict",
                 format!("a channel named {name:?} exists"),
             ));
@@ -144,7 +144,7 @@ impl Engine {
         topic: &str,
         creator: &UserId,
         others: &[UserId],
-    ) -> ApiResult<ChatView> {
+    ) -> Result<ChatView> {
         let now = now_ms();
         let org = self.key.id();
         let info = ChatInfo {
@@ -173,7 +173,7 @@ impl Engine {
             (random_bytes(), random_bytes()),
             &mut tx.batch,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
         if !others.is_empty() {
             let mut others_owned = Vec::new();
             for user in others {
@@ -204,7 +204,7 @@ impl Engine {
                 },
                 true,
             )
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
         }
         let mut members = vec![(creator.clone(), creator_role)];
         members.extend(others.iter().map(|user| (user.clone(), Role::Member)));
@@ -267,13 +267,13 @@ impl Engine {
         tx: &mut Tx,
         creator: &UserId,
         others: Vec<UserId>,
-    ) -> ApiResult<(ChatView, bool)> {
+    ) -> Result<(ChatView, bool)> {
         let mut everyone: Vec<UserId> = others;
         everyone.push(creator.clone());
         everyone.sort();
         everyone.dedup();
         if everyone.len() < 2 || everyone.len() > self.limits.dm_members_max {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 format!(
                     "a DM has 2 to {} people including you",
@@ -285,13 +285,13 @@ impl Engine {
         for user in &everyone {
             let org = self
                 .org_of_user(user)
-                .map_err(|_| ApiError::bad_request("invalid_body", format!("no user {user}")))?;
+                .map_err(|_| Error::invalid("invalid_body", format!("no user {user}")))?;
             if org == self.key.id() {
                 let record = self.user_record(user).map_err(|_| {
-                    ApiError::bad_request("invalid_body", format!("no user {user}"))
+                    Error::invalid("invalid_body", format!("no user {user}"))
                 })?;
                 if record.disabled {
-                    return Err(ApiError::bad_request(
+                    return Err(Error::invalid(
                         "invalid_body",
                         format!("{user} is disabled"),
                     ));
@@ -341,13 +341,13 @@ impl Engine {
         chat: &ChatId,
         name: Option<String>,
         topic: Option<String>,
-    ) -> ApiResult<ChatView> {
+    ) -> Result<ChatView> {
         let mut record = self.chat_record(chat)?;
         let role = self.require_role(chat, user)?;
         let name = name.map(|n| self.validate_chat_name(&n)).transpose()?;
         let topic = topic.map(|t| self.validate_topic(&t)).transpose()?;
         if name.is_some() && (record.kind == ChatKind::Dm || role < Role::Admin) {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "only the channel's owner or an admin can rename it",
             ));
@@ -369,7 +369,7 @@ impl Engine {
             },
             false,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
         self.chats.insert(*chat, docs);
         if let Some(name) = name {
             record.name = name;
@@ -396,7 +396,7 @@ impl Engine {
         user: &UserId,
         chat: &ChatId,
         level: NotificationLevel,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         self.require_role(chat, user)?;
         tx.batch.put(
             Tree::NotifySettings,

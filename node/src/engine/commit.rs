@@ -5,7 +5,7 @@
 use super::{
     ChatOrgs, Command, Engine, Outbound, Reply, SearchOp, GROUP_MAX, LAZY_FLUSH, SLOW_GROUP,
 };
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, Event, EventBody};
 use crate::model::{keys, ChatRecord};
 use crate::store::{Tree, WriteBatch};
@@ -218,7 +218,7 @@ impl Engine {
     pub(super) fn finish<T: Send + 'static>(
         &mut self,
         tx: Tx,
-        result: ApiResult<T>,
+        result: Result<T>,
         reply: Reply<T>,
         events: &mut Vec<Event>,
     ) -> Done {
@@ -229,7 +229,7 @@ impl Engine {
         }
         Box::new(move |flushed| {
             let answer = match result {
-                Ok(_) if !flushed => Err(ApiError::internal("flush failed")),
+                Ok(_) if !flushed => Err(Error::internal("flush failed")),
                 other => other,
             };
             let _ = reply.send(answer);

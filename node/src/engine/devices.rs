@@ -3,7 +3,7 @@
 //! once a relay accepted an envelope.
 
 use super::{json, Engine, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::model::{
     keys, now_ms, DeviceRecord, MessageState, PendingRenunciation, RelayRegistration,
 };
@@ -18,18 +18,18 @@ impl Engine {
         tx: &mut Tx,
         record: DeviceRecord,
         devices_max: usize,
-    ) -> ApiResult<DeviceRecord> {
+    ) -> Result<DeviceRecord> {
         let existing = views::devices(&self.reads(), &record.user)?;
         if existing.iter().any(|device| {
             device.signing_key == record.signing_key || device.sealing_key == record.sealing_key
         }) {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "device_exists",
                 "a device with this key is already registered",
             ));
         }
         if existing.len() >= devices_max {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "too_many_devices",
                 format!("at most {devices_max} devices per user; remove one first"),
             ));
@@ -51,9 +51,9 @@ impl Engine {
         user: &UserId,
         device: &DeviceId,
         renunciations_max: usize,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let record = views::device(&self.reads(), user, device)?
-            .ok_or_else(|| ApiError::not_found("device"))?;
+            .ok_or_else(|| Error::not_found("device"))?;
         tx.batch.delete(Tree::Devices, keys::device(user, device));
         if let Some(relay) = record.relay {
             self.record_renunciation(tx, user, relay, renunciations_max)?;
@@ -68,9 +68,9 @@ impl Engine {
         device: &DeviceId,
         relay: Option<RelayRegistration>,
         renunciations_max: usize,
-    ) -> ApiResult<DeviceRecord> {
+    ) -> Result<DeviceRecord> {
         let mut record = views::device(&self.reads(), user, device)?
-            .ok_or_else(|| ApiError::not_found("device"))?;
+            .ok_or_else(|| Error::not_found("device"))?;
         let previous = std::mem::replace(&mut record.relay, relay);
         tx.batch
             .put(Tree::Devices, keys::device(user, device), json(&record));
@@ -96,7 +96,7 @@ impl Engine {
         user: &UserId,
         relay: RelayRegistration,
         renunciations_max: usize,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let Ok(capability) = CapabilityToken::from_text(&relay.capability) else {
             // Checked when it was stored; a record that no longer parses cannot be renounced.
             tracing::warn!(%user, queue = %relay.queue, "push: stored capability unreadable, not renounced");
@@ -121,7 +121,7 @@ impl Engine {
     }
 
     /// The push sender renounced the capability (or gave up on it): the record goes.
-    pub(super) fn forget_renunciation(&mut self, tx: &mut Tx, key: Vec<u8>) -> ApiResult<()> {
+    pub(super) fn forget_renunciation(&mut self, tx: &mut Tx, key: Vec<u8>) -> Result<()> {
         tx.batch.delete(Tree::Renunciations, key);
         Ok(())
     }
@@ -132,7 +132,7 @@ impl Engine {
         tx: &mut Tx,
         chat: &ChatId,
         message: &MessageId,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         if let Some(view) = views::message(&self.reads(), chat, message)? {
             self.advance_state(tx, view, MessageState::NotificationSent);
         }

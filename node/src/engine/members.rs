@@ -2,7 +2,7 @@
 //! ranges a chat's control document keeps per member organisation.
 
 use super::{json, Engine, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, EventBody};
 use crate::model::{keys, now_ms, ChatRecord, ChatView, MemberView};
 use crate::store::Tree;
@@ -63,9 +63,9 @@ impl Engine {
         record: &mut ChatRecord,
         user: &UserId,
         role: Role,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         if record.member_count >= self.limits.channel_members_max {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "member_limit",
                 format!(
                     "the channel has reached its limit of {} members",
@@ -77,7 +77,7 @@ impl Engine {
         if org == self.key.id() {
             let target = self.user_record(user)?;
             if target.disabled {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "invalid_body",
                     format!("{user} is disabled"),
                 ));
@@ -100,7 +100,7 @@ impl Engine {
             },
             true,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
         self.chats.insert(record.id, docs);
         record.member_count += 1;
         record.federated |= org != self.key.id();
@@ -130,7 +130,7 @@ impl Engine {
         tx: &mut Tx,
         record: &mut ChatRecord,
         user: &UserId,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let mut docs = self.take_owned_docs(&record.id)?;
         let member = user.clone();
         let epoch = docs.state.epoch + 1;
@@ -148,7 +148,7 @@ impl Engine {
             },
             true,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
         self.chats.insert(record.id, docs);
         record.member_count = record.member_count.saturating_sub(1);
         tx.batch
@@ -178,23 +178,23 @@ impl Engine {
         tx: &mut Tx,
         user: &UserId,
         chat: &ChatId,
-    ) -> ApiResult<ChatView> {
+    ) -> Result<ChatView> {
         let mut record = self.chat_record(chat)?;
         if let Some(role) = views::role(&self.reads(), chat, user)? {
             return Ok(ChatView::of(&record, Some(role)));
         }
         if record.visibility != Visibility::Public {
-            return Err(ApiError::not_found("chat"));
+            return Err(Error::not_found("chat"));
         }
         self.add_to_chat(tx, &mut record, user, Role::Member)?;
         Ok(ChatView::of(&record, Some(Role::Member)))
     }
 
-    pub(super) fn leave(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId) -> ApiResult<()> {
+    pub(super) fn leave(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId) -> Result<()> {
         let mut record = self.chat_record(chat)?;
         self.require_role(chat, user)?;
         if record.kind == ChatKind::Dm {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "bad_request",
                 "you cannot leave a direct message",
             ));
@@ -209,29 +209,29 @@ impl Engine {
         chat: &ChatId,
         target: &UserId,
         role: Role,
-    ) -> ApiResult<MemberView> {
+    ) -> Result<MemberView> {
         let mut record = self.chat_record(chat)?;
         let by_role = self.require_role(chat, by)?;
         if record.kind == ChatKind::Dm {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "bad_request",
                 "a DM's members are fixed; start a new DM",
             ));
         }
         if record.visibility == Visibility::Private && by_role < Role::Admin {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "only the owner or an admin can invite to a private channel",
             ));
         }
         if role == Role::Owner || (role == Role::Admin && by_role < Role::Owner) {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "you cannot grant that role",
             ));
         }
         if views::role(&self.reads(), chat, target)?.is_some() {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "conflict",
                 format!("{target} is already a member"),
             ));
@@ -250,24 +250,24 @@ impl Engine {
         chat: &ChatId,
         target: &UserId,
         role: Role,
-    ) -> ApiResult<MemberView> {
+    ) -> Result<MemberView> {
         let record = self.chat_record(chat)?;
         if self.require_role(chat, by)? != Role::Owner || record.kind == ChatKind::Dm {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "only the channel's owner changes roles",
             ));
         }
         if role == Role::Owner {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 "role is admin or member",
             ));
         }
         let current = views::role(&self.reads(), chat, target)?
-            .ok_or_else(|| ApiError::not_found("member"))?;
+            .ok_or_else(|| Error::not_found("member"))?;
         if current == Role::Owner {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "the owner's role cannot be changed",
             ));
@@ -282,7 +282,7 @@ impl Engine {
             |doc| control::put_member(doc, &member, &MemberRecord { role, org }),
             false,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
         self.chats.insert(*chat, docs);
         self.put_member_view(tx, chat, target, role);
         self.emit(
@@ -304,19 +304,19 @@ impl Engine {
         by: &UserId,
         chat: &ChatId,
         target: &UserId,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let mut record = self.chat_record(chat)?;
         let by_role = self.require_role(chat, by)?;
         if record.kind == ChatKind::Dm || by_role < Role::Admin {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "only the owner or an admin removes members",
             ));
         }
         let target_role = views::role(&self.reads(), chat, target)?
-            .ok_or_else(|| ApiError::not_found("member"))?;
+            .ok_or_else(|| Error::not_found("member"))?;
         if target_role >= by_role {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "you cannot remove a member of equal or higher role",
             ));

@@ -2,7 +2,7 @@
 //! message views they write.
 
 use super::{docs, json, search_doc, Engine, SearchOp, Tx, REACTION_EMOJIS_PER_MESSAGE_MAX};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, EventBody};
 use crate::media::Attachment;
 use crate::model::{keys, now_ms, MessageState, MessageView};
@@ -27,24 +27,20 @@ pub(super) fn delete_view(tx: &mut Tx, view: &mut MessageView) {
     tx.search.push(SearchOp::Remove(view.chat_id, view.id));
 }
 
-/// A document error as the API answers it: a shared chat whose history has not arrived yet is
-/// `503 not_synced` (retry shortly); anything else is internal.
-pub(super) fn doc_error(error: docs::DocError) -> ApiError {
+/// A document error as the engine reports it: a shared chat whose history has not arrived yet
+/// is [`Error::NotSynced`] (retry shortly); anything else is internal.
+pub(super) fn doc_error(error: docs::DocError) -> Error {
     match error {
-        docs::DocError::NotSynced => ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not_synced",
-            "this shared chat's history is still arriving from its owner; try again shortly",
-        ),
-        other => ApiError::internal(other),
+        docs::DocError::NotSynced => Error::NotSynced,
+        other => Error::internal(other),
     }
 }
 
 impl Engine {
-    pub(super) fn check_body(&self, body: &str) -> ApiResult<()> {
+    pub(super) fn check_body(&self, body: &str) -> Result<()> {
         let chars = body.chars().count();
         if chars > self.limits.message_chars_max {
-            return Err(ApiError::too_large(
+            return Err(Error::too_large(
                 "message_too_long",
                 format!(
                     "message body is {chars} characters; the limit is {}",
@@ -53,7 +49,7 @@ impl Engine {
             ));
         }
         if body.trim().is_empty() {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 "message body is empty",
             ));
@@ -75,9 +71,9 @@ impl Engine {
         reply_to: Option<MessageId>,
         client_id: Option<String>,
         attachments: Vec<Attachment>,
-    ) -> ApiResult<(MessageView, bool)> {
+    ) -> Result<(MessageView, bool)> {
         if attachments.len() > bucket::ATTACHMENTS_PER_MESSAGE_MAX {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "too_many_attachments",
                 format!(
                     "a message carries at most {} files",
@@ -90,7 +86,7 @@ impl Engine {
         }
         if let Some(client_id) = &client_id {
             if client_id.is_empty() || client_id.len() > 64 {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "invalid_body",
                     "client_id is 1 to 64 bytes",
                 ));
@@ -111,7 +107,7 @@ impl Engine {
         self.require_role(chat, user)?;
         if let Some(parent) = &reply_to {
             if views::message(&self.reads(), chat, parent)?.is_none() {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "invalid_body",
                     "reply_to names no message of this chat",
                 ));
@@ -137,7 +133,7 @@ impl Engine {
         // Only the owner seals a bucket (in its control document); others write on until it does.
         if docs.bucket_messages >= self.limits.bucket_messages_max && docs.state.info.owner == org {
             docs.roll_over(&self.key, now, random_bytes(), &mut tx.batch)
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
         }
         self.chats.insert(*chat, docs);
         let message = MessageView {
@@ -193,11 +189,11 @@ impl Engine {
         &self,
         chat: &ChatId,
         message: &MessageId,
-    ) -> ApiResult<MessageView> {
+    ) -> Result<MessageView> {
         let found = views::message(&self.reads(), chat, message)?
-            .ok_or_else(|| ApiError::not_found("message"))?;
+            .ok_or_else(|| Error::not_found("message"))?;
         if found.deleted {
-            return Err(ApiError::not_found("message"));
+            return Err(Error::not_found("message"));
         }
         Ok(found)
     }
@@ -209,7 +205,7 @@ impl Engine {
         user: &UserId,
         target: MessageId,
         op: UpdateOp,
-    ) -> ApiResult<u64> {
+    ) -> Result<u64> {
         let now = now_ms();
         let at = self.hlc.tick(now);
         let org = self.key.id();
@@ -236,12 +232,12 @@ impl Engine {
         chat: &ChatId,
         message: &MessageId,
         body: String,
-    ) -> ApiResult<MessageView> {
+    ) -> Result<MessageView> {
         self.check_body(&body)?;
         self.require_role(chat, user)?;
         let mut view = self.message_for_update(chat, message)?;
         if &view.author != user {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "only the author edits a message",
             ));
@@ -278,15 +274,15 @@ impl Engine {
         node_admin: bool,
         chat: &ChatId,
         message: &MessageId,
-    ) -> ApiResult<MessageView> {
+    ) -> Result<MessageView> {
         let role = views::role(&self.reads(), chat, user)?;
         if role.is_none() && !node_admin {
-            return Err(ApiError::not_a_member());
+            return Err(Error::not_a_member());
         }
         let mut view = self.message_for_update(chat, message)?;
         let moderator = node_admin || role.is_some_and(|r| r >= Role::Admin);
         if &view.author != user && !moderator {
-            return Err(ApiError::forbidden(
+            return Err(Error::forbidden(
                 "forbidden",
                 "only the author or a moderator deletes a message",
             ));
@@ -314,9 +310,9 @@ impl Engine {
         message: &MessageId,
         emoji: &str,
         on: bool,
-    ) -> ApiResult<MessageView> {
+    ) -> Result<MessageView> {
         if !bucket::valid_emoji(emoji) {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 format!(
                     "an emoji is 1 to {} bytes without spaces or ':'",
@@ -328,7 +324,7 @@ impl Engine {
         let mut view = self.message_for_update(chat, message)?;
         let new_emoji = !view.reactions.iter().any(|r| r.emoji == emoji);
         if on && new_emoji && view.reactions.len() >= REACTION_EMOJIS_PER_MESSAGE_MAX {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 format!(
                     "a message has at most {REACTION_EMOJIS_PER_MESSAGE_MAX} different reactions"

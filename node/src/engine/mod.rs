@@ -18,6 +18,7 @@ mod commit;
 mod devices;
 mod dispatch;
 mod docs;
+mod error;
 mod members;
 mod messages;
 pub mod rebuild;
@@ -27,7 +28,6 @@ mod search;
 mod start;
 
 use crate::config::Limits;
-use crate::error::{ApiError, ApiResult};
 use crate::events::EventHub;
 use crate::media::Attachment;
 use crate::model::{ChatView, MemberView, MessageView, NotificationLevel, Settings, UserRecord};
@@ -46,6 +46,7 @@ use messages::delete_view;
 use search::{search_doc, SearchOp};
 
 pub use docs::change_key;
+pub use error::{Error, Result};
 pub use remote::{chat_owned_by, peers, ChatOrgs, DocHeads, PeerRecord, RemoteVerdict};
 pub use search::reindex_search;
 pub use start::start;
@@ -95,7 +96,7 @@ const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(20);
 /// Capacity of the engine's intake queue.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-pub type Reply<T> = oneshot::Sender<ApiResult<T>>;
+pub type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// Profile fields a user may change; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -317,15 +318,15 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Sends an intent and waits for its durable outcome.
-    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> ApiResult<T> {
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(make(reply))
             .await
-            .map_err(|_| ApiError::internal("engine stopped"))?;
+            .map_err(|_| Error::internal("engine stopped"))?;
         answer
             .await
-            .map_err(|_| ApiError::internal("engine dropped a request"))?
+            .map_err(|_| Error::internal("engine dropped a request"))?
     }
 
     /// Sends an intent that has no answer; dropped if the engine is overloaded.

@@ -1,7 +1,7 @@
 //! Receipt intents: read markers and the received/read states of messages.
 
 use super::{json, Engine, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, EventBody};
 use crate::model::{keys, MessageState, MessageView};
 use crate::store::{KvRead, Tree};
@@ -15,10 +15,10 @@ impl Engine {
         user: &UserId,
         chat: &ChatId,
         message: &MessageId,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         self.require_role(chat, user)?;
         if views::message(&self.reads(), chat, message)?.is_none() {
-            return Err(ApiError::not_found("message"));
+            return Err(Error::not_found("message"));
         }
         let previous = match self.dirty.markers.get(&(user.clone(), *chat)) {
             Some(dirty) => Some(*dirty),
@@ -68,7 +68,7 @@ impl Engine {
         chat: &ChatId,
         message: &MessageId,
         by: &UserId,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         if let Some(view) = views::message(&self.reads(), chat, message)? {
             if &view.author != by {
                 self.advance_state(tx, view, MessageState::Received);

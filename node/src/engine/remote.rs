@@ -14,7 +14,7 @@
 
 use super::docs::{ChatDocs, Collection, RemoteOutcome};
 use super::{json, search_doc, Engine, SearchOp, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{Error, Result};
 use crate::events::{Audience, EventBody};
 use crate::model::{keys, ChatRecord, ChatView, MessageState, MessageView};
 use crate::random::random_bytes;
@@ -201,7 +201,7 @@ impl Engine {
         &mut self,
         tx: &mut Tx,
         group: &[Preverified],
-    ) -> ApiResult<Vec<RemoteVerdict>> {
+    ) -> Result<Vec<RemoteVerdict>> {
         let Some(first) = group.first().map(Preverified::signed) else {
             return Ok(Vec::new());
         };
@@ -214,7 +214,7 @@ impl Engine {
         };
         let (outcomes, touched) = docs
             .apply_remote_bucket(&self.reads(), group, &mut tx.batch)
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
         for (collection, key, value) in touched {
             self.bucket_view(tx, &docs.state, chat, collection, &key, value)?;
         }
@@ -228,7 +228,7 @@ impl Engine {
         &mut self,
         tx: &mut Tx,
         change: &Preverified,
-    ) -> ApiResult<RemoteVerdict> {
+    ) -> Result<RemoteVerdict> {
         let signed = change.signed();
         let chat = signed.doc.chat;
         let mut docs = match self.take_stored_docs(&chat)? {
@@ -248,7 +248,7 @@ impl Engine {
         let old_state = docs.state.clone();
         let outcome = docs
             .apply_remote_control(&self.reads(), change, &mut tx.batch)
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
         if matches!(outcome, RemoteOutcome::Accepted) {
             self.control_views(tx, chat, &docs.state, &old_state)?;
         }
@@ -266,7 +266,7 @@ impl Engine {
         chat: ChatId,
         state: &ControlState,
         old: &ControlState,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let existing = match self.dirty.chats.get(&chat) {
             Some(record) => Some(record.clone()),
             None => views::chat(&self.reads(), &chat)?,
@@ -354,7 +354,7 @@ impl Engine {
     }
 
     /// The organisation a user id belongs to: this node's own, or a peer's by name.
-    pub(super) fn org_of_user(&self, user: &UserId) -> ApiResult<OrgId> {
+    pub(super) fn org_of_user(&self, user: &UserId) -> Result<OrgId> {
         if user.org_name() == self.org_name {
             return Ok(self.key.id());
         }
@@ -363,14 +363,12 @@ impl Engine {
             .find(|(_, record)| record.name == user.org_name())
             .map(|(org, _)| org)
             .ok_or_else(|| {
-                ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "unknown_organisation",
-                    format!(
+                Error::UnknownOrganisation {
+                    message: format!(
                         "no peered organisation is named {:?}: peer with it first",
                         user.org_name()
                     ),
-                )
+                }
             })
     }
 
@@ -399,7 +397,7 @@ impl Engine {
         collection: Collection,
         key: &str,
         value: Option<String>,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         // The validator admitted only keys in the signer's namespace: the key names the writer.
         let Some((org, rest)) = bucket::split_key(key) else {
             return Ok(());
@@ -440,7 +438,7 @@ impl Engine {
         org: OrgId,
         id: MessageId,
         record: MessageRecord,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         if !self.user_belongs(state, &record.author, &org) {
             tracing::info!(%chat, author = %record.author, %org, "message by a user of another organisation ignored");
             return Ok(());
@@ -484,7 +482,7 @@ impl Engine {
         chat: ChatId,
         org: OrgId,
         update: UpdateRecord,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         if !self.user_belongs(state, &update.by, &org) {
             return Ok(());
         }
@@ -531,7 +529,7 @@ impl Engine {
         emoji: &str,
         user: UserId,
         on: bool,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         if !self.user_belongs(state, &user, &org) {
             return Ok(());
         }
@@ -560,13 +558,13 @@ impl Engine {
 
     /// The heads this node has of a document, and the chat's current bucket number; `None`
     /// for a chat it does not have.
-    pub(super) fn doc_heads(&mut self, doc: DocId) -> ApiResult<Option<DocHeads>> {
+    pub(super) fn doc_heads(&mut self, doc: DocId) -> Result<Option<DocHeads>> {
         let chat = doc.chat;
         let own = self.key.id();
         let Some(mut docs) = self.take_stored_docs(&chat)? else {
             return Ok(None);
         };
-        let heads = docs.heads(&self.reads(), doc).map_err(ApiError::internal)?;
+        let heads = docs.heads(&self.reads(), doc).map_err(Error::internal)?;
         let answer = DocHeads {
             heads,
             current_bucket: docs.bucket_number,
@@ -582,11 +580,11 @@ impl Engine {
         tx: &mut Tx,
         org: OrgId,
         record: Option<PeerRecord>,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         match record {
             Some(record) => {
                 if record.name == self.org_name {
-                    return Err(ApiError::bad_request(
+                    return Err(Error::invalid(
                         "invalid_body",
                         "a peer cannot have this node's own organisation name",
                     ));
@@ -595,7 +593,7 @@ impl Engine {
                     .into_iter()
                     .any(|(other, r)| other != org && r.name == record.name);
                 if clash {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         "conflict",
                         format!("another peer is named {:?}", record.name),
                     ));

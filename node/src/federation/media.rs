@@ -7,7 +7,7 @@
 //! peer gets a blob only if a message of that very chat carries it here.
 
 use crate::engine::{Command, EngineHandle};
-use crate::error::{ApiError, ApiResult};
+use crate::engine::{Error, Result};
 use crate::media::BlobStore;
 use crate::store::{prefix_range, KvStore, Tree};
 use confab_net::{MediaRefusal, MediaResponder, MediaResponse, NetworkHandle};
@@ -80,7 +80,7 @@ pub async fn fetch(
     blobs: &BlobStore,
     chat: ChatId,
     hex: &str,
-) -> ApiResult<bool> {
+) -> Result<bool> {
     let mut blob = [0u8; 32];
     match data_encoding::HEXLOWER.decode(hex.as_bytes()) {
         Ok(bytes) if bytes.len() == 32 => blob.copy_from_slice(&bytes),
@@ -104,10 +104,10 @@ pub async fn fetch(
                 let blobs = blobs.clone();
                 let stored = tokio::task::spawn_blocking(move || blobs.put_bytes(&bytes))
                     .await
-                    .map_err(ApiError::internal)?
-                    .map_err(ApiError::internal)?;
+                    .map_err(Error::internal)?
+                    .map_err(Error::internal)?;
                 if stored.hash != hex {
-                    return Err(ApiError::internal(
+                    return Err(Error::internal(
                         "a fetched blob was stored under another hash",
                     ));
                 }

@@ -39,7 +39,7 @@ pub use stats::FederationStats;
 use peers::{org_of_peer, parse_addrs, peer_of_org};
 
 use crate::engine::{self, ChatOrgs, Command, EngineHandle, Outbound, PeerRecord, RemoteVerdict};
-use crate::error::{ApiError, ApiResult};
+use crate::engine::{Error, Result};
 use crate::store::{KvRead, KvStore};
 use confab_net::{
     CatchupRequest, CatchupResponse, MediaResponse, Multiaddr, NetConfig, NetEvent, NetworkHandle,
@@ -226,7 +226,7 @@ impl Federation {
 
     /// Learns the member and former member organisations of every chat shared with another
     /// organisation, and admits their nodes.
-    async fn load_shared_chats(&mut self) -> ApiResult<()> {
+    async fn load_shared_chats(&mut self) -> Result<()> {
         for chat in shared_chats(self.store.as_ref(), &self.org_name)? {
             let answer = self
                 .engine

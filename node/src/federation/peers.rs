@@ -3,7 +3,7 @@
 
 use super::{FederationConfig, FederationError, FederationHandle};
 use crate::engine::{Command, EngineHandle, PeerRecord};
-use crate::error::{ApiError, ApiResult};
+use crate::engine::{Error, Result};
 use confab_net::{Multiaddr, PeerId};
 use confab_protocol::OrgId;
 use serde::Serialize;
@@ -27,14 +27,14 @@ pub struct PeerView {
 
 impl FederationHandle {
     /// A signed invite token naming this node's organisation and addresses.
-    pub async fn invite(&self, now_s: u64) -> ApiResult<(String, u64)> {
-        let listening = self.net.listen_addrs().await.map_err(ApiError::internal)?;
+    pub async fn invite(&self, now_s: u64) -> Result<(String, u64)> {
+        let listening = self.net.listen_addrs().await.map_err(Error::internal)?;
         invite_token(&self.seed, &self.config, listening, now_s)
     }
 
     /// Every peered organisation with its network state.
-    pub async fn peers(&self, records: Vec<(OrgId, PeerRecord)>) -> ApiResult<Vec<PeerView>> {
-        let states = self.net.peers().await.map_err(ApiError::internal)?;
+    pub async fn peers(&self, records: Vec<(OrgId, PeerRecord)>) -> Result<Vec<PeerView>> {
+        let states = self.net.peers().await.map_err(Error::internal)?;
         let ms = |t: std::time::SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -71,13 +71,13 @@ pub fn invite_token(
     config: &FederationConfig,
     listening: Vec<Multiaddr>,
     now_s: u64,
-) -> ApiResult<(String, u64)> {
-    let mut addrs = parse_addrs(&config.public_addrs).map_err(ApiError::internal)?;
+) -> Result<(String, u64)> {
+    let mut addrs = parse_addrs(&config.public_addrs).map_err(Error::internal)?;
     if addrs.is_empty() {
         addrs = listening;
     }
     if addrs.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "no_address",
             "no address to put in the invite: set [federation] public_addrs (or listen on a fixed port)",
         ));
@@ -85,7 +85,7 @@ pub fn invite_token(
     addrs.truncate(8);
     let expires = now_s + config.invite_ttl_s;
     let token =
-        confab_net::InviteToken::issue(seed, &addrs, expires).map_err(ApiError::internal)?;
+        confab_net::InviteToken::issue(seed, &addrs, expires).map_err(Error::internal)?;
     Ok((token.encode(), expires))
 }
 
@@ -116,9 +116,9 @@ pub fn new_peer(
     address: Option<&str>,
     invite: Option<&str>,
     now_ms: u64,
-) -> ApiResult<(OrgId, PeerRecord)> {
+) -> Result<(OrgId, PeerRecord)> {
     if name.len() > PEER_NAME_BYTES_MAX || confab_protocol::ids::validate_org_name(&name).is_err() {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid_body",
             "a peer's name is 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit",
         ));
@@ -126,17 +126,17 @@ pub fn new_peer(
     let (org, addrs) = match (address, invite) {
         (Some(address), None) => {
             let (org, addr) = split_peer_address(address)
-                .map_err(|message| ApiError::bad_request("invalid_body", message))?;
+                .map_err(|message| Error::invalid("invalid_body", message))?;
             (org, vec![addr.to_string()])
         }
         (None, Some(invite)) => {
             let token = confab_net::InviteToken::verify(invite, now_ms / 1000)
-                .map_err(|e| ApiError::bad_request("invalid_invite", e.to_string()))?;
+                .map_err(|e| Error::invalid("invalid_invite", e.to_string()))?;
             let org = OrgId::from_bytes(token.org_key());
             (org, token.addrs().iter().map(|a| a.to_string()).collect())
         }
         _ => {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid_body",
                 "give either address or invite",
             ))
@@ -156,21 +156,21 @@ pub fn check_new_peer(
     peers_max: usize,
     known: &[(OrgId, PeerRecord)],
     org: &OrgId,
-) -> ApiResult<()> {
+) -> Result<()> {
     if org == own {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid_body",
             "that address is this node's own",
         ));
     }
     if peer_of_org(org).is_none() {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid_body",
             "not an organisation key",
         ));
     }
     if known.len() >= peers_max && !known.iter().any(|(o, _)| o == org) {
-        return Err(ApiError::forbidden(
+        return Err(Error::forbidden(
             "peer_limit",
             format!("at most {peers_max} peers"),
         ));
@@ -216,12 +216,12 @@ pub async fn add_peer(
     known: &[(OrgId, PeerRecord)],
     org: OrgId,
     record: PeerRecord,
-) -> ApiResult<()> {
+) -> Result<()> {
     check_new_peer(&handle.own, handle.config.peers_max, known, &org)?;
     let addrs = parse_addrs(&record.addrs)
-        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+        .map_err(|e| Error::invalid("invalid_body", e.to_string()))?;
     let peer = peer_of_org(&org)
-        .ok_or_else(|| ApiError::bad_request("invalid_body", "not an organisation key"))?;
+        .ok_or_else(|| Error::invalid("invalid_body", "not an organisation key"))?;
     engine
         .call(|reply| Command::SetPeer {
             org,
@@ -233,7 +233,7 @@ pub async fn add_peer(
         .net
         .add_peer(peer, addrs)
         .await
-        .map_err(ApiError::internal)
+        .map_err(Error::internal)
 }
 
 /// Removes a peer: refused from now on.
@@ -241,7 +241,7 @@ pub async fn remove_peer(
     handle: &FederationHandle,
     engine: &EngineHandle,
     org: OrgId,
-) -> ApiResult<()> {
+) -> Result<()> {
     engine
         .call(|reply| Command::SetPeer {
             org,
@@ -254,7 +254,7 @@ pub async fn remove_peer(
             .net
             .remove_peer(peer)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
     }
     Ok(())
 }

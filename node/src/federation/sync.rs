@@ -5,7 +5,7 @@ use super::gossip::preverify;
 use super::peers::org_of_peer;
 use super::{Federation, FederationStats};
 use crate::engine::{self, Command, EngineHandle, RemoteVerdict};
-use crate::error::ApiError;
+use crate::engine::Error;
 use confab_net::{CatchupRequest, CatchupResponse, NetworkHandle, PeerId};
 use confab_protocol::{ChatId, DocId, Preverified, SignedChange};
 
@@ -136,13 +136,7 @@ enum SyncError {
     #[error("network: {0}")]
     Net(#[from] confab_net::NetError),
     #[error("engine: {0}")]
-    Engine(String),
-}
-
-impl From<ApiError> for SyncError {
-    fn from(error: ApiError) -> Self {
-        SyncError::Engine(error.message)
-    }
+    Engine(#[from] Error),
 }
 
 impl Sync {

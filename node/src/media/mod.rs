@@ -34,7 +34,6 @@ pub use sniff::{sniff_magic, Sniffer};
 pub use store::{BlobMeta, BlobStore, CollectReport};
 pub use thumbs::{ThumbnailMeta, IMAGE_PIXELS_MAX, IMAGE_SIDE_MAX, THUMBNAIL_SIDES};
 
-use crate::error::ApiError;
 use confab_protocol::bucket::{AttachmentRecord, ThumbnailRecord};
 use serde::{Deserialize, Serialize};
 
@@ -59,19 +58,6 @@ pub enum MediaError {
     Io(#[from] std::io::Error),
     #[error("media task failed: {0}")]
     Task(String),
-}
-
-impl From<MediaError> for ApiError {
-    fn from(error: MediaError) -> Self {
-        match error {
-            MediaError::TooLarge { .. } => {
-                ApiError::too_large("payload_too_large", error.to_string())
-            }
-            MediaError::InvalidId | MediaError::NotFound => ApiError::not_found("media"),
-            MediaError::Body(_) => ApiError::bad_request("bad_upload", error.to_string()),
-            MediaError::Io(_) | MediaError::Task(_) => ApiError::internal(error),
-        }
-    }
 }
 
 /// `100 MiB (104857600 bytes)`, or just bytes for sizes that are not whole KiB/MiB/GiB.
