@@ -1,6 +1,7 @@
 //! Chat intents: creating channels, group chats and DMs, renaming, topics and notification
 //! levels; and the chat lookups (record, role, documents) other intents start from.
 
+use super::derive::{self, Activity};
 use super::docs::ChatDocs;
 use super::{json, remote, Engine, Tx};
 use super::{Error, Result};
@@ -208,26 +209,9 @@ impl Engine {
         }
         let mut members = vec![(creator.clone(), creator_role)];
         members.extend(others.iter().map(|user| (user.clone(), Role::Member)));
-        let record = ChatRecord {
-            id: chat,
-            kind,
-            visibility,
-            name: name.to_string(),
-            topic: topic.to_string(),
-            owner_org: self.org_name.clone(),
-            created_ms: now,
-            member_count: members.len(),
-            last_activity_ms: now,
-            last_message: None,
-            dm_members: if kind == ChatKind::Dm {
-                let mut all: Vec<UserId> = members.iter().map(|(u, _)| u.clone()).collect();
-                all.sort();
-                all
-            } else {
-                Vec::new()
-            },
-            federated: others.iter().any(|user| user.org_name() != self.org_name),
-        };
+        let activity = Activity::created(&docs.state);
+        let record =
+            derive::chat_record(chat, &docs.state, self.org_name.clone(), &org, activity);
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(&chat);
@@ -252,14 +236,7 @@ impl Engine {
         user: &UserId,
         role: Role,
     ) {
-        let member = MemberView {
-            user_id: user.clone(),
-            role,
-        };
-        tx.batch
-            .put(Tree::Members, keys::chat_member(chat, user), json(&member));
-        tx.batch
-            .put(Tree::UserChats, keys::user_chat(user, chat), Vec::new());
+        derive::put_member(&mut tx.batch, chat, user, role);
     }
 
     pub(super) fn open_dm(

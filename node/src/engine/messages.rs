@@ -1,6 +1,7 @@
 //! Message intents: sending, editing, deleting and reacting, with the checks on bodies and the
 //! message views they write.
 
+use super::derive;
 use super::{docs, json, search_doc, Engine, SearchOp, Tx, REACTION_EMOJIS_PER_MESSAGE_MAX};
 use super::{Error, Result};
 use crate::events::{Audience, EventBody};
@@ -249,11 +250,8 @@ impl Engine {
             *message,
             UpdateOp::Edit { body: body.clone() },
         )?;
-        let (mentions, mention_all) = self.mentions(&body);
-        view.body = body;
-        view.edited_ms = Some(at);
-        view.mentions = mentions;
-        view.mention_all = mention_all;
+        let mentions = self.mentions(&body);
+        derive::apply_edit(&mut view, at, body, mentions);
         tx.batch
             .put(Tree::Messages, keys::message(chat, message), json(&view));
         tx.search.push(SearchOp::Upsert(search_doc(&view)));

@@ -15,6 +15,7 @@
 mod accounts;
 mod chats;
 mod commit;
+mod derive;
 mod devices;
 mod dispatch;
 mod docs;

@@ -8,6 +8,7 @@
 //! organisation (whose node checked that the user was the author or a moderator) or by the
 //! chat's owning organisation (moderation). Updates apply in HLC order; a deletion is final.
 
+use super::derive;
 use super::docs::{load_history, DocError};
 use crate::model::{keys, ChatRecord, MemberView, MessageState, MessageView};
 use crate::store::{prefix_range, KvRead, KvStore, StoreError, Tree, WriteBatch};
@@ -166,15 +167,13 @@ fn rebuild_chat(
         if (org != *message_org && org != state.info.owner) || view.deleted {
             continue;
         }
-        view.edited_ms = Some(update.at.ms);
         match update.op {
             UpdateOp::Edit { body } => {
-                let (mentions, mention_all) = views::parse_mentions(store, org_name, &body);
-                view.body = body;
-                view.mentions = mentions;
-                view.mention_all = mention_all;
+                let mentions = views::parse_mentions(store, org_name, &body);
+                derive::apply_edit(view, update.at.ms, body, mentions);
             }
             UpdateOp::Delete => {
+                view.edited_ms = Some(update.at.ms);
                 view.delete();
             }
         }
@@ -204,45 +203,24 @@ fn rebuild_chat(
     }
 
     // The chat and its members, from the control document.
-    let mut dm_members: Vec<_> = Vec::new();
     for (user, member) in &state.members {
-        let view = MemberView {
-            user_id: user.clone(),
-            role: member.role,
-        };
-        batch.put(
-            Tree::Members,
-            keys::chat_member(&chat, user),
-            serde_json::to_vec(&view).unwrap_or_default(),
-        );
-        batch.put(Tree::UserChats, keys::user_chat(user, &chat), Vec::new());
-        dm_members.push(user.clone());
+        derive::put_member(&mut batch, &chat, user, member.role);
     }
     let last = messages.keys().next_back().copied();
-    let record = ChatRecord {
-        id: chat,
-        kind: state.info.kind,
-        visibility: state.info.visibility,
-        name: state.name.clone(),
-        topic: state.topic.clone(),
-        owner_org: if state.info.owner == *own_org {
-            org_name.to_string()
-        } else {
-            state.info.owner.to_string()
-        },
-        created_ms: state.info.created_ms,
-        member_count: state.members.len(),
+    let activity = derive::Activity {
         last_activity_ms: last.map_or(state.info.created_ms, |id| {
             id.time_ms().max(state.info.created_ms)
         }),
         last_message: last,
-        dm_members: if state.info.kind == ChatKind::Dm {
-            dm_members
-        } else {
-            Vec::new()
-        },
-        federated: state.orgs.keys().any(|org| org != own_org),
     };
+    // Drift kept as it was: a peer's chat is labelled with the raw organisation id here,
+    // where the live path (`Engine::org_label`) uses the peer's name.
+    let owner_org = if state.info.owner == *own_org {
+        org_name.to_string()
+    } else {
+        state.info.owner.to_string()
+    };
+    let record = derive::chat_record(chat, &state, owner_org, own_org, activity);
     batch.put(
         Tree::Chats,
         chat.as_bytes().to_vec(),

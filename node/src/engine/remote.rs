@@ -12,6 +12,7 @@
 //! - an update applies when written by the message's own organisation or the chat's owner;
 //!   a newer update wins, a deletion is final.
 
+use super::derive::{self, Activity};
 use super::docs::{ChatDocs, Collection, RemoteOutcome};
 use super::{json, search_doc, Engine, SearchOp, Tx};
 use super::{Error, Result};
@@ -271,28 +272,15 @@ impl Engine {
             Some(record) => Some(record.clone()),
             None => views::chat(&self.reads(), &chat)?,
         };
-        let mut dm_members: Vec<UserId> = state.members.keys().cloned().collect();
-        dm_members.sort();
-        let record = ChatRecord {
-            id: chat,
-            kind: state.info.kind,
-            visibility: state.info.visibility,
-            name: state.name.clone(),
-            topic: state.topic.clone(),
-            owner_org: self.org_label(&state.info.owner),
-            created_ms: state.info.created_ms,
-            member_count: state.members.len(),
-            last_activity_ms: existing
-                .as_ref()
-                .map_or(state.info.created_ms, |r| r.last_activity_ms),
-            last_message: existing.as_ref().and_then(|r| r.last_message),
-            dm_members: if state.info.kind == ChatKind::Dm {
-                dm_members
-            } else {
-                Vec::new()
+        let activity = match &existing {
+            Some(record) => Activity {
+                last_activity_ms: record.last_activity_ms,
+                last_message: record.last_message,
             },
-            federated: state.orgs.keys().any(|org| *org != self.key.id()),
+            None => Activity::created(state),
         };
+        let owner_org = self.org_label(&state.info.owner);
+        let record = derive::chat_record(chat, state, owner_org, &self.key.id(), activity);
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(&chat);
@@ -496,10 +484,8 @@ impl Engine {
         view.edited_ms = Some(update.at.ms);
         let body = match update.op {
             UpdateOp::Edit { body } => {
-                let (mentions, mention_all) = self.mentions(&body);
-                view.body = body;
-                view.mentions = mentions;
-                view.mention_all = mention_all;
+                let mentions = self.mentions(&body);
+                derive::apply_edit(&mut view, update.at.ms, body, mentions);
                 tx.search.push(SearchOp::Upsert(search_doc(&view)));
                 EventBody::MessageEdited {
                     message: view.clone(),
