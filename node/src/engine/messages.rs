@@ -118,7 +118,7 @@ impl Engine {
         let time = self.hlc.tick(now);
         let org = self.key.id();
         let id = MessageId::new(time, &org, self.unique);
-        let (mentions, mention_all) = self.mentions(&body);
+        let mentions = self.mentions(&body);
         let stored = MessageRecord {
             author: user.clone(),
             body,
@@ -137,21 +137,8 @@ impl Engine {
                 .map_err(Error::internal)?;
         }
         self.chats.insert(*chat, docs);
-        let message = MessageView {
-            id,
-            chat_id: *chat,
-            author: user.clone(),
-            body: stored.body,
-            reply_to,
-            created_ms: time.ms,
-            edited_ms: None,
-            deleted: false,
-            mentions,
-            mention_all,
-            state: MessageState::Sent,
-            reactions: Vec::new(),
-            attachments,
-        };
+        // The view as a remote node or a rebuild derives it from the same record.
+        let message = MessageView::from_record(id, *chat, stored, mentions, MessageState::Sent);
         tx.batch
             .put(Tree::Messages, keys::message(chat, &id), json(&message));
         for attachment in &message.attachments {
