@@ -357,13 +357,7 @@ impl Engine {
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(chat);
-        self.emit(
-            tx,
-            Audience::Chat(*chat),
-            EventBody::ChatUpdated {
-                chat: ChatView::of(&record, None),
-            },
-        );
+        self.emit_chat_updated(tx, &record);
         Ok(ChatView::of(&record, Some(role)))
     }
 

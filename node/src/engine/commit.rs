@@ -247,6 +247,17 @@ impl Engine {
         tx.events.push(event);
     }
 
+    /// Tells the chat's members what the chat looks like now (name, topic, member count).
+    pub(super) fn emit_chat_updated(&mut self, tx: &mut Tx, record: &crate::model::ChatRecord) {
+        self.emit(
+            tx,
+            Audience::Chat(record.id),
+            EventBody::ChatUpdated {
+                chat: crate::model::ChatView::of(record, None),
+            },
+        );
+    }
+
     /// Adds to the group's batch the deletion of the oldest events past the retention limit, a
     /// bounded number at a time.
     pub(super) fn trim_events(&self, batch: &mut WriteBatch) {

@@ -240,21 +240,9 @@ impl ChatDocs {
         suffixes: ([u8; 16], [u8; 16]),
     ) -> Result<Option<Self>, DocError> {
         let control_id = DocId::control(chat);
-        let Some((_, first)) = store
-            .range(
-                Tree::Changes,
-                prefix_range(&control_id.to_bytes()),
-                false,
-                1,
-            )?
-            .into_iter()
-            .next()
-        else {
+        let Some(owner) = control_owner(store, chat)? else {
             return Ok(None);
         };
-        let owner = SignedChange::decode(&first, usize::MAX)
-            .map_err(|e| DocError::Damaged(e.to_string()))?
-            .signer;
         let control_doc = Doc::load(
             store,
             control_id,
@@ -587,6 +575,27 @@ impl ChatDocs {
 }
 
 /// A state that admits the owner at epoch 1, for validating the control genesis itself.
+/// The organisation that signed the first change of `chat`'s control document (its owner), or
+/// `None` when that document is not stored.
+fn control_owner(store: &dyn KvRead, chat: ChatId) -> Result<Option<OrgId>, DocError> {
+    let control_id = DocId::control(chat);
+    let Some((_, first)) = store
+        .range(
+            Tree::Changes,
+            prefix_range(&control_id.to_bytes()),
+            false,
+            1,
+        )?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let signed = SignedChange::decode(&first, usize::MAX)
+        .map_err(|e| DocError::Damaged(e.to_string()))?;
+    Ok(Some(signed.signer))
+}
+
 fn genesis_admission_state(info: &control::ChatInfo) -> ControlState {
     let mut orgs = std::collections::BTreeMap::new();
     orgs.insert(info.owner, vec![(1, None)]);
@@ -618,21 +627,9 @@ pub fn load_history_with_control(
 ) -> Result<Option<(ControlState, Vec<AutoCommit>, AutoCommit)>, DocError> {
     let suffix = [0u8; 16];
     let control_id = DocId::control(chat);
-    let Some((_, first)) = store
-        .range(
-            Tree::Changes,
-            prefix_range(&control_id.to_bytes()),
-            false,
-            1,
-        )?
-        .into_iter()
-        .next()
-    else {
+    let Some(owner) = control_owner(store, chat)? else {
         return Ok(None);
     };
-    let owner = SignedChange::decode(&first, usize::MAX)
-        .map_err(|e| DocError::Damaged(e.to_string()))?
-        .signer;
     let control_doc = Doc::load(store, control_id, owner, None, actor_for(&owner, suffix))?;
     let state = control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
     let mut buckets = Vec::new();

@@ -115,13 +115,7 @@ impl Engine {
                 chat: ChatView::of(record, Some(role)),
             },
         );
-        self.emit(
-            tx,
-            Audience::Chat(record.id),
-            EventBody::ChatUpdated {
-                chat: ChatView::of(record, None),
-            },
-        );
+        self.emit_chat_updated(tx, record);
         Ok(())
     }
 
@@ -163,13 +157,7 @@ impl Engine {
             Audience::User(user.clone()),
             EventBody::ChatLeft { chat_id: record.id },
         );
-        self.emit(
-            tx,
-            Audience::Chat(record.id),
-            EventBody::ChatUpdated {
-                chat: ChatView::of(record, None),
-            },
-        );
+        self.emit_chat_updated(tx, record);
         Ok(())
     }
 
@@ -285,13 +273,7 @@ impl Engine {
         .map_err(Error::internal)?;
         self.chats.insert(*chat, docs);
         self.put_member_view(tx, chat, target, role);
-        self.emit(
-            tx,
-            Audience::Chat(*chat),
-            EventBody::ChatUpdated {
-                chat: ChatView::of(&record, None),
-            },
-        );
+        self.emit_chat_updated(tx, &record);
         Ok(MemberView {
             user_id: target.clone(),
             role,

@@ -316,13 +316,7 @@ impl Engine {
                 );
             }
         }
-        self.emit(
-            tx,
-            Audience::Chat(chat),
-            EventBody::ChatUpdated {
-                chat: ChatView::of(&record, None),
-            },
-        );
+        self.emit_chat_updated(tx, &record);
         Ok(())
     }
 
