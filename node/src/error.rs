@@ -141,7 +141,6 @@ impl From<crate::media::MediaError> for ApiError {
     }
 }
 
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.to_json())).into_response();

@@ -407,7 +407,7 @@ async fn set_peer(
     engine
         .call(|reply| Command::SetPeer { org, record, reply })
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(engine);
     task.await?;
     Ok(())
@@ -454,7 +454,7 @@ async fn user_command(command: UserCommand) -> Result<()> {
                     reply,
                 })
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "created {}{}",
                 user.id,
@@ -476,7 +476,7 @@ async fn user_command(command: UserCommand) -> Result<()> {
                     reply,
                 })
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("password reset for {}; their sessions are ended", user.id);
         }
         UserCommand::List { .. } => {}

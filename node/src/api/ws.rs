@@ -502,7 +502,7 @@ impl Session {
                         })
                         .await
                     {
-                        let _ = acks.send(error_frame(None, &error)).await;
+                        let _ = acks.send(error_frame(None, &ApiError::from(error))).await;
                     }
                 });
             }

@@ -6,7 +6,7 @@ use super::docs::ChatDocs;
 use super::{json, remote, Engine, Tx};
 use super::{Error, Result};
 use crate::events::{Audience, EventBody};
-use crate::model::{keys, now_ms, ChatRecord, ChatView, MemberView, NotificationLevel};
+use crate::model::{keys, now_ms, ChatRecord, ChatView, NotificationLevel};
 use crate::random::random_bytes;
 use crate::store::Tree;
 use crate::views;
@@ -210,8 +210,7 @@ impl Engine {
         let mut members = vec![(creator.clone(), creator_role)];
         members.extend(others.iter().map(|user| (user.clone(), Role::Member)));
         let activity = Activity::created(&docs.state);
-        let record =
-            derive::chat_record(chat, &docs.state, self.org_name.clone(), &org, activity);
+        let record = derive::chat_record(chat, &docs.state, self.org_name.clone(), &org, activity);
         tx.batch
             .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(&chat);
@@ -264,9 +263,9 @@ impl Engine {
                 .org_of_user(user)
                 .map_err(|_| Error::invalid("invalid_body", format!("no user {user}")))?;
             if org == self.key.id() {
-                let record = self.user_record(user).map_err(|_| {
-                    Error::invalid("invalid_body", format!("no user {user}"))
-                })?;
+                let record = self
+                    .user_record(user)
+                    .map_err(|_| Error::invalid("invalid_body", format!("no user {user}")))?;
                 if record.disabled {
                     return Err(Error::invalid(
                         "invalid_body",

@@ -591,8 +591,8 @@ fn control_owner(store: &dyn KvRead, chat: ChatId) -> Result<Option<OrgId>, DocE
     else {
         return Ok(None);
     };
-    let signed = SignedChange::decode(&first, usize::MAX)
-        .map_err(|e| DocError::Damaged(e.to_string()))?;
+    let signed =
+        SignedChange::decode(&first, usize::MAX).map_err(|e| DocError::Damaged(e.to_string()))?;
     Ok(Some(signed.signer))
 }
 

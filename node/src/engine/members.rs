@@ -161,12 +161,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn join(
-        &mut self,
-        tx: &mut Tx,
-        user: &UserId,
-        chat: &ChatId,
-    ) -> Result<ChatView> {
+    pub(super) fn join(&mut self, tx: &mut Tx, user: &UserId, chat: &ChatId) -> Result<ChatView> {
         let mut record = self.chat_record(chat)?;
         if let Some(role) = views::role(&self.reads(), chat, user)? {
             return Ok(ChatView::of(&record, Some(role)));
@@ -213,10 +208,7 @@ impl Engine {
             ));
         }
         if role == Role::Owner || (role == Role::Admin && by_role < Role::Owner) {
-            return Err(Error::forbidden(
-                "forbidden",
-                "you cannot grant that role",
-            ));
+            return Err(Error::forbidden("forbidden", "you cannot grant that role"));
         }
         if views::role(&self.reads(), chat, target)?.is_some() {
             return Err(Error::conflict(
@@ -247,13 +239,10 @@ impl Engine {
             ));
         }
         if role == Role::Owner {
-            return Err(Error::invalid(
-                "invalid_body",
-                "role is admin or member",
-            ));
+            return Err(Error::invalid("invalid_body", "role is admin or member"));
         }
-        let current = views::role(&self.reads(), chat, target)?
-            .ok_or_else(|| Error::not_found("member"))?;
+        let current =
+            views::role(&self.reads(), chat, target)?.ok_or_else(|| Error::not_found("member"))?;
         if current == Role::Owner {
             return Err(Error::forbidden(
                 "forbidden",
@@ -295,8 +284,8 @@ impl Engine {
                 "only the owner or an admin removes members",
             ));
         }
-        let target_role = views::role(&self.reads(), chat, target)?
-            .ok_or_else(|| Error::not_found("member"))?;
+        let target_role =
+            views::role(&self.reads(), chat, target)?.ok_or_else(|| Error::not_found("member"))?;
         if target_role >= by_role {
             return Err(Error::forbidden(
                 "forbidden",

@@ -50,10 +50,7 @@ impl Engine {
             ));
         }
         if body.trim().is_empty() {
-            return Err(Error::invalid(
-                "invalid_body",
-                "message body is empty",
-            ));
+            return Err(Error::invalid("invalid_body", "message body is empty"));
         }
         Ok(())
     }
@@ -87,10 +84,7 @@ impl Engine {
         }
         if let Some(client_id) = &client_id {
             if client_id.is_empty() || client_id.len() > 64 {
-                return Err(Error::invalid(
-                    "invalid_body",
-                    "client_id is 1 to 64 bytes",
-                ));
+                return Err(Error::invalid("invalid_body", "client_id is 1 to 64 bytes"));
             }
             if let Some(found) = self
                 .reads()

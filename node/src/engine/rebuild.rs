@@ -10,11 +10,10 @@
 
 use super::derive;
 use super::docs::{load_history, DocError};
-use crate::model::{keys, ChatRecord, MemberView, MessageState, MessageView};
+use crate::model::{keys, MessageState, MessageView};
 use crate::store::{prefix_range, KvRead, KvStore, StoreError, Tree, WriteBatch};
 use crate::views;
 use confab_protocol::bucket::{self, UpdateOp};
-use confab_protocol::control::ChatKind;
 use confab_protocol::{ChatId, OrgId};
 use std::collections::BTreeMap;
 use std::ops::Bound;

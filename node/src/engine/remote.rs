@@ -17,12 +17,12 @@ use super::docs::{ChatDocs, Collection, RemoteOutcome};
 use super::{json, search_doc, Engine, SearchOp, Tx};
 use super::{Error, Result};
 use crate::events::{Audience, EventBody};
-use crate::model::{keys, ChatRecord, ChatView, MessageState, MessageView};
+use crate::model::{keys, ChatView, MessageState, MessageView};
 use crate::random::random_bytes;
 use crate::store::{KvRead, Tree};
 use crate::views;
 use confab_protocol::bucket::{self, MessageRecord, UpdateOp, UpdateRecord};
-use confab_protocol::control::{ChatKind, ControlState};
+use confab_protocol::control::ControlState;
 use confab_protocol::{ChatId, DocId, MessageId, OrgId, Preverified, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +188,7 @@ impl Engine {
                 Err(error) => {
                     tracing::warn!(doc = %first.doc, %error, "remote changes not applied");
                     verdicts.extend(std::iter::repeat_n(
-                        RemoteVerdict::Pending(error.message),
+                        RemoteVerdict::Pending(error.to_string()),
                         run,
                     ));
                 }
@@ -225,11 +225,7 @@ impl Engine {
 
     /// A change to a chat's control document; the first one of a chat this node does not have
     /// yet is its genesis, accepted only from the organisation the chat id names.
-    fn apply_remote_control(
-        &mut self,
-        tx: &mut Tx,
-        change: &Preverified,
-    ) -> Result<RemoteVerdict> {
+    fn apply_remote_control(&mut self, tx: &mut Tx, change: &Preverified) -> Result<RemoteVerdict> {
         let signed = change.signed();
         let chat = signed.doc.chat;
         let mut docs = match self.take_stored_docs(&chat)? {
@@ -344,13 +340,11 @@ impl Engine {
             .into_iter()
             .find(|(_, record)| record.name == user.org_name())
             .map(|(org, _)| org)
-            .ok_or_else(|| {
-                Error::UnknownOrganisation {
-                    message: format!(
-                        "no peered organisation is named {:?}: peer with it first",
-                        user.org_name()
-                    ),
-                }
+            .ok_or_else(|| Error::UnknownOrganisation {
+                message: format!(
+                    "no peered organisation is named {:?}: peer with it first",
+                    user.org_name()
+                ),
             })
     }
 

@@ -38,17 +38,12 @@ pub use stats::FederationStats;
 
 use peers::{org_of_peer, parse_addrs, peer_of_org};
 
-use crate::engine::{self, ChatOrgs, Command, EngineHandle, Outbound, PeerRecord, RemoteVerdict};
-use crate::engine::{Error, Result};
+use crate::engine::Result;
+use crate::engine::{self, ChatOrgs, Command, EngineHandle, Outbound};
 use crate::store::{KvRead, KvStore};
-use confab_net::{
-    CatchupRequest, CatchupResponse, MediaResponse, Multiaddr, NetConfig, NetEvent, NetworkHandle,
-    PeerId, Validation,
-};
-use confab_protocol::{ChatId, DocId, OrgId, Preverified, Rejection, SignedChange};
-use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use confab_net::{CatchupResponse, MediaResponse, NetConfig, NetEvent, NetworkHandle, PeerId};
+use confab_protocol::{ChatId, DocId, OrgId};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -395,5 +390,4 @@ impl Federation {
             }
         }
     }
-
 }

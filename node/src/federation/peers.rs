@@ -84,8 +84,7 @@ pub fn invite_token(
     }
     addrs.truncate(8);
     let expires = now_s + config.invite_ttl_s;
-    let token =
-        confab_net::InviteToken::issue(seed, &addrs, expires).map_err(Error::internal)?;
+    let token = confab_net::InviteToken::issue(seed, &addrs, expires).map_err(Error::internal)?;
     Ok((token.encode(), expires))
 }
 
@@ -164,10 +163,7 @@ pub fn check_new_peer(
         ));
     }
     if peer_of_org(org).is_none() {
-        return Err(Error::invalid(
-            "invalid_body",
-            "not an organisation key",
-        ));
+        return Err(Error::invalid("invalid_body", "not an organisation key"));
     }
     if known.len() >= peers_max && !known.iter().any(|(o, _)| o == org) {
         return Err(Error::forbidden(
@@ -218,8 +214,8 @@ pub async fn add_peer(
     record: PeerRecord,
 ) -> Result<()> {
     check_new_peer(&handle.own, handle.config.peers_max, known, &org)?;
-    let addrs = parse_addrs(&record.addrs)
-        .map_err(|e| Error::invalid("invalid_body", e.to_string()))?;
+    let addrs =
+        parse_addrs(&record.addrs).map_err(|e| Error::invalid("invalid_body", e.to_string()))?;
     let peer = peer_of_org(&org)
         .ok_or_else(|| Error::invalid("invalid_body", "not an organisation key"))?;
     engine

@@ -4,10 +4,11 @@
 use super::gossip::preverify;
 use super::peers::org_of_peer;
 use super::{Federation, FederationStats};
-use crate::engine::{self, Command, EngineHandle, RemoteVerdict};
 use crate::engine::Error;
+use crate::engine::{self, Command, EngineHandle, RemoteVerdict};
 use confab_net::{CatchupRequest, CatchupResponse, NetworkHandle, PeerId};
 use confab_protocol::{ChatId, DocId, Preverified, SignedChange};
+use std::sync::Arc;
 
 impl Federation {
     /// Whether `peer` may fetch `doc`, and up to which epoch. Members get every document;

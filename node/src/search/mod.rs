@@ -58,15 +58,10 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tantivy::collector::{Count, FilterCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
-};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
@@ -503,7 +498,6 @@ impl SearchIndex {
         }
         Ok(())
     }
-
 }
 
 impl Drop for SearchIndex {

@@ -11,7 +11,7 @@ use tantivy::snippet::SnippetGenerator;
 
 /// Above this many chats, a query with words filters hits by chat per document (a fast field)
 /// instead of a union of the chats' posting lists.
-const CHAT_TERMS_MAX: usize = 32;
+pub(super) const CHAT_TERMS_MAX: usize = 32;
 
 /// A per-document chat check costs about this many times a posting-list entry.
 const PER_HIT_FILTER_COST: u64 = 4;
@@ -110,7 +110,7 @@ impl SearchIndex {
     /// Many chats and some words: the words' postings walked with a per-document chat check cost
     /// about the rarest word's document count; the chat clause costs about the documents of
     /// all those chats. Picks the per-document check when it reads clearly fewer.
-    fn per_hit_chat_filter_is_cheaper(
+    pub(super) fn per_hit_chat_filter_is_cheaper(
         &self,
         searcher: &tantivy::Searcher,
         words: &[String],
@@ -269,7 +269,10 @@ pub(super) fn query_words(text: &str) -> Vec<String> {
 
 /// Splits `fragment` at the highlighted byte ranges (which tantivy puts on char boundaries;
 /// anything else is ignored rather than trusted).
-pub(super) fn snippet_parts(fragment: &str, highlighted: &[std::ops::Range<usize>]) -> Vec<SnippetPart> {
+pub(super) fn snippet_parts(
+    fragment: &str,
+    highlighted: &[std::ops::Range<usize>],
+) -> Vec<SnippetPart> {
     let mut ranges: Vec<std::ops::Range<usize>> = highlighted.to_vec();
     ranges.sort_by_key(|range| range.start);
     let mut parts = Vec::new();

@@ -1,5 +1,6 @@
 //! Tests of the search index, each on a real on-disk index in its own temporary directory.
 
+use super::query::CHAT_TERMS_MAX;
 use super::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

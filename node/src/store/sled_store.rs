@@ -1,7 +1,9 @@
 //! [`SledStore`]: sled 0.34 in the data directory, behind the write-ahead log of [`super::wal`].
 
 use super::wal;
-use super::{DEFAULT_CACHE_BYTES, FlushFuture, KeyValue, KvRead, KvStore, StoreError, Tree, WriteBatch};
+use super::{
+    FlushFuture, KeyValue, KvRead, KvStore, StoreError, Tree, WriteBatch, DEFAULT_CACHE_BYTES,
+};
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,7 @@ impl SledStore {
     }
 
     /// [`Self::open_with_cache`] with log segments closed at `segment_bytes_max`.
-    fn open_with_options(
+    pub(super) fn open_with_options(
         path: &Path,
         cache_bytes: u64,
         segment_bytes_max: u64,

@@ -1,5 +1,6 @@
 use super::staged::is_empty_range;
 use super::*;
+use std::collections::BTreeMap;
 
 #[tokio::test]
 async fn batch_apply_range_and_reopen() {
