@@ -174,14 +174,35 @@ pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> +
 /// ahead of their commit ([`Staged::over`]).
 pub trait KvRead {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The entries a [`Scan`] asks for.
+    fn scan(&self, tree: Tree, scan: Scan) -> Result<Vec<KeyValue>, StoreError>;
+
     /// Entries in `range`, ascending or (with `reverse`) descending, at most `limit`.
     fn range(
         &self,
         tree: Tree,
-        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        range: KeyRange,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<KeyValue>, StoreError>;
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let scan = Scan {
+            range,
+            reverse,
+            limit,
+        };
+        self.scan(tree, scan)
+    }
+}
+
+/// The keys from one bound to another.
+pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// One range read: the entries in `range`, ascending or (with `reverse`) descending, at most
+/// `limit` of them.
+pub struct Scan {
+    pub range: KeyRange,
+    pub reverse: bool,
+    pub limit: usize,
 }
 
 /// The storage operations the node uses.
@@ -197,7 +218,7 @@ pub trait KvStore: KvRead + Send + Sync + 'static {
 }
 
 /// Helpers for prefix scans.
-pub fn prefix_range(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+pub fn prefix_range(prefix: &[u8]) -> KeyRange {
     let start = Bound::Included(prefix.to_vec());
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {

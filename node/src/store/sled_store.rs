@@ -2,10 +2,9 @@
 
 use super::wal;
 use super::{
-    FlushFuture, KeyValue, KvRead, KvStore, StoreError, Tree, WriteBatch, DEFAULT_CACHE_BYTES,
+    FlushFuture, KeyValue, KvRead, KvStore, Scan, StoreError, Tree, WriteBatch, DEFAULT_CACHE_BYTES,
 };
 use std::fs::File;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -266,22 +265,17 @@ impl KvRead for SledStore {
         Ok(self.tree(tree).get(key)?.map(|value| value.to_vec()))
     }
 
-    fn range(
-        &self,
-        tree: Tree,
-        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
-        reverse: bool,
-        limit: usize,
-    ) -> Result<Vec<KeyValue>, StoreError> {
+    fn scan(&self, tree: Tree, scan: Scan) -> Result<Vec<KeyValue>, StoreError> {
         let _visible = self.read_gate()?;
-        let iter = self.tree(tree).range::<Vec<u8>, _>(range);
-        let pairs: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
-            Box::new(iter.rev())
-        } else {
-            Box::new(iter)
-        };
+        let iter = self.tree(tree).range::<Vec<u8>, _>(scan.range);
+        let pairs: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if scan.reverse {
+                Box::new(iter.rev())
+            } else {
+                Box::new(iter)
+            };
         pairs
-            .take(limit)
+            .take(scan.limit)
             .map(|pair| {
                 pair.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(StoreError::from)

@@ -1,6 +1,6 @@
 //! [`Staged`]: writes held in memory ahead of one atomic apply, readable through them.
 
-use super::{KeyValue, KvRead, StoreError, Tree, WriteBatch};
+use super::{KeyRange, KeyValue, KvRead, Scan, StoreError, Tree, WriteBatch};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -65,21 +65,20 @@ impl KvRead for StagedRead<'_> {
         }
     }
 
-    fn range(
-        &self,
-        tree: Tree,
-        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
-        reverse: bool,
-        limit: usize,
-    ) -> Result<Vec<KeyValue>, StoreError> {
+    fn scan(&self, tree: Tree, scan: Scan) -> Result<Vec<KeyValue>, StoreError> {
         let writes = &self.staged.trees[tree.index()];
-        if writes.is_empty() || is_empty_range(&range) {
-            return self.base.range(tree, range, reverse, limit);
+        if writes.is_empty() || is_empty_range(&scan.range) {
+            return self.base.scan(tree, scan);
         }
-        let staged: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = writes.range(range.clone()).collect();
+        let staged: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = writes.range(scan.range.clone()).collect();
         if staged.is_empty() {
-            return self.base.range(tree, range, reverse, limit);
+            return self.base.scan(tree, scan);
         }
+        let Scan {
+            range,
+            reverse,
+            limit,
+        } = scan;
         // Each staged write hides at most one stored entry, so the first `limit` entries of the
         // merged view lie within the first `limit + staged.len()` stored ones.
         let stored = self
@@ -102,7 +101,7 @@ impl KvRead for StagedRead<'_> {
 }
 
 /// Whether no key can lie in `range` (a `BTreeMap` panics on such a range).
-pub(super) fn is_empty_range(range: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> bool {
+pub(super) fn is_empty_range(range: &KeyRange) -> bool {
     match range {
         (Bound::Included(start), Bound::Included(end)) => start > end,
         (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))

@@ -124,21 +124,18 @@ impl KvRead for Model {
         Ok(self.0.get(key).cloned())
     }
 
-    fn range(
-        &self,
-        _tree: Tree,
-        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
-        reverse: bool,
-        limit: usize,
-    ) -> Result<Vec<KeyValue>, StoreError> {
-        if is_empty_range(&range) {
+    fn scan(&self, _tree: Tree, scan: Scan) -> Result<Vec<KeyValue>, StoreError> {
+        if is_empty_range(&scan.range) {
             return Ok(Vec::new());
         }
-        let entries = self.0.range(range).map(|(k, v)| (k.clone(), v.clone()));
-        Ok(if reverse {
-            entries.rev().take(limit).collect()
+        let entries = self
+            .0
+            .range(scan.range)
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(if scan.reverse {
+            entries.rev().take(scan.limit).collect()
         } else {
-            entries.take(limit).collect()
+            entries.take(scan.limit).collect()
         })
     }
 }
