@@ -7,7 +7,7 @@ use automerge::transaction::CommitOptions;
 use automerge::AutoCommit;
 use confab_protocol::bucket::{self, Collections};
 use confab_protocol::control::{self, ControlState};
-use confab_protocol::validate::{self, actor_for, DocValidator, Limits, Verdict};
+use confab_protocol::validate::{self, actor_for, Checked, DocValidator, Limits, Verdict};
 use confab_protocol::{ChatId, DocId, OrgId, OrgKey, Preverified, SignedChange};
 use std::collections::HashMap;
 
@@ -76,17 +76,23 @@ impl Doc {
             &change.hash().0,
         );
         match self.validator.check_own(&signed, membership) {
-            Ok(Verdict::Accept(checked)) => self.validator.commit(&checked),
+            Ok(Verdict::Accept(checked)) => self.store_accepted(&checked, &signed, batch),
             Ok(other) => return Err(DocError::Rejected(format!("{other:?}"))),
             Err(rejection) => return Err(DocError::Rejected(rejection.to_string())),
         }
+        Ok(signed)
+    }
+
+    /// Records an accepted change in the validator and puts it into `batch` at the next
+    /// index: the one way a change, local or remote, joins the stored document.
+    fn store_accepted(&mut self, checked: &Checked, signed: &SignedChange, batch: &mut WriteBatch) {
+        self.validator.commit(checked);
         batch.put(
             Tree::Changes,
             change_key(&self.id, self.next_index),
             signed.encode(),
         );
         self.next_index += 1;
-        Ok(signed)
     }
 
     /// Loads a document from its stored signed changes, re-running validation to rebuild the
@@ -367,13 +373,7 @@ impl ChatDocs {
         };
         validate::apply(&mut target.doc, vec![checked.change.clone()])
             .map_err(|e| DocError::Rejected(e.to_string()))?;
-        target.validator.commit(&checked);
-        batch.put(
-            Tree::Changes,
-            change_key(&target.id, target.next_index),
-            signed.encode(),
-        );
-        target.next_index += 1;
+        target.store_accepted(&checked, signed, batch);
         self.state =
             control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
         self.follow_seals(store)?;
@@ -415,13 +415,7 @@ impl ChatDocs {
                     outcomes.push(RemoteOutcome::Pending(format!("{reason:?}")))
                 }
                 Ok(Verdict::Accept(checked)) => {
-                    target.validator.commit(&checked);
-                    batch.put(
-                        Tree::Changes,
-                        change_key(&target.id, target.next_index),
-                        signed.encode(),
-                    );
-                    target.next_index += 1;
+                    target.store_accepted(&checked, signed, batch);
                     accepted.push(checked.change.clone());
                     outcomes.push(RemoteOutcome::Accepted);
                 }
