@@ -4,9 +4,10 @@
 use super::Engine;
 use crate::events::{Event, EventBody};
 use crate::model::MessageView;
-use crate::search::{SearchDoc, SearchIndex};
-use crate::store::{KvStore, Tree};
+use crate::search::{SearchDoc, SearchError, SearchIndex};
+use crate::store::{KeyValue, KvStore, StoreError, Tree};
 use confab_protocol::{ChatId, MessageId};
+use std::ops::Bound;
 
 /// A change to the search index.
 pub(super) enum SearchOp {
@@ -69,20 +70,10 @@ pub(super) fn replay_search(
     store: &dyn KvStore,
     search: &SearchIndex,
     after: u64,
-) -> Result<usize, crate::search::SearchError> {
+) -> Result<usize, SearchError> {
     let mut count = 0;
-    let mut from = std::ops::Bound::Excluded(Event::key(after).to_vec());
-    loop {
-        let page = store.range(
-            Tree::Events,
-            (from.clone(), std::ops::Bound::Unbounded),
-            false,
-            1000,
-        )?;
-        let Some((last, _)) = page.last() else {
-            return Ok(count);
-        };
-        from = std::ops::Bound::Excluded(last.clone());
+    let from = Bound::Excluded(Event::key(after).to_vec());
+    for_each_page::<SearchError>(store, Tree::Events, from, |page| {
         for (_, value) in page {
             let Ok(event) = serde_json::from_slice::<Event>(&value) else {
                 continue;
@@ -99,30 +90,17 @@ pub(super) fn replay_search(
                 _ => {}
             }
         }
-    }
+        Ok(())
+    })?;
+    Ok(count)
 }
 
 /// Clears the index and adds every message of the views (not deleted ones).
-pub fn reindex_search(
-    store: &dyn KvStore,
-    search: &SearchIndex,
-) -> Result<usize, crate::search::SearchError> {
+pub fn reindex_search(store: &dyn KvStore, search: &SearchIndex) -> Result<usize, SearchError> {
     search.clear()?;
     let mut count = 0;
-    let mut from = std::ops::Bound::Unbounded;
-    let mut docs = Vec::with_capacity(1000);
-    loop {
-        let page = store.range(
-            Tree::Messages,
-            (from.clone(), std::ops::Bound::Unbounded),
-            false,
-            1000,
-        )?;
-        let Some((last, _)) = page.last() else {
-            search.commit()?;
-            return Ok(count);
-        };
-        from = std::ops::Bound::Excluded(last.clone());
+    let mut docs = Vec::with_capacity(PAGE_ENTRIES);
+    for_each_page::<SearchError>(store, Tree::Messages, Bound::Unbounded, |page| {
         docs.clear();
         for (_, value) in page {
             if let Ok(message) = serde_json::from_slice::<MessageView>(&value) {
@@ -132,7 +110,29 @@ pub fn reindex_search(
             }
         }
         count += docs.len();
-        search.upsert_many(&docs)?;
+        search.upsert_many(&docs)
+    })?;
+    search.commit()?;
+    Ok(count)
+}
+
+/// Entries read from the store at a time while the index catches up.
+const PAGE_ENTRIES: usize = 1000;
+
+/// Calls `each` with the entries of `tree` after `from`, in key order, a page at a time.
+fn for_each_page<E: From<StoreError>>(
+    store: &dyn KvStore,
+    tree: Tree,
+    mut from: Bound<Vec<u8>>,
+    mut each: impl FnMut(Vec<KeyValue>) -> Result<(), E>,
+) -> Result<(), E> {
+    loop {
+        let page = store.range(tree, (from.clone(), Bound::Unbounded), false, PAGE_ENTRIES)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = Bound::Excluded(last.clone());
+        each(page)?;
     }
 }
 
