@@ -422,6 +422,12 @@ pub mod keys {
     }
 }
 
+/// Whether `text` is one line of plain text with a number of characters in `chars`: no
+/// control characters (new lines, escapes), as names, topics and profile fields must be.
+pub fn is_plain_text(text: &str, chars: std::ops::RangeInclusive<usize>) -> bool {
+    chars.contains(&text.chars().count()) && !text.chars().any(char::is_control)
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

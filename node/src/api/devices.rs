@@ -5,7 +5,7 @@ use super::{AppState, CurrentUser, JsonBody};
 use crate::config::{normalise_relay_url, PushConfig};
 use crate::engine::Command;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{now_ms, DeviceRecord, RelayRegistration};
+use crate::model::{is_plain_text, now_ms, DeviceRecord, RelayRegistration};
 use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -110,7 +110,7 @@ pub async fn register(
 ) -> ApiResult<Response> {
     let name = body.name.trim().to_string();
     let name_max = state.config.push.device_name_chars_max;
-    if name.is_empty() || name.chars().count() > name_max || name.chars().any(char::is_control) {
+    if !is_plain_text(&name, 1..=name_max) {
         return Err(ApiError::bad_request(
             "invalid_name",
             format!("a device name has 1 to {name_max} characters and no control characters"),

@@ -1,5 +1,6 @@
 //! Account intents: creating users, passwords, profiles, disabling, do-not-disturb.
 
+use super::error::require_plain_text;
 use super::{json, Engine, ProfilePatch, Tx};
 use super::{Error, Result};
 use crate::events::{Audience, EventBody};
@@ -104,17 +105,10 @@ impl Engine {
     ) -> Result<Option<String>> {
         let Some(value) = value else { return Ok(None) };
         let value = value.trim().to_string();
-        if value.chars().count() > self.limits.profile_field_chars_max
-            || value.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "invalid_body",
-                format!(
-                    "{name} must be at most {} characters without control characters",
-                    self.limits.profile_field_chars_max
-                ),
-            ));
-        }
+        let max = self.limits.profile_field_chars_max;
+        require_plain_text(&value, 0..=max, || {
+            format!("{name} must be at most {max} characters without control characters")
+        })?;
         Ok(Some(value))
     }
 

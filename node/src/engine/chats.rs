@@ -3,6 +3,7 @@
 
 use super::derive::{self, Activity};
 use super::docs::ChatDocs;
+use super::error::require_plain_text;
 use super::{json, remote, Engine, Tx};
 use super::{Error, Result};
 use crate::events::{Audience, EventBody};
@@ -64,19 +65,10 @@ impl Engine {
 
     pub(super) fn validate_chat_name(&self, name: &str) -> Result<String> {
         let name = name.trim().to_string();
-        let chars = name.chars().count();
-        if chars == 0
-            || chars > self.limits.chat_name_chars_max
-            || name.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "invalid_body",
-                format!(
-                    "a channel name is 1 to {} characters without control characters",
-                    self.limits.chat_name_chars_max
-                ),
-            ));
-        }
+        let max = self.limits.chat_name_chars_max;
+        require_plain_text(&name, 1..=max, || {
+            format!("a channel name is 1 to {max} characters without control characters")
+        })?;
         Ok(name)
     }
 

@@ -86,3 +86,17 @@ impl From<crate::store::StoreError> for Error {
         Self::internal(error)
     }
 }
+
+/// `Ok` when `text` is one line of plain text with a number of characters in `chars`
+/// ([`crate::model::is_plain_text`]); else an `invalid_body` error that says `rule`.
+pub(super) fn require_plain_text(
+    text: &str,
+    chars: std::ops::RangeInclusive<usize>,
+    rule: impl FnOnce() -> String,
+) -> Result<()> {
+    if crate::model::is_plain_text(text, chars) {
+        Ok(())
+    } else {
+        Err(Error::invalid("invalid_body", rule()))
+    }
+}
