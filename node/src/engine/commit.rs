@@ -7,7 +7,7 @@ use super::{
 };
 use super::{Error, Result};
 use crate::events::{Audience, Event, EventBody};
-use crate::model::{keys, ChatRecord};
+use crate::model::{keys, ChatRecord, MessageView};
 use crate::store::{Tree, WriteBatch};
 use confab_protocol::{ChatId, MessageId, UserId};
 use std::collections::HashMap;
@@ -245,6 +245,18 @@ impl Engine {
             json(&event),
         );
         tx.events.push(event);
+    }
+
+    /// Stores a message's new view and tells the message's chat with `body`.
+    pub(super) fn store_message_update(
+        &mut self,
+        tx: &mut Tx,
+        view: &MessageView,
+        body: EventBody,
+    ) {
+        let key = keys::message(&view.chat_id, &view.id);
+        tx.batch.put(Tree::Messages, key, json(view));
+        self.emit(tx, Audience::Chat(view.chat_id), body);
     }
 
     /// Tells the chat's members what the chat looks like now (name, topic, member count).

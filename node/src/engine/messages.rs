@@ -233,16 +233,11 @@ impl Engine {
         )?;
         let mentions = self.mentions(&body);
         derive::apply_edit(&mut view, at, body, mentions);
-        tx.batch
-            .put(Tree::Messages, keys::message(chat, message), json(&view));
         tx.search.push(SearchOp::Upsert(search_doc(&view)));
-        self.emit(
-            tx,
-            Audience::Chat(*chat),
-            EventBody::MessageEdited {
-                message: view.clone(),
-            },
-        );
+        let body = EventBody::MessageEdited {
+            message: view.clone(),
+        };
+        self.store_message_update(tx, &view, body);
         Ok(view)
     }
 
@@ -269,15 +264,10 @@ impl Engine {
         let at = self.write_update(tx, chat, user, *message, UpdateOp::Delete)?;
         view.edited_ms = Some(at);
         delete_view(tx, &mut view);
-        tx.batch
-            .put(Tree::Messages, keys::message(chat, message), json(&view));
-        self.emit(
-            tx,
-            Audience::Chat(*chat),
-            EventBody::MessageDeleted {
-                message: view.clone(),
-            },
-        );
+        let body = EventBody::MessageDeleted {
+            message: view.clone(),
+        };
+        self.store_message_update(tx, &view, body);
         Ok(view)
     }
 
@@ -321,20 +311,15 @@ impl Engine {
         })
         .map_err(doc_error)?;
         self.chats.insert(*chat, docs);
-        tx.batch
-            .put(Tree::Messages, keys::message(chat, message), json(&view));
-        self.emit(
-            tx,
-            Audience::Chat(*chat),
-            EventBody::MessageReactions {
-                chat_id: *chat,
-                message_id: *message,
-                emoji: emoji.to_string(),
-                user_id: user.clone(),
-                on,
-                reactions: view.reactions.clone(),
-            },
-        );
+        let body = EventBody::MessageReactions {
+            chat_id: *chat,
+            message_id: *message,
+            emoji: emoji.to_string(),
+            user_id: user.clone(),
+            on,
+            reactions: view.reactions.clone(),
+        };
+        self.store_message_update(tx, &view, body);
         Ok(view)
     }
 }

@@ -486,9 +486,7 @@ impl Engine {
                 }
             }
         };
-        tx.batch
-            .put(Tree::Messages, keys::message(&chat, &view.id), json(&view));
-        self.emit(tx, Audience::Chat(chat), body);
+        self.store_message_update(tx, &view, body);
         Ok(())
     }
 
@@ -513,20 +511,15 @@ impl Engine {
         if view.deleted || !view.set_reaction(emoji, &user, on) {
             return Ok(());
         }
-        tx.batch
-            .put(Tree::Messages, keys::message(&chat, &message), json(&view));
-        self.emit(
-            tx,
-            Audience::Chat(chat),
-            EventBody::MessageReactions {
-                chat_id: chat,
-                message_id: message,
-                emoji: emoji.to_string(),
-                user_id: user,
-                on,
-                reactions: view.reactions.clone(),
-            },
-        );
+        let body = EventBody::MessageReactions {
+            chat_id: chat,
+            message_id: message,
+            emoji: emoji.to_string(),
+            user_id: user,
+            on,
+            reactions: view.reactions.clone(),
+        };
+        self.store_message_update(tx, &view, body);
         Ok(())
     }
 
