@@ -6,7 +6,7 @@ use super::admin::require_admin;
 use super::{AppState, CurrentUser, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::federation::{self, FederationHandle, FederationStats, PeerView};
-use crate::model::now_ms;
+use crate::model::{now_ms, UserRecord};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -115,14 +115,24 @@ fn parse_org(text: &str) -> ApiResult<OrgId> {
         .map_err(|_| ApiError::bad_request("invalid_path", "not an organisation id"))
 }
 
+/// The checks of a request on one peer, in order: the caller is a node admin, the path names
+/// an organisation, and the node federates.
+fn admin_on_peer<'a>(
+    state: &'a AppState,
+    user: &UserRecord,
+    org: &str,
+) -> ApiResult<(&'a FederationHandle, OrgId)> {
+    require_admin(user)?;
+    let org = parse_org(org)?;
+    Ok((handle(state)?, org))
+}
+
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(org): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&user)?;
-    let org = parse_org(&org)?;
-    let fed = handle(&state)?;
+    let (fed, org) = admin_on_peer(&state, &user, &org)?;
     let known = crate::engine::peers(state.store.as_ref())?;
     if !known.iter().any(|(peer, _)| *peer == org) {
         return Err(ApiError::not_found("peer"));
@@ -136,9 +146,7 @@ pub async fn unblock(
     CurrentUser(user): CurrentUser,
     Path(org): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&user)?;
-    let org = parse_org(&org)?;
-    let fed = handle(&state)?;
+    let (fed, org) = admin_on_peer(&state, &user, &org)?;
     let peer = confab_net::peer_id_of(org.as_bytes())
         .map_err(|_| ApiError::bad_request("invalid_path", "not an organisation key"))?;
     fed.net
