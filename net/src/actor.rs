@@ -89,10 +89,7 @@ impl Actor {
         );
         let media = request_response::Behaviour::with_codec(
             MediaCodec::new(config.media_max_bytes),
-            [(
-                crate::media::PROTOCOL,
-                request_response::ProtocolSupport::Full,
-            )],
+            [(crate::media::PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(config.media_timeout)
                 .with_max_concurrent_streams(config.media_max_concurrent_streams),
@@ -126,10 +123,7 @@ impl Actor {
         for addr in &config.listen_addrs {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NetError::Listen {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
         }
         Ok(Self {
             swarm,
@@ -177,11 +171,7 @@ impl Actor {
     }
 
     fn connected_peers(&self) -> Vec<PeerId> {
-        self.peers
-            .iter()
-            .filter(|(_, s)| s.connections > 0)
-            .map(|(p, _)| *p)
-            .collect()
+        self.peers.iter().filter(|(_, s)| s.connections > 0).map(|(p, _)| *p).collect()
     }
 
     async fn emit(&mut self, event: NetEvent) {
@@ -207,8 +197,7 @@ impl Actor {
         for peer in due {
             self.dial(peer);
         }
-        self.pending_responses
-            .retain(|_, channel| channel.is_open());
+        self.pending_responses.retain(|_, channel| channel.is_open());
         self.pending_media.retain(|_, channel| channel.is_open());
     }
 
@@ -276,11 +265,7 @@ impl Actor {
                 self.topics.remove(&topic.hash());
                 let _ = reply.send(Ok(()));
             }
-            Command::SetChannelMembers {
-                chat,
-                members,
-                reply,
-            } => {
+            Command::SetChannelMembers { chat, members, reply } => {
                 let _ = reply.send(self.set_members(chat, members));
             }
             Command::SetChannelFormerMembers { chat, peers, reply } => {
@@ -299,20 +284,11 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
-            Command::ReportValidation {
-                id,
-                propagation_source,
-                validation,
-            } => {
-                self.report_validation(id, propagation_source, validation)
-                    .await;
+            Command::ReportValidation { id, propagation_source, validation } => {
+                self.report_validation(id, propagation_source, validation).await;
             }
             Command::ReportInvalid { peer, count } => self.report_invalid(peer, count).await,
-            Command::SendCatchup {
-                peer,
-                request,
-                reply,
-            } => {
+            Command::SendCatchup { peer, request, reply } => {
                 if self.outstanding.len() >= self.config.max_outstanding_catchup_requests {
                     let _ = reply.send(Err(NetError::Limit("outstanding catch-up requests")));
                 } else if !self.swarm.is_connected(&peer) {
@@ -322,22 +298,13 @@ impl Actor {
                 {
                     let _ = reply.send(Err(e.into()));
                 } else {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .catchup
-                        .send_request(&peer, request);
+                    let id = self.swarm.behaviour_mut().catchup.send_request(&peer, request);
                     self.outstanding.insert(id, reply);
                 }
             }
             Command::RespondCatchup { id, response } => {
                 if let Some(channel) = self.pending_responses.remove(&id) {
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .catchup
-                        .send_response(channel, response)
-                        .is_err()
+                    if self.swarm.behaviour_mut().catchup.send_response(channel, response).is_err()
                     {
                         tracing::debug!(id, "catch-up response not sent: stream closed");
                     }
@@ -346,33 +313,19 @@ impl Actor {
             Command::CancelCatchup { id } => {
                 self.pending_responses.remove(&id);
             }
-            Command::SendMedia {
-                peer,
-                request,
-                reply,
-            } => {
+            Command::SendMedia { peer, request, reply } => {
                 if self.outstanding_media.len() >= self.config.max_outstanding_media_requests {
                     let _ = reply.send(Err(NetError::Limit("outstanding media requests")));
                 } else if !self.swarm.is_connected(&peer) {
                     let _ = reply.send(Err(NetError::NotConnected(peer)));
                 } else {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .media
-                        .send_request(&peer, request);
+                    let id = self.swarm.behaviour_mut().media.send_request(&peer, request);
                     self.outstanding_media.insert(id, reply);
                 }
             }
             Command::RespondMedia { id, response } => {
                 if let Some(channel) = self.pending_media.remove(&id) {
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .media
-                        .send_response(channel, response)
-                        .is_err()
-                    {
+                    if self.swarm.behaviour_mut().media.send_response(channel, response).is_err() {
                         tracing::debug!(id, "media response not sent: stream closed");
                     }
                 }
@@ -472,8 +425,7 @@ impl Actor {
         }
         let params = gossip::topic_score_params(&self.config.gossip);
         let gs = &mut self.swarm.behaviour_mut().gossip.inner;
-        gs.subscribe(&topic)
-            .map_err(|e| NetError::Config(format!("subscribe: {e}")))?;
+        gs.subscribe(&topic).map_err(|e| NetError::Config(format!("subscribe: {e}")))?;
         if let Err(e) = gs.set_topic_params(topic, params) {
             tracing::warn!(error = %e, "topic score parameters refused");
         }
@@ -487,11 +439,7 @@ impl Actor {
         }
         let topic = self.topic(&chat);
         let members: HashSet<PeerId> = members.into_iter().collect();
-        let revoked = self
-            .swarm
-            .behaviour_mut()
-            .gossip
-            .set_members(topic, members);
+        let revoked = self.swarm.behaviour_mut().gossip.set_members(topic, members);
         for peer in revoked {
             tracing::info!(%peer, %chat, "channel membership revoked; closing connections");
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -521,10 +469,7 @@ impl Actor {
         let topic = self.topic(&doc.chat);
         self.swarm.behaviour().gossip.is_member(&topic, peer)
             || (doc.kind == DocKind::Control
-                && self
-                    .former_members
-                    .get(&topic)
-                    .is_some_and(|former| former.contains(peer)))
+                && self.former_members.get(&topic).is_some_and(|former| former.contains(peer)))
     }
 
     async fn report_validation(&mut self, id: MessageHash, source: PeerId, validation: Validation) {
@@ -572,12 +517,7 @@ impl Actor {
     /// peer that had messages rejected got there by sending them.
     fn graylisted(&self, peer: &PeerId) -> bool {
         let threshold = self.config.gossip.graylist_threshold;
-        self.swarm
-            .behaviour()
-            .gossip
-            .inner
-            .peer_score(peer)
-            .is_some_and(|score| score < threshold)
+        self.swarm.behaviour().gossip.inner.peer_score(peer).is_some_and(|score| score < threshold)
     }
 
     /// Blacklists `peer`: refused by the consent gate and gossipsub, disconnected, reported.
@@ -595,8 +535,7 @@ impl Actor {
         behaviour.gossip.inner.blacklist_peer(&peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         tracing::warn!(%peer, rejected, "peer blacklisted");
-        self.emit(NetEvent::PeerBlacklisted { peer, rejected })
-            .await;
+        self.emit(NetEvent::PeerBlacklisted { peer, rejected }).await;
     }
 
     fn seen(&mut self, peer: &PeerId) {
@@ -615,12 +554,7 @@ impl Actor {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                num_established,
-                endpoint,
-                ..
-            } => {
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
                 let min = self.config.dial_backoff_min;
                 if let Some(state) = self.peers.get_mut(&peer_id) {
                     state.connections = num_established.get() as usize;
@@ -634,12 +568,7 @@ impl Actor {
                     self.emit(NetEvent::PeerConnected { peer: peer_id }).await;
                 }
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                cause,
-                ..
-            } => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 let min = self.config.dial_backoff_min;
                 if let Some(state) = self.peers.get_mut(&peer_id) {
                     state.connections = num_established as usize;
@@ -653,22 +582,13 @@ impl Actor {
                 }
                 tracing::info!(peer = %peer_id, cause = ?cause, remaining = num_established, "connection closed");
                 if num_established == 0 {
-                    self.emit(NetEvent::PeerDisconnected { peer: peer_id })
-                        .await;
+                    self.emit(NetEvent::PeerDisconnected { peer: peer_id }).await;
                 }
             }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer),
-                error,
-                ..
-            } => {
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 self.dial_failed(peer, error.to_string());
             }
-            SwarmEvent::IncomingConnectionError {
-                send_back_addr,
-                error,
-                ..
-            } => {
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
                 tracing::debug!(remote = %send_back_addr, %error, "incoming connection failed");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
@@ -708,16 +628,10 @@ impl Actor {
 
     async fn on_gossip_event(&mut self, event: gossipsub::Event) {
         match event {
-            gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            } => {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
                 self.seen(&propagation_source);
                 let chat = self.topics.get(&message.topic).copied();
-                let id = <[u8; 32]>::try_from(message_id.0.as_slice())
-                    .ok()
-                    .map(MessageHash);
+                let id = <[u8; 32]>::try_from(message_id.0.as_slice()).ok().map(MessageHash);
                 match (chat, id) {
                     (Some(chat), Some(id)) => {
                         tracing::debug!(peer = %propagation_source, %chat, message = %id, bytes = message.data.len(), "gossip received");
@@ -753,10 +667,7 @@ impl Actor {
             gossipsub::Event::GossipsubNotSupported { peer_id } => {
                 tracing::info!(peer = %peer_id, "peer does not speak gossipsub");
             }
-            gossipsub::Event::SlowPeer {
-                peer_id,
-                failed_messages,
-            } => {
+            gossipsub::Event::SlowPeer { peer_id, failed_messages } => {
                 tracing::warn!(peer = %peer_id, ?failed_messages, "slow peer");
             }
         }
@@ -765,9 +676,7 @@ impl Actor {
     async fn on_catchup_event(&mut self, event: request_response::Event<Request, CatchupResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
+                request_response::Message::Request { request, channel, .. } => {
                     self.seen(&peer);
                     match request {
                         Request::Document(request) => {
@@ -777,22 +686,14 @@ impl Actor {
                         Request::Poke => self.on_index_request(peer, channel, true).await,
                     }
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
+                request_response::Message::Response { request_id, response } => {
                     self.seen(&peer);
                     if let Some(reply) = self.outstanding.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 tracing::debug!(%peer, %error, "catch-up request failed");
                 if let Some(reply) = self.outstanding.remove(&request_id) {
                     let _ = reply.send(Err(NetError::Catchup(error.to_string())));
@@ -850,12 +751,7 @@ impl Actor {
         }
         match self.hold(channel, false) {
             Ok(responder) => {
-                self.emit(NetEvent::CatchupRequest {
-                    peer,
-                    request,
-                    responder,
-                })
-                .await;
+                self.emit(NetEvent::CatchupRequest { peer, request, responder }).await;
             }
             Err(channel) => {
                 tracing::info!(%peer, doc = %request.doc, refusal = ?Refusal::Busy, "catch-up request refused");
@@ -880,14 +776,7 @@ impl Actor {
             return;
         }
         match self.hold(channel, true) {
-            Ok(responder) => {
-                self.emit(NetEvent::IndexRequest {
-                    peer,
-                    responder,
-                    poke,
-                })
-                .await
-            }
+            Ok(responder) => self.emit(NetEvent::IndexRequest { peer, responder, poke }).await,
             Err(channel) => {
                 tracing::info!(%peer, refusal = ?Refusal::Busy, "chat index request refused");
                 self.refuse(channel, Refusal::Busy);
@@ -901,28 +790,18 @@ impl Actor {
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
+                request_response::Message::Request { request, channel, .. } => {
                     self.seen(&peer);
                     self.on_media_request(peer, request, channel).await;
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
+                request_response::Message::Response { request_id, response } => {
                     self.seen(&peer);
                     if let Some(reply) = self.outstanding_media.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 tracing::debug!(%peer, %error, "media request failed");
                 if let Some(reply) = self.outstanding_media.remove(&request_id) {
                     let _ = reply.send(Err(NetError::Media(error.to_string())));
@@ -944,12 +823,7 @@ impl Actor {
         channel: ResponseChannel<MediaResponse>,
     ) {
         let MediaRequest { chat, blob } = request;
-        let refusal = if !self
-            .swarm
-            .behaviour()
-            .gossip
-            .is_member(&self.topic(&chat), &peer)
-        {
+        let refusal = if !self.swarm.behaviour().gossip.is_member(&self.topic(&chat), &peer) {
             MediaRefusal::NotMember
         } else if self.pending_media.len() >= self.config.max_pending_media_responses {
             MediaRefusal::Busy
@@ -962,13 +836,7 @@ impl Actor {
                 max_bytes: self.config.media_max_bytes,
                 tx: Some(self.weak_tx.clone()),
             };
-            self.emit(NetEvent::MediaRequest {
-                peer,
-                chat,
-                blob,
-                responder,
-            })
-            .await;
+            self.emit(NetEvent::MediaRequest { peer, chat, blob, responder }).await;
             return;
         };
         tracing::info!(%peer, %chat, ?refusal, "media request refused");

@@ -197,11 +197,7 @@ impl From<CodecError> for io::Error {
 
 fn limit(what: &'static str, got: usize, max: usize) -> Result<(), CodecError> {
     if got > max {
-        Err(CodecError::Limit {
-            what,
-            got: got as u64,
-            max,
-        })
+        Err(CodecError::Limit { what, got: got as u64, max })
     } else {
         Ok(())
     }
@@ -220,16 +216,8 @@ fn encode_document_request(
     req: &CatchupRequest,
     limits: &CatchupLimits,
 ) -> Result<Vec<u8>, CodecError> {
-    limit(
-        "heads",
-        req.heads.len(),
-        limits.max_heads.min(u16::MAX as usize),
-    )?;
-    limit(
-        "cursor bytes",
-        req.cursor.len(),
-        limits.max_cursor_bytes.min(u16::MAX as usize),
-    )?;
+    limit("heads", req.heads.len(), limits.max_heads.min(u16::MAX as usize))?;
+    limit("cursor bytes", req.cursor.len(), limits.max_cursor_bytes.min(u16::MAX as usize))?;
     let mut out = Vec::with_capacity(request_overhead() + req.heads.len() * 32 + req.cursor.len());
     out.push(REQUEST_DOCUMENT);
     out.extend_from_slice(&req.doc.to_bytes());
@@ -267,11 +255,7 @@ pub fn encode_response(
             out.extend_from_slice(&(page.changes.len() as u32).to_be_bytes());
             for change in &page.changes {
                 limit("change bytes", change.len(), limits.max_change_bytes)?;
-                limit(
-                    "response bytes",
-                    out.len() + 4 + change.len(),
-                    limits.max_response_bytes,
-                )?;
+                limit("response bytes", out.len() + 4 + change.len(), limits.max_response_bytes)?;
                 out.extend_from_slice(&(change.len() as u32).to_be_bytes());
                 out.extend_from_slice(change);
             }
@@ -406,11 +390,7 @@ pub fn decode_response(
                 limit("change bytes", len, limits.max_change_bytes)?;
                 changes.push(r.take(len)?.to_vec());
             }
-            CatchupResponse::Page(CatchupPage {
-                changes,
-                more,
-                cursor,
-            })
+            CatchupResponse::Page(CatchupPage { changes, more, cursor })
         }
         KIND_INDEX => {
             let count = r.u32()?;

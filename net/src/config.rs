@@ -107,11 +107,7 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self {
-            max_established: 1024,
-            max_established_per_peer: 2,
-            max_pending_inbound: 64,
-        }
+        Self { max_established: 1024, max_established_per_peer: 2, max_pending_inbound: 64 }
     }
 }
 

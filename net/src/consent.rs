@@ -118,11 +118,7 @@ impl Consent {
         });
         verdict.map_err(|reason| {
             tracing::info!(%peer, inbound, %reason, "connection refused");
-            self.push_event(RefusedConnection {
-                peer: Some(peer),
-                inbound,
-                reason,
-            });
+            self.push_event(RefusedConnection { peer: Some(peer), inbound, reason });
             ConnectionDenied::new(reason)
         })
     }
@@ -148,11 +144,7 @@ impl NetworkBehaviour for Consent {
         if self.pending_inbound.len() >= self.limits.max_pending_inbound {
             let reason = Refusal::Limit("pending inbound connections");
             tracing::info!(%remote_addr, %reason, "connection refused");
-            self.push_event(RefusedConnection {
-                peer: None,
-                inbound: true,
-                reason,
-            });
+            self.push_event(RefusedConnection { peer: None, inbound: true, reason });
             return Err(ConnectionDenied::new(reason));
         }
         self.pending_inbound.insert(connection_id);

@@ -173,89 +173,26 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
 /// Commands from handles to the actor.
 pub(crate) enum Command {
-    AddPeer {
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        reply: Reply<()>,
-    },
-    RemovePeer {
-        peer: PeerId,
-        reply: Reply<()>,
-    },
-    UnblockPeer {
-        peer: PeerId,
-        reply: Reply<()>,
-    },
-    Subscribe {
-        chat: ChatId,
-        reply: Reply<()>,
-    },
-    Unsubscribe {
-        chat: ChatId,
-        reply: Reply<()>,
-    },
-    SetChannelMembers {
-        chat: ChatId,
-        members: Vec<PeerId>,
-        reply: Reply<()>,
-    },
-    SetChannelFormerMembers {
-        chat: ChatId,
-        peers: Vec<PeerId>,
-        reply: Reply<()>,
-    },
-    Publish {
-        chat: ChatId,
-        data: Vec<u8>,
-        reply: Reply<MessageHash>,
-    },
-    ReportValidation {
-        id: MessageHash,
-        propagation_source: PeerId,
-        validation: Validation,
-    },
-    ReportInvalid {
-        peer: PeerId,
-        count: u32,
-    },
-    SendCatchup {
-        peer: PeerId,
-        request: Request,
-        reply: Reply<CatchupResponse>,
-    },
-    RespondCatchup {
-        id: u64,
-        response: CatchupResponse,
-    },
-    CancelCatchup {
-        id: u64,
-    },
-    SendMedia {
-        peer: PeerId,
-        request: MediaRequest,
-        reply: Reply<MediaResponse>,
-    },
-    RespondMedia {
-        id: u64,
-        response: MediaResponse,
-    },
-    CancelMedia {
-        id: u64,
-    },
-    SetPeerLag {
-        peer: PeerId,
-        lag: Option<u64>,
-    },
-    Peers {
-        reply: Reply<Vec<PeerInfo>>,
-    },
-    TopicPeers {
-        chat: ChatId,
-        reply: Reply<Vec<PeerId>>,
-    },
-    ListenAddrs {
-        reply: Reply<Vec<Multiaddr>>,
-    },
+    AddPeer { peer: PeerId, addrs: Vec<Multiaddr>, reply: Reply<()> },
+    RemovePeer { peer: PeerId, reply: Reply<()> },
+    UnblockPeer { peer: PeerId, reply: Reply<()> },
+    Subscribe { chat: ChatId, reply: Reply<()> },
+    Unsubscribe { chat: ChatId, reply: Reply<()> },
+    SetChannelMembers { chat: ChatId, members: Vec<PeerId>, reply: Reply<()> },
+    SetChannelFormerMembers { chat: ChatId, peers: Vec<PeerId>, reply: Reply<()> },
+    Publish { chat: ChatId, data: Vec<u8>, reply: Reply<MessageHash> },
+    ReportValidation { id: MessageHash, propagation_source: PeerId, validation: Validation },
+    ReportInvalid { peer: PeerId, count: u32 },
+    SendCatchup { peer: PeerId, request: Request, reply: Reply<CatchupResponse> },
+    RespondCatchup { id: u64, response: CatchupResponse },
+    CancelCatchup { id: u64 },
+    SendMedia { peer: PeerId, request: MediaRequest, reply: Reply<MediaResponse> },
+    RespondMedia { id: u64, response: MediaResponse },
+    CancelMedia { id: u64 },
+    SetPeerLag { peer: PeerId, lag: Option<u64> },
+    Peers { reply: Reply<Vec<PeerInfo>> },
+    TopicPeers { chat: ChatId, reply: Reply<Vec<PeerId>> },
+    ListenAddrs { reply: Reply<Vec<Multiaddr>> },
     Shutdown,
 }
 
@@ -304,17 +241,13 @@ impl NetworkHandle {
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| NetError::Stopped)?;
+        self.tx.send(make(reply)).await.map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
     /// Adds a peer to the allow-list (or replaces its addresses) and starts dialing it.
     pub async fn add_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
-        self.call(|reply| Command::AddPeer { peer, addrs, reply })
-            .await
+        self.call(|reply| Command::AddPeer { peer, addrs, reply }).await
     }
 
     /// Removes a peer from the allow-list and closes its connections.
@@ -324,8 +257,7 @@ impl NetworkHandle {
 
     /// Lifts a blacklisting and resets the peer's reject count.
     pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NetError> {
-        self.call(|reply| Command::UnblockPeer { peer, reply })
-            .await
+        self.call(|reply| Command::UnblockPeer { peer, reply }).await
     }
 
     /// Subscribes to a chat's topic (admitting only the peers set with
@@ -336,8 +268,7 @@ impl NetworkHandle {
 
     /// Unsubscribes from a chat's topic.
     pub async fn unsubscribe(&self, chat: ChatId) -> Result<(), NetError> {
-        self.call(|reply| Command::Unsubscribe { chat, reply })
-            .await
+        self.call(|reply| Command::Unsubscribe { chat, reply }).await
     }
 
     /// Sets the peers (member organisations' nodes) admitted to a chat's topic and catch-up.
@@ -349,12 +280,7 @@ impl NetworkHandle {
         chat: ChatId,
         members: Vec<PeerId>,
     ) -> Result<(), NetError> {
-        self.call(|reply| Command::SetChannelMembers {
-            chat,
-            members,
-            reply,
-        })
-        .await
+        self.call(|reply| Command::SetChannelMembers { chat, members, reply }).await
     }
 
     /// Sets the former members of a chat: peers (organisations removed from the chat) that may
@@ -375,8 +301,7 @@ impl NetworkHandle {
         chat: ChatId,
         peers: Vec<PeerId>,
     ) -> Result<(), NetError> {
-        self.call(|reply| Command::SetChannelFormerMembers { chat, peers, reply })
-            .await
+        self.call(|reply| Command::SetChannelFormerMembers { chat, peers, reply }).await
     }
 
     /// Publishes a payload (an encoded `SignedChange`) on a chat's topic. Fails with
@@ -384,8 +309,7 @@ impl NetworkHandle {
     /// gossipsub refuses (e.g. no admitted member peer is subscribed yet, or a duplicate):
     /// not fatal for the node, whose peers also heal by catch-up.
     pub async fn publish(&self, chat: ChatId, data: Vec<u8>) -> Result<MessageHash, NetError> {
-        self.call(|reply| Command::Publish { chat, data, reply })
-            .await
+        self.call(|reply| Command::Publish { chat, data, reply }).await
     }
 
     /// Reports the node's verdict on a received gossip message.
@@ -396,11 +320,7 @@ impl NetworkHandle {
         validation: Validation,
     ) -> Result<(), NetError> {
         self.tx
-            .send(Command::ReportValidation {
-                id,
-                propagation_source,
-                validation,
-            })
+            .send(Command::ReportValidation { id, propagation_source, validation })
             .await
             .map_err(|_| NetError::Stopped)
     }
@@ -412,10 +332,7 @@ impl NetworkHandle {
         if count == 0 {
             return Ok(());
         }
-        self.tx
-            .send(Command::ReportInvalid { peer, count })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tx.send(Command::ReportInvalid { peer, count }).await.map_err(|_| NetError::Stopped)
     }
 
     /// Sends a document catch-up request to a connected peer and waits for its answer: a
@@ -427,11 +344,7 @@ impl NetworkHandle {
         request: CatchupRequest,
     ) -> Result<CatchupResponse, NetError> {
         let response = self
-            .call(|reply| Command::SendCatchup {
-                peer,
-                request: Request::Document(request),
-                reply,
-            })
+            .call(|reply| Command::SendCatchup { peer, request: Request::Document(request), reply })
             .await?;
         document_answer(response)
     }
@@ -443,11 +356,7 @@ impl NetworkHandle {
     /// [`NetError::Protocol`]; transport failures are as for [`Self::catchup`].
     pub async fn index(&self, peer: PeerId) -> Result<Vec<ChatId>, NetError> {
         let response = self
-            .call(|reply| Command::SendCatchup {
-                peer,
-                request: Request::Index,
-                reply,
-            })
+            .call(|reply| Command::SendCatchup { peer, request: Request::Index, reply })
             .await?;
         index_answer(response)
     }
@@ -455,13 +364,8 @@ impl NetworkHandle {
     /// [`Self::index`], also asking the peer to sync with this node now (a poke: this node has
     /// news for it, such as a chat its organisation was added to or removed from).
     pub async fn poke(&self, peer: PeerId) -> Result<Vec<ChatId>, NetError> {
-        let response = self
-            .call(|reply| Command::SendCatchup {
-                peer,
-                request: Request::Poke,
-                reply,
-            })
-            .await?;
+        let response =
+            self.call(|reply| Command::SendCatchup { peer, request: Request::Poke, reply }).await?;
         index_answer(response)
     }
 
@@ -480,11 +384,7 @@ impl NetworkHandle {
         blob: [u8; 32],
     ) -> Result<Vec<u8>, NetError> {
         let response = self
-            .call(|reply| Command::SendMedia {
-                peer,
-                request: MediaRequest { chat, blob },
-                reply,
-            })
+            .call(|reply| Command::SendMedia { peer, request: MediaRequest { chat, blob }, reply })
             .await?;
         let bytes = match response {
             MediaResponse::Found(bytes) => bytes,
@@ -502,10 +402,7 @@ impl NetworkHandle {
 
     /// Records the replication lag of a peer (shown in [`PeerInfo::lag`]).
     pub async fn set_peer_lag(&self, peer: PeerId, lag: Option<u64>) -> Result<(), NetError> {
-        self.tx
-            .send(Command::SetPeerLag { peer, lag })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tx.send(Command::SetPeerLag { peer, lag }).await.map_err(|_| NetError::Stopped)
     }
 
     /// The allow-listed peers and their state.
@@ -589,17 +486,10 @@ impl CatchupResponder {
             _ => {}
         }
         encode_response(&response, &self.limits)?;
-        let tx = self
-            .tx
-            .take()
-            .and_then(|weak| weak.upgrade())
-            .ok_or(NetError::Stopped)?;
-        tx.send(Command::RespondCatchup {
-            id: self.id,
-            response,
-        })
-        .await
-        .map_err(|_| NetError::Stopped)
+        let tx = self.tx.take().and_then(|weak| weak.upgrade()).ok_or(NetError::Stopped)?;
+        tx.send(Command::RespondCatchup { id: self.id, response })
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 }
 
@@ -633,17 +523,10 @@ impl MediaResponder {
     /// requester verifies.
     pub async fn respond(mut self, response: MediaResponse) -> Result<(), NetError> {
         check_response(&response, self.max_bytes)?;
-        let tx = self
-            .tx
-            .take()
-            .and_then(|weak| weak.upgrade())
-            .ok_or(NetError::Stopped)?;
-        tx.send(Command::RespondMedia {
-            id: self.id,
-            response,
-        })
-        .await
-        .map_err(|_| NetError::Stopped)
+        let tx = self.tx.take().and_then(|weak| weak.upgrade()).ok_or(NetError::Stopped)?;
+        tx.send(Command::RespondMedia { id: self.id, response })
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 }
 
@@ -664,10 +547,7 @@ mod tests {
     #[test]
     fn answers_of_the_wrong_kind_are_protocol_errors() {
         let chats = vec![ChatId::from_bytes([1; 16])];
-        assert_eq!(
-            index_answer(CatchupResponse::Index(chats.clone())),
-            Ok(chats.clone())
-        );
+        assert_eq!(index_answer(CatchupResponse::Index(chats.clone())), Ok(chats.clone()));
         assert_eq!(
             index_answer(CatchupResponse::Refused(Refusal::Busy)),
             Err(NetError::Refused(Refusal::Busy))
@@ -689,14 +569,8 @@ mod tests {
     #[test]
     fn blobs_must_hash_to_their_id() {
         let id: [u8; 32] = Sha256::digest(b"blob").into();
-        assert_eq!(
-            verified_blob(b"blob".to_vec(), id, &id),
-            Ok(b"blob".to_vec())
-        );
+        assert_eq!(verified_blob(b"blob".to_vec(), id, &id), Ok(b"blob".to_vec()));
         let other: [u8; 32] = Sha256::digest(b"other").into();
-        assert_eq!(
-            verified_blob(b"other".to_vec(), other, &id),
-            Err(NetError::MediaHashMismatch)
-        );
+        assert_eq!(verified_blob(b"other".to_vec(), other, &id), Err(NetError::MediaHashMismatch));
     }
 }

@@ -91,13 +91,7 @@ impl InviteToken {
             }
             clean.push(addr);
         }
-        let mut token = Self {
-            org_key,
-            peer,
-            addrs: clean,
-            expires_at,
-            signature: [0; 64],
-        };
+        let mut token = Self { org_key, peer, addrs: clean, expires_at, signature: [0; 64] };
         let message = signed_message(&token.body());
         token.signature = signing.sign(&message).to_bytes();
         Ok(token)
@@ -156,9 +150,7 @@ impl InviteToken {
         if text.len() > MAX_TEXT_LEN {
             return Err(InviteError::Limit("token too long"));
         }
-        let body = text
-            .strip_prefix(TEXT_PREFIX)
-            .ok_or(InviteError::Malformed("prefix"))?;
+        let body = text.strip_prefix(TEXT_PREFIX).ok_or(InviteError::Malformed("prefix"))?;
         let bytes = BASE64URL_NOPAD
             .decode(body.as_bytes())
             .map_err(|_| InviteError::Malformed("base64url"))?;
@@ -214,13 +206,7 @@ impl InviteToken {
                 return Err(InviteError::Malformed("address carries /p2p"));
             }
         }
-        Ok(Self {
-            org_key,
-            peer,
-            addrs,
-            expires_at: u64::from_be_bytes(expiry),
-            signature,
-        })
+        Ok(Self { org_key, peer, addrs, expires_at: u64::from_be_bytes(expiry), signature })
     }
 
     /// Parses the text form and checks the signature (strictly) and the expiry against `now`
@@ -233,10 +219,7 @@ impl InviteToken {
         key.verify_strict(&signed_message(&token.body()), &signature)
             .map_err(|_| InviteError::BadSignature)?;
         if now >= token.expires_at {
-            return Err(InviteError::Expired {
-                expired_at: token.expires_at,
-                now,
-            });
+            return Err(InviteError::Expired { expired_at: token.expires_at, now });
         }
         Ok(token)
     }

@@ -155,10 +155,7 @@ fn check_blob_len(len: usize, max_bytes: usize) -> Result<(), MediaCodecError> {
     // The length travels as a u32, whatever the configured limit.
     let max = max_bytes.min(u32::MAX as usize - FOUND_OVERHEAD);
     if len > max {
-        Err(MediaCodecError::TooLarge {
-            got: len as u64,
-            max,
-        })
+        Err(MediaCodecError::TooLarge { got: len as u64, max })
     } else {
         Ok(())
     }
@@ -232,9 +229,7 @@ pub fn decode_response(bytes: &[u8], max_bytes: usize) -> Result<MediaResponse, 
     let (&kind, rest) = rest.split_first().ok_or(MediaCodecError::Truncated)?;
     match kind {
         KIND_FOUND => {
-            let (len, blob) = rest
-                .split_first_chunk::<4>()
-                .ok_or(MediaCodecError::Truncated)?;
+            let (len, blob) = rest.split_first_chunk::<4>().ok_or(MediaCodecError::Truncated)?;
             let len = usize::try_from(u32::from_be_bytes(*len))
                 .map_err(|_| MediaCodecError::Invalid("length"))?;
             check_blob_len(len, max_bytes)?;

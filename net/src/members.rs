@@ -87,8 +87,7 @@ impl MemberGossip {
             if let Some((connection, event)) = self.held.remove(&(*peer, topic.clone())) {
                 self.release_slot(peer);
                 tracing::debug!(%peer, topic = %topic, "replaying withheld subscription");
-                self.inner
-                    .on_connection_handler_event(*peer, connection, event);
+                self.inner.on_connection_handler_event(*peer, connection, event);
             }
         }
         if members.is_empty() {
@@ -114,11 +113,7 @@ impl MemberGossip {
     }
 
     fn filter(&mut self, peer: PeerId, connection: ConnectionId, event: InnerEvent) -> InnerEvent {
-        let InnerEvent::Message {
-            mut rpc,
-            invalid_messages,
-        } = event
-        else {
+        let InnerEvent::Message { mut rpc, invalid_messages } = event else {
             return event;
         };
         let subscriptions = std::mem::take(&mut rpc.subscriptions);
@@ -146,13 +141,7 @@ impl MemberGossip {
             held.subscriptions.push(subscription);
             self.held.insert(
                 key,
-                (
-                    connection,
-                    InnerEvent::Message {
-                        rpc: held,
-                        invalid_messages: Vec::new(),
-                    },
-                ),
+                (connection, InnerEvent::Message { rpc: held, invalid_messages: Vec::new() }),
             );
             if !replacing {
                 *self.held_per_peer.entry(peer).or_insert(0) += 1;
@@ -166,10 +155,7 @@ impl MemberGossip {
                 tracing::debug!(%peer, topic = %message.topic, "message from non-member dropped");
             }
         }
-        InnerEvent::Message {
-            rpc,
-            invalid_messages,
-        }
+        InnerEvent::Message { rpc, invalid_messages }
     }
 }
 
@@ -183,8 +169,7 @@ impl NetworkBehaviour for MemberGossip {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        self.inner
-            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+        self.inner.handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
     }
 
     fn handle_established_inbound_connection(
@@ -252,8 +237,7 @@ impl NetworkBehaviour for MemberGossip {
         event: THandlerOutEvent<Self>,
     ) {
         let event = self.filter(peer_id, connection_id, event);
-        self.inner
-            .on_connection_handler_event(peer_id, connection_id, event);
+        self.inner.on_connection_handler_event(peer_id, connection_id, event);
     }
 
     fn poll(

@@ -90,13 +90,7 @@ fn accept_all() -> Validator {
 
 /// Rejects payloads starting with `bad`, accepts the rest.
 fn reject_bad() -> Validator {
-    Arc::new(|m| {
-        if m.data.starts_with(b"bad") {
-            Validation::Reject
-        } else {
-            Validation::Accept
-        }
-    })
+    Arc::new(|m| if m.data.starts_with(b"bad") { Validation::Reject } else { Validation::Accept })
 }
 
 fn no_server() -> Server {
@@ -142,28 +136,14 @@ async fn start_with_index(
                         .await;
                     driver_record.lock().expect("lock").gossip.push(message);
                 }
-                NetEvent::CatchupRequest {
-                    peer,
-                    request,
-                    responder,
-                } => {
+                NetEvent::CatchupRequest { peer, request, responder } => {
                     let response = server(peer, &request);
-                    driver_record
-                        .lock()
-                        .expect("lock")
-                        .catchup_requests
-                        .push((peer, request));
+                    driver_record.lock().expect("lock").catchup_requests.push((peer, request));
                     respond(responder, response, &driver_record).await;
                 }
-                NetEvent::IndexRequest {
-                    peer, responder, ..
-                } => {
+                NetEvent::IndexRequest { peer, responder, .. } => {
                     let response = index_server(peer);
-                    driver_record
-                        .lock()
-                        .expect("lock")
-                        .index_requests
-                        .push(peer);
+                    driver_record.lock().expect("lock").index_requests.push(peer);
                     respond(responder, response, &driver_record).await;
                 }
                 NetEvent::PeerBlacklisted { peer, .. } => {
@@ -182,34 +162,18 @@ async fn start_with_index(
             }
         }
     });
-    let addr = tokio::time::timeout(WAIT, addr_rx)
-        .await
-        .expect("listening in time")
-        .expect("addr");
-    Node {
-        handle,
-        peer,
-        addr,
-        record,
-        driver,
-        actor,
-    }
+    let addr = tokio::time::timeout(WAIT, addr_rx).await.expect("listening in time").expect("addr");
+    Node { handle, peer, addr, record, driver, actor }
 }
 
 async fn respond(responder: CatchupResponder, response: CatchupResponse, record: &Mutex<Record>) {
     if let Err(e) = responder.respond(response).await {
-        record
-            .lock()
-            .expect("lock")
-            .respond_errors
-            .push(e.to_string());
+        record.lock().expect("lock").respond_errors.push(e.to_string());
     }
 }
 
 fn org_key(n: u8) -> [u8; 32] {
-    ed25519_dalek::SigningKey::from_bytes(&seed(n))
-        .verifying_key()
-        .to_bytes()
+    ed25519_dalek::SigningKey::from_bytes(&seed(n)).verifying_key().to_bytes()
 }
 
 impl Node {
@@ -220,35 +184,18 @@ impl Node {
     }
 
     fn received(&self) -> Vec<Vec<u8>> {
-        self.record
-            .lock()
-            .expect("lock")
-            .gossip
-            .iter()
-            .map(|m| m.data.clone())
-            .collect()
+        self.record.lock().expect("lock").gossip.iter().map(|m| m.data.clone()).collect()
     }
 
     async fn connected_to(&self, other: &PeerId) -> bool {
-        self.handle
-            .peers()
-            .await
-            .expect("peers")
-            .iter()
-            .any(|p| p.peer == *other && p.connected)
+        self.handle.peers().await.expect("peers").iter().any(|p| p.peer == *other && p.connected)
     }
 }
 
 /// Peers two nodes both ways (mutual consent).
 async fn peer(a: &Node, b: &Node) {
-    a.handle
-        .add_peer(b.peer, vec![b.addr.clone()])
-        .await
-        .expect("add peer");
-    b.handle
-        .add_peer(a.peer, vec![a.addr.clone()])
-        .await
-        .expect("add peer");
+    a.handle.add_peer(b.peer, vec![b.addr.clone()]).await.expect("add peer");
+    b.handle.add_peer(a.peer, vec![a.addr.clone()]).await.expect("add peer");
 }
 
 /// Polls `cond` until it is true or [`WAIT`] passes.
@@ -276,10 +223,7 @@ fn chat(n: u8) -> ChatId {
 /// Subscribes every node to `chat` with the given member peers per node.
 async fn join_channel(chat: ChatId, nodes: &[(&Node, Vec<PeerId>)]) {
     for (node, members) in nodes {
-        node.handle
-            .set_channel_members(chat, members.clone())
-            .await
-            .expect("members");
+        node.handle.set_channel_members(chat, members.clone()).await.expect("members");
         node.handle.subscribe(chat).await.expect("subscribe");
     }
 }
@@ -288,13 +232,8 @@ async fn join_channel(chat: ChatId, nodes: &[(&Node, Vec<PeerId>)]) {
 async fn wait_topic_peers(node: &Node, chat: ChatId, expected: &[PeerId]) {
     let expected: HashSet<PeerId> = expected.iter().copied().collect();
     eventually("topic peers", || async {
-        let got: HashSet<PeerId> = node
-            .handle
-            .topic_peers(chat)
-            .await
-            .expect("topic peers")
-            .into_iter()
-            .collect();
+        let got: HashSet<PeerId> =
+            node.handle.topic_peers(chat).await.expect("topic peers").into_iter().collect();
         got == expected
     })
     .await;

@@ -13,17 +13,9 @@ use std::time::Instant;
 
 fn cpu_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks: f64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     ticks * 10.0
 }
 
@@ -36,10 +28,8 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(Limits::default().group_commit_interval_min_us);
-    let bucket_messages_max: u64 = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(Limits::default().bucket_messages_max);
+    let bucket_messages_max: u64 =
+        args.next().and_then(|a| a.parse().ok()).unwrap_or(Limits::default().bucket_messages_max);
     let limits = Limits {
         group_commit_interval_min_us: pacing_us,
         bucket_messages_max,

@@ -58,11 +58,7 @@ pub async fn create_session(
         generation: user.session_generation,
     };
     let mut batch = WriteBatch::default();
-    batch.put(
-        Tree::Sessions,
-        token_key(&token),
-        serde_json::to_vec(&record).unwrap_or_default(),
-    );
+    batch.put(Tree::Sessions, token_key(&token), serde_json::to_vec(&record).unwrap_or_default());
     store.apply(batch)?;
     store.flush().await?;
     Ok(token)
@@ -136,9 +132,7 @@ impl FailureLimiter {
             let window = self.window;
             entries.retain(|_, (start, _)| start.elapsed() < window);
         }
-        let entry = entries
-            .entry(key.to_string())
-            .or_insert((Instant::now(), 0));
+        let entry = entries.entry(key.to_string()).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= self.window {
             *entry = (Instant::now(), 0);
         }
@@ -146,10 +140,7 @@ impl FailureLimiter {
     }
 
     pub fn clear(&self, key: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 }
 

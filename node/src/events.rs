@@ -49,17 +49,9 @@ pub enum EventBody {
         reactions: Vec<ReactionView>,
     },
     #[serde(rename = "message.state")]
-    MessageState {
-        chat_id: ChatId,
-        message_id: MessageId,
-        state: MessageState,
-    },
+    MessageState { chat_id: ChatId, message_id: MessageId, state: MessageState },
     #[serde(rename = "read_marker")]
-    ReadMarker {
-        chat_id: ChatId,
-        user_id: UserId,
-        message_id: MessageId,
-    },
+    ReadMarker { chat_id: ChatId, user_id: UserId, message_id: MessageId },
     #[serde(rename = "chat.updated")]
     ChatUpdated { chat: ChatView },
     #[serde(rename = "chat.joined")]
@@ -67,10 +59,7 @@ pub enum EventBody {
     #[serde(rename = "chat.left")]
     ChatLeft { chat_id: ChatId },
     #[serde(rename = "notifications.updated")]
-    NotificationsUpdated {
-        chat_id: ChatId,
-        level: NotificationLevel,
-    },
+    NotificationsUpdated { chat_id: ChatId, level: NotificationLevel },
     #[serde(rename = "user.updated")]
     UserUpdated { user: UserView },
 }
@@ -99,12 +88,7 @@ impl Event {
     }
 
     pub fn new(cursor: u64, audience: Audience, body: EventBody) -> Self {
-        Self {
-            cursor,
-            audience,
-            body,
-            frame: std::sync::OnceLock::new(),
-        }
+        Self { cursor, audience, body, frame: std::sync::OnceLock::new() }
     }
 
     pub fn key(cursor: u64) -> [u8; 8] {
@@ -142,11 +126,7 @@ impl EventHub {
     pub fn new(latest: u64, capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity);
         let (ephemeral, _) = broadcast::channel(capacity);
-        Self {
-            sender,
-            ephemeral,
-            latest: AtomicU64::new(latest),
-        }
+        Self { sender, ephemeral, latest: AtomicU64::new(latest) }
     }
 
     pub fn subscribe_ephemeral(&self) -> broadcast::Receiver<Arc<Ephemeral>> {
@@ -187,10 +167,8 @@ pub fn read_log(
     if after >= up_to {
         return Ok(Vec::new());
     }
-    let range = (
-        Bound::Excluded(Event::key(after).to_vec()),
-        Bound::Included(Event::key(up_to).to_vec()),
-    );
+    let range =
+        (Bound::Excluded(Event::key(after).to_vec()), Bound::Included(Event::key(up_to).to_vec()));
     let mut events = Vec::new();
     for (_, value) in store.range(Tree::Events, range, false, limit)? {
         match serde_json::from_slice::<Event>(&value) {

@@ -19,15 +19,8 @@ const QUEUE_CAPACITY: usize = 8192;
 const TICK: Duration = Duration::from_secs(1);
 
 pub enum PresenceInput {
-    Heartbeat {
-        user: UserId,
-        device: u64,
-        idle: bool,
-    },
-    Disconnect {
-        user: UserId,
-        device: u64,
-    },
+    Heartbeat { user: UserId, device: u64, idle: bool },
+    Disconnect { user: UserId, device: u64 },
 }
 
 /// What sessions and handlers hold: a queue into the task and the latest published views.
@@ -61,10 +54,7 @@ pub fn start(
 ) -> PresenceHandle {
     let (sender, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
     let published = Arc::new(Mutex::new(HashMap::new()));
-    let handle = PresenceHandle {
-        sender,
-        published: published.clone(),
-    };
+    let handle = PresenceHandle { sender, published: published.clone() };
     tokio::spawn(async move {
         let mut tracker = PresenceTracker::new(config);
         let mut tick = tokio::time::interval(TICK);
@@ -105,8 +95,5 @@ fn publish(
         about: change.user_id.clone(),
         frame: frame.to_string(),
     });
-    published
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(change.user_id.clone(), change);
+    published.lock().unwrap_or_else(|e| e.into_inner()).insert(change.user_id.clone(), change);
 }

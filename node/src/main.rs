@@ -15,11 +15,7 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "confab-node",
-    version,
-    about = "Confab: an organisation's federated chat server"
-)]
+#[command(name = "confab-node", version, about = "Confab: an organisation's federated chat server")]
 struct Cli {
     #[command(subcommand)]
     command: Top,
@@ -199,9 +195,7 @@ fn init_logs(format: &str) {
             filter = filter.add_directive(directive);
         }
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -248,12 +242,7 @@ fn password(given: Option<String>, stdin: bool) -> Result<String> {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Top::Serve {
-            common,
-            listen,
-            federation_listen,
-            log_format,
-        } => {
+        Top::Serve { common, listen, federation_listen, log_format } => {
             init_logs(&log_format);
             let mut config = load_config(&common, listen)?;
             if !federation_listen.is_empty() {
@@ -285,12 +274,7 @@ async fn main() -> Result<()> {
                 report.chats, report.messages, indexed
             );
         }
-        Top::ExportDocument {
-            common,
-            chat,
-            document,
-            out,
-        } => {
+        Top::ExportDocument { common, chat, document, out } => {
             init_logs("text");
             let config = load_config(&common, None)?;
             let store = server::open_store(&config)?;
@@ -349,12 +333,7 @@ async fn peer_command(command: PeerCommand) -> Result<()> {
             println!("{token}");
             eprintln!("valid until {expires_s} (Unix seconds)");
         }
-        PeerCommand::Add {
-            name,
-            address,
-            invite,
-            ..
-        } => {
+        PeerCommand::Add { name, address, invite, .. } => {
             let now = confab_node::model::now_ms();
             let (org, record) =
                 federation::new_peer(name, address.as_deref(), invite.as_deref(), now)
@@ -385,14 +364,8 @@ async fn offline_engine(
     store: std::sync::Arc<dyn confab_node::store::KvStore>,
     config: &Config,
 ) -> Result<(engine::EngineHandle, tokio::task::JoinHandle<()>)> {
-    let (engine, _hub, task) = engine::start(
-        store,
-        config.org_name.clone(),
-        config.limits.clone(),
-        None,
-        None,
-    )
-    .await?;
+    let (engine, _hub, task) =
+        engine::start(store, config.org_name.clone(), config.limits.clone(), None, None).await?;
     Ok((engine, task))
 }
 
@@ -435,13 +408,7 @@ async fn user_command(command: UserCommand) -> Result<()> {
     }
     let (engine, task) = offline_engine(store, &config).await?;
     match command {
-        UserCommand::Create {
-            username,
-            password: given,
-            password_stdin,
-            admin,
-            ..
-        } => {
+        UserCommand::Create { username, password: given, password_stdin, admin, .. } => {
             let password = password(given, password_stdin)?;
             let hash = accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
             let user = engine
@@ -455,26 +422,13 @@ async fn user_command(command: UserCommand) -> Result<()> {
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "created {}{}",
-                user.id,
-                if user.is_admin { " (admin)" } else { "" }
-            );
+            println!("created {}{}", user.id, if user.is_admin { " (admin)" } else { "" });
         }
-        UserCommand::ResetPassword {
-            username,
-            password: given,
-            password_stdin,
-            ..
-        } => {
+        UserCommand::ResetPassword { username, password: given, password_stdin, .. } => {
             let password = password(given, password_stdin)?;
             let hash = accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
             let user = engine
-                .call(|reply| Command::SetPassword {
-                    username,
-                    password_hash: hash,
-                    reply,
-                })
+                .call(|reply| Command::SetPassword { username, password_hash: hash, reply })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("password reset for {}; their sessions are ended", user.id);

@@ -120,9 +120,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            registration_open: true,
-        }
+        Self { registration_open: true }
     }
 }
 
@@ -272,9 +270,7 @@ impl MessageView {
 
     /// Adds or removes `user`'s `emoji`; false if nothing changed.
     pub fn set_reaction(&mut self, emoji: &str, user: &UserId, on: bool) -> bool {
-        let position = self
-            .reactions
-            .binary_search_by(|r| r.emoji.as_str().cmp(emoji));
+        let position = self.reactions.binary_search_by(|r| r.emoji.as_str().cmp(emoji));
         match (position, on) {
             (Ok(at), true) => {
                 let users = &mut self.reactions[at].users;
@@ -298,11 +294,7 @@ impl MessageView {
             (Err(slot), true) => {
                 self.reactions.insert(
                     slot,
-                    ReactionView {
-                        emoji: emoji.to_string(),
-                        count: 1,
-                        users: vec![user.clone()],
-                    },
+                    ReactionView { emoji: emoji.to_string(), count: 1, users: vec![user.clone()] },
                 );
             }
             (Err(_), false) => return false,

@@ -62,10 +62,7 @@ pub struct PresenceTracker {
 
 impl PresenceTracker {
     pub fn new(config: PresenceConfig) -> Self {
-        Self {
-            config,
-            users: HashMap::new(),
-        }
+        Self { config, users: HashMap::new() }
     }
 
     /// A heartbeat (or a new connection) from `device` of `user`.
@@ -81,13 +78,7 @@ impl PresenceTracker {
             published: Status::Offline,
             last_active_ms: 0,
         });
-        state.devices.insert(
-            device,
-            Device {
-                last_seen_ms: now_ms,
-                idle,
-            },
-        );
+        state.devices.insert(device, Device { last_seen_ms: now_ms, idle });
         if !idle {
             state.last_active_ms = now_ms;
         }
@@ -107,17 +98,13 @@ impl PresenceTracker {
         let mut changed_users = Vec::new();
         for (user, state) in &mut self.users {
             let before = state.devices.len();
-            state
-                .devices
-                .retain(|_, device| now_ms.saturating_sub(device.last_seen_ms) < lapse);
+            state.devices.retain(|_, device| now_ms.saturating_sub(device.last_seen_ms) < lapse);
             if state.devices.len() != before {
                 changed_users.push(user.clone());
             }
         }
-        let changes = changed_users
-            .iter()
-            .filter_map(|user| self.republish(user, now_ms))
-            .collect();
+        let changes =
+            changed_users.iter().filter_map(|user| self.republish(user, now_ms)).collect();
         // Forget offline users with no devices, so memory follows who is connected.
         self.users
             .retain(|_, state| !state.devices.is_empty() || state.published != Status::Offline);
@@ -127,10 +114,8 @@ impl PresenceTracker {
     fn republish(&mut self, user: &UserId, now_ms: u64) -> Option<PresenceView> {
         let lapse = self.config.lapse_ms();
         let state = self.users.get_mut(user)?;
-        let alive = state
-            .devices
-            .values()
-            .filter(|d| now_ms.saturating_sub(d.last_seen_ms) < lapse);
+        let alive =
+            state.devices.values().filter(|d| now_ms.saturating_sub(d.last_seen_ms) < lapse);
         let mut status = Status::Offline;
         for device in alive {
             if !device.idle {
@@ -143,11 +128,7 @@ impl PresenceTracker {
             return None;
         }
         state.published = status;
-        Some(PresenceView {
-            user_id: user.clone(),
-            status,
-            last_active_ms: state.last_active_ms,
-        })
+        Some(PresenceView { user_id: user.clone(), status, last_active_ms: state.last_active_ms })
     }
 
     pub fn view(&self, user: &UserId) -> PresenceView {
@@ -157,11 +138,9 @@ impl PresenceTracker {
                 status: state.published,
                 last_active_ms: state.last_active_ms,
             },
-            None => PresenceView {
-                user_id: user.clone(),
-                status: Status::Offline,
-                last_active_ms: 0,
-            },
+            None => {
+                PresenceView { user_id: user.clone(), status: Status::Offline, last_active_ms: 0 }
+            }
         }
     }
 
@@ -190,25 +169,16 @@ mod tests {
     fn online_then_offline_after_three_missed_heartbeats() {
         let mut presence = tracker();
         let change = presence.heartbeat(&alice(), 1, false, 1_000).unwrap();
-        assert_eq!(
-            (change.status, change.last_active_ms),
-            (Status::Online, 1_000)
-        );
+        assert_eq!((change.status, change.last_active_ms), (Status::Online, 1_000));
         assert_eq!(
             presence.heartbeat(&alice(), 1, false, 6_000),
             None,
             "heartbeats publish nothing"
         );
-        assert!(
-            presence.tick(20_000).is_empty(),
-            "14 s after the last heartbeat: still online"
-        );
+        assert!(presence.tick(20_000).is_empty(), "14 s after the last heartbeat: still online");
         let changes = presence.tick(21_000);
         assert_eq!(changes.len(), 1);
-        assert_eq!(
-            (changes[0].status, changes[0].last_active_ms),
-            (Status::Offline, 6_000)
-        );
+        assert_eq!((changes[0].status, changes[0].last_active_ms), (Status::Offline, 6_000));
         assert_eq!(presence.tracked_users(), 0);
     }
 
@@ -222,10 +192,7 @@ mod tests {
             None,
             "a new device of an online user"
         );
-        assert!(
-            presence.tick(16_000).is_empty(),
-            "the old device lapses, the user stays online"
-        );
+        assert!(presence.tick(16_000).is_empty(), "the old device lapses, the user stays online");
         assert_eq!(presence.view(&alice()).status, Status::Online);
     }
 
@@ -233,17 +200,8 @@ mod tests {
     fn idle_devices_make_the_user_away() {
         let mut presence = tracker();
         presence.heartbeat(&alice(), 1, false, 0);
-        assert_eq!(
-            presence.heartbeat(&alice(), 1, true, 5_000).unwrap().status,
-            Status::Away
-        );
-        assert_eq!(
-            presence
-                .heartbeat(&alice(), 2, false, 6_000)
-                .unwrap()
-                .status,
-            Status::Online
-        );
+        assert_eq!(presence.heartbeat(&alice(), 1, true, 5_000).unwrap().status, Status::Away);
+        assert_eq!(presence.heartbeat(&alice(), 2, false, 6_000).unwrap().status, Status::Online);
         assert_eq!(presence.view(&alice()).last_active_ms, 6_000);
     }
 }

@@ -58,17 +58,11 @@ impl LiveDevices {
         if let Ok(mut sessions) = self.sessions.lock() {
             *sessions.entry(device).or_default() += 1;
         }
-        LiveGuard {
-            live: self.clone(),
-            device,
-        }
+        LiveGuard { live: self.clone(), device }
     }
 
     pub fn is_live(&self, device: &DeviceId) -> bool {
-        self.sessions
-            .lock()
-            .map(|sessions| sessions.contains_key(device))
-            .unwrap_or(false)
+        self.sessions.lock().map(|sessions| sessions.contains_key(device)).unwrap_or(false)
     }
 }
 
@@ -114,21 +108,11 @@ struct PostError {
 
 impl PostError {
     fn refused(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            passing: false,
-            retry_after_s: None,
-            status: None,
-        }
+        Self { message: message.into(), passing: false, retry_after_s: None, status: None }
     }
 
     fn passing(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            passing: true,
-            retry_after_s: None,
-            status: None,
-        }
+        Self { message: message.into(), passing: true, retry_after_s: None, status: None }
     }
 }
 
@@ -136,9 +120,7 @@ impl PostError {
 /// `max`, or the relay's `Retry-After` when longer (itself at most `max`).
 fn retry_delay(base_ms: u64, max_ms: u64, retry: u32, retry_after_s: Option<u64>) -> Duration {
     let backoff = base_ms.saturating_mul(1u64 << retry.min(20)).min(max_ms);
-    let asked = retry_after_s
-        .map_or(0, |s| s.saturating_mul(1000))
-        .min(max_ms);
+    let asked = retry_after_s.map_or(0, |s| s.saturating_mul(1000)).min(max_ms);
     Duration::from_millis(backoff.max(asked))
 }
 
@@ -276,10 +258,7 @@ impl Pusher {
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // The devices read those messages from the node when they reconnect.
-                    tracing::warn!(
-                        missed,
-                        "push: fell behind the event hub; some pushes skipped"
-                    );
+                    tracing::warn!(missed, "push: fell behind the event hub; some pushes skipped");
                     self.counters.dropped.fetch_add(missed, Ordering::Relaxed);
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -301,10 +280,7 @@ impl Pusher {
             }
         };
         for device in targets {
-            let job = Job {
-                device,
-                message: message.clone(),
-            };
+            let job = Job { device, message: message.clone() };
             if let Err(mpsc::error::TrySendError::Full(job)) = jobs.try_send(job) {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(device = %job.device.id, "push: queue full, push dropped");
@@ -354,12 +330,7 @@ impl Pusher {
             if !is_notifying(&member.user_id, level, dnd, message) {
                 continue;
             }
-            targets.extend(
-                devices
-                    .iter()
-                    .filter(|device| !self.live.is_live(&device.id))
-                    .cloned(),
-            );
+            targets.extend(devices.iter().filter(|device| !self.live.is_live(&device.id)).cloned());
         }
         Ok(targets)
     }
@@ -368,10 +339,8 @@ impl Pusher {
         match self.deliver(device, message).await {
             Ok(Stored::Woken) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                self.engine.notify(Command::MarkNotified {
-                    chat: message.chat_id,
-                    message: message.id,
-                });
+                self.engine
+                    .notify(Command::MarkNotified { chat: message.chat_id, message: message.id });
             }
             Ok(Stored::Silently(report)) => {
                 // The device reads it when it next connects; no notification was sent.
@@ -467,9 +436,7 @@ impl Pusher {
                 let ttl_ms = u64::from(self.config.envelope_ttl_s) * 1000;
                 let moot = now_ms() >= pending.recorded_ms.saturating_add(ttl_ms);
                 if !error.passing || moot {
-                    self.counters
-                        .renounce_failed
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters.renounce_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(relay = %relay.url, queue = %relay.queue, error = %error.message, "push: could not renounce the capability at the relay; given up");
                 } else {
                     tracing::info!(relay = %relay.url, queue = %relay.queue, error = %error.message, "push: renunciation not taken yet; will try again");
@@ -480,10 +447,8 @@ impl Pusher {
         // Forgotten durably before the key leaves the in-flight set, so no later round sends
         // it again.
         if done {
-            if let Err(error) = self
-                .engine
-                .call(|reply| Command::ForgetRenunciation { key, reply })
-                .await
+            if let Err(error) =
+                self.engine.call(|reply| Command::ForgetRenunciation { key, reply }).await
             {
                 tracing::warn!(%error, "push: could not forget a renunciation; it will be sent again");
             }
@@ -496,11 +461,8 @@ impl Pusher {
         let request = RenounceRequest::sign(&self.key, capability, now_ms());
         let body =
             serde_json::to_vec(&request).map_err(|error| PostError::refused(error.to_string()))?;
-        let url = format!(
-            "{}/v1/queues/{}/renunciations",
-            relay.url.trim_end_matches('/'),
-            relay.queue
-        );
+        let url =
+            format!("{}/v1/queues/{}/renunciations", relay.url.trim_end_matches('/'), relay.queue);
         match self.post_until_taken(&url, bytes::Bytes::from(body)).await {
             Ok(_) => Ok(()),
             // The device deleted its queue itself (as the browser does when removed here).
@@ -548,10 +510,7 @@ impl Pusher {
         device: &DeviceRecord,
         message: &MessageView,
     ) -> Result<(String, bytes::Bytes), PostError> {
-        let relay = device
-            .relay
-            .as_ref()
-            .ok_or(PostError::refused("no relay"))?;
+        let relay = device.relay.as_ref().ok_or(PostError::refused("no relay"))?;
         let capability = CapabilityToken::from_text(&relay.capability)
             .map_err(|error| PostError::refused(format!("stored capability: {error}")))?;
         let plaintext = push_payload(message);
@@ -576,11 +535,8 @@ impl Pusher {
         );
         let body =
             serde_json::to_vec(&request).map_err(|error| PostError::refused(error.to_string()))?;
-        let url = format!(
-            "{}/v1/queues/{}/envelopes",
-            relay.url.trim_end_matches('/'),
-            relay.queue
-        );
+        let url =
+            format!("{}/v1/queues/{}/envelopes", relay.url.trim_end_matches('/'), relay.queue);
         Ok((url, bytes::Bytes::from(body)))
     }
 
@@ -614,12 +570,7 @@ impl Pusher {
             .await
             .ok()
             .and_then(|body| body.ok())
-            .map(|body| {
-                String::from_utf8_lossy(&body.to_bytes())
-                    .chars()
-                    .take(300)
-                    .collect()
-            })
+            .map(|body| String::from_utf8_lossy(&body.to_bytes()).chars().take(300).collect())
             .unwrap_or_default();
         let passing = status.is_server_error()
             || status == axum::http::StatusCode::TOO_MANY_REQUESTS
@@ -689,24 +640,15 @@ mod tests {
     #[test]
     fn only_a_wake_up_counts_as_a_notification() {
         let stored = |answer: &str| Stored::from_answer(Some(answer.as_bytes()));
-        assert_eq!(
-            stored(r#"{"status":"queued","push":"queued"}"#),
-            Stored::Woken
-        );
-        assert_eq!(
-            stored(r#"{"status":"duplicate","push":"subscribed"}"#),
-            Stored::Woken
-        );
+        assert_eq!(stored(r#"{"status":"queued","push":"queued"}"#), Stored::Woken);
+        assert_eq!(stored(r#"{"status":"duplicate","push":"subscribed"}"#), Stored::Woken);
         for push in ["no_subscription", "very_low", "dropped"] {
             assert_eq!(
                 stored(&format!(r#"{{"status":"queued","push":"{push}"}}"#)),
                 Stored::Silently(push.into())
             );
         }
-        assert!(matches!(
-            stored(r#"{"status":"queued"}"#),
-            Stored::Silently(_)
-        ));
+        assert!(matches!(stored(r#"{"status":"queued"}"#), Stored::Silently(_)));
         assert!(matches!(Stored::from_answer(None), Stored::Silently(_)));
     }
 

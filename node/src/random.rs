@@ -9,11 +9,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     // panic, and log loudly.
     if let Err(error) = getrandom::fill(&mut bytes) {
         tracing::error!(%error, "OS random generator failed");
-        let seed = Sha256::digest(format!(
-            "{:?}{}",
-            std::time::SystemTime::now(),
-            std::process::id()
-        ));
+        let seed =
+            Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()));
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = seed[i % 32];
         }

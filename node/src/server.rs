@@ -29,10 +29,7 @@ pub enum ServeError {
     #[error(transparent)]
     Key(#[from] crate::org_key::KeyError),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     #[error("media store: {0}")]
@@ -122,16 +119,8 @@ pub async fn serve(
     } else {
         None
     };
-    let mut state = AppState::new(
-        store,
-        engine,
-        hub,
-        config,
-        stop_receiver,
-        blobs,
-        Some(search),
-    )
-    .with_pusher(pusher);
+    let mut state = AppState::new(store, engine, hub, config, stop_receiver, blobs, Some(search))
+        .with_pusher(pusher);
     let mut federation_task = None;
     if let Some((handle, task)) = federation {
         state = state.with_federation(handle);
@@ -158,10 +147,7 @@ pub async fn serve(
         let _ = task.await;
     }
     // The router (and its engine handles) are dropped now; the engine drains and stops.
-    if tokio::time::timeout(ENGINE_STOP_TIMEOUT, engine_task)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(ENGINE_STOP_TIMEOUT, engine_task).await.is_err() {
         tracing::warn!("engine did not stop in time");
     }
     let _ = collector.await;

@@ -24,10 +24,7 @@ pub fn settings(store: &dyn KvRead) -> Result<Settings, StoreError> {
 }
 
 pub fn user(store: &dyn KvRead, localpart: &str) -> Result<Option<UserRecord>, StoreError> {
-    store
-        .get(Tree::Users, localpart.as_bytes())?
-        .map(|b| decode(&b))
-        .transpose()
+    store.get(Tree::Users, localpart.as_bytes())?.map(|b| decode(&b)).transpose()
 }
 
 pub fn users(store: &dyn KvRead) -> Result<Vec<UserRecord>, StoreError> {
@@ -39,10 +36,7 @@ pub fn users(store: &dyn KvRead) -> Result<Vec<UserRecord>, StoreError> {
 }
 
 pub fn chat(store: &dyn KvRead, chat: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
-    store
-        .get(Tree::Chats, chat.as_bytes())?
-        .map(|b| decode(&b))
-        .transpose()
+    store.get(Tree::Chats, chat.as_bytes())?.map(|b| decode(&b)).transpose()
 }
 
 pub fn all_chats(store: &dyn KvRead) -> Result<Vec<ChatRecord>, StoreError> {
@@ -63,12 +57,7 @@ pub fn role(store: &dyn KvRead, chat: &ChatId, user: &UserId) -> Result<Option<R
 
 pub fn members(store: &dyn KvRead, chat: &ChatId) -> Result<Vec<MemberView>, StoreError> {
     store
-        .range(
-            Tree::Members,
-            prefix_range(chat.as_bytes()),
-            false,
-            usize::MAX,
-        )?
+        .range(Tree::Members, prefix_range(chat.as_bytes()), false, usize::MAX)?
         .iter()
         .map(|(_, v)| decode(v))
         .collect()
@@ -96,10 +85,7 @@ pub fn message(
     chat: &ChatId,
     id: &MessageId,
 ) -> Result<Option<MessageView>, StoreError> {
-    store
-        .get(Tree::Messages, &keys::message(chat, id))?
-        .map(|b| decode(&b))
-        .transpose()
+    store.get(Tree::Messages, &keys::message(chat, id))?.map(|b| decode(&b)).transpose()
 }
 
 /// A page of history, oldest first. Without bounds: the newest `limit`.
@@ -122,10 +108,7 @@ pub fn history(
     if reverse {
         page.reverse();
     }
-    let messages = page
-        .iter()
-        .map(|(_, v)| decode(v))
-        .collect::<Result<Vec<MessageView>, _>>()?;
+    let messages = page.iter().map(|(_, v)| decode(v)).collect::<Result<Vec<MessageView>, _>>()?;
     Ok((messages, has_more))
 }
 
@@ -149,9 +132,8 @@ pub fn chat_list_entry(
 ) -> Result<ChatListEntry, StoreError> {
     let last_read = read_marker(store, user, &record.id)?;
     let (start, end) = prefix_range(record.id.as_bytes());
-    let start = last_read
-        .as_ref()
-        .map_or(start, |id| Bound::Excluded(keys::message(&record.id, id)));
+    let start =
+        last_read.as_ref().map_or(start, |id| Bound::Excluded(keys::message(&record.id, id)));
     let mut unread_count = 0;
     let mut mention_count = 0;
     for (_, value) in store.range(Tree::Messages, (start, end), false, unread_max)? {
@@ -191,9 +173,7 @@ pub fn chat_list(
         }
     }
     entries.sort_by(|a, b| {
-        b.last_activity_ms
-            .cmp(&a.last_activity_ms)
-            .then(a.chat.id.cmp(&b.chat.id))
+        b.last_activity_ms.cmp(&a.last_activity_ms).then(a.chat.id.cmp(&b.chat.id))
     });
     Ok(entries)
 }
@@ -225,11 +205,7 @@ pub fn parse_mentions(store: &dyn KvRead, org_name: &str, body: &str) -> (Vec<Us
     let mut users = Vec::new();
     let mut all = false;
     for (at, _) in body.match_indices('@') {
-        if body[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric())
-        {
+        if body[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric()) {
             continue; // an e-mail address, not a mention
         }
         let name: String = body[at + 1..]
@@ -260,12 +236,10 @@ pub fn notification_level(
     user: &UserId,
     chat: &ChatRecord,
 ) -> Result<NotificationLevel, StoreError> {
-    Ok(
-        match store.get(Tree::NotifySettings, &keys::user_chat(user, &chat.id))? {
-            Some(bytes) => decode(&bytes)?,
-            None => NotificationLevel::default_for(chat.kind),
-        },
-    )
+    Ok(match store.get(Tree::NotifySettings, &keys::user_chat(user, &chat.id))? {
+        Some(bytes) => decode(&bytes)?,
+        None => NotificationLevel::default_for(chat.kind),
+    })
 }
 
 /// The user's notification level for each of their chats.
@@ -288,12 +262,7 @@ pub fn devices(
     user: &UserId,
 ) -> Result<Vec<crate::model::DeviceRecord>, StoreError> {
     store
-        .range(
-            Tree::Devices,
-            prefix_range(&keys::user_prefix(user)),
-            false,
-            usize::MAX,
-        )?
+        .range(Tree::Devices, prefix_range(&keys::user_prefix(user)), false, usize::MAX)?
         .iter()
         .map(|(_, v)| decode(v))
         .collect()
@@ -306,10 +275,7 @@ pub fn device(
 ) -> Result<Option<crate::model::DeviceRecord>, StoreError> {
     let mut key = keys::user_prefix(user);
     key.extend_from_slice(device.as_bytes());
-    store
-        .get(Tree::Devices, &key)?
-        .map(|b| decode(&b))
-        .transpose()
+    store.get(Tree::Devices, &key)?.map(|b| decode(&b)).transpose()
 }
 
 /// Pending renunciations (`renunciations/v1`) with their keys: one user's, or everyone's

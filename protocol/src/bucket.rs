@@ -45,9 +45,7 @@ pub const EMOJI_BYTES_MAX: usize = 32;
 pub fn valid_emoji(emoji: &str) -> bool {
     !emoji.is_empty()
         && emoji.len() <= EMOJI_BYTES_MAX
-        && !emoji
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+        && !emoji.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':')
 }
 
 /// Splits the part of a reaction key after the organisation: `<message id>:<emoji>:<user>`.
@@ -93,18 +91,12 @@ impl AttachmentRecord {
     /// separators; at most 4 thumbnails.
     pub fn is_well_formed(&self) -> bool {
         let hex_id = |id: &str| {
-            id.len() == 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         hex_id(&self.id)
             && !self.name.is_empty()
             && self.name.len() <= 255
-            && !self
-                .name
-                .chars()
-                .any(|c| c.is_control() || c == '/' || c == '\\')
+            && !self.name.chars().any(|c| c.is_control() || c == '/' || c == '\\')
             && !self.mime.is_empty()
             && self.mime.len() <= 100
             && self.thumbnails.len() <= 4
@@ -166,11 +158,7 @@ pub fn genesis(doc: &mut AutoCommit) -> Result<Collections, AutomergeError> {
     let messages = doc.put_object(ROOT, MESSAGES, ObjType::Map)?;
     let updates = doc.put_object(ROOT, UPDATES, ObjType::Map)?;
     let reactions = doc.put_object(ROOT, REACTIONS, ObjType::Map)?;
-    Ok(Collections {
-        messages,
-        updates,
-        reactions,
-    })
+    Ok(Collections { messages, updates, reactions })
 }
 
 /// Finds the collection maps of an existing bucket.
@@ -207,11 +195,7 @@ pub fn put_message(
     record: &MessageRecord,
 ) -> Result<(), AutomergeError> {
     let json = serde_json::to_string(record).unwrap_or_default();
-    doc.put(
-        &collections.messages,
-        namespaced_key(org, &id.to_string()),
-        json,
-    )
+    doc.put(&collections.messages, namespaced_key(org, &id.to_string()), json)
 }
 
 pub fn put_update(
@@ -221,11 +205,7 @@ pub fn put_update(
     record: &UpdateRecord,
 ) -> Result<(), AutomergeError> {
     let json = serde_json::to_string(record).unwrap_or_default();
-    doc.put(
-        &collections.updates,
-        namespaced_key(org, &record.target.to_string()),
-        json,
-    )
+    doc.put(&collections.updates, namespaced_key(org, &record.target.to_string()), json)
 }
 
 /// Puts a reaction (`on`) or its removal into the current bucket.
@@ -239,11 +219,7 @@ pub fn put_reaction(
     on: bool,
 ) -> Result<(), AutomergeError> {
     let key = namespaced_key(org, &format!("{message}:{emoji}:{user}"));
-    doc.put(
-        &collections.reactions,
-        key,
-        if on { REACTION_ON } else { REACTION_OFF },
-    )
+    doc.put(&collections.reactions, key, if on { REACTION_ON } else { REACTION_OFF })
 }
 
 /// A reaction entry of a bucket.
@@ -345,9 +321,7 @@ mod tests {
             target: id,
             by: "alice@acme".parse().unwrap(),
             at: HlcTime { ms: 11, counter: 0 },
-            op: UpdateOp::Edit {
-                body: "hello".into(),
-            },
+            op: UpdateOp::Edit { body: "hello".into() },
         };
         put_update(&mut doc, &collections, &org, &update).unwrap();
         doc.commit();

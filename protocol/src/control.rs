@@ -209,24 +209,15 @@ pub fn read(doc: &impl ReadDoc) -> Result<ControlState, ControlError> {
     };
     let mut members = BTreeMap::new();
     for (key, record) in entries::<MemberRecord>(doc, "members")? {
-        members.insert(
-            key.parse().map_err(|_| ControlError::Field("members"))?,
-            record,
-        );
+        members.insert(key.parse().map_err(|_| ControlError::Field("members"))?, record);
     }
     let mut orgs = BTreeMap::new();
     for (key, ranges) in entries::<Vec<(u64, Option<u64>)>>(doc, "orgs")? {
-        orgs.insert(
-            key.parse().map_err(|_| ControlError::Field("orgs"))?,
-            ranges,
-        );
+        orgs.insert(key.parse().map_err(|_| ControlError::Field("orgs"))?, ranges);
     }
     let mut buckets = BTreeMap::new();
     for (key, record) in entries::<BucketRecord>(doc, "buckets")? {
-        buckets.insert(
-            key.parse().map_err(|_| ControlError::Field("buckets"))?,
-            record,
-        );
+        buckets.insert(key.parse().map_err(|_| ControlError::Field("buckets"))?, record);
     }
     Ok(ControlState {
         info,
@@ -281,13 +272,7 @@ mod tests {
             &info,
             "general",
             "",
-            (
-                &alice,
-                &MemberRecord {
-                    role: Role::Owner,
-                    org: owner,
-                },
-            ),
+            (&alice, &MemberRecord { role: Role::Owner, org: owner }),
         )
         .unwrap();
         doc.commit();
@@ -297,14 +282,8 @@ mod tests {
         assert_eq!(state.epoch, 1);
         assert_eq!(state.members[&alice].role, Role::Owner);
         assert_eq!(state.org_at_epoch(&owner, 1), MembershipAnswer::Member);
-        assert_eq!(
-            state.org_at_epoch(&owner, 2),
-            MembershipAnswer::UnknownEpoch
-        );
-        assert_eq!(
-            state.org_at_epoch(&OrgId::from_bytes([2; 32]), 1),
-            MembershipAnswer::NotMember
-        );
+        assert_eq!(state.org_at_epoch(&owner, 2), MembershipAnswer::UnknownEpoch);
+        assert_eq!(state.org_at_epoch(&OrgId::from_bytes([2; 32]), 1), MembershipAnswer::NotMember);
     }
 
     #[test]
@@ -324,13 +303,7 @@ mod tests {
             &info,
             "x",
             "",
-            (
-                &alice,
-                &MemberRecord {
-                    role: Role::Owner,
-                    org: owner,
-                },
-            ),
+            (&alice, &MemberRecord { role: Role::Owner, org: owner }),
         )
         .unwrap();
         set_org_ranges(&mut doc, &globex, &[(2, Some(4))]).unwrap();

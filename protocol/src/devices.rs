@@ -88,10 +88,7 @@ impl DeviceList {
     /// Signs the list with the organisation key; `org` must be that key's id.
     pub fn sign(self, org: &OrgKey) -> Result<SignedDeviceList, DeviceListError> {
         let signature = org_sign(org, RelayDomain::DeviceList, &self.signed_payload()?);
-        Ok(SignedDeviceList {
-            list: self,
-            signature,
-        })
+        Ok(SignedDeviceList { list: self, signature })
     }
 }
 
@@ -99,12 +96,7 @@ impl SignedDeviceList {
     /// Checks the signature by the organisation the list names, strictly.
     pub fn verify(&self) -> Result<(), DeviceListError> {
         let payload = self.list.signed_payload()?;
-        verify(
-            self.list.org.as_bytes(),
-            RelayDomain::DeviceList,
-            &payload,
-            &self.signature,
-        )?;
+        verify(self.list.org.as_bytes(), RelayDomain::DeviceList, &payload, &self.signature)?;
         Ok(())
     }
 }

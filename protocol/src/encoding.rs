@@ -14,8 +14,7 @@ fn base32hex_lower() -> &'static Encoding {
         spec.symbols.push_str("0123456789abcdefghijklmnopqrstuv");
         // A valid static specification; failure here would be a programming error caught by
         // every test run.
-        spec.encoding()
-            .unwrap_or_else(|_| data_encoding::BASE32HEX_NOPAD.clone())
+        spec.encoding().unwrap_or_else(|_| data_encoding::BASE32HEX_NOPAD.clone())
     })
 }
 

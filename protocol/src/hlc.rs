@@ -31,10 +31,7 @@ impl Hlc {
     /// The next time, strictly after every time handed out or observed so far.
     pub fn tick(&mut self, now_ms: u64) -> HlcTime {
         let next = if now_ms > self.last.ms {
-            HlcTime {
-                ms: now_ms,
-                counter: 0,
-            }
+            HlcTime { ms: now_ms, counter: 0 }
         } else {
             Self::successor(self.last)
         };
@@ -51,14 +48,8 @@ impl Hlc {
 
     fn successor(time: HlcTime) -> HlcTime {
         match time.counter.checked_add(1) {
-            Some(counter) => HlcTime {
-                ms: time.ms,
-                counter,
-            },
-            None => HlcTime {
-                ms: time.ms + 1,
-                counter: 0,
-            },
+            Some(counter) => HlcTime { ms: time.ms, counter },
+            None => HlcTime { ms: time.ms + 1, counter: 0 },
         }
     }
 }
@@ -75,25 +66,13 @@ mod tests {
         let c = hlc.tick(50);
         let d = hlc.tick(101);
         assert!(a < b && b < c && c < d, "{a:?} {b:?} {c:?} {d:?}");
-        hlc.observe(HlcTime {
-            ms: 500,
-            counter: 3,
-        });
-        assert_eq!(
-            hlc.tick(200),
-            HlcTime {
-                ms: 500,
-                counter: 4
-            }
-        );
+        hlc.observe(HlcTime { ms: 500, counter: 3 });
+        assert_eq!(hlc.tick(200), HlcTime { ms: 500, counter: 4 });
     }
 
     #[test]
     fn counter_overflow_moves_to_the_next_millisecond() {
-        let mut hlc = Hlc::resume_after(HlcTime {
-            ms: 7,
-            counter: u16::MAX,
-        });
+        let mut hlc = Hlc::resume_after(HlcTime { ms: 7, counter: u16::MAX });
         assert_eq!(hlc.tick(7), HlcTime { ms: 8, counter: 0 });
     }
 }

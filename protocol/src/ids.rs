@@ -7,10 +7,7 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{kind} must be {expected}")]
-    Malformed {
-        kind: &'static str,
-        expected: &'static str,
-    },
+    Malformed { kind: &'static str, expected: &'static str },
 }
 
 pub(crate) fn malformed(kind: &'static str, expected: &'static str) -> IdError {
@@ -136,10 +133,7 @@ impl MessageId {
 
     /// The hybrid logical clock time the id was minted at.
     pub fn hlc_time(&self) -> crate::HlcTime {
-        crate::HlcTime {
-            ms: self.time_ms(),
-            counter: u16::from_be_bytes([self.0[6], self.0[7]]),
-        }
+        crate::HlcTime { ms: self.time_ms(), counter: u16::from_be_bytes([self.0[6], self.0[7]]) }
     }
 
     /// True if the id carries this organisation's tag.
@@ -162,10 +156,7 @@ pub fn validate_localpart(text: &str) -> Result<(), IdError> {
         && text
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && text
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -178,13 +169,8 @@ pub fn validate_localpart(text: &str) -> Result<(), IdError> {
 pub fn validate_org_name(text: &str) -> Result<(), IdError> {
     let expected = "1-63 characters of a-z 0-9 -, starting with a letter or digit";
     let ok = (1..=63).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && text
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -203,10 +189,7 @@ impl UserId {
     pub fn new(localpart: &str, org_name: &str) -> Result<Self, IdError> {
         validate_localpart(localpart)?;
         validate_org_name(org_name)?;
-        Ok(Self {
-            text: format!("{localpart}@{org_name}"),
-            at: localpart.len(),
-        })
+        Ok(Self { text: format!("{localpart}@{org_name}"), at: localpart.len() })
     }
 
     pub fn localpart(&self) -> &str {
@@ -237,9 +220,8 @@ impl fmt::Debug for UserId {
 impl FromStr for UserId {
     type Err = IdError;
     fn from_str(text: &str) -> Result<Self, IdError> {
-        let (local, org) = text
-            .split_once('@')
-            .ok_or_else(|| malformed("user id", "localpart@org"))?;
+        let (local, org) =
+            text.split_once('@').ok_or_else(|| malformed("user id", "localpart@org"))?;
         Self::new(local, org)
     }
 }
@@ -265,17 +247,11 @@ impl DocId {
     pub const LEN: usize = 20;
 
     pub fn control(chat: ChatId) -> Self {
-        Self {
-            chat,
-            kind: DocKind::Control,
-        }
+        Self { chat, kind: DocKind::Control }
     }
 
     pub fn bucket(chat: ChatId, number: u32) -> Self {
-        Self {
-            chat,
-            kind: DocKind::Bucket(number),
-        }
+        Self { chat, kind: DocKind::Bucket(number) }
     }
 
     /// The document index on the wire: 0 for the control document, the bucket number otherwise.
@@ -330,16 +306,8 @@ mod tests {
         let user: UserId = "alice@acme".parse().unwrap();
         assert_eq!(user.localpart(), "alice");
         assert_eq!(user.org_name(), "acme");
-        for bad in [
-            "",
-            "alice",
-            "@acme",
-            "alice@",
-            "Alice@acme",
-            "al ice@acme",
-            "-a@acme",
-            "a@b@c",
-        ] {
+        for bad in ["", "alice", "@acme", "alice@", "Alice@acme", "al ice@acme", "-a@acme", "a@b@c"]
+        {
             assert!(bad.parse::<UserId>().is_err(), "{bad:?} must be rejected");
         }
         assert!(UserId::new(&"a".repeat(33), "acme").is_err());
@@ -349,30 +317,9 @@ mod tests {
     #[test]
     fn message_ids_sort_by_time_and_carry_the_org() {
         let org = OrgId::from_bytes([7; 32]);
-        let a = MessageId::new(
-            crate::HlcTime {
-                ms: 1_000,
-                counter: 5,
-            },
-            &org,
-            [9; 4],
-        );
-        let b = MessageId::new(
-            crate::HlcTime {
-                ms: 1_000,
-                counter: 6,
-            },
-            &org,
-            [0; 4],
-        );
-        let c = MessageId::new(
-            crate::HlcTime {
-                ms: 1_001,
-                counter: 0,
-            },
-            &org,
-            [0; 4],
-        );
+        let a = MessageId::new(crate::HlcTime { ms: 1_000, counter: 5 }, &org, [9; 4]);
+        let b = MessageId::new(crate::HlcTime { ms: 1_000, counter: 6 }, &org, [0; 4]);
+        let c = MessageId::new(crate::HlcTime { ms: 1_001, counter: 0 }, &org, [0; 4]);
         assert!(a < b && b < c);
         assert!(a.to_string() < b.to_string() && b.to_string() < c.to_string());
         assert_eq!(a.time_ms(), 1_000);
@@ -406,11 +353,7 @@ mod tests {
     #[test]
     fn doc_ids_round_trip() {
         let chat = ChatId::from_bytes([3; 16]);
-        for doc in [
-            DocId::control(chat),
-            DocId::bucket(chat, 1),
-            DocId::bucket(chat, u32::MAX),
-        ] {
+        for doc in [DocId::control(chat), DocId::bucket(chat, 1), DocId::bucket(chat, u32::MAX)] {
             assert_eq!(DocId::from_bytes(&doc.to_bytes()), Some(doc));
         }
         assert_eq!(DocId::from_bytes(&[0; 19]), None);

@@ -126,10 +126,7 @@ mod tests {
     fn sign_verify_and_domain_separation() {
         let key = OrgKey::from_seed([1; 32]);
         let signature = key.sign(Domain::SignedChange, b"payload");
-        assert_eq!(
-            verify(&key.id(), Domain::SignedChange, b"payload", &signature),
-            Ok(())
-        );
+        assert_eq!(verify(&key.id(), Domain::SignedChange, b"payload", &signature), Ok(()));
         assert_eq!(
             verify(&key.id(), Domain::SignedChange, b"payloaD", &signature),
             Err(SignatureError::Invalid)

@@ -236,12 +236,7 @@ pub fn verify_device_auth(
     signature: &Signature,
 ) -> Result<(), SignatureError> {
     let payload = device_auth_payload(purpose, challenge, queue, device);
-    verify(
-        device.as_bytes(),
-        RelayDomain::DeviceAuth,
-        &payload,
-        signature,
-    )
+    verify(device.as_bytes(), RelayDomain::DeviceAuth, &payload, signature)
 }
 
 /// A device's answer to a challenge as sent over the wire (JSON).
@@ -330,16 +325,11 @@ impl FromStr for Topic {
     fn from_str(text: &str) -> Result<Self, IdError> {
         let ok = !text.is_empty()
             && text.len() <= TOPIC_MAX_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(Topic(text.to_owned()))
         } else {
-            Err(malformed(
-                "Topic",
-                "1 to 32 characters of the base64url alphabet",
-            ))
+            Err(malformed("Topic", "1 to 32 characters of the base64url alphabet"))
         }
     }
 }
@@ -394,11 +384,7 @@ pub struct SealedEnvelope {
 
 impl fmt::Debug for SealedEnvelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SealedEnvelope({} bytes of ciphertext)",
-            self.ciphertext.len()
-        )
+        write!(f, "SealedEnvelope({} bytes of ciphertext)", self.ciphertext.len())
     }
 }
 
@@ -421,10 +407,7 @@ impl SealedEnvelope {
         }
         let mut ephemeral = [0u8; 32];
         ephemeral.copy_from_slice(&bytes[1..33]);
-        Ok(Self {
-            ephemeral,
-            ciphertext: bytes[33..].to_vec(),
-        })
+        Ok(Self { ephemeral, ciphertext: bytes[33..].to_vec() })
     }
 }
 
@@ -441,8 +424,7 @@ fn seal_key_schedule(
     salt[32..].copy_from_slice(recipient_public);
     let hk = hkdf::Hkdf::<Sha256>::new(Some(&salt), shared.as_bytes());
     let mut okm = [0u8; 44];
-    hk.expand(SEAL_INFO, &mut okm)
-        .map_err(|_| SealError::Malformed("hkdf length"))?;
+    hk.expand(SEAL_INFO, &mut okm).map_err(|_| SealError::Malformed("hkdf length"))?;
     let cipher =
         Aes256Gcm::new_from_slice(&okm[..32]).map_err(|_| SealError::Malformed("key length"))?;
     let mut nonce = [0u8; 12];
@@ -470,18 +452,9 @@ pub fn seal(
     let (cipher, nonce) = seal_key_schedule(&shared, &ephemeral, recipient_public)?;
     let aad = seal_aad(&ephemeral);
     let ciphertext = cipher
-        .encrypt(
-            (&nonce).into(),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
+        .encrypt((&nonce).into(), Payload { msg: plaintext, aad: &aad })
         .map_err(|_| SealError::Malformed("plaintext too long"))?;
-    Ok(SealedEnvelope {
-        ephemeral,
-        ciphertext,
-    })
+    Ok(SealedEnvelope { ephemeral, ciphertext })
 }
 
 /// Opens a sealed envelope with the recipient's X25519 secret key.
@@ -492,13 +465,7 @@ pub fn open(recipient_secret: [u8; 32], envelope: &SealedEnvelope) -> Result<Vec
     let (cipher, nonce) = seal_key_schedule(&shared, &envelope.ephemeral, &recipient_public)?;
     let aad = seal_aad(&envelope.ephemeral);
     cipher
-        .decrypt(
-            (&nonce).into(),
-            Payload {
-                msg: &envelope.ciphertext,
-                aad: &aad,
-            },
-        )
+        .decrypt((&nonce).into(), Payload { msg: &envelope.ciphertext, aad: &aad })
         .map_err(|_| SealError::Decrypt)
 }
 
@@ -541,11 +508,7 @@ pub struct CapabilityToken {
 
 impl fmt::Debug for CapabilityToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CapabilityToken({} for {} on {})",
-            self.id, self.sender, self.queue
-        )
+        write!(f, "CapabilityToken({} for {} on {})", self.id, self.sender, self.queue)
     }
 }
 
@@ -573,28 +536,15 @@ impl CapabilityToken {
         sender: OrgId,
         not_after_ms: u64,
     ) -> Self {
-        let signature = device.sign(
-            RelayDomain::Capability,
-            &Self::signed_part(&queue, &id, &sender, not_after_ms),
-        );
-        Self {
-            queue,
-            id,
-            sender,
-            not_after_ms,
-            signature,
-        }
+        let signature = device
+            .sign(RelayDomain::Capability, &Self::signed_part(&queue, &id, &sender, not_after_ms));
+        Self { queue, id, sender, not_after_ms, signature }
     }
 
     /// Verifies the device's signature.
     pub fn verify(&self, device: &DevicePublicKey) -> Result<(), SignatureError> {
         let part = Self::signed_part(&self.queue, &self.id, &self.sender, self.not_after_ms);
-        verify(
-            device.as_bytes(),
-            RelayDomain::Capability,
-            &part,
-            &self.signature,
-        )
+        verify(device.as_bytes(), RelayDomain::Capability, &part, &self.signature)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -839,13 +789,7 @@ impl RenounceRequest {
         let queue = capability.queue;
         let payload = Self::payload(&queue, &sender, sent_ms, &capability);
         let signature = org_sign(org, RelayDomain::Renounce, &payload);
-        Self {
-            queue,
-            sender,
-            sent_ms,
-            capability,
-            signature,
-        }
+        Self { queue, sender, sent_ms, capability, signature }
     }
 
     /// Verifies the sender's signature (the capability is checked against the device key).
@@ -896,10 +840,7 @@ mod tests {
         let bytes = sealed.encode();
         assert_eq!(bytes.len(), 12 + SEAL_OVERHEAD);
         let parsed = SealedEnvelope::decode(&bytes).expect("decode");
-        assert_eq!(
-            open(recipient_secret, &parsed).expect("open"),
-            b"hello canary"
-        );
+        assert_eq!(open(recipient_secret, &parsed).expect("open"), b"hello canary");
         let mut tampered = parsed.clone();
         tampered.ciphertext[0] ^= 1;
         assert_eq!(open(recipient_secret, &tampered), Err(SealError::Decrypt));
@@ -910,14 +851,8 @@ mod tests {
     #[test]
     fn low_order_keys_are_refused() {
         // The all-zero point has small order: the shared secret would be all zeros.
-        assert_eq!(
-            seal(&[0u8; 32], b"x", [5u8; 32]),
-            Err(SealError::NonContributory)
-        );
-        let envelope = SealedEnvelope {
-            ephemeral: [0u8; 32],
-            ciphertext: vec![0; 20],
-        };
+        assert_eq!(seal(&[0u8; 32], b"x", [5u8; 32]), Err(SealError::NonContributory));
+        let envelope = SealedEnvelope { ephemeral: [0u8; 32], ciphertext: vec![0; 20] };
         assert_eq!(open([3; 32], &envelope), Err(SealError::NonContributory));
     }
 
@@ -926,13 +861,8 @@ mod tests {
         let device = DeviceKey::from_seed([1; 32]);
         let org = OrgKey::from_seed([2; 32]);
         let queue = QueueId::from_bytes([3; 16]);
-        let cap = CapabilityToken::issue(
-            &device,
-            queue,
-            CapabilityId::from_bytes([4; 16]),
-            org.id(),
-            99,
-        );
+        let cap =
+            CapabilityToken::issue(&device, queue, CapabilityId::from_bytes([4; 16]), org.id(), 99);
         assert_eq!(cap.verify(&device.public()), Ok(()));
         let text = cap.to_text();
         assert_eq!(CapabilityToken::from_text(&text), Ok(cap.clone()));
@@ -975,13 +905,7 @@ mod tests {
         let sig = device.answer(ChallengePurpose::Fetch, &challenge, Some(queue));
         let public = device.public();
         assert_eq!(
-            verify_device_auth(
-                &public,
-                ChallengePurpose::Fetch,
-                &challenge,
-                Some(queue),
-                &sig
-            ),
+            verify_device_auth(&public, ChallengePurpose::Fetch, &challenge, Some(queue), &sig),
             Ok(())
         );
         assert!(verify_device_auth(
@@ -992,14 +916,8 @@ mod tests {
             &sig
         )
         .is_err());
-        assert!(verify_device_auth(
-            &public,
-            ChallengePurpose::Fetch,
-            &[8; 32],
-            Some(queue),
-            &sig
-        )
-        .is_err());
+        assert!(verify_device_auth(&public, ChallengePurpose::Fetch, &[8; 32], Some(queue), &sig)
+            .is_err());
         assert!(verify_device_auth(
             &public,
             ChallengePurpose::Fetch,

@@ -71,17 +71,8 @@ impl SignedChange {
         change: Vec<u8>,
         change_hash: &[u8; 32],
     ) -> Self {
-        let signature = key.sign(
-            Domain::SignedChange,
-            &signing_payload(&doc, epoch, change_hash),
-        );
-        Self {
-            doc,
-            epoch,
-            signer: key.id(),
-            signature,
-            change,
-        }
+        let signature = key.sign(Domain::SignedChange, &signing_payload(&doc, epoch, change_hash));
+        Self { doc, epoch, signer: key.id(), signature, change }
     }
 
     /// Checks the signature against the given automerge change hash, strictly.
@@ -111,10 +102,7 @@ impl SignedChange {
     /// Decodes, refusing anything over `size_bytes_max` before looking further.
     pub fn decode(bytes: &[u8], size_bytes_max: usize) -> Result<Self, SignedChangeError> {
         if bytes.len() > size_bytes_max {
-            return Err(SignedChangeError::TooLarge {
-                len: bytes.len(),
-                max: size_bytes_max,
-            });
+            return Err(SignedChangeError::TooLarge { len: bytes.len(), max: size_bytes_max });
         }
         if bytes.len() < HEADER_LEN {
             return Err(if bytes.len() >= 4 && &bytes[..4] != MAGIC {
@@ -147,13 +135,7 @@ impl SignedChange {
         if rest.len() > len {
             return Err(SignedChangeError::TrailingBytes(rest.len() - len));
         }
-        Ok(Self {
-            doc,
-            epoch,
-            signer,
-            signature,
-            change: rest.to_vec(),
-        })
+        Ok(Self { doc, epoch, signer, signature, change: rest.to_vec() })
     }
 }
 
@@ -203,10 +185,7 @@ mod tests {
         let bytes = sample().encode();
         assert_eq!(
             SignedChange::decode(&bytes, 10),
-            Err(SignedChangeError::TooLarge {
-                len: bytes.len(),
-                max: 10
-            })
+            Err(SignedChangeError::TooLarge { len: bytes.len(), max: 10 })
         );
         assert_eq!(
             SignedChange::decode(&bytes[..bytes.len() - 1], 1 << 20),
@@ -220,10 +199,7 @@ mod tests {
         );
         let mut bad = bytes.clone();
         bad[0] = b'X';
-        assert_eq!(
-            SignedChange::decode(&bad, 1 << 20),
-            Err(SignedChangeError::BadMagic)
-        );
+        assert_eq!(SignedChange::decode(&bad, 1 << 20), Err(SignedChangeError::BadMagic));
         let mut version = bytes;
         version[4] = 2;
         assert_eq!(

@@ -110,11 +110,7 @@ pub enum Rejection {
     #[error("start_op {got} does not follow the actor's previous change")]
     OpIdReuse { got: u64 },
     #[error("too many {what}: {count}, the limit is {max}")]
-    Limit {
-        what: &'static str,
-        count: usize,
-        max: usize,
-    },
+    Limit { what: &'static str, count: usize, max: usize },
     #[error("a change without dependencies must be the owner's genesis")]
     BadGenesis,
     #[error("only the owner's genesis change writes the document root")]
@@ -126,11 +122,7 @@ pub enum Rejection {
     #[error("operation {index} overwrites an operation of another organisation")]
     ForeignPred { index: usize },
     #[error("operation {index}: message body is {chars} characters; the limit is {max}")]
-    BodyTooLong {
-        index: usize,
-        chars: usize,
-        max: usize,
-    },
+    BodyTooLong { index: usize, chars: usize, max: usize },
 }
 
 /// Why a change cannot be decided yet.
@@ -173,10 +165,7 @@ struct OpKey {
 
 impl OpKey {
     fn of(op: &OpId) -> Self {
-        Self {
-            counter: op.0,
-            actor: op.1.to_bytes().to_vec(),
-        }
+        Self { counter: op.0, actor: op.1.to_bytes().to_vec() }
     }
 }
 
@@ -240,9 +229,7 @@ impl DocValidator {
 
     /// The `seq` the actor's next change must have.
     pub fn next_seq(&self, actor: &ActorId) -> u64 {
-        self.actors
-            .get(actor)
-            .map_or(1, |state| state.hashes.len() as u64 + 1)
+        self.actors.get(actor).map_or(1, |state| state.hashes.len() as u64 + 1)
     }
 
     /// Runs the whole pipeline on a change from anyone.
@@ -342,11 +329,8 @@ impl DocValidator {
                 max: self.limits.deps_per_change_max,
             });
         }
-        let missing: Vec<ChangeHash> = deps
-            .iter()
-            .filter(|dep| !self.changes.contains_key(dep))
-            .copied()
-            .collect();
+        let missing: Vec<ChangeHash> =
+            deps.iter().filter(|dep| !self.changes.contains_key(dep)).copied().collect();
         if !missing.is_empty() {
             return Ok(Verdict::Pending(PendingReason::MissingDeps(missing)));
         }
@@ -355,17 +339,11 @@ impl DocValidator {
             (op.max(info.max_op), epoch.max(info.epoch))
         });
         if signed.epoch < deps_epoch {
-            return Err(Rejection::StaleEpoch {
-                epoch: signed.epoch,
-                deps_epoch,
-            });
+            return Err(Rejection::StaleEpoch { epoch: signed.epoch, deps_epoch });
         }
         let start_op = change.start_op().get();
         if start_op != deps_max_op + 1 {
-            return Err(Rejection::BadStartOp {
-                expected: deps_max_op + 1,
-                got: start_op,
-            });
+            return Err(Rejection::BadStartOp { expected: deps_max_op + 1, got: start_op });
         }
         if let Some(state) = self.actors.get(actor) {
             if start_op <= state.last_max_op {
@@ -400,12 +378,10 @@ impl DocValidator {
             }
             DocKind::Bucket(_) => match membership.org_at_epoch(&signed.signer, signed.epoch) {
                 MembershipAnswer::Member => Ok(None),
-                MembershipAnswer::NotMember => Err(Rejection::NotMember {
-                    epoch: signed.epoch,
-                }),
-                MembershipAnswer::UnknownEpoch => Ok(Some(Verdict::Pending(
-                    PendingReason::UnknownEpoch(signed.epoch),
-                ))),
+                MembershipAnswer::NotMember => Err(Rejection::NotMember { epoch: signed.epoch }),
+                MembershipAnswer::UnknownEpoch => {
+                    Ok(Some(Verdict::Pending(PendingReason::UnknownEpoch(signed.epoch))))
+                }
             },
         }
     }
@@ -472,10 +448,7 @@ impl DocValidator {
             if !is_map {
                 return Err(Rejection::BadGenesis);
             }
-            collections.push(OpKey {
-                counter: start_op + 1 + offset as u64,
-                actor: actor.clone(),
-            });
+            collections.push(OpKey { counter: start_op + 1 + offset as u64, actor: actor.clone() });
         }
         collections.try_into().map_err(|_| Rejection::BadGenesis)
     }
@@ -488,10 +461,7 @@ impl DocValidator {
     ) -> Result<(), Rejection> {
         let prefix = format!("{signer}:");
         for (index, op) in ops.iter().enumerate() {
-            let bad = |reason: &str| Rejection::BadOperation {
-                index,
-                reason: reason.to_string(),
-            };
+            let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
             let collection = match &op.obj {
                 ObjectId::Root => return Err(Rejection::RootWrite),
                 ObjectId::Id(id) => collections
@@ -509,16 +479,9 @@ impl DocValidator {
                 return Err(bad("key is too long"));
             }
             let Some(rest) = key.strip_prefix(&prefix) else {
-                return Err(Rejection::ForeignNamespace {
-                    index,
-                    key: key.to_string(),
-                });
+                return Err(Rejection::ForeignNamespace { index, key: key.to_string() });
             };
-            if op
-                .pred
-                .iter()
-                .any(|pred| !actor_belongs_to(&pred.1, signer))
-            {
+            if op.pred.iter().any(|pred| !actor_belongs_to(&pred.1, signer)) {
                 return Err(Rejection::ForeignPred { index });
             }
             match (&op.action, collection) {
@@ -555,13 +518,8 @@ impl DocValidator {
         rest: &str,
         value: &str,
     ) -> Result<(), Rejection> {
-        let bad = |reason: &str| Rejection::BadOperation {
-            index,
-            reason: reason.to_string(),
-        };
-        let id: MessageId = rest
-            .parse()
-            .map_err(|_| bad("message key is not a message id"))?;
+        let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
+        let id: MessageId = rest.parse().map_err(|_| bad("message key is not a message id"))?;
         if !id.minted_by(signer) {
             return Err(bad("message id does not carry the signer's tag"));
         }
@@ -570,11 +528,7 @@ impl DocValidator {
         if record.attachments.len() > bucket::ATTACHMENTS_PER_MESSAGE_MAX {
             return Err(bad("too many attachments"));
         }
-        if !record
-            .attachments
-            .iter()
-            .all(bucket::AttachmentRecord::is_well_formed)
-        {
+        if !record.attachments.iter().all(bucket::AttachmentRecord::is_well_formed) {
             return Err(bad("an attachment is malformed"));
         }
         if record.body.is_empty() && !record.attachments.is_empty() {
@@ -584,13 +538,8 @@ impl DocValidator {
     }
 
     fn check_update(&self, index: usize, rest: &str, value: &str) -> Result<(), Rejection> {
-        let bad = |reason: &str| Rejection::BadOperation {
-            index,
-            reason: reason.to_string(),
-        };
-        let target: MessageId = rest
-            .parse()
-            .map_err(|_| bad("update key is not a message id"))?;
+        let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
+        let target: MessageId = rest.parse().map_err(|_| bad("update key is not a message id"))?;
         let record: UpdateRecord =
             serde_json::from_str(value).map_err(|_| bad("update record does not parse"))?;
         if record.target != target {
@@ -605,10 +554,7 @@ impl DocValidator {
     fn check_body(&self, index: usize, body: &str) -> Result<(), Rejection> {
         let chars = body.chars().count();
         if chars == 0 {
-            return Err(Rejection::BadOperation {
-                index,
-                reason: "message body is empty".into(),
-            });
+            return Err(Rejection::BadOperation { index, reason: "message body is empty".into() });
         }
         if chars > self.limits.message_body_chars_max {
             return Err(Rejection::BodyTooLong {
@@ -623,20 +569,15 @@ impl DocValidator {
     /// Records a change that was accepted by [`check`](Self::check) and applied.
     pub fn commit(&mut self, checked: &Checked) {
         let actor = checked.change.actor_id().clone();
-        let state = self.actors.entry(actor).or_insert_with(|| ActorState {
-            hashes: Vec::new(),
-            last_max_op: 0,
-        });
+        let state = self
+            .actors
+            .entry(actor)
+            .or_insert_with(|| ActorState { hashes: Vec::new(), last_max_op: 0 });
         debug_assert_eq!(state.hashes.len() as u64 + 1, checked.seq);
         state.hashes.push(checked.hash);
         state.last_max_op = state.last_max_op.max(checked.max_op);
-        self.changes.insert(
-            checked.hash,
-            ChangeInfo {
-                max_op: checked.max_op,
-                epoch: checked.epoch,
-            },
-        );
+        self.changes
+            .insert(checked.hash, ChangeInfo { max_op: checked.max_op, epoch: checked.epoch });
         if let Some(collections) = &checked.genesis_collections {
             self.collections = Some(collections.clone());
         }
@@ -663,10 +604,7 @@ fn check_op_ids(change: &Change, ops: &[automerge::legacy::Op]) -> Result<(), Re
 
 fn check_control_ops(owner: &OrgId, ops: &[automerge::legacy::Op]) -> Result<(), Rejection> {
     for (index, op) in ops.iter().enumerate() {
-        let bad = |reason: &str| Rejection::BadOperation {
-            index,
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| Rejection::BadOperation { index, reason: reason.to_string() };
         if op.insert || !matches!(op.key, Key::Map(_)) {
             return Err(bad("the control document has only maps"));
         }
@@ -714,10 +652,7 @@ impl Preverified {
 
 fn check_size(bytes: &[u8], limits: &Limits) -> Result<(), Rejection> {
     if bytes.len() > limits.change_bytes_max {
-        return Err(Rejection::TooLarge {
-            len: bytes.len(),
-            max: limits.change_bytes_max,
-        });
+        return Err(Rejection::TooLarge { len: bytes.len(), max: limits.change_bytes_max });
     }
     Ok(())
 }
@@ -735,18 +670,14 @@ fn parse_change(bytes: &[u8], limits: &Limits) -> Result<Change, Rejection> {
         .map_err(|_| Rejection::Malformed("parser panicked".into()))?
         .map_err(|error| Rejection::Malformed(error.to_string()))?;
     if change.raw_bytes() != bytes {
-        return Err(Rejection::Malformed(
-            "trailing bytes after the change".into(),
-        ));
+        return Err(Rejection::Malformed("trailing bytes after the change".into()));
     }
     // automerge does not check the chunk checksum when it parses a single change, and the
     // change hash (which the signature covers) does not cover the checksum. Without this
     // check anyone could flip checksum bits of a signed change and it would still verify,
     // yet `Automerge::load` refuses such a chunk once it is stored.
     if bytes[4..8] != change.hash().0[..4] {
-        return Err(Rejection::Malformed(
-            "chunk checksum does not match the change hash".into(),
-        ));
+        return Err(Rejection::Malformed("chunk checksum does not match the change hash".into()));
     }
     if change.seq() == 0 {
         return Err(Rejection::Malformed("seq 0".into()));
@@ -790,9 +721,7 @@ fn decode_ops(change: &Change) -> Result<Vec<automerge::legacy::Op>, Rejection> 
     let expanded = catch_unwind(AssertUnwindSafe(|| change.decode()))
         .map_err(|_| Rejection::Malformed("decoder panicked".into()))?;
     if expanded.operations.len() != change.len() {
-        return Err(Rejection::Malformed(
-            "operation count does not match".into(),
-        ));
+        return Err(Rejection::Malformed("operation count does not match".into()));
     }
     Ok(expanded.operations)
 }

@@ -55,29 +55,18 @@ pub fn app(state: Arc<AppState>) -> Router {
 async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use axum::http::{HeaderValue, Method};
     let preflight = request.method() == Method::OPTIONS;
-    let mut response = if preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(request).await
-    };
+    let mut response =
+        if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(request).await };
     let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     if preflight {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, POST, PUT"),
         );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
+        headers
+            .insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     }
     response
 }
@@ -106,10 +95,7 @@ impl From<JsonRejection> for ApiError {
 
 fn parse_queue(text: &str) -> ApiResult<QueueId> {
     text.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            "queue id must be 26 characters of lowercase base32hex",
-        )
+        ApiError::bad_request("invalid_id", "queue id must be 26 characters of lowercase base32hex")
     })
 }
 
@@ -142,11 +128,7 @@ fn authenticate(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 async fn vapid(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -154,10 +136,7 @@ async fn vapid(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 }
 
 async fn challenge(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
-    state
-        .challenge_limiter
-        .check()
-        .map_err(|wait| ApiError::rate_limited(retry_after_s(wait)))?;
+    state.challenge_limiter.check().map_err(|wait| ApiError::rate_limited(retry_after_s(wait)))?;
     let challenge = state.challenges.issue().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -198,17 +177,8 @@ async fn register(
     State(state): State<Arc<AppState>>,
     Body(body): Body<RegisterBody>,
 ) -> ApiResult<Response> {
-    state
-        .register_limiter
-        .check()
-        .map_err(|wait| ApiError::rate_limited(retry_after_s(wait)))?;
-    authenticate(
-        &state,
-        &body.device_key,
-        ChallengePurpose::Register,
-        None,
-        &body.auth,
-    )?;
+    state.register_limiter.check().map_err(|wait| ApiError::rate_limited(retry_after_s(wait)))?;
+    authenticate(&state, &body.device_key, ChallengePurpose::Register, None, &body.auth)?;
     check_push(&state, &body.push)?;
     if state.store.queue_count() as u64 >= state.config.limits.queues_max {
         return Err(ApiError::new(
@@ -277,17 +247,11 @@ async fn enqueue(
     request.verify_signature().map_err(|_| {
         ApiError::unauthorized("bad_signature", "the sender's signature does not verify")
     })?;
-    let record = state
-        .store
-        .queue(&queue)?
-        .ok_or_else(ApiError::unknown_queue)?;
+    let record = state.store.queue(&queue)?.ok_or_else(ApiError::unknown_queue)?;
     let cap = &request.capability;
     check_grant(cap, &queue, &request.sender, &record.device_key)?;
     if cap.not_after_ms < now {
-        return Err(ApiError::forbidden(
-            "capability_expired",
-            "the capability token has expired",
-        ));
+        return Err(ApiError::forbidden("capability_expired", "the capability token has expired"));
     }
     if cap.not_after_ms > now.saturating_add(limits.capability_lifetime_s_max.saturating_mul(1000))
     {
@@ -312,10 +276,7 @@ async fn enqueue(
     let expires_ms = now + u64::from(request.ttl_s) * 1000;
     // The id must stay known for as long as this request could be replayed: after
     // `sent_ms + skew` the replay fails `stale_request` anyway (one second of margin).
-    let keep_until_ms = request
-        .sent_ms
-        .saturating_add(skew_ms)
-        .saturating_add(1_000);
+    let keep_until_ms = request.sent_ms.saturating_add(skew_ms).saturating_add(1_000);
     let envelope = NewEnvelope {
         queue,
         envelope_id: request.envelope_id,
@@ -326,15 +287,9 @@ async fn enqueue(
         topic: request.topic.clone(),
         sealed: request.sealed,
     };
-    let caps = Caps {
-        envelopes: limits.queue_envelopes_max,
-        bytes: limits.queue_bytes_max,
-    };
-    let outcome = state
-        .store
-        .enqueue(envelope, caps, now)
-        .await?
-        .ok_or_else(ApiError::unknown_queue)?;
+    let caps = Caps { envelopes: limits.queue_envelopes_max, bytes: limits.queue_bytes_max };
+    let outcome =
+        state.store.enqueue(envelope, caps, now).await?.ok_or_else(ApiError::unknown_queue)?;
     // Nothing is acknowledged before it is on disk.
     state.store.flush().await?;
     match outcome {
@@ -471,17 +426,9 @@ async fn renounce(
     request.verify_signature().map_err(|_| {
         ApiError::unauthorized("bad_signature", "the sender's signature does not verify")
     })?;
-    let record = state
-        .store
-        .queue(&queue)?
-        .ok_or_else(ApiError::unknown_queue)?;
+    let record = state.store.queue(&queue)?.ok_or_else(ApiError::unknown_queue)?;
     // Expired or already revoked capabilities may still be renounced: the purge is the point.
-    check_grant(
-        &request.capability,
-        &queue,
-        &request.sender,
-        &record.device_key,
-    )?;
+    check_grant(&request.capability, &queue, &request.sender, &record.device_key)?;
     if let Err(wait) = state.enqueue_limiter.check(&queue) {
         Metrics::inc(&state.metrics.rate_limited, 1);
         return Err(ApiError::rate_limited(retry_after_s(wait)));
@@ -595,18 +542,11 @@ async fn fetch(
         n
     };
     let limits = &state.config.limits;
-    let max_n = body
-        .limit
-        .unwrap_or(limits.fetch_envelopes_max)
-        .clamp(1, limits.fetch_envelopes_max);
+    let max_n =
+        body.limit.unwrap_or(limits.fetch_envelopes_max).clamp(1, limits.fetch_envelopes_max);
     let envelopes =
-        state
-            .store
-            .pending(&queue, now, &HashSet::new(), max_n, limits.fetch_bytes_max)?;
-    let record = state
-        .store
-        .queue(&queue)?
-        .ok_or_else(ApiError::unknown_queue)?;
+        state.store.pending(&queue, now, &HashSet::new(), max_n, limits.fetch_bytes_max)?;
+    let record = state.store.queue(&queue)?.ok_or_else(ApiError::unknown_queue)?;
     let depth = state.store.depth(&queue).await;
     let envelopes: Vec<EnvelopeOut> = envelopes.into_iter().map(EnvelopeOut::from).collect();
     Ok(Json(json!({
@@ -634,10 +574,7 @@ async fn ack(
     let queue = parse_queue(&queue)?;
     check_ack_len(&state, body.envelope_ids.len())?;
     device_queue(&state, &queue, ChallengePurpose::Fetch, &body.auth).await?;
-    let acked = state
-        .store
-        .ack(&queue, &body.envelope_ids, now_ms())
-        .await?;
+    let acked = state.store.ack(&queue, &body.envelope_ids, now_ms()).await?;
     state.store.flush().await?;
     Ok(Json(json!({
         "acked": acked,
@@ -661,15 +598,9 @@ async fn set_push(
     let queue = parse_queue(&queue)?;
     device_queue(&state, &queue, ChallengePurpose::Manage, &body.auth).await?;
     check_push(&state, &body.subscription)?;
-    state
-        .store
-        .set_push(&queue, body.subscription)
-        .await?
-        .ok_or_else(ApiError::unknown_queue)?;
+    state.store.set_push(&queue, body.subscription).await?.ok_or_else(ApiError::unknown_queue)?;
     state.store.flush().await?;
-    Ok(Json(
-        json!({ "ok": true, "next_challenge": next_challenge(&state) }),
-    ))
+    Ok(Json(json!({ "ok": true, "next_challenge": next_challenge(&state) })))
 }
 
 #[derive(Deserialize)]
@@ -692,20 +623,13 @@ async fn revoke(
     let keep_until = revocation_keep_until(limits, body.not_after_ms, now_ms());
     if !state
         .store
-        .revoke(
-            &queue,
-            &body.capability_id,
-            keep_until,
-            limits.revocations_per_queue_max,
-        )
+        .revoke(&queue, &body.capability_id, keep_until, limits.revocations_per_queue_max)
         .await?
     {
         return Err(revocation_limit(limits));
     }
     state.store.flush().await?;
-    Ok(Json(
-        json!({ "ok": true, "next_challenge": next_challenge(&state) }),
-    ))
+    Ok(Json(json!({ "ok": true, "next_challenge": next_challenge(&state) })))
 }
 
 #[derive(Deserialize)]
@@ -765,10 +689,7 @@ async fn websocket(
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let queue = parse_queue(&queue)?;
-    let record = state
-        .store
-        .queue(&queue)?
-        .ok_or_else(ApiError::unknown_queue)?;
+    let record = state.store.queue(&queue)?.ok_or_else(ApiError::unknown_queue)?;
     let permit = state.ws_sessions.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -777,30 +698,20 @@ async fn websocket(
         )
     })?;
     let max = state.config.limits.ws_message_bytes_max;
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            if let Err(e) = ws_session(state, queue, record.device_key, socket).await {
-                tracing::debug!(%queue, error = %e, "websocket session ended");
-            }
-            drop(permit);
-        }))
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+        if let Err(e) = ws_session(state, queue, record.device_key, socket).await {
+            tracing::debug!(%queue, error = %e, "websocket session ended");
+        }
+        drop(permit);
+    }))
 }
 
 async fn ws_send(socket: &mut WebSocket, value: serde_json::Value) -> Result<(), String> {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .map_err(|e| e.to_string())
+    socket.send(Message::Text(value.to_string().into())).await.map_err(|e| e.to_string())
 }
 
 async fn ws_error(socket: &mut WebSocket, code: &str, message: &str) -> String {
-    let _ = ws_send(
-        socket,
-        json!({ "type": "error", "code": code, "message": message }),
-    )
-    .await;
+    let _ = ws_send(socket, json!({ "type": "error", "code": code, "message": message })).await;
     let _ = socket.send(Message::Close(None)).await;
     format!("{code}: {message}")
 }
@@ -815,11 +726,8 @@ async fn ws_session(
     let Ok(challenge) = state.challenges.issue() else {
         return Err(ws_error(&mut socket, "busy", "too many outstanding challenges").await);
     };
-    ws_send(
-        &mut socket,
-        json!({ "type": "challenge", "challenge": b64_encode(&challenge) }),
-    )
-    .await?;
+    ws_send(&mut socket, json!({ "type": "challenge", "challenge": b64_encode(&challenge) }))
+        .await?;
     let first =
         tokio::time::timeout(Duration::from_secs(limits.ws_auth_timeout_s), socket.recv()).await;
     let signature = match first {
@@ -835,19 +743,13 @@ async fn ws_session(
             }
         },
         Err(_) => {
-            return Err(ws_error(
-                &mut socket,
-                "auth_timeout",
-                "no answer to the challenge in time",
+            return Err(
+                ws_error(&mut socket, "auth_timeout", "no answer to the challenge in time").await
             )
-            .await)
         }
         _ => return Err("closed before auth".into()),
     };
-    let auth = DeviceAuth {
-        challenge: challenge.to_vec(),
-        signature,
-    };
+    let auth = DeviceAuth { challenge: challenge.to_vec(), signature };
     if let Err(e) = authenticate(&state, &device, ChallengePurpose::Fetch, Some(queue), &auth) {
         return Err(ws_error(&mut socket, e.code, &e.message).await);
     }

@@ -13,10 +13,7 @@ pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
     #[error("corrupt record in {tree}: {what}")]
-    Corrupt {
-        tree: &'static str,
-        what: &'static str,
-    },
+    Corrupt { tree: &'static str, what: &'static str },
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
     #[error("flush task: {0}")]
@@ -56,12 +53,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_s: None,
-        }
+        Self { status, code, message: message.into(), retry_after_s: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {

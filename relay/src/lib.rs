@@ -65,11 +65,7 @@ impl AppState {
     pub async fn open(config: Config) -> Result<(Arc<Self>, Background), RelayError> {
         let metrics = Arc::new(Metrics::default());
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Arc::new(Store::open(
-            &config.data_dir,
-            config.fsync,
-            metrics.clone(),
-        )?);
+        let store = Arc::new(Store::open(&config.data_dir, config.fsync, metrics.clone())?);
         let secret = store
             .vapid_secret(|| loop {
                 let mut bytes = [0u8; 32];
@@ -123,13 +119,7 @@ impl AppState {
             policy,
             shutdown,
         });
-        Ok((
-            state,
-            Background {
-                push_rx,
-                shutdown_tx,
-            },
-        ))
+        Ok((state, Background { push_rx, shutdown_tx }))
     }
 }
 
@@ -141,16 +131,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let (state, background) = AppState::open(config).await?;
-    let Background {
-        push_rx,
-        shutdown_tx,
-    } = background;
-    let push_worker = tokio::spawn(
-        state
-            .pusher
-            .clone()
-            .run(push_rx, state.config.limits.push_concurrency),
-    );
+    let Background { push_rx, shutdown_tx } = background;
+    let push_worker =
+        tokio::spawn(state.pusher.clone().run(push_rx, state.config.limits.push_concurrency));
     let sweeper = tokio::spawn(sweep_loop(state.clone()));
     tracing::info!(addr = ?listener.local_addr().ok(), "relay listening");
     let result = axum::serve(listener, app(state.clone()))
@@ -168,9 +151,8 @@ pub async fn run(
 
 async fn sweep_loop(state: Arc<AppState>) {
     let mut shutdown = state.shutdown.clone();
-    let mut tick = tokio::time::interval(Duration::from_millis(
-        state.config.sweep_interval_ms.max(10),
-    ));
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(state.config.sweep_interval_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

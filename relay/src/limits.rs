@@ -15,10 +15,7 @@ pub struct Bucket {
 
 impl Bucket {
     pub fn new(burst: f64, now: Instant) -> Self {
-        Self {
-            tokens: burst,
-            last: now,
-        }
+        Self { tokens: burst, last: now }
     }
 
     /// Takes one token, or says how long until one is available.
@@ -53,12 +50,7 @@ pub struct QueueLimiter {
 
 impl QueueLimiter {
     pub fn new(rate: f64, burst: f64, max_entries: usize) -> Self {
-        Self {
-            rate,
-            burst,
-            max_entries: max_entries.max(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self { rate, burst, max_entries: max_entries.max(1), buckets: Mutex::new(HashMap::new()) }
     }
 
     pub fn check(&self, queue: &QueueId) -> Result<(), Duration> {
@@ -93,11 +85,7 @@ pub struct GlobalLimiter {
 
 impl GlobalLimiter {
     pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            bucket: Mutex::new(Bucket::new(burst, Instant::now())),
-        }
+        Self { rate, burst, bucket: Mutex::new(Bucket::new(burst, Instant::now())) }
     }
 
     pub fn check(&self) -> Result<(), Duration> {
@@ -124,11 +112,7 @@ pub struct Challenges {
 
 impl Challenges {
     pub fn new(ttl: Duration, max: usize) -> Self {
-        Self {
-            ttl,
-            max: max.max(1),
-            issued: Mutex::new(HashMap::new()),
-        }
+        Self { ttl, max: max.max(1), issued: Mutex::new(HashMap::new()) }
     }
 
     pub fn ttl(&self) -> Duration {

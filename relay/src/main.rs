@@ -115,9 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format.as_str() {
         "json" => builder.json().init(),
         "text" => builder.init(),
@@ -134,8 +132,6 @@ async fn main() -> anyhow::Result<()> {
         stdout.flush()?;
     }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "starting");
-    confab_relay::run(listener, config, shutdown_signal())
-        .await
-        .context("relay failed")?;
+    confab_relay::run(listener, config, shutdown_signal()).await.context("relay failed")?;
     Ok(())
 }

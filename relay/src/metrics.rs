@@ -34,18 +34,8 @@ impl Metrics {
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 14] = [
-            (
-                "confab_relay_queue_depth",
-                "gauge",
-                "Envelopes held, all queues.",
-                &self.queue_depth,
-            ),
-            (
-                "confab_relay_queues",
-                "gauge",
-                "Registered device queues.",
-                &self.queues,
-            ),
+            ("confab_relay_queue_depth", "gauge", "Envelopes held, all queues.", &self.queue_depth),
+            ("confab_relay_queues", "gauge", "Registered device queues.", &self.queues),
             (
                 "confab_relay_enqueued_total",
                 "counter",

@@ -54,24 +54,18 @@ impl UaKeys {
     pub fn from_subscription(sub: &PushSubscription) -> Result<Self, PushError> {
         let p256dh = b64_decode(&sub.keys.p256dh)
             .and_then(|b| <[u8; 65]>::try_from(b.as_slice()).ok())
-            .ok_or(PushError::Subscription(
-                "keys.p256dh must be 65 bytes of unpadded base64url",
-            ))?;
+            .ok_or(PushError::Subscription("keys.p256dh must be 65 bytes of unpadded base64url"))?;
         p256::PublicKey::from_sec1_bytes(&p256dh)
             .map_err(|_| PushError::Subscription("keys.p256dh is not a point on P-256"))?;
         let auth = b64_decode(&sub.keys.auth)
             .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
-            .ok_or(PushError::Subscription(
-                "keys.auth must be 16 bytes of unpadded base64url",
-            ))?;
+            .ok_or(PushError::Subscription("keys.auth must be 16 bytes of unpadded base64url"))?;
         Ok(Self { p256dh, auth })
     }
 }
 
 fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), PushError> {
-    Hkdf::<Sha256>::new(Some(salt), ikm)
-        .expand(info, out)
-        .map_err(|_| PushError::Crypto)
+    Hkdf::<Sha256>::new(Some(salt), ikm).expand(info, out).map_err(|_| PushError::Crypto)
 }
 
 /// The content-encryption key and nonce both sides derive (RFC 8291 §3.4, RFC 8188 §2.2):
@@ -120,9 +114,8 @@ pub fn encrypt(
     let mut record = Vec::with_capacity(plaintext.len() + 1);
     record.extend_from_slice(plaintext);
     record.push(2); // last-record delimiter, no padding
-    let ciphertext = cipher
-        .encrypt((&nonce).into(), record.as_slice())
-        .map_err(|_| PushError::Crypto)?;
+    let ciphertext =
+        cipher.encrypt((&nonce).into(), record.as_slice()).map_err(|_| PushError::Crypto)?;
     let mut body = Vec::with_capacity(16 + 4 + 1 + as_public.len() + ciphertext.len());
     body.extend_from_slice(salt);
     body.extend_from_slice(&RECORD_SIZE.to_be_bytes());
@@ -148,9 +141,7 @@ pub fn decrypt(ua: &UaKeys, ua_secret: &[u8; 32], body: &[u8]) -> Result<Vec<u8>
     let shared =
         p256::elliptic_curve::ecdh::diffie_hellman(secret.to_nonzero_scalar(), sender.as_affine());
     let (cipher, nonce) = content_cipher(ua, shared.raw_secret_bytes(), as_public, salt)?;
-    let mut record = cipher
-        .decrypt((&nonce).into(), ciphertext)
-        .map_err(|_| PushError::Crypto)?;
+    let mut record = cipher.decrypt((&nonce).into(), ciphertext).map_err(|_| PushError::Crypto)?;
     // Padding is zeros after the delimiter; the last record's delimiter is 2 (RFC 8188 §2).
     while record.last() == Some(&0) {
         record.pop();
@@ -172,11 +163,7 @@ impl Vapid {
     pub fn new(secret: &[u8; 32], subject: String) -> Result<Self, PushError> {
         let key = p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| PushError::Crypto)?;
         let public = key.verifying_key().to_sec1_point(false).as_bytes().to_vec();
-        Ok(Self {
-            key,
-            public,
-            subject,
-        })
+        Ok(Self { key, public, subject })
     }
 
     /// The uncompressed public key, base64url: the browser's `applicationServerKey` and the
@@ -201,11 +188,7 @@ impl Vapid {
 
     /// The `Authorization` header value (RFC 8292 §3).
     pub fn authorization(&self, audience: &str, now_s: u64) -> String {
-        format!(
-            "vapid t={},k={}",
-            self.token(audience, now_s),
-            self.public_key()
-        )
+        format!("vapid t={},k={}", self.token(audience, now_s), self.public_key())
     }
 }
 
@@ -340,10 +323,8 @@ impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for PublicOn
         let allow_private = self.allow_private;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .take(16)
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.take(16).collect();
             if !allow_private && addrs.iter().any(|a| is_private(a.ip())) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
@@ -396,9 +377,7 @@ impl Pusher {
         // rustls with the ring provider and the webpki roots; plain http only if configured.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
-            PublicOnlyResolver {
-                allow_private: policy.allow_private,
-            },
+            PublicOnlyResolver { allow_private: policy.allow_private },
         );
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
@@ -412,14 +391,7 @@ impl Pusher {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_max_idle_per_host(4)
                 .build(connector);
-        Ok(Self {
-            client,
-            timeout,
-            vapid,
-            store,
-            metrics,
-            policy,
-        })
+        Ok(Self { client, timeout, vapid, store, metrics, policy })
     }
 
     pub fn vapid(&self) -> &Vapid {
@@ -559,9 +531,8 @@ mod tests {
     #[test]
     fn rfc8291_section5_test_vector() {
         let plaintext = b"When I grow up, I want to be a watermelon";
-        let as_secret: [u8; 32] = b64("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw")
-            .try_into()
-            .expect("32");
+        let as_secret: [u8; 32] =
+            b64("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw").try_into().expect("32");
         let salt: [u8; 16] = b64("DGv6ra1nlYgDCS1FRnbzlw").try_into().expect("16");
         let sub = PushSubscription {
             endpoint: "https://push.example.net/push/JzLQ3raZJfFBR0aqvOMsLrt54w4rJUsV".into(),
@@ -577,13 +548,9 @@ mod tests {
             "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN"
         );
         // The user agent's side: the RFC's receiver key opens it again.
-        let ua_secret: [u8; 32] = b64("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94")
-            .try_into()
-            .expect("32");
-        assert_eq!(
-            decrypt(&ua, &ua_secret, &body).expect("decrypt"),
-            plaintext.to_vec()
-        );
+        let ua_secret: [u8; 32] =
+            b64("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94").try_into().expect("32");
+        assert_eq!(decrypt(&ua, &ua_secret, &body).expect("decrypt"), plaintext.to_vec());
         let mut tampered = body.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
@@ -620,14 +587,10 @@ mod tests {
         use tower::Service;
         let name =
             hyper_util::client::legacy::connect::dns::Name::from_str("localhost").expect("name");
-        let mut strict = PublicOnlyResolver {
-            allow_private: false,
-        };
+        let mut strict = PublicOnlyResolver { allow_private: false };
         let error = strict.call(name.clone()).await.expect_err("refused");
         assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
-        let mut lax = PublicOnlyResolver {
-            allow_private: true,
-        };
+        let mut lax = PublicOnlyResolver { allow_private: true };
         let addrs: Vec<_> = lax.call(name).await.expect("resolves").collect();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
     }
@@ -635,10 +598,7 @@ mod tests {
     #[test]
     fn vapid_audience_keeps_the_port() {
         let url = url::Url::parse("https://push.example:8443/p/1").expect("url");
-        assert_eq!(
-            url.origin().ascii_serialization(),
-            "https://push.example:8443"
-        );
+        assert_eq!(url.origin().ascii_serialization(), "https://push.example:8443");
         let url = url::Url::parse("https://push.example:443/p/1").expect("url");
         assert_eq!(url.origin().ascii_serialization(), "https://push.example");
     }

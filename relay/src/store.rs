@@ -80,11 +80,7 @@ pub const STORED_HEADER_LEN: usize = 1 + 16 + 32 + 8 + 8 + 8 + 1 + 1;
 
 impl StoredEnvelope {
     pub fn encode(&self) -> Vec<u8> {
-        let topic = self
-            .topic
-            .as_ref()
-            .map(|t| t.as_str().as_bytes())
-            .unwrap_or(&[]);
+        let topic = self.topic.as_ref().map(|t| t.as_str().as_bytes()).unwrap_or(&[]);
         let mut out = Vec::with_capacity(STORED_HEADER_LEN + topic.len() + self.sealed.len());
         out.push(1);
         out.extend_from_slice(self.envelope_id.as_bytes());
@@ -100,10 +96,7 @@ impl StoredEnvelope {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = |what| StoreError::Corrupt {
-            tree: "envelopes/v1",
-            what,
-        };
+        let corrupt = |what| StoreError::Corrupt { tree: "envelopes/v1", what };
         if bytes.len() < STORED_HEADER_LEN || bytes[0] != 1 {
             return Err(corrupt("header"));
         }
@@ -228,10 +221,7 @@ fn id_value(state: u8, n: u64) -> [u8; 9] {
 
 fn parse_id_value(bytes: &[u8]) -> Result<(u8, u64), StoreError> {
     if bytes.len() != 9 {
-        return Err(StoreError::Corrupt {
-            tree: "ids/v1",
-            what: "length",
-        });
+        return Err(StoreError::Corrupt { tree: "ids/v1", what: "length" });
     }
     let mut n = [0u8; 8];
     n.copy_from_slice(&bytes[1..]);
@@ -285,12 +275,7 @@ fn tx_remove(
     now_ms: u64,
 ) -> TxResult<()> {
     envelopes.remove(&env_key(queue, seq)[..])?;
-    expiry.remove(expiry_key(
-        envelope.expires_ms,
-        KIND_ENVELOPE,
-        queue,
-        &seq.to_be_bytes(),
-    ))?;
+    expiry.remove(expiry_key(envelope.expires_ms, KIND_ENVELOPE, queue, &seq.to_be_bytes()))?;
     if let Some(topic) = &envelope.topic {
         let key = pair_key(queue, topic.as_str().as_bytes());
         if topics.get(&key)?.as_deref() == Some(&seq.to_be_bytes()[..]) {
@@ -318,10 +303,7 @@ fn tx_remove(
 impl Store {
     /// Opens (or creates) the store in `dir` and counts what it holds.
     pub fn open(dir: &Path, fsync: bool, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(64 * 1024 * 1024).open()?;
         let data_file = if fsync {
             Some(Arc::new(
                 std::fs::File::open(dir.join("db")).map_err(|e| StoreError::Sled(e.into()))?,
@@ -347,24 +329,15 @@ impl Store {
         let mut counts = Counts::default();
         for item in store.envelopes.iter() {
             let (key, value) = item?;
-            let queue =
-                QueueId::from_slice(key.get(..16).unwrap_or(&[])).ok_or(StoreError::Corrupt {
-                    tree: "envelopes/v1",
-                    what: "key",
-                })?;
+            let queue = QueueId::from_slice(key.get(..16).unwrap_or(&[]))
+                .ok_or(StoreError::Corrupt { tree: "envelopes/v1", what: "key" })?;
             let stats = counts.per_queue.entry(queue).or_default();
             stats.count += 1;
             stats.bytes += value.len() as u64;
             counts.total += 1;
         }
-        store
-            .metrics
-            .queue_depth
-            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
-        store.metrics.queues.store(
-            store.queues.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        store.metrics.queue_depth.store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        store.metrics.queues.store(store.queues.len() as u64, std::sync::atomic::Ordering::Relaxed);
         store.counts = tokio::sync::Mutex::new(counts);
         Ok(store)
     }
@@ -405,10 +378,8 @@ impl Store {
         make: impl FnOnce() -> [u8; 32],
     ) -> Result<[u8; 32], StoreError> {
         if let Some(bytes) = self.meta.get("vapid_key")? {
-            return <[u8; 32]>::try_from(&bytes[..]).map_err(|_| StoreError::Corrupt {
-                tree: "meta/v1",
-                what: "vapid_key",
-            });
+            return <[u8; 32]>::try_from(&bytes[..])
+                .map_err(|_| StoreError::Corrupt { tree: "meta/v1", what: "vapid_key" });
         }
         let secret = make();
         self.meta.insert("vapid_key", &secret[..])?;
@@ -469,8 +440,7 @@ impl Store {
             return Ok(None);
         };
         record.push = push;
-        self.queues
-            .insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
+        self.queues.insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
         Ok(Some(()))
     }
 
@@ -488,8 +458,7 @@ impl Store {
             return Ok(false);
         }
         record.push = None;
-        self.queues
-            .insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
+        self.queues.insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
         Ok(true)
     }
 
@@ -502,22 +471,13 @@ impl Store {
             return Ok(false);
         }
         let keys = |tree: &sled::Tree| -> Result<Vec<sled::IVec>, StoreError> {
-            Ok(tree
-                .scan_prefix(queue.as_bytes())
-                .keys()
-                .collect::<Result<_, _>>()?)
+            Ok(tree.scan_prefix(queue.as_bytes()).keys().collect::<Result<_, _>>()?)
         };
         let envelopes = keys(&self.envelopes)?;
         let ids = keys(&self.ids)?;
         let topics = keys(&self.topics)?;
         let revoked = keys(&self.revoked)?;
-        (
-            &self.queues,
-            &self.envelopes,
-            &self.ids,
-            &self.topics,
-            &self.revoked,
-        )
+        (&self.queues, &self.envelopes, &self.ids, &self.topics, &self.revoked)
             .transaction(|(q, e, i, t, r)| {
                 q.remove(&queue.as_bytes()[..])?;
                 for key in &envelopes {
@@ -538,12 +498,8 @@ impl Store {
         if let Some(stats) = counts.per_queue.remove(queue) {
             counts.total = counts.total.saturating_sub(stats.count);
         }
-        self.metrics
-            .queue_depth
-            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
-        self.metrics
-            .queues
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.queue_depth.store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.queues.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
     }
 
@@ -552,9 +508,7 @@ impl Store {
         queue: &QueueId,
         capability: &CapabilityId,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .revoked
-            .contains_key(pair_key(queue, capability.as_bytes()))?)
+        Ok(self.revoked.contains_key(pair_key(queue, capability.as_bytes()))?)
     }
 
     /// Records a revocation until `not_after_ms`. `Ok(false)` if the queue already has `max`.
@@ -565,9 +519,7 @@ impl Store {
         not_after_ms: u64,
         max: u64,
     ) -> Result<bool, StoreError> {
-        let revoked = self
-            .revoke_removing(queue, capability, not_after_ms, max, None, 0)
-            .await?;
+        let revoked = self.revoke_removing(queue, capability, not_after_ms, max, None, 0).await?;
         Ok(revoked.is_some())
     }
 
@@ -584,8 +536,7 @@ impl Store {
         max: u64,
         now_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
-        self.revoke_removing(queue, capability, not_after_ms, max, Some(sender), now_ms)
-            .await
+        self.revoke_removing(queue, capability, not_after_ms, max, Some(sender), now_ms).await
     }
 
     /// Records a revocation (unless already recorded) and, with a `sender`, deletes that
@@ -619,13 +570,7 @@ impl Store {
         if known && victims.is_empty() {
             return Ok(Some(0));
         }
-        (
-            &self.envelopes,
-            &self.ids,
-            &self.topics,
-            &self.expiry,
-            &self.revoked,
-        )
+        (&self.envelopes, &self.ids, &self.topics, &self.expiry, &self.revoked)
             .transaction(|(envelopes, ids, topics, expiry, revoked)| {
                 if !known {
                     revoked.insert(key.clone(), &not_after_ms.to_be_bytes()[..])?;
@@ -635,9 +580,7 @@ impl Store {
                     )?;
                 }
                 for (seq, envelope, _) in &victims {
-                    tx_remove(
-                        envelopes, ids, topics, expiry, queue, *seq, envelope, now_ms,
-                    )?;
+                    tx_remove(envelopes, ids, topics, expiry, queue, *seq, envelope, now_ms)?;
                 }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
@@ -660,9 +603,7 @@ impl Store {
         entry.count = entry.count.saturating_sub(n);
         entry.bytes = entry.bytes.saturating_sub(freed);
         counts.total = counts.total.saturating_sub(n);
-        self.metrics
-            .queue_depth
-            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.queue_depth.store(counts.total, std::sync::atomic::Ordering::Relaxed);
         n
     }
 
@@ -687,17 +628,12 @@ impl Store {
         if let Some(value) = self.ids.get(&id_key)? {
             let (state, _) = parse_id_value(&value)?;
             Metrics::inc(&self.metrics.duplicates, 1);
-            return Ok(Some(EnqueueOutcome::Duplicate {
-                pending: state == ID_QUEUED,
-            }));
+            return Ok(Some(EnqueueOutcome::Duplicate { pending: state == ID_QUEUED }));
         }
         // Topic collapse: the envelope this one replaces, if any.
         let mut replaced: Option<(u64, StoredEnvelope)> = None;
         if let Some(topic) = &envelope.topic {
-            if let Some(seq) = self
-                .topics
-                .get(pair_key(&queue, topic.as_str().as_bytes()))?
-            {
+            if let Some(seq) = self.topics.get(pair_key(&queue, topic.as_str().as_bytes()))? {
                 let seq = be_u64(&seq, "topics/v1")?;
                 if let Some(bytes) = self.envelopes.get(env_key(&queue, seq))? {
                     replaced = Some((seq, StoredEnvelope::decode(&bytes)?));
@@ -724,29 +660,17 @@ impl Store {
         let bytes_after = stats.bytes - freed_bytes + value.len() as u64;
         if count_after > caps.envelopes || bytes_after > caps.bytes {
             record.overflowed += 1;
-            self.queues
-                .insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
+            self.queues.insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
             Metrics::inc(&self.metrics.overflowed, 1);
-            return Ok(Some(EnqueueOutcome::Overflow {
-                depth: stats.count,
-                bytes: stats.bytes,
-            }));
+            return Ok(Some(EnqueueOutcome::Overflow { depth: stats.count, bytes: stats.bytes }));
         }
         let seq = record.next_seq;
         record.next_seq += 1;
         let record_bytes = serde_json::to_vec(&record)?;
-        (
-            &self.queues,
-            &self.envelopes,
-            &self.ids,
-            &self.topics,
-            &self.expiry,
-        )
+        (&self.queues, &self.envelopes, &self.ids, &self.topics, &self.expiry)
             .transaction(|(queues, envelopes, ids, topics, expiry)| {
                 if let Some((old_seq, old)) = &replaced {
-                    tx_remove(
-                        envelopes, ids, topics, expiry, &queue, *old_seq, old, now_ms,
-                    )?;
+                    tx_remove(envelopes, ids, topics, expiry, &queue, *old_seq, old, now_ms)?;
                 }
                 queues.insert(&queue.as_bytes()[..], record_bytes.clone())?;
                 envelopes.insert(&env_key(&queue, seq)[..], value.clone())?;
@@ -768,9 +692,7 @@ impl Store {
         entry.count = count_after;
         entry.bytes = bytes_after;
         counts.total = counts.total + 1 - freed_count;
-        self.metrics
-            .queue_depth
-            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.queue_depth.store(counts.total, std::sync::atomic::Ordering::Relaxed);
         Metrics::inc(&self.metrics.collapsed, freed_count);
         Ok(Some(EnqueueOutcome::Queued {
             depth: count_after,
@@ -846,9 +768,7 @@ impl Store {
         (&self.envelopes, &self.ids, &self.topics, &self.expiry)
             .transaction(|(envelopes, ids, topics, expiry)| {
                 for (seq, envelope, _) in &victims {
-                    tx_remove(
-                        envelopes, ids, topics, expiry, queue, *seq, envelope, now_ms,
-                    )?;
+                    tx_remove(envelopes, ids, topics, expiry, queue, *seq, envelope, now_ms)?;
                 }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
@@ -862,22 +782,15 @@ impl Store {
     /// time; at most `max` records per call. Returns how many records were handled.
     pub async fn sweep(&self, now_ms: u64, max: usize) -> Result<usize, StoreError> {
         let upper = (now_ms + 1).to_be_bytes();
-        let keys: Vec<sled::IVec> = self
-            .expiry
-            .range(..&upper[..])
-            .keys()
-            .take(max)
-            .collect::<Result<_, _>>()?;
+        let keys: Vec<sled::IVec> =
+            self.expiry.range(..&upper[..]).keys().take(max).collect::<Result<_, _>>()?;
         if keys.is_empty() {
             return Ok(0);
         }
         let mut counts = self.counts.lock().await;
         let mut expired_per_queue: HashMap<QueueId, u64> = HashMap::new();
         for key in &keys {
-            let corrupt = StoreError::Corrupt {
-                tree: "expiry/v1",
-                what: "key",
-            };
+            let corrupt = StoreError::Corrupt { tree: "expiry/v1", what: "key" };
             if key.len() < 25 {
                 self.expiry.remove(key)?;
                 return Err(corrupt);
@@ -933,13 +846,10 @@ impl Store {
             total_expired += n;
             if let Some(mut record) = self.queue(&queue)? {
                 record.expired += n;
-                self.queues
-                    .insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
+                self.queues.insert(queue.as_bytes(), serde_json::to_vec(&record)?)?;
             }
         }
-        self.metrics
-            .queue_depth
-            .store(counts.total, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.queue_depth.store(counts.total, std::sync::atomic::Ordering::Relaxed);
         Metrics::inc(&self.metrics.expired, total_expired);
         Ok(keys.len())
     }

@@ -83,10 +83,7 @@ impl RawResponse {
 
     /// A header as a string.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
     /// All `Set-Cookie` headers.
@@ -100,8 +97,7 @@ impl RawResponse {
 
     /// The error code of a `{code, message}` body.
     pub fn code(&self) -> Option<String> {
-        self.json()
-            .and_then(|v| v.get("code").and_then(Value::as_str).map(str::to_string))
+        self.json().and_then(|v| v.get("code").and_then(Value::as_str).map(str::to_string))
     }
 
     fn into_error(self) -> ApiError {
@@ -179,8 +175,7 @@ impl Client {
     pub fn with_session_cookie(base: &str, value: &str) -> Client {
         let c = Client::new(base);
         if let Ok(url) = c.base.parse::<Url>() {
-            c.jar
-                .add_cookie_str(&format!("{SESSION_COOKIE}={value}; Path=/"), &url);
+            c.jar.add_cookie_str(&format!("{SESSION_COOKIE}={value}; Path=/"), &url);
         }
         c
     }
@@ -197,10 +192,7 @@ impl Client {
 
     /// The same session with another `Origin` behaviour.
     pub fn with_origin(&self, origin: OriginMode) -> Client {
-        Client {
-            origin,
-            ..self.clone()
-        }
+        Client { origin, ..self.clone() }
     }
 
     /// Points the client at another base URL (e.g. a restarted node's new port), keeping its
@@ -279,11 +271,7 @@ impl Client {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().await?;
-        Ok(RawResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(RawResponse { status, headers, body })
     }
 
     /// A request whose 2xx answer decodes as `T`; returns the status too.
@@ -414,8 +402,7 @@ impl Client {
 
     /// `GET /users/{id}`.
     pub async fn user(&self, user_id: &str) -> ApiResult<User> {
-        self.call(Method::GET, &format!("/users/{user_id}"), None)
-            .await
+        self.call(Method::GET, &format!("/users/{user_id}"), None).await
     }
 
     /// `GET /admin/settings`.
@@ -425,50 +412,30 @@ impl Client {
 
     /// `PATCH /admin/settings`.
     pub async fn set_registration_open(&self, open: bool) -> ApiResult<Settings> {
-        self.call(
-            Method::PATCH,
-            "/admin/settings",
-            Some(json!({"registration_open": open})),
-        )
-        .await
+        self.call(Method::PATCH, "/admin/settings", Some(json!({"registration_open": open}))).await
     }
 
     /// `POST /admin/users/{id}/disable`.
     pub async fn disable_user(&self, user_id: &str) -> ApiResult<User> {
-        self.call(
-            Method::POST,
-            &format!("/admin/users/{user_id}/disable"),
-            None,
-        )
-        .await
+        self.call(Method::POST, &format!("/admin/users/{user_id}/disable"), None).await
     }
 
     /// `POST /admin/users/{id}/enable`.
     pub async fn enable_user(&self, user_id: &str) -> ApiResult<User> {
-        self.call(
-            Method::POST,
-            &format!("/admin/users/{user_id}/enable"),
-            None,
-        )
-        .await
+        self.call(Method::POST, &format!("/admin/users/{user_id}/enable"), None).await
     }
 
     // ---- chats ----
 
     /// `POST /channels` with `visibility` `"public"` or `"private"`.
     pub async fn create_channel(&self, name: &str, visibility: &str) -> ApiResult<Chat> {
-        self.call(
-            Method::POST,
-            "/channels",
-            Some(json!({"name": name, "visibility": visibility})),
-        )
-        .await
+        self.call(Method::POST, "/channels", Some(json!({"name": name, "visibility": visibility})))
+            .await
     }
 
     /// `POST /channels` with a full body; returns the status too.
     pub async fn create_channel_with(&self, body: Value) -> ApiResult<(u16, Chat)> {
-        self.call_status(Method::POST, "/channels", Some(body))
-            .await
+        self.call_status(Method::POST, "/channels", Some(body)).await
     }
 
     /// `GET /channels`.
@@ -478,8 +445,7 @@ impl Client {
 
     /// `POST /dms`; returns `(status, chat)` (201 new, 200 existing).
     pub async fn dm(&self, user_ids: &[&str]) -> ApiResult<(u16, Chat)> {
-        self.call_status(Method::POST, "/dms", Some(json!({"user_ids": user_ids})))
-            .await
+        self.call_status(Method::POST, "/dms", Some(json!({"user_ids": user_ids}))).await
     }
 
     /// `GET /chats`.
@@ -489,41 +455,32 @@ impl Client {
 
     /// The chat list entry of one chat, if listed.
     pub async fn chat_entry(&self, chat_id: &str) -> ApiResult<Option<ChatListEntry>> {
-        Ok(self
-            .chats()
-            .await?
-            .into_iter()
-            .find(|e| e.chat.id == chat_id))
+        Ok(self.chats().await?.into_iter().find(|e| e.chat.id == chat_id))
     }
 
     /// `GET /chats/{id}`.
     pub async fn chat(&self, chat_id: &str) -> ApiResult<Chat> {
-        self.call(Method::GET, &format!("/chats/{chat_id}"), None)
-            .await
+        self.call(Method::GET, &format!("/chats/{chat_id}"), None).await
     }
 
     /// `PATCH /chats/{id}`.
     pub async fn patch_chat(&self, chat_id: &str, patch: Value) -> ApiResult<Chat> {
-        self.call(Method::PATCH, &format!("/chats/{chat_id}"), Some(patch))
-            .await
+        self.call(Method::PATCH, &format!("/chats/{chat_id}"), Some(patch)).await
     }
 
     /// `POST /chats/{id}/join`.
     pub async fn join(&self, chat_id: &str) -> ApiResult<Chat> {
-        self.call(Method::POST, &format!("/chats/{chat_id}/join"), None)
-            .await
+        self.call(Method::POST, &format!("/chats/{chat_id}/join"), None).await
     }
 
     /// `POST /chats/{id}/leave`.
     pub async fn leave(&self, chat_id: &str) -> ApiResult<u16> {
-        self.call_empty(Method::POST, &format!("/chats/{chat_id}/leave"))
-            .await
+        self.call_empty(Method::POST, &format!("/chats/{chat_id}/leave")).await
     }
 
     /// `GET /chats/{id}/members`.
     pub async fn members(&self, chat_id: &str) -> ApiResult<Vec<Member>> {
-        self.call(Method::GET, &format!("/chats/{chat_id}/members"), None)
-            .await
+        self.call(Method::GET, &format!("/chats/{chat_id}/members"), None).await
     }
 
     /// `POST /chats/{id}/members` (invite).
@@ -537,12 +494,7 @@ impl Client {
         if let Some(r) = role {
             body["role"] = json!(r);
         }
-        self.call(
-            Method::POST,
-            &format!("/chats/{chat_id}/members"),
-            Some(body),
-        )
-        .await
+        self.call(Method::POST, &format!("/chats/{chat_id}/members"), Some(body)).await
     }
 
     /// `PATCH /chats/{id}/members/{user}`.
@@ -557,23 +509,15 @@ impl Client {
 
     /// `DELETE /chats/{id}/members/{user}`.
     pub async fn remove_member(&self, chat_id: &str, user_id: &str) -> ApiResult<u16> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/chats/{chat_id}/members/{user_id}"),
-        )
-        .await
+        self.call_empty(Method::DELETE, &format!("/chats/{chat_id}/members/{user_id}")).await
     }
 
     // ---- messages ----
 
     /// `POST /chats/{id}/messages` with a plain body.
     pub async fn send(&self, chat_id: &str, body: &str) -> ApiResult<Message> {
-        self.call(
-            Method::POST,
-            &format!("/chats/{chat_id}/messages"),
-            Some(json!({"body": body})),
-        )
-        .await
+        self.call(Method::POST, &format!("/chats/{chat_id}/messages"), Some(json!({"body": body})))
+            .await
     }
 
     /// `POST /chats/{id}/messages` with `reply_to` and/or `client_id`; returns the status too.
@@ -591,18 +535,12 @@ impl Client {
         if let Some(c) = client_id {
             b["client_id"] = json!(c);
         }
-        self.call_status(Method::POST, &format!("/chats/{chat_id}/messages"), Some(b))
-            .await
+        self.call_status(Method::POST, &format!("/chats/{chat_id}/messages"), Some(b)).await
     }
 
     /// `GET /chats/{id}/messages?...`.
     pub async fn history(&self, chat_id: &str, q: &HistoryQuery) -> ApiResult<Page> {
-        self.call(
-            Method::GET,
-            &format!("/chats/{chat_id}/messages{}", q.to_query()),
-            None,
-        )
-        .await
+        self.call(Method::GET, &format!("/chats/{chat_id}/messages{}", q.to_query()), None).await
     }
 
     /// Every message of a chat, oldest first, paging with `after` (limit 200 per page).
@@ -615,9 +553,7 @@ impl Client {
             let Some(first) = page.messages.first() else {
                 break;
             };
-            page = self
-                .history(chat_id, &HistoryQuery::before(&first.id, 200))
-                .await?;
+            page = self.history(chat_id, &HistoryQuery::before(&first.id, 200)).await?;
             pages.push(page.messages.clone());
         }
         for p in pages.into_iter().rev() {
@@ -628,12 +564,7 @@ impl Client {
 
     /// `GET /chats/{id}/messages/{mid}`.
     pub async fn get_message(&self, chat_id: &str, message_id: &str) -> ApiResult<Message> {
-        self.call(
-            Method::GET,
-            &format!("/chats/{chat_id}/messages/{message_id}"),
-            None,
-        )
-        .await
+        self.call(Method::GET, &format!("/chats/{chat_id}/messages/{message_id}"), None).await
     }
 
     /// `PATCH /chats/{id}/messages/{mid}`.
@@ -648,12 +579,7 @@ impl Client {
 
     /// `DELETE /chats/{id}/messages/{mid}`.
     pub async fn delete(&self, chat_id: &str, message_id: &str) -> ApiResult<Message> {
-        self.call(
-            Method::DELETE,
-            &format!("/chats/{chat_id}/messages/{message_id}"),
-            None,
-        )
-        .await
+        self.call(Method::DELETE, &format!("/chats/{chat_id}/messages/{message_id}"), None).await
     }
 
     /// `POST /chats/{id}/read`.
@@ -675,11 +601,7 @@ impl Client {
         if let Some(l) = limit {
             q.push(format!("limit={l}"));
         }
-        let qs = if q.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", q.join("&"))
-        };
+        let qs = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
         self.call(Method::GET, &format!("/sync{qs}"), None).await
     }
 
@@ -689,13 +611,7 @@ impl Client {
     /// and waits for the `hello` frame.
     pub async fn ws(&self, cursor: Option<u64>) -> Result<WsClient, WsConnectError> {
         let origin = self.own_origin();
-        WsClient::connect(
-            &self.base,
-            self.cookie_header(),
-            Some(origin.as_str()),
-            cursor,
-        )
-        .await
+        WsClient::connect(&self.base, self.cookie_header(), Some(origin.as_str()), cursor).await
     }
 
     /// The WebSocket of a registered device (`?device=`): the node does not push to it while
@@ -716,10 +632,7 @@ impl Client {
     pub async fn ws_raw(
         &self,
     ) -> Result<
-        (
-            crate::ws::WsSender,
-            futures_util::stream::SplitStream<crate::ws::WsStream>,
-        ),
+        (crate::ws::WsSender, futures_util::stream::SplitStream<crate::ws::WsStream>),
         WsConnectError,
     > {
         let origin = self.own_origin();

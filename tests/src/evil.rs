@@ -117,12 +117,7 @@ impl EvilNode {
     pub async fn address(&self) -> Result<String, String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let addrs = self
-                .handle
-                .net
-                .listen_addrs()
-                .await
-                .map_err(|e| e.to_string())?;
+            let addrs = self.handle.net.listen_addrs().await.map_err(|e| e.to_string())?;
             if let Some(addr) = addrs.first() {
                 return Ok(format!("{addr}/p2p/{}", self.peer_id()));
             }
@@ -153,11 +148,11 @@ impl EvilNode {
 
     /// Whether the node has a connection to `peer_id`.
     pub async fn connected_to(&self, peer_id: &str) -> bool {
-        self.handle.net.peers().await.is_ok_and(|peers| {
-            peers
-                .iter()
-                .any(|p| p.connected && p.peer.to_string() == peer_id)
-        })
+        self.handle
+            .net
+            .peers()
+            .await
+            .is_ok_and(|peers| peers.iter().any(|p| p.connected && p.peer.to_string() == peer_id))
     }
 
     /// The peers this node knows to be subscribed to `chat`'s topic (and admitted by its
@@ -175,12 +170,7 @@ impl EvilNode {
     pub fn history(&self, doc: DocId) -> Result<Vec<SignedChange>, String> {
         let entries = self
             .store
-            .range(
-                Tree::Changes,
-                prefix_range(&doc.to_bytes()),
-                false,
-                usize::MAX,
-            )
+            .range(Tree::Changes, prefix_range(&doc.to_bytes()), false, usize::MAX)
             .map_err(|e| e.to_string())?;
         entries
             .into_iter()
@@ -210,11 +200,7 @@ impl EvilNode {
         cursor: Vec<u8>,
     ) -> Result<Vec<SignedChange>, String> {
         let peer: confab_net::PeerId = peer.parse().map_err(|e| format!("peer id: {e}"))?;
-        let request = confab_net::CatchupRequest {
-            doc,
-            heads: Vec::new(),
-            cursor,
-        };
+        let request = confab_net::CatchupRequest { doc, heads: Vec::new(), cursor };
         match self.handle.net.catchup(peer, request).await {
             Ok(confab_net::CatchupResponse::Page(page)) => page
                 .changes
@@ -232,12 +218,7 @@ impl EvilNode {
         chat: confab_protocol::ChatId,
         data: Vec<u8>,
     ) -> Result<(), String> {
-        self.handle
-            .net
-            .publish(chat, data)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.handle.net.publish(chat, data).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Stops the federation task (and the network) and the engine.
@@ -265,17 +246,10 @@ impl Drop for EvilNode {
 pub enum Write {
     /// Puts `record` at key `<namespace>:<id>` of a bucket's `msg` map (the key's namespace is
     /// whatever the forger likes).
-    Message {
-        namespace: OrgId,
-        id: MessageId,
-        record: MessageRecord,
-    },
+    Message { namespace: OrgId, id: MessageId, record: MessageRecord },
     /// Puts `record` at key `<namespace>:<target>` of a bucket's `upd` map (an edit or a
     /// deletion of the target message).
-    Update {
-        namespace: OrgId,
-        record: UpdateRecord,
-    },
+    Update { namespace: OrgId, record: UpdateRecord },
     /// Sets the chat name: the root of a control document (or of a bucket, which only the
     /// owner's genesis may write).
     ChatName(String),
@@ -321,12 +295,7 @@ pub fn forge(
     suffix: [u8; 16],
     writes: Vec<Write>,
 ) -> Result<Vec<Forged>, String> {
-    forge_changes(
-        history,
-        actor_org,
-        suffix,
-        writes.into_iter().map(|write| vec![write]).collect(),
-    )
+    forge_changes(history, actor_org, suffix, writes.into_iter().map(|write| vec![write]).collect())
 }
 
 /// Like [`forge`], with several writes (operations) in each change.
@@ -342,11 +311,7 @@ pub fn forge_changes(
     for writes in changes {
         for write in writes {
             match write {
-                Write::Message {
-                    namespace,
-                    id,
-                    record,
-                } => {
+                Write::Message { namespace, id, record } => {
                     let collections = bucket::collections(&doc).map_err(|e| e.to_string())?;
                     bucket::put_message(&mut doc, &collections, &namespace, &id, &record)
                         .map_err(|e| e.to_string())?;
@@ -365,13 +330,8 @@ pub fn forge_changes(
             }
         }
         doc.commit().ok_or("the writes made no change")?;
-        let change = doc
-            .get_last_local_change()
-            .ok_or("no local change after the commit")?;
-        forged.push(Forged {
-            raw: change.raw_bytes().to_vec(),
-            hash: change.hash().0,
-        });
+        let change = doc.get_last_local_change().ok_or("no local change after the commit")?;
+        forged.push(Forged { raw: change.raw_bytes().to_vec(), hash: change.hash().0 });
     }
     Ok(forged)
 }
@@ -386,10 +346,7 @@ pub fn control_state(history: &[SignedChange]) -> Result<ControlState, String> {
 pub fn bucket_bodies(history: &[SignedChange]) -> Result<Vec<String>, String> {
     document!(doc, history);
     let messages = bucket::messages(&doc).map_err(|e| e.to_string())?;
-    Ok(messages
-        .into_iter()
-        .map(|(_, _, record)| record.body)
-        .collect())
+    Ok(messages.into_iter().map(|(_, _, record)| record.body).collect())
 }
 
 /// The control document's validation does not consult membership.

@@ -41,10 +41,7 @@ pub fn find_binary(name: &str, env_var: &str) -> Result<PathBuf, String> {
         if bin.is_file() {
             return Ok(bin);
         }
-        return Err(format!(
-            "{env_var} is set to {} but no such file exists",
-            bin.display()
-        ));
+        return Err(format!("{env_var} is set to {} but no such file exists", bin.display()));
     }
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         tried.push(PathBuf::from(dir).join("debug").join(name));
@@ -72,11 +69,7 @@ pub fn find_binary(name: &str, env_var: &str) -> Result<PathBuf, String> {
     Err(format!(
         "{name} binary not found; build it with `cargo build --workspace --bins` or set \
          {env_var}. Looked in: {}",
-        tried
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     ))
 }
 
@@ -281,11 +274,7 @@ impl TestNode {
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => panic!(
-                "{}: cannot spawn {}: {e}",
-                self.opts.name,
-                self.bin.display()
-            ),
+            Err(e) => panic!("{}: cannot spawn {}: {e}", self.opts.name, self.bin.display()),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
         if let Some(out) = child.stdout.take() {
@@ -378,10 +367,7 @@ impl TestNode {
 
     async fn wait_exit(&mut self, timeout: Duration, what: &str) -> ExitStatus {
         let Some(mut child) = self.child.take() else {
-            panic!(
-                "{}: {what} sent but the node was not running",
-                self.opts.name
-            );
+            panic!("{}: {what} sent but the node was not running", self.opts.name);
         };
         let deadline = Instant::now() + timeout;
         loop {
@@ -416,11 +402,7 @@ impl TestNode {
 
     /// Runs `confab-node ARGS...` (an admin subcommand) to completion.
     pub fn cli(&self, args: &[&str]) -> Output {
-        match Command::new(&self.bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-        {
+        match Command::new(&self.bin).args(args).stdin(Stdio::null()).output() {
             Ok(o) => o,
             Err(e) => panic!("cannot run {} {args:?}: {e}", self.bin.display()),
         }
@@ -429,15 +411,8 @@ impl TestNode {
     /// `confab-node user create --data-dir DIR USERNAME --password PW [--admin]`.
     pub fn cli_user_create(&self, username: &str, password: &str, admin: bool) -> Output {
         let dir = self.data_dir.to_string_lossy().to_string();
-        let mut args = vec![
-            "user",
-            "create",
-            "--data-dir",
-            dir.as_str(),
-            username,
-            "--password",
-            password,
-        ];
+        let mut args =
+            vec!["user", "create", "--data-dir", dir.as_str(), username, "--password", password];
         if admin {
             args.push("--admin");
         }
@@ -490,11 +465,7 @@ impl TestNet {
     pub async fn start(n: usize) -> TestNet {
         let mut net = TestNet::default();
         for i in 0..n {
-            let org = if n == 1 {
-                ORG.to_string()
-            } else {
-                format!("org{i}")
-            };
+            let org = if n == 1 { ORG.to_string() } else { format!("org{i}") };
             net.add(NodeOptions {
                 name: format!("node{i}"),
                 org_name: org,

@@ -83,10 +83,7 @@ impl TestPushService {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let shared = Arc::new(Shared {
-            base: base.clone(),
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared { base: base.clone(), ..Shared::default() });
         let app = Router::new()
             .route("/push/{name}", post(receive))
             .route("/wpush/{channel}", post(receive_for_firefox))
@@ -100,11 +97,7 @@ impl TestPushService {
                 })
                 .await;
         });
-        Ok(Self {
-            base,
-            shared,
-            _stop: stop,
-        })
+        Ok(Self { base, shared, _stop: stop })
     }
 
     /// The origin (`http://127.0.0.1:port`): what a VAPID `aud` must say.
@@ -123,11 +116,7 @@ impl TestPushService {
 
     /// The pushes that arrived for the endpoint `name`, oldest first.
     pub fn pushes_to(&self, name: &str) -> Vec<Push> {
-        lock(&self.shared.pushes)
-            .iter()
-            .filter(|push| push.name == name)
-            .cloned()
-            .collect()
+        lock(&self.shared.pushes).iter().filter(|push| push.name == name).cloned().collect()
     }
 
     /// The URL for Firefox's `dom.push.serverURL` pref.
@@ -188,13 +177,7 @@ async fn receive(
 ) -> StatusCode {
     let plaintext = ua_keys().and_then(|(keys, secret)| decrypt(&keys, &secret, &body).ok());
     let audience = audience_of(&headers);
-    lock(&shared.pushes).push(Push {
-        name,
-        headers,
-        body: body.to_vec(),
-        plaintext,
-        audience,
-    });
+    lock(&shared.pushes).push(Push { name, headers, body: body.to_vec(), plaintext, audience });
     StatusCode::CREATED
 }
 
@@ -328,11 +311,7 @@ async fn autopush_session(shared: Arc<Shared>, mut socket: WebSocket) {
             }
             _ => json!({}),
         };
-        if socket
-            .send(Message::Text(reply.to_string().into()))
-            .await
-            .is_err()
-        {
+        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
             break;
         }
     }
@@ -350,10 +329,7 @@ fn ua_keys() -> Option<(UaKeys, [u8; 32])> {
 
 /// The VAPID `aud` claim of a push's `Authorization` header.
 fn audience_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(vapid_audience)
+    headers.get("authorization").and_then(|value| value.to_str().ok()).and_then(vapid_audience)
 }
 
 /// The `aud` claim of `vapid t=<JWT>,k=<key>` (the signature is the relay's own tests' business).
@@ -365,7 +341,5 @@ fn vapid_audience(header: &str) -> Option<String> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

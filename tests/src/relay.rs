@@ -46,17 +46,9 @@ impl TestRelay {
     /// Starts the relay again on the same data directory and address (after [`Self::kill9`]).
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         self.kill9();
-        let listen = self
-            .url
-            .strip_prefix("http://")
-            .context("the relay's URL")?
-            .to_string();
+        let listen = self.url.strip_prefix("http://").context("the relay's URL")?.to_string();
         let url = self.spawn(&listen).await?;
-        anyhow::ensure!(
-            url == self.url,
-            "the relay came back at {url}, not {}",
-            self.url
-        );
+        anyhow::ensure!(url == self.url, "the relay came back at {url}, not {}", self.url);
         Ok(())
     }
 
@@ -108,12 +100,7 @@ impl TestRelay {
 
     /// The current value of the Prometheus metric `name` (`None` if it is not reported).
     pub async fn metric(&self, name: &str) -> Option<u64> {
-        let text = reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = reqwest::get(format!("{}/metrics", self.url)).await.ok()?.text().await.ok()?;
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
@@ -141,9 +128,7 @@ fn keep_lines(
 
 /// The output log; a thread that panicked while holding it left whole lines behind.
 fn lock(output: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
-    output
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    output.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for TestRelay {

@@ -92,28 +92,17 @@ pub struct HistoryQuery {
 impl HistoryQuery {
     /// The newest `limit`.
     pub fn latest(limit: u32) -> Self {
-        HistoryQuery {
-            limit: Some(limit),
-            ..Default::default()
-        }
+        HistoryQuery { limit: Some(limit), ..Default::default() }
     }
 
     /// Up to `limit` older than `id`.
     pub fn before(id: &str, limit: u32) -> Self {
-        HistoryQuery {
-            before: Some(id.to_string()),
-            limit: Some(limit),
-            ..Default::default()
-        }
+        HistoryQuery { before: Some(id.to_string()), limit: Some(limit), ..Default::default() }
     }
 
     /// Up to `limit` newer than `id`.
     pub fn after(id: &str, limit: u32) -> Self {
-        HistoryQuery {
-            after: Some(id.to_string()),
-            limit: Some(limit),
-            ..Default::default()
-        }
+        HistoryQuery { after: Some(id.to_string()), limit: Some(limit), ..Default::default() }
     }
 
     pub(crate) fn to_query(&self) -> String {

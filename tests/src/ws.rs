@@ -33,11 +33,7 @@ pub struct WsConnectError {
 
 impl fmt::Display for WsConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "status={:?} body={:?}: {}",
-            self.status, self.body, self.message
-        )
+        write!(f, "status={:?} body={:?}: {}", self.status, self.body, self.message)
     }
 }
 
@@ -76,15 +72,9 @@ async fn handshake(
     } else {
         format!("{ws_base}/api/v1/ws?{query}")
     };
-    let err = |message: String| WsConnectError {
-        status: None,
-        body: None,
-        message,
-    };
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| err(format!("bad url {url}: {e}")))?;
+    let err = |message: String| WsConnectError { status: None, body: None, message };
+    let mut req =
+        url.as_str().into_client_request().map_err(|e| err(format!("bad url {url}: {e}")))?;
     if let Some(c) = cookie {
         req.headers_mut().insert("cookie", c);
     }
@@ -97,15 +87,8 @@ async fn handshake(
         Err(_) => Err(err("WebSocket handshake timed out".into())),
         Ok(Err(tungstenite::Error::Http(resp))) => {
             let status = resp.status().as_u16();
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).to_string());
-            Err(WsConnectError {
-                status: Some(status),
-                body,
-                message: "upgrade refused".into(),
-            })
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).to_string());
+            Err(WsConnectError { status: Some(status), body, message: "upgrade refused".into() })
         }
         Ok(Err(e)) => Err(err(format!("WebSocket connect: {e}"))),
         Ok(Ok((stream, _response))) => Ok(stream),
@@ -163,34 +146,20 @@ pub fn ev_cursor(v: &Value) -> Option<u64> {
 
 /// `message.id` of a message event.
 pub fn ev_message_id(v: &Value) -> Option<&str> {
-    v.get("message")
-        .and_then(|m| m.get("id"))
-        .and_then(Value::as_str)
+    v.get("message").and_then(|m| m.get("id")).and_then(Value::as_str)
 }
 
 /// `chat_id` of an event: the top-level field or the message's.
 pub fn ev_chat_id(v: &Value) -> Option<&str> {
     v.get("chat_id")
         .and_then(Value::as_str)
-        .or_else(|| {
-            v.get("message")
-                .and_then(|m| m.get("chat_id"))
-                .and_then(Value::as_str)
-        })
-        .or_else(|| {
-            v.get("chat")
-                .and_then(|m| m.get("id"))
-                .and_then(Value::as_str)
-        })
+        .or_else(|| v.get("message").and_then(|m| m.get("chat_id")).and_then(Value::as_str))
+        .or_else(|| v.get("chat").and_then(|m| m.get("id")).and_then(Value::as_str))
 }
 
 /// Decodes the `message` of a message event as the spec's `Message`.
 pub fn ev_message(v: &Value) -> crate::types::Message {
-    match v
-        .get("message")
-        .cloned()
-        .map(serde_json::from_value::<crate::types::Message>)
-    {
+    match v.get("message").cloned().map(serde_json::from_value::<crate::types::Message>) {
         Some(Ok(m)) => m,
         Some(Err(e)) => {
             panic!("event's `message` does not match the spec's Message shape: {e}; event: {v}")
@@ -219,11 +188,7 @@ impl WsClient {
         origin: Option<&str>,
         query: &str,
     ) -> Result<WsClient, WsConnectError> {
-        let err = |message: String| WsConnectError {
-            status: None,
-            body: None,
-            message,
-        };
+        let err = |message: String| WsConnectError { status: None, body: None, message };
         let stream = handshake(base, cookie, origin, query).await?;
         let (sink, mut stream) = stream.split();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -423,9 +388,7 @@ impl WsClient {
         let what = format!("message.created with body {body:?}");
         self.wait_for(&what, |v| {
             ev_type(v) == "message.created"
-                && v.get("message")
-                    .and_then(|m| m.get("body"))
-                    .and_then(Value::as_str)
+                && v.get("message").and_then(|m| m.get("body")).and_then(Value::as_str)
                     == Some(body)
         })
         .await
@@ -520,26 +483,8 @@ impl WsClient {
 
     /// Splits off the sending half, for a separate sender task; the rest keeps receiving.
     pub fn into_parts(self) -> (WsSender, WsReceiver) {
-        let WsClient {
-            sink,
-            rx,
-            backlog,
-            hello,
-            last_cursor,
-            closed,
-            reader,
-        } = self;
-        (
-            WsSender { sink },
-            WsReceiver {
-                rx,
-                backlog,
-                hello,
-                last_cursor,
-                closed,
-                reader,
-            },
-        )
+        let WsClient { sink, rx, backlog, hello, last_cursor, closed, reader } = self;
+        (WsSender { sink }, WsReceiver { rx, backlog, hello, last_cursor, closed, reader })
     }
 }
 

@@ -15,44 +15,22 @@ async fn repeat_offender_is_blacklisted_and_honest_traffic_flows() {
     peer(&victim, &mallory).await;
     let chat = chat(3);
     let all = vec![victim.peer, honest.peer, mallory.peer];
-    join_channel(
-        chat,
-        &[
-            (&victim, all.clone()),
-            (&honest, all.clone()),
-            (&mallory, all.clone()),
-        ],
-    )
-    .await;
+    join_channel(chat, &[(&victim, all.clone()), (&honest, all.clone()), (&mallory, all.clone())])
+        .await;
     wait_topic_peers(&victim, chat, &[honest.peer, mallory.peer]).await;
     wait_topic_peers(&mallory, chat, &[victim.peer]).await;
     wait_topic_peers(&honest, chat, &[victim.peer]).await;
 
     for i in 0..3 {
-        mallory
-            .handle
-            .publish(chat, format!("bad-{i}").into_bytes())
-            .await
-            .expect("publish");
-        honest
-            .handle
-            .publish(chat, format!("good-{i}").into_bytes())
-            .await
-            .expect("publish");
+        mallory.handle.publish(chat, format!("bad-{i}").into_bytes()).await.expect("publish");
+        honest.handle.publish(chat, format!("good-{i}").into_bytes()).await.expect("publish");
     }
     eventually("mallory blacklisted", || async {
-        victim
-            .record
-            .lock()
-            .expect("lock")
-            .blacklisted
-            .contains(&mallory.peer)
+        victim.record.lock().expect("lock").blacklisted.contains(&mallory.peer)
     })
     .await;
-    eventually("mallory disconnected", || async {
-        !victim.connected_to(&mallory.peer).await
-    })
-    .await;
+    eventually("mallory disconnected", || async { !victim.connected_to(&mallory.peer).await })
+        .await;
 
     // Mallory keeps dialing (the victim is on its allow-list); every attempt is refused.
     eventually("a reconnection attempt refused as blacklisted", || async {
@@ -62,52 +40,31 @@ async fn repeat_offender_is_blacklisted_and_honest_traffic_flows() {
     })
     .await;
     let peers = victim.handle.peers().await.expect("peers");
-    let info = peers
-        .iter()
-        .find(|p| p.peer == mallory.peer)
-        .expect("listed");
+    let info = peers.iter().find(|p| p.peer == mallory.peer).expect("listed");
     assert!(info.blacklisted);
     assert!(!info.connected);
     assert_eq!(info.rejected_messages, 3);
     if let Some(score) = info.score {
-        assert!(
-            score < 0.0,
-            "score of an offender should be negative, got {score}"
-        );
+        assert!(score < 0.0, "score of an offender should be negative, got {score}");
     }
 
     // Honest traffic keeps flowing.
-    honest
-        .handle
-        .publish(chat, b"good-after".to_vec())
-        .await
-        .expect("publish");
+    honest.handle.publish(chat, b"good-after".to_vec()).await.expect("publish");
     eventually("honest message after the blacklisting", || async {
         victim.received().contains(&b"good-after".to_vec())
     })
     .await;
     for i in 0..3 {
-        assert!(victim
-            .received()
-            .contains(&format!("good-{i}").into_bytes()));
+        assert!(victim.received().contains(&format!("good-{i}").into_bytes()));
     }
     assert!(victim.connected_to(&honest.peer).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !victim.connected_to(&mallory.peer).await,
-        "blacklisted peer reconnected"
-    );
+    assert!(!victim.connected_to(&mallory.peer).await, "blacklisted peer reconnected");
 
     // Unblocking lets it back in.
-    victim
-        .handle
-        .unblock_peer(mallory.peer)
-        .await
-        .expect("unblock");
-    eventually("reconnected after unblock", || async {
-        victim.connected_to(&mallory.peer).await
-    })
-    .await;
+    victim.handle.unblock_peer(mallory.peer).await.expect("unblock");
+    eventually("reconnected after unblock", || async { victim.connected_to(&mallory.peer).await })
+        .await;
     for node in [victim, honest, mallory] {
         node.stop().await;
     }
@@ -132,36 +89,19 @@ async fn paced_offender_is_blacklisted_when_graylisted() {
     wait_topic_peers(&mallory, chat, &[victim.peer]).await;
 
     for i in 0..2 * threshold {
-        if victim
-            .record
-            .lock()
-            .expect("lock")
-            .blacklisted
-            .contains(&mallory.peer)
-        {
+        if victim.record.lock().expect("lock").blacklisted.contains(&mallory.peer) {
             break;
         }
         // Ignore publish errors: once blacklisted, mallory has no peer to publish to.
-        let _ = mallory
-            .handle
-            .publish(chat, format!("bad-paced-{i}").into_bytes())
-            .await;
+        let _ = mallory.handle.publish(chat, format!("bad-paced-{i}").into_bytes()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eventually("paced mallory blacklisted", || async {
-        victim
-            .record
-            .lock()
-            .expect("lock")
-            .blacklisted
-            .contains(&mallory.peer)
+        victim.record.lock().expect("lock").blacklisted.contains(&mallory.peer)
     })
     .await;
     let peers = victim.handle.peers().await.expect("peers");
-    let info = peers
-        .iter()
-        .find(|p| p.peer == mallory.peer)
-        .expect("listed");
+    let info = peers.iter().find(|p| p.peer == mallory.peer).expect("listed");
     assert!(info.blacklisted);
     assert!(
         info.rejected_messages >= 1 && info.rejected_messages < threshold,

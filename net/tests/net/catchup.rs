@@ -7,18 +7,14 @@ use confab_protocol::DocId;
 /// A fake change log of 25 changes served in pages of 10, the cursor being the next index.
 fn paging_server() -> Server {
     Arc::new(|_, request| {
-        let changes: Vec<Vec<u8>> = (0..25u32)
-            .map(|i| format!("change-{i}").into_bytes())
-            .collect();
+        let changes: Vec<Vec<u8>> =
+            (0..25u32).map(|i| format!("change-{i}").into_bytes()).collect();
         let start = match request.cursor.as_slice() {
             [] => 0,
             bytes => u32::from_be_bytes(bytes.try_into().unwrap_or([0xff; 4])) as usize,
         };
         let end = (start + 10).min(changes.len());
-        let page = changes
-            .get(start..end)
-            .map(<[Vec<u8>]>::to_vec)
-            .unwrap_or_default();
+        let page = changes.get(start..end).map(<[Vec<u8>]>::to_vec).unwrap_or_default();
         CatchupResponse::Page(CatchupPage {
             changes: page,
             more: end < changes.len(),
@@ -37,15 +33,8 @@ async fn members_pair(
     let server = start(n + 1, server_config, accept_all(), server).await;
     peer(&client, &server).await;
     let chat = chat(n);
-    join_channel(
-        chat,
-        &[(&client, vec![server.peer]), (&server, vec![client.peer])],
-    )
-    .await;
-    eventually("connected", || async {
-        client.connected_to(&server.peer).await
-    })
-    .await;
+    join_channel(chat, &[(&client, vec![server.peer]), (&server, vec![client.peer])]).await;
+    eventually("connected", || async { client.connected_to(&server.peer).await }).await;
     (client, server, chat)
 }
 
@@ -59,19 +48,9 @@ async fn paging_across_three_pages() {
     let mut got = Vec::new();
     let mut pages = 0;
     loop {
-        let request = CatchupRequest {
-            doc,
-            heads: vec![[7; 32], [8; 32]],
-            cursor: cursor.clone(),
-        };
-        let response = client
-            .handle
-            .catchup(server.peer, request)
-            .await
-            .expect("catch-up");
-        let CatchupResponse::Page(page) = response else {
-            panic!("refused: {response:?}")
-        };
+        let request = CatchupRequest { doc, heads: vec![[7; 32], [8; 32]], cursor: cursor.clone() };
+        let response = client.handle.catchup(server.peer, request).await.expect("catch-up");
+        let CatchupResponse::Page(page) = response else { panic!("refused: {response:?}") };
         pages += 1;
         got.extend(page.changes);
         if !page.more {
@@ -81,9 +60,7 @@ async fn paging_across_three_pages() {
         assert!(pages < 10, "paging does not end");
     }
     assert_eq!(pages, 3);
-    let expected: Vec<Vec<u8>> = (0..25u32)
-        .map(|i| format!("change-{i}").into_bytes())
-        .collect();
+    let expected: Vec<Vec<u8>> = (0..25u32).map(|i| format!("change-{i}").into_bytes()).collect();
     assert_eq!(got, expected);
     let requests = server.record.lock().expect("lock").catchup_requests.clone();
     assert_eq!(requests.len(), 3);
@@ -113,11 +90,7 @@ async fn oversized_response_frame_is_refused() {
         .handle
         .catchup(
             server.peer,
-            CatchupRequest {
-                doc: DocId::control(chat),
-                heads: vec![],
-                cursor: vec![],
-            },
+            CatchupRequest { doc: DocId::control(chat), heads: vec![], cursor: vec![] },
         )
         .await
         .expect_err("oversized frame must be refused");
@@ -131,11 +104,7 @@ async fn oversized_response_frame_is_refused() {
         .handle
         .catchup(
             server2.peer,
-            CatchupRequest {
-                doc: DocId::control(chat2),
-                heads: vec![],
-                cursor: vec![],
-            },
+            CatchupRequest { doc: DocId::control(chat2), heads: vec![], cursor: vec![] },
         )
         .await
         .expect_err("responder refuses to send");
@@ -165,14 +134,7 @@ async fn too_many_heads_refused_before_sending() {
     let heads = vec![[1; 32]; confab_net::CatchupLimits::default().max_heads + 1];
     let err = client
         .handle
-        .catchup(
-            server.peer,
-            CatchupRequest {
-                doc: DocId::control(chat),
-                heads,
-                cursor: vec![],
-            },
-        )
+        .catchup(server.peer, CatchupRequest { doc: DocId::control(chat), heads, cursor: vec![] })
         .await
         .expect_err("too many heads");
     assert!(matches!(err, confab_net::NetError::Codec(_)), "{err:?}");
@@ -181,11 +143,7 @@ async fn too_many_heads_refused_before_sending() {
             .handle
             .catchup(
                 server.peer,
-                CatchupRequest {
-                    doc: DocId::control(chat),
-                    heads: vec![],
-                    cursor: vec![]
-                }
+                CatchupRequest { doc: DocId::control(chat), heads: vec![], cursor: vec![] }
             )
             .await
             .ok()

@@ -18,13 +18,7 @@ fn golden_request() -> (Request, String) {
         heads: vec![[0xaa; 32]],
         cursor: vec![1, 2],
     });
-    let hex = format!(
-        "01{}00000002{}{}{}",
-        "11".repeat(16),
-        "0001",
-        "aa".repeat(32),
-        "00020102"
-    );
+    let hex = format!("01{}00000002{}{}{}", "11".repeat(16), "0001", "aa".repeat(32), "00020102");
     (request, hex)
 }
 
@@ -34,33 +28,18 @@ fn golden_page() -> (CatchupResponse, String) {
         more: true,
         cursor: vec![9],
     });
-    (
-        response,
-        "0100010001090000000200000003616263".to_owned() + "00000000",
-    )
+    (response, "0100010001090000000200000003616263".to_owned() + "00000000")
 }
 
 #[test]
 fn golden_bytes() {
     let (request, hex_req) = golden_request();
-    assert_eq!(
-        hex::encode(encode_request(&request, &limits()).expect("encode")),
-        hex_req
-    );
-    assert_eq!(
-        decode_request(&hex::decode(&hex_req).expect("hex"), &limits()),
-        Ok(request)
-    );
+    assert_eq!(hex::encode(encode_request(&request, &limits()).expect("encode")), hex_req);
+    assert_eq!(decode_request(&hex::decode(&hex_req).expect("hex"), &limits()), Ok(request));
 
     let (page, hex_page) = golden_page();
-    assert_eq!(
-        hex::encode(encode_response(&page, &limits()).expect("encode")),
-        hex_page
-    );
-    assert_eq!(
-        decode_response(&hex::decode(&hex_page).expect("hex"), &limits()),
-        Ok(page)
-    );
+    assert_eq!(hex::encode(encode_response(&page, &limits()).expect("encode")), hex_page);
+    assert_eq!(decode_response(&hex::decode(&hex_page).expect("hex"), &limits()), Ok(page));
 
     let cases = [
         (CatchupRefusal::NotMember, "010101"),
@@ -70,14 +49,8 @@ fn golden_bytes() {
     ];
     for (refusal, hex) in cases {
         let response = CatchupResponse::Refused(refusal);
-        assert_eq!(
-            hex::encode(encode_response(&response, &limits()).expect("encode")),
-            hex
-        );
-        assert_eq!(
-            decode_response(&hex::decode(hex).expect("hex"), &limits()),
-            Ok(response)
-        );
+        assert_eq!(hex::encode(encode_response(&response, &limits()).expect("encode")), hex);
+        assert_eq!(decode_response(&hex::decode(hex).expect("hex"), &limits()), Ok(response));
     }
     // The empty first page.
     let empty = CatchupResponse::Page(CatchupPage::default());
@@ -102,40 +75,22 @@ fn malformed_bodies_refused() {
     // Type 2 is the one-byte chat index request: a document body after it is trailing.
     let mut as_index = req.clone();
     as_index[0] = 2;
-    assert_eq!(
-        decode_request(&as_index, &limits()),
-        Err(CodecError::TrailingBytes)
-    );
+    assert_eq!(decode_request(&as_index, &limits()), Err(CodecError::TrailingBytes));
     assert_eq!(decode_request(&[], &limits()), Err(CodecError::Truncated));
-    assert_eq!(
-        decode_request(&req[..req.len() - 1], &limits()),
-        Err(CodecError::Truncated)
-    );
+    assert_eq!(decode_request(&req[..req.len() - 1], &limits()), Err(CodecError::Truncated));
     let mut trailing = req.clone();
     trailing.push(0);
-    assert_eq!(
-        decode_request(&trailing, &limits()),
-        Err(CodecError::TrailingBytes)
-    );
+    assert_eq!(decode_request(&trailing, &limits()), Err(CodecError::TrailingBytes));
 
     let (_, hex_page) = golden_page();
     let page = hex::decode(hex_page).expect("hex");
     let mut bad_flag = page.clone();
     bad_flag[2] = 2;
-    assert_eq!(
-        decode_response(&bad_flag, &limits()),
-        Err(CodecError::Invalid("more flag"))
-    );
+    assert_eq!(decode_response(&bad_flag, &limits()), Err(CodecError::Invalid("more flag")));
     let mut bad_kind = page.clone();
     bad_kind[1] = 7;
-    assert_eq!(
-        decode_response(&bad_kind, &limits()),
-        Err(CodecError::Invalid("response kind"))
-    );
-    assert_eq!(
-        decode_response(&page[..page.len() - 5], &limits()),
-        Err(CodecError::Truncated)
-    );
+    assert_eq!(decode_response(&bad_kind, &limits()), Err(CodecError::Invalid("response kind")));
+    assert_eq!(decode_response(&page[..page.len() - 5], &limits()), Err(CodecError::Truncated));
 }
 
 #[test]
@@ -146,21 +101,15 @@ fn limits_enforced_both_ways() {
     small.max_change_bytes = 4;
     small.max_cursor_bytes = 1;
     let doc = DocId::control(ChatId::from_bytes([1; 16]));
-    let request = Request::Document(CatchupRequest {
-        doc,
-        heads: vec![[0; 32]; 3],
-        cursor: vec![],
-    });
+    let request =
+        Request::Document(CatchupRequest { doc, heads: vec![[0; 32]; 3], cursor: vec![] });
     assert!(matches!(
         encode_request(&request, &small),
         Err(CodecError::Limit { what: "heads", .. })
     ));
     let encoded = encode_request(&request, &limits()).expect("encode");
     // The body is longer than the small limit's maximum request: refused by length first.
-    assert!(matches!(
-        decode_request(&encoded, &small),
-        Err(CodecError::Limit { .. })
-    ));
+    assert!(matches!(decode_request(&encoded, &small), Err(CodecError::Limit { .. })));
 
     // A request that claims 3 heads within a body that fits the byte bound.
     let mut claims = vec![1u8];
@@ -168,49 +117,29 @@ fn limits_enforced_both_ways() {
     claims.extend_from_slice(&3u16.to_be_bytes());
     assert!(matches!(
         decode_request(&claims, &small),
-        Err(CodecError::Limit {
-            what: "heads",
-            got: 3,
-            max: 2
-        })
+        Err(CodecError::Limit { what: "heads", got: 3, max: 2 })
     ));
 
     let page = |changes: Vec<Vec<u8>>| {
-        CatchupResponse::Page(CatchupPage {
-            changes,
-            more: false,
-            cursor: vec![],
-        })
+        CatchupResponse::Page(CatchupPage { changes, more: false, cursor: vec![] })
     };
     assert!(matches!(
         encode_response(&page(vec![vec![1]; 3]), &small),
-        Err(CodecError::Limit {
-            what: "changes",
-            ..
-        })
+        Err(CodecError::Limit { what: "changes", .. })
     ));
     assert!(matches!(
         encode_response(&page(vec![vec![1; 5]]), &small),
-        Err(CodecError::Limit {
-            what: "change bytes",
-            ..
-        })
+        Err(CodecError::Limit { what: "change bytes", .. })
     ));
     let three = encode_response(&page(vec![vec![1]; 3]), &limits()).expect("encode");
     assert!(matches!(
         decode_response(&three, &small),
-        Err(CodecError::Limit {
-            what: "changes",
-            ..
-        })
+        Err(CodecError::Limit { what: "changes", .. })
     ));
     let big = encode_response(&page(vec![vec![1; 5]]), &limits()).expect("encode");
     assert!(matches!(
         decode_response(&big, &small),
-        Err(CodecError::Limit {
-            what: "change bytes",
-            ..
-        })
+        Err(CodecError::Limit { what: "change bytes", .. })
     ));
 
     // A count of u32::MAX changes is refused before any allocation for them.
@@ -218,20 +147,14 @@ fn limits_enforced_both_ways() {
     huge.extend_from_slice(&u32::MAX.to_be_bytes());
     assert!(matches!(
         decode_response(&huge, &limits()),
-        Err(CodecError::Limit {
-            what: "changes",
-            ..
-        })
+        Err(CodecError::Limit { what: "changes", .. })
     ));
 
     let mut total = limits();
     total.max_response_bytes = 100;
     assert!(matches!(
         encode_response(&page(vec![vec![1; 60], vec![2; 60]]), &total),
-        Err(CodecError::Limit {
-            what: "response bytes",
-            ..
-        })
+        Err(CodecError::Limit { what: "response bytes", .. })
     ));
 }
 
@@ -247,67 +170,34 @@ fn golden_index() -> (CatchupResponse, String) {
 #[test]
 fn golden_bytes_of_the_chat_index() {
     // The request is the single request-type byte 02.
-    assert_eq!(
-        hex::encode(encode_request(&Request::Index, &limits()).expect("encode")),
-        "02"
-    );
+    assert_eq!(hex::encode(encode_request(&Request::Index, &limits()).expect("encode")), "02");
     assert_eq!(decode_request(&[2], &limits()), Ok(Request::Index));
-    assert_eq!(
-        hex::encode(encode_request(&Request::Poke, &limits()).expect("encode")),
-        "03"
-    );
+    assert_eq!(hex::encode(encode_request(&Request::Poke, &limits()).expect("encode")), "03");
     assert_eq!(decode_request(&[3], &limits()), Ok(Request::Poke));
 
     let (index, hex_index) = golden_index();
-    assert_eq!(
-        hex::encode(encode_response(&index, &limits()).expect("encode")),
-        hex_index
-    );
-    assert_eq!(
-        decode_response(&hex::decode(&hex_index).expect("hex"), &limits()),
-        Ok(index)
-    );
+    assert_eq!(hex::encode(encode_response(&index, &limits()).expect("encode")), hex_index);
+    assert_eq!(decode_response(&hex::decode(&hex_index).expect("hex"), &limits()), Ok(index));
     let empty = CatchupResponse::Index(Vec::new());
-    assert_eq!(
-        hex::encode(encode_response(&empty, &limits()).expect("encode")),
-        "010200000000"
-    );
-    assert_eq!(
-        decode_response(&hex::decode("010200000000").expect("hex"), &limits()),
-        Ok(empty)
-    );
+    assert_eq!(hex::encode(encode_response(&empty, &limits()).expect("encode")), "010200000000");
+    assert_eq!(decode_response(&hex::decode("010200000000").expect("hex"), &limits()), Ok(empty));
 
     // `CatchupResponse::index` sorts and removes duplicates.
-    let (a, b) = (
-        ChatId::from_bytes([0x11; 16]),
-        ChatId::from_bytes([0x22; 16]),
-    );
-    assert_eq!(
-        CatchupResponse::index([b, a, b]),
-        CatchupResponse::Index(vec![a, b])
-    );
+    let (a, b) = (ChatId::from_bytes([0x11; 16]), ChatId::from_bytes([0x22; 16]));
+    assert_eq!(CatchupResponse::index([b, a, b]), CatchupResponse::Index(vec![a, b]));
 }
 
 #[test]
 fn malformed_chat_index_refused() {
     // Trailing bytes after the one-byte request.
-    assert_eq!(
-        decode_request(&[2, 0], &limits()),
-        Err(CodecError::TrailingBytes)
-    );
+    assert_eq!(decode_request(&[2, 0], &limits()), Err(CodecError::TrailingBytes));
 
     let (_, hex_index) = golden_index();
     let index = hex::decode(hex_index).expect("hex");
     let mut trailing = index.clone();
     trailing.push(0);
-    assert_eq!(
-        decode_response(&trailing, &limits()),
-        Err(CodecError::TrailingBytes)
-    );
-    assert_eq!(
-        decode_response(&index[..index.len() - 1], &limits()),
-        Err(CodecError::Truncated)
-    );
+    assert_eq!(decode_response(&trailing, &limits()), Err(CodecError::TrailingBytes));
+    assert_eq!(decode_response(&index[..index.len() - 1], &limits()), Err(CodecError::Truncated));
 
     // Unsorted and duplicate ids are refused by the decoder and the encoder.
     let body = |chats: &[[u8; 16]]| {
@@ -338,38 +228,24 @@ fn malformed_chat_index_refused() {
     assert!(decode_response(&three, &limits()).is_ok());
     assert_eq!(
         decode_response(&three, &small),
-        Err(CodecError::Limit {
-            what: "index chats",
-            got: 3,
-            max: 2
-        })
+        Err(CodecError::Limit { what: "index chats", got: 3, max: 2 })
     );
     let response = CatchupResponse::index([[1; 16], [2; 16], [3; 16]].map(ChatId::from_bytes));
     assert!(matches!(
         encode_response(&response, &small),
-        Err(CodecError::Limit {
-            what: "index chats",
-            ..
-        })
+        Err(CodecError::Limit { what: "index chats", .. })
     ));
     // A count of u32::MAX in a 6-byte body: refused before any allocation for the ids.
     let mut huge = vec![1u8, 2];
     huge.extend_from_slice(&u32::MAX.to_be_bytes());
     assert_eq!(
         decode_response(&huge, &limits()),
-        Err(CodecError::Limit {
-            what: "index chats",
-            got: u64::from(u32::MAX),
-            max: 65_536
-        })
+        Err(CodecError::Limit { what: "index chats", got: u64::from(u32::MAX), max: 65_536 })
     );
     // A count within the limit but beyond the body: truncated.
     let mut short = vec![1u8, 2];
     short.extend_from_slice(&65_536u32.to_be_bytes());
-    assert_eq!(
-        decode_response(&short, &limits()),
-        Err(CodecError::Truncated)
-    );
+    assert_eq!(decode_response(&short, &limits()), Err(CodecError::Truncated));
 
     // The default limit fits in a response: 65,536 ids (1 MiB) encode and decode.
     let most = CatchupResponse::Index(
@@ -391,18 +267,9 @@ async fn frames_refuse_oversized_lengths() {
     // A frame announcing 1 GiB is refused from its prefix alone.
     let mut input = libp2p::futures::io::Cursor::new((1u32 << 30).to_be_bytes().to_vec());
     let err = read_frame(&mut input, 1024).await.expect_err("too large");
-    let inner = err
-        .into_inner()
-        .expect("codec error")
-        .downcast::<CodecError>()
-        .expect("codec error");
-    assert_eq!(
-        *inner,
-        CodecError::FrameTooLarge {
-            len: 1 << 30,
-            max: 1024
-        }
-    );
+    let inner =
+        err.into_inner().expect("codec error").downcast::<CodecError>().expect("codec error");
+    assert_eq!(*inner, CodecError::FrameTooLarge { len: 1 << 30, max: 1024 });
 
     // A frame shorter than announced.
     let mut bytes = 10u32.to_be_bytes().to_vec();
@@ -426,13 +293,11 @@ fn arb_request() -> impl Strategy<Value = Request> {
             proptest::collection::vec(any::<[u8; 32]>(), 0..20),
             proptest::collection::vec(any::<u8>(), 0..64),
         )
-            .prop_map(
-                |(chat, index, heads, cursor)| Request::Document(CatchupRequest {
-                    doc: DocId::from_index(ChatId::from_bytes(chat), index),
-                    heads,
-                    cursor,
-                })
-            ),
+            .prop_map(|(chat, index, heads, cursor)| Request::Document(CatchupRequest {
+                doc: DocId::from_index(ChatId::from_bytes(chat), index),
+                heads,
+                cursor,
+            })),
         Just(Request::Index),
         Just(Request::Poke),
     ]
@@ -451,13 +316,11 @@ fn arb_response() -> impl Strategy<Value = CatchupResponse> {
             any::<bool>(),
             proptest::collection::vec(any::<u8>(), 0..64),
         )
-            .prop_map(
-                |(changes, more, cursor)| CatchupResponse::Page(CatchupPage {
-                    changes,
-                    more,
-                    cursor
-                })
-            ),
+            .prop_map(|(changes, more, cursor)| CatchupResponse::Page(CatchupPage {
+                changes,
+                more,
+                cursor
+            })),
         // A set iterates in increasing order: a valid (strictly increasing) index.
         proptest::collection::btree_set(any::<[u8; 16]>(), 0..40).prop_map(|chats| {
             CatchupResponse::Index(chats.into_iter().map(ChatId::from_bytes).collect())

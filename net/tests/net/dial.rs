@@ -14,10 +14,7 @@ async fn dial_backoff_retries_until_peer_is_up() {
     let late_peer = confab_net::peer_id_of(&org_key(52)).expect("peer id");
 
     let a = start(51, test_config(), accept_all(), no_server()).await;
-    a.handle
-        .add_peer(late_peer, vec![late_addr.clone()])
-        .await
-        .expect("add");
+    a.handle.add_peer(late_peer, vec![late_addr.clone()]).await.expect("add");
     eventually("first dial fails", || async {
         a.handle
             .peers()
@@ -34,14 +31,8 @@ async fn dial_backoff_retries_until_peer_is_up() {
     config.listen_addrs = vec![late_addr];
     let late = start(52, config, accept_all(), no_server()).await;
     assert_eq!(late.peer, late_peer);
-    late.handle
-        .add_peer(a.peer, vec![])
-        .await
-        .expect("consent without dialing");
-    eventually("a's retry connects", || async {
-        a.connected_to(&late_peer).await
-    })
-    .await;
+    late.handle.add_peer(a.peer, vec![]).await.expect("consent without dialing");
+    eventually("a's retry connects", || async { a.connected_to(&late_peer).await }).await;
     let info = a.handle.peers().await.expect("peers");
     assert!(info[0].connected);
     assert_eq!(info[0].last_error, None);

@@ -7,11 +7,7 @@ use confab_net::{CatchupPage, CatchupRefusal, NetError};
 use confab_protocol::DocId;
 
 fn request(doc: DocId) -> CatchupRequest {
-    CatchupRequest {
-        doc,
-        heads: vec![],
-        cursor: vec![],
-    }
+    CatchupRequest { doc, heads: vec![], cursor: vec![] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,70 +33,38 @@ async fn former_member_fetches_control_document_only() {
     // The per-chat cap is that of the member set.
     let three = vec![former.peer, member.peer, a.peer];
     assert_eq!(
-        a.handle
-            .set_channel_former_members(chat, three.clone())
-            .await,
+        a.handle.set_channel_former_members(chat, three.clone()).await,
         Err(NetError::Limit("channel former members"))
     );
-    assert!(matches!(
-        a.handle.set_channel_members(chat, three).await,
-        Err(NetError::Limit(_))
-    ));
+    assert!(matches!(a.handle.set_channel_members(chat, three).await, Err(NetError::Limit(_))));
 
     // `former` was removed from the chat on a; it still believes it is a member (and admits a).
-    a.handle
-        .set_channel_former_members(chat, vec![former.peer])
-        .await
-        .expect("former members");
+    a.handle.set_channel_former_members(chat, vec![former.peer]).await.expect("former members");
     join_channel(
         chat,
-        &[
-            (&a, vec![member.peer]),
-            (&former, vec![a.peer]),
-            (&member, vec![a.peer]),
-        ],
+        &[(&a, vec![member.peer]), (&former, vec![a.peer]), (&member, vec![a.peer])],
     )
     .await;
     wait_topic_peers(&a, chat, &[member.peer]).await;
-    eventually("former member connected", || async {
-        former.connected_to(&a.peer).await
-    })
-    .await;
+    eventually("former member connected", || async { former.connected_to(&a.peer).await }).await;
     // Give former's subscription time to arrive: it is withheld, not admitted.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        a.handle.topic_peers(chat).await.expect("topic peers"),
-        vec![member.peer]
-    );
+    assert_eq!(a.handle.topic_peers(chat).await.expect("topic peers"), vec![member.peer]);
 
     // a's messages reach the member only; former's messages are dropped by a.
-    a.handle
-        .publish(chat, b"after-removal".to_vec())
-        .await
-        .expect("publish");
-    former
-        .handle
-        .publish(chat, b"from-former".to_vec())
-        .await
-        .ok();
+    a.handle.publish(chat, b"after-removal".to_vec()).await.expect("publish");
+    former.handle.publish(chat, b"from-former".to_vec()).await.ok();
     eventually("member receives", || async {
         member.received().contains(&b"after-removal".to_vec())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(
-        former.received().is_empty(),
-        "former member received {:?}",
-        former.received()
-    );
+    assert!(former.received().is_empty(), "former member received {:?}", former.received());
     assert!(!a.received().contains(&b"from-former".to_vec()));
 
     // The control document: reaches a's node, which answers with a page.
-    let response = former
-        .handle
-        .catchup(a.peer, request(DocId::control(chat)))
-        .await
-        .expect("answered");
+    let response =
+        former.handle.catchup(a.peer, request(DocId::control(chat))).await.expect("answered");
     assert!(
         matches!(&response, CatchupResponse::Page(page) if page.changes == vec![b"removal".to_vec()]),
         "{response:?}"
@@ -111,46 +75,22 @@ async fn former_member_fetches_control_document_only() {
     );
 
     // A history bucket, or another chat's control document: refused by the actor.
-    for doc in [
-        DocId::bucket(chat, 1),
-        DocId::bucket(chat, 7),
-        DocId::control(other_chat),
-    ] {
-        let response = former
-            .handle
-            .catchup(a.peer, request(doc))
-            .await
-            .expect("answered");
-        assert_eq!(
-            response,
-            CatchupResponse::Refused(CatchupRefusal::NotMember),
-            "{doc}"
-        );
+    for doc in [DocId::bucket(chat, 1), DocId::bucket(chat, 7), DocId::control(other_chat)] {
+        let response = former.handle.catchup(a.peer, request(doc)).await.expect("answered");
+        assert_eq!(response, CatchupResponse::Refused(CatchupRefusal::NotMember), "{doc}");
     }
     assert_eq!(a.record.lock().expect("lock").catchup_requests.len(), 1);
 
     // Clearing the former-member set withdraws the control document too.
-    a.handle
-        .set_channel_former_members(chat, vec![])
-        .await
-        .expect("former members");
-    let response = former
-        .handle
-        .catchup(a.peer, request(DocId::control(chat)))
-        .await
-        .expect("answered");
-    assert_eq!(
-        response,
-        CatchupResponse::Refused(CatchupRefusal::NotMember)
-    );
+    a.handle.set_channel_former_members(chat, vec![]).await.expect("former members");
+    let response =
+        former.handle.catchup(a.peer, request(DocId::control(chat))).await.expect("answered");
+    assert_eq!(response, CatchupResponse::Refused(CatchupRefusal::NotMember));
     assert_eq!(a.record.lock().expect("lock").catchup_requests.len(), 1);
 
     // The member is served any document of the chat.
-    let response = member
-        .handle
-        .catchup(a.peer, request(DocId::bucket(chat, 1)))
-        .await
-        .expect("answered");
+    let response =
+        member.handle.catchup(a.peer, request(DocId::bucket(chat, 1))).await.expect("answered");
     assert!(matches!(response, CatchupResponse::Page(_)), "{response:?}");
     for node in [a, former, member] {
         node.stop().await;
@@ -165,30 +105,14 @@ async fn peer_in_both_sets_is_a_member() {
     let b = start(85, test_config(), accept_all(), no_server()).await;
     peer(&a, &b).await;
     let chat = chat(0x82);
-    a.handle
-        .set_channel_former_members(chat, vec![b.peer])
-        .await
-        .expect("former members");
+    a.handle.set_channel_former_members(chat, vec![b.peer]).await.expect("former members");
     join_channel(chat, &[(&a, vec![b.peer]), (&b, vec![a.peer])]).await;
     wait_topic_peers(&a, chat, &[b.peer]).await;
-    a.handle
-        .publish(chat, b"hello".to_vec())
-        .await
-        .expect("publish");
-    eventually("member receives", || async {
-        b.received().contains(&b"hello".to_vec())
-    })
-    .await;
+    a.handle.publish(chat, b"hello".to_vec()).await.expect("publish");
+    eventually("member receives", || async { b.received().contains(&b"hello".to_vec()) }).await;
     for doc in [DocId::control(chat), DocId::bucket(chat, 1)] {
-        let response = b
-            .handle
-            .catchup(a.peer, request(doc))
-            .await
-            .expect("answered");
-        assert!(
-            matches!(response, CatchupResponse::Page(_)),
-            "{doc}: {response:?}"
-        );
+        let response = b.handle.catchup(a.peer, request(doc)).await.expect("answered");
+        assert!(matches!(response, CatchupResponse::Page(_)), "{doc}: {response:?}");
     }
     assert_eq!(a.record.lock().expect("lock").catchup_requests.len(), 2);
     a.stop().await;

@@ -13,33 +13,17 @@ async fn two_nodes_exchange_gossip() {
     wait_topic_peers(&a, chat, &[b.peer]).await;
     wait_topic_peers(&b, chat, &[a.peer]).await;
 
-    let id = a
-        .handle
-        .publish(chat, b"hello from a".to_vec())
-        .await
-        .expect("publish");
-    eventually("b receives", || async {
-        b.received() == vec![b"hello from a".to_vec()]
-    })
-    .await;
+    let id = a.handle.publish(chat, b"hello from a".to_vec()).await.expect("publish");
+    eventually("b receives", || async { b.received() == vec![b"hello from a".to_vec()] }).await;
     let message = b.record.lock().expect("lock").gossip[0].clone();
     assert_eq!(message.chat, chat);
     assert_eq!(message.id, id);
-    assert_eq!(
-        message.id.0,
-        confab_net::gossip::message_id_of(b"hello from a")
-    );
+    assert_eq!(message.id.0, confab_net::gossip::message_id_of(b"hello from a"));
     assert_eq!(message.propagation_source, a.peer);
     assert_eq!(message.source, Some(a.peer));
 
-    b.handle
-        .publish(chat, b"hello from b".to_vec())
-        .await
-        .expect("publish");
-    eventually("a receives", || async {
-        a.received() == vec![b"hello from b".to_vec()]
-    })
-    .await;
+    b.handle.publish(chat, b"hello from b".to_vec()).await.expect("publish");
+    eventually("a receives", || async { a.received() == vec![b"hello from b".to_vec()] }).await;
 
     let peers = a.handle.peers().await.expect("peers");
     assert_eq!(peers.len(), 1);
@@ -60,47 +44,31 @@ async fn rejected_message_is_not_forwarded() {
     peer(&b, &c).await;
     let chat = chat(2);
     let all = vec![a.peer, b.peer, c.peer];
-    join_channel(
-        chat,
-        &[(&a, all.clone()), (&b, all.clone()), (&c, all.clone())],
-    )
-    .await;
+    join_channel(chat, &[(&a, all.clone()), (&b, all.clone()), (&c, all.clone())]).await;
     wait_topic_peers(&a, chat, &[b.peer]).await;
     wait_topic_peers(&b, chat, &[a.peer, c.peer]).await;
     wait_topic_peers(&c, chat, &[b.peer]).await;
     // Let a few heartbeats build the meshes.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    a.handle
-        .publish(chat, b"good-1".to_vec())
-        .await
-        .expect("publish");
+    a.handle.publish(chat, b"good-1".to_vec()).await.expect("publish");
     eventually("c receives the accepted message through b", || async {
         c.received().contains(&b"good-1".to_vec())
     })
     .await;
 
-    a.handle
-        .publish(chat, b"bad-1".to_vec())
-        .await
-        .expect("publish");
+    a.handle.publish(chat, b"bad-1".to_vec()).await.expect("publish");
     eventually("b receives the bad message", || async {
         b.received().contains(&b"bad-1".to_vec())
     })
     .await;
-    a.handle
-        .publish(chat, b"good-2".to_vec())
-        .await
-        .expect("publish");
+    a.handle.publish(chat, b"good-2".to_vec()).await.expect("publish");
     eventually("c receives the next good message", || async {
         c.received().contains(&b"good-2".to_vec())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !c.received().contains(&b"bad-1".to_vec()),
-        "a rejected message was forwarded"
-    );
+    assert!(!c.received().contains(&b"bad-1".to_vec()), "a rejected message was forwarded");
     let info = b.handle.peers().await.expect("peers");
     let a_info = info.iter().find(|p| p.peer == a.peer).expect("a listed");
     assert_eq!(a_info.rejected_messages, 1);
@@ -115,13 +83,7 @@ fn identities_and_topics() {
     let key = org_key(9);
     let peer = confab_net::peer_id_of(&key).expect("peer id");
     assert_eq!(confab_net::org_public_key_of(&peer), Some(key));
-    assert_eq!(
-        confab_net::keypair_of(seed(9))
-            .expect("keypair")
-            .public()
-            .to_peer_id(),
-        peer
-    );
+    assert_eq!(confab_net::keypair_of(seed(9)).expect("keypair").public().to_peer_id(), peer);
 
     let chat = chat(5);
     let topic = confab_net::gossip::topic_of(&chat);
@@ -140,30 +102,17 @@ fn identities_and_topics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_state_and_anti_entropy_ticks() {
     init_tracing();
-    let config = NetConfig {
-        anti_entropy_interval: Duration::from_millis(200),
-        ..test_config()
-    };
+    let config = NetConfig { anti_entropy_interval: Duration::from_millis(200), ..test_config() };
     let a = start(14, config, accept_all(), no_server()).await;
     let b = start(15, test_config(), accept_all(), no_server()).await;
     peer(&a, &b).await;
     eventually("anti-entropy tick lists the connected peer", || async {
-        a.record
-            .lock()
-            .expect("lock")
-            .anti_entropy
-            .iter()
-            .any(|peers| peers == &vec![b.peer])
+        a.record.lock().expect("lock").anti_entropy.iter().any(|peers| peers == &vec![b.peer])
     })
     .await;
     a.handle.set_peer_lag(b.peer, Some(42)).await.expect("lag");
     eventually("ping measured", || async {
-        a.handle
-            .peers()
-            .await
-            .expect("peers")
-            .iter()
-            .any(|p| p.rtt.is_some())
+        a.handle.peers().await.expect("peers").iter().any(|p| p.rtt.is_some())
     })
     .await;
     let info = a.handle.peers().await.expect("peers");

@@ -12,10 +12,7 @@ use confab_protocol::DocId;
 fn index_of(members: HashMap<ChatId, Vec<PeerId>>) -> IndexServer {
     Arc::new(move |requester| {
         CatchupResponse::index(
-            members
-                .iter()
-                .filter(|(_, peers)| peers.contains(&requester))
-                .map(|(chat, _)| *chat),
+            members.iter().filter(|(_, peers)| peers.contains(&requester)).map(|(chat, _)| *chat),
         )
     })
 }
@@ -65,34 +62,20 @@ async fn index_lists_the_shared_chats_then_catch_up_follows() {
     let b = start(72, test_config(), accept_all(), no_server()).await;
     assert_eq!(b.peer, b_peer);
     for (chat, peers) in members {
-        a.handle
-            .set_channel_members(chat, peers)
-            .await
-            .expect("members");
+        a.handle.set_channel_members(chat, peers).await.expect("members");
     }
     // B knows no chat at all: it set no channel members and subscribed to nothing.
     connected_pair(&a, &b).await;
 
     let chats = b.handle.index(a.peer).await.expect("index");
-    assert_eq!(
-        chats,
-        vec![shared_low, shared_high],
-        "sorted, B's chats only"
-    );
+    assert_eq!(chats, vec![shared_low, shared_high], "sorted, B's chats only");
     assert_eq!(a.record.lock().expect("lock").index_requests, vec![b.peer]);
 
     // With the chat id learned, B catches up on it; document requests are still checked
     // against membership.
-    let request = |chat| CatchupRequest {
-        doc: DocId::control(chat),
-        heads: vec![],
-        cursor: vec![],
-    };
-    let page = b
-        .handle
-        .catchup(a.peer, request(shared_low))
-        .await
-        .expect("catch-up");
+    let request =
+        |chat| CatchupRequest { doc: DocId::control(chat), heads: vec![], cursor: vec![] };
+    let page = b.handle.catchup(a.peer, request(shared_low)).await.expect("catch-up");
     assert_eq!(
         page,
         CatchupResponse::Page(CatchupPage {
@@ -102,10 +85,7 @@ async fn index_lists_the_shared_chats_then_catch_up_follows() {
         })
     );
     assert_eq!(
-        b.handle
-            .catchup(a.peer, request(private))
-            .await
-            .expect("catch-up"),
+        b.handle.catchup(a.peer, request(private)).await.expect("catch-up"),
         CatchupResponse::Refused(CatchupRefusal::NotMember)
     );
     assert_eq!(a.record.lock().expect("lock").catchup_requests.len(), 1);
@@ -140,20 +120,11 @@ async fn answers_of_the_wrong_kind_are_never_sent() {
     let page_for_index: IndexServer = Arc::new(|_| CatchupResponse::Page(CatchupPage::default()));
     let index_for_document: Server =
         Arc::new(|_, _| CatchupResponse::index([ChatId::from_bytes([1; 16])]));
-    let a = start_with_index(
-        75,
-        test_config(),
-        accept_all(),
-        index_for_document,
-        page_for_index,
-    )
-    .await;
+    let a =
+        start_with_index(75, test_config(), accept_all(), index_for_document, page_for_index).await;
     let b = start(76, test_config(), accept_all(), no_server()).await;
     let chat = chat(0x70);
-    a.handle
-        .set_channel_members(chat, vec![b.peer])
-        .await
-        .expect("members");
+    a.handle.set_channel_members(chat, vec![b.peer]).await.expect("members");
     connected_pair(&a, &b).await;
 
     let err = b.handle.index(a.peer).await.expect_err("cancelled");
@@ -162,21 +133,14 @@ async fn answers_of_the_wrong_kind_are_never_sent() {
         .handle
         .catchup(
             a.peer,
-            CatchupRequest {
-                doc: DocId::control(chat),
-                heads: vec![],
-                cursor: vec![],
-            },
+            CatchupRequest { doc: DocId::control(chat), heads: vec![], cursor: vec![] },
         )
         .await
         .expect_err("cancelled");
     assert!(matches!(err, NetError::Catchup(_)), "{err:?}");
     let errors = a.record.lock().expect("lock").respond_errors.clone();
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(
-        errors.iter().all(|e| e.contains("protocol violation")),
-        "{errors:?}"
-    );
+    assert!(errors.iter().all(|e| e.contains("protocol violation")), "{errors:?}");
     a.stop().await;
     b.stop().await;
 }
@@ -195,11 +159,7 @@ async fn non_allow_listed_peer_cannot_ask_for_the_index() {
     .await;
     let stranger = start(78, test_config(), accept_all(), no_server()).await;
     // Only the stranger consents: A refuses its connections at establishment.
-    stranger
-        .handle
-        .add_peer(a.peer, vec![a.addr.clone()])
-        .await
-        .expect("add");
+    stranger.handle.add_peer(a.peer, vec![a.addr.clone()]).await.expect("add");
     eventually("a refuses the stranger", || async {
         a.record.lock().expect("lock").refused.iter().any(|e| {
             matches!(e, NetEvent::ConnectionRefused { peer: Some(p), inbound: true, .. } if *p == stranger.peer)
@@ -209,32 +169,16 @@ async fn non_allow_listed_peer_cannot_ask_for_the_index() {
     // The stranger's side may briefly count a connection A is closing: either way, no request
     // ever reaches A's node.
     for _ in 0..5 {
-        let err = stranger
-            .handle
-            .index(a.peer)
-            .await
-            .expect_err("no connection");
-        assert!(
-            matches!(err, NetError::NotConnected(_) | NetError::Catchup(_)),
-            "{err:?}"
-        );
+        let err = stranger.handle.index(a.peer).await.expect_err("no connection");
+        assert!(matches!(err, NetError::NotConnected(_) | NetError::Catchup(_)), "{err:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(a.record.lock().expect("lock").index_requests.is_empty());
 
     // Once A consents too, the stranger may ask and gets its chat.
-    a.handle
-        .add_peer(stranger.peer, vec![stranger.addr.clone()])
-        .await
-        .expect("add");
-    eventually("connected", || async {
-        stranger.connected_to(&a.peer).await
-    })
-    .await;
-    assert_eq!(
-        stranger.handle.index(a.peer).await.expect("index"),
-        vec![chat(0x71)]
-    );
+    a.handle.add_peer(stranger.peer, vec![stranger.addr.clone()]).await.expect("add");
+    eventually("connected", || async { stranger.connected_to(&a.peer).await }).await;
+    assert_eq!(stranger.handle.index(a.peer).await.expect("index"), vec![chat(0x71)]);
     a.stop().await;
     stranger.stop().await;
 }

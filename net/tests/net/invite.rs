@@ -15,17 +15,10 @@ fn roundtrip() {
     let token = InviteToken::issue(&seed(71), &addrs(), 2_000_000_000).expect("issue");
     let text = token.encode();
     assert!(text.starts_with(confab_net::invite::TEXT_PREFIX));
-    assert!(
-        text.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
-        "{text}"
-    );
+    assert!(text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{text}");
     let verified = InviteToken::verify(&text, 1_900_000_000).expect("verify");
     assert_eq!(verified, token);
-    assert_eq!(
-        verified.peer_id(),
-        confab_net::peer_id_of(&org_key(71)).expect("peer")
-    );
+    assert_eq!(verified.peer_id(), confab_net::peer_id_of(&org_key(71)).expect("peer"));
     assert_eq!(verified.org_key(), org_key(71));
     assert_eq!(verified.addrs(), addrs().as_slice());
     assert_eq!(verified.expires_at(), 2_000_000_000);
@@ -36,33 +29,21 @@ fn roundtrip() {
 #[test]
 fn own_p2p_suffix_is_stripped_and_foreign_refused() {
     let me = confab_net::peer_id_of(&org_key(72)).expect("peer");
-    let with_p2p: Multiaddr = format!("/ip4/192.0.2.7/tcp/7700/p2p/{me}")
-        .parse()
-        .expect("addr");
+    let with_p2p: Multiaddr = format!("/ip4/192.0.2.7/tcp/7700/p2p/{me}").parse().expect("addr");
     let token = InviteToken::issue(&seed(72), &[with_p2p], 10).expect("issue");
     assert_eq!(token.addrs()[0].to_string(), "/ip4/192.0.2.7/tcp/7700");
     let other = confab_net::peer_id_of(&org_key(73)).expect("peer");
-    let foreign: Multiaddr = format!("/ip4/192.0.2.7/tcp/7700/p2p/{other}")
-        .parse()
-        .expect("addr");
-    assert_eq!(
-        InviteToken::issue(&seed(72), &[foreign], 10),
-        Err(InviteError::ForeignAddress)
-    );
+    let foreign: Multiaddr = format!("/ip4/192.0.2.7/tcp/7700/p2p/{other}").parse().expect("addr");
+    assert_eq!(InviteToken::issue(&seed(72), &[foreign], 10), Err(InviteError::ForeignAddress));
 }
 
 #[test]
 fn expired_token_rejected() {
-    let token = InviteToken::issue(&seed(74), &addrs(), 1_000)
-        .expect("issue")
-        .encode();
+    let token = InviteToken::issue(&seed(74), &addrs(), 1_000).expect("issue").encode();
     assert!(InviteToken::verify(&token, 999).is_ok());
     assert_eq!(
         InviteToken::verify(&token, 1_000),
-        Err(InviteError::Expired {
-            expired_at: 1_000,
-            now: 1_000
-        })
+        Err(InviteError::Expired { expired_at: 1_000, now: 1_000 })
     );
 }
 
@@ -77,10 +58,7 @@ fn forged_tokens_rejected() {
         confab_net::invite::TEXT_PREFIX,
         data_encoding::BASE64URL_NOPAD.encode(&bytes)
     );
-    assert_eq!(
-        InviteToken::verify(&text, 0),
-        Err(InviteError::BadSignature)
-    );
+    assert_eq!(InviteToken::verify(&text, 0), Err(InviteError::BadSignature));
 
     // Another organisation's key with the original signature.
     let mut bytes = token.to_bytes();
@@ -90,10 +68,7 @@ fn forged_tokens_rejected() {
         confab_net::invite::TEXT_PREFIX,
         data_encoding::BASE64URL_NOPAD.encode(&bytes)
     );
-    assert_eq!(
-        InviteToken::verify(&text, 0),
-        Err(InviteError::BadSignature)
-    );
+    assert_eq!(InviteToken::verify(&text, 0), Err(InviteError::BadSignature));
 
     // A signature over the same bytes in another domain does not verify.
     let mut bytes = token.to_bytes();
@@ -110,16 +85,10 @@ fn forged_tokens_rejected() {
         confab_net::invite::TEXT_PREFIX,
         data_encoding::BASE64URL_NOPAD.encode(&bytes)
     );
-    assert_eq!(
-        InviteToken::verify(&text, 0),
-        Err(InviteError::BadSignature)
-    );
+    assert_eq!(InviteToken::verify(&text, 0), Err(InviteError::BadSignature));
 
     // Garbage, truncation and trailing bytes.
-    assert!(matches!(
-        InviteToken::verify("hello", 0),
-        Err(InviteError::Malformed(_))
-    ));
+    assert!(matches!(InviteToken::verify("hello", 0), Err(InviteError::Malformed(_))));
     let full = token.to_bytes();
     for cut in [0, 4, 5, 37, 45, full.len() - 1] {
         let text = format!(
@@ -136,17 +105,11 @@ fn forged_tokens_rejected() {
         confab_net::invite::TEXT_PREFIX,
         data_encoding::BASE64URL_NOPAD.encode(&long)
     );
-    assert_eq!(
-        InviteToken::verify(&text, 0),
-        Err(InviteError::Malformed("trailing bytes"))
-    );
+    assert_eq!(InviteToken::verify(&text, 0), Err(InviteError::Malformed("trailing bytes")));
 }
 
 #[test]
 fn address_limits() {
     let many = vec![addrs()[0].clone(); confab_net::invite::MAX_ADDRS + 1];
-    assert!(matches!(
-        InviteToken::issue(&seed(77), &many, 10),
-        Err(InviteError::Limit(_))
-    ));
+    assert!(matches!(InviteToken::issue(&seed(77), &many, 10), Err(InviteError::Limit(_))));
 }

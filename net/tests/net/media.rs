@@ -26,17 +26,11 @@ fn codec_error(err: std::io::Error) -> MediaCodecError {
 
 #[test]
 fn golden_bytes() {
-    let request = MediaRequest {
-        chat: ChatId::from_bytes([0x11; 16]),
-        blob: [0xaa; 32],
-    };
+    let request = MediaRequest { chat: ChatId::from_bytes([0x11; 16]), blob: [0xaa; 32] };
     let hex_req = format!("01{}{}", "11".repeat(16), "aa".repeat(32));
     assert_eq!(hex::encode(encode_request(&request)), hex_req);
     assert_eq!(REQUEST_BYTES, 49);
-    assert_eq!(
-        decode_request(&hex::decode(&hex_req).expect("hex")),
-        Ok(request)
-    );
+    assert_eq!(decode_request(&hex::decode(&hex_req).expect("hex")), Ok(request));
 
     let cases = [
         (MediaResponse::Found(b"abc".to_vec()), "010000000003616263"),
@@ -47,83 +41,48 @@ fn golden_bytes() {
         (MediaResponse::Refused(MediaRefusal::Other(200)), "0101c8"),
     ];
     for (response, hex) in cases {
-        assert_eq!(
-            hex::encode(encode_response(&response, MAX).expect("encode")),
-            hex
-        );
-        assert_eq!(
-            decode_response(&hex::decode(hex).expect("hex"), MAX),
-            Ok(response)
-        );
+        assert_eq!(hex::encode(encode_response(&response, MAX).expect("encode")), hex);
+        assert_eq!(decode_response(&hex::decode(hex).expect("hex"), MAX), Ok(response));
     }
 }
 
 #[test]
 fn malformed_bodies_refused() {
-    let request = encode_request(&MediaRequest {
-        chat: ChatId::from_bytes([1; 16]),
-        blob: [2; 32],
-    });
+    let request =
+        encode_request(&MediaRequest { chat: ChatId::from_bytes([1; 16]), blob: [2; 32] });
     let mut trailing = request.clone();
     trailing.push(0);
-    assert_eq!(
-        decode_request(&trailing),
-        Err(MediaCodecError::TrailingBytes)
-    );
-    assert_eq!(
-        decode_request(&request[..48]),
-        Err(MediaCodecError::Truncated)
-    );
+    assert_eq!(decode_request(&trailing), Err(MediaCodecError::TrailingBytes));
+    assert_eq!(decode_request(&request[..48]), Err(MediaCodecError::Truncated));
     assert_eq!(decode_request(&[]), Err(MediaCodecError::Truncated));
     let mut version = request;
     version[0] = 2;
-    assert_eq!(
-        decode_request(&version),
-        Err(MediaCodecError::UnsupportedVersion(2))
-    );
+    assert_eq!(decode_request(&version), Err(MediaCodecError::UnsupportedVersion(2)));
 
     let bad = |hex: &str| decode_response(&hex::decode(hex).expect("hex"), MAX);
     assert_eq!(bad("02010101"), Err(MediaCodecError::UnsupportedVersion(2)));
     assert_eq!(bad("0102"), Err(MediaCodecError::Invalid("response kind")));
-    assert_eq!(
-        bad("0102000000"),
-        Err(MediaCodecError::Invalid("response kind"))
-    );
+    assert_eq!(bad("0102000000"), Err(MediaCodecError::Invalid("response kind")));
     assert_eq!(bad("01"), Err(MediaCodecError::Truncated));
     assert_eq!(bad(""), Err(MediaCodecError::Truncated));
     assert_eq!(bad("0101"), Err(MediaCodecError::Truncated));
     assert_eq!(bad("01010100"), Err(MediaCodecError::TrailingBytes));
     assert_eq!(bad("0100000003"), Err(MediaCodecError::Truncated));
-    assert_eq!(
-        bad("010000000003616263"),
-        Ok(MediaResponse::Found(b"abc".to_vec()))
-    );
-    assert_eq!(
-        bad("01000000000361626364"),
-        Err(MediaCodecError::TrailingBytes)
-    );
-    assert_eq!(
-        bad("0100000000026162"),
-        Ok(MediaResponse::Found(b"ab".to_vec()))
-    );
+    assert_eq!(bad("010000000003616263"), Ok(MediaResponse::Found(b"abc".to_vec())));
+    assert_eq!(bad("01000000000361626364"), Err(MediaCodecError::TrailingBytes));
+    assert_eq!(bad("0100000000026162"), Ok(MediaResponse::Found(b"ab".to_vec())));
     assert_eq!(bad("01000000036162"), Err(MediaCodecError::Truncated));
     assert_eq!(bad("010000"), Err(MediaCodecError::Truncated));
     // A blob length above the limit is refused from the length alone.
     assert_eq!(
         bad("0100ffffffff"),
-        Err(MediaCodecError::TooLarge {
-            got: u64::from(u32::MAX),
-            max: MAX
-        })
+        Err(MediaCodecError::TooLarge { got: u64::from(u32::MAX), max: MAX })
     );
 
     // The encoder refuses a blob above the limit.
     assert_eq!(
         encode_response(&MediaResponse::Found(vec![0; MAX + 1]), MAX),
-        Err(MediaCodecError::TooLarge {
-            got: MAX as u64 + 1,
-            max: MAX
-        })
+        Err(MediaCodecError::TooLarge { got: MAX as u64 + 1, max: MAX })
     );
     assert!(encode_response(&MediaResponse::Found(vec![0; MAX]), MAX).is_ok());
 }
@@ -135,43 +94,25 @@ async fn frames_refuse_oversized_lengths() {
 
     // A response frame announcing 1 GiB is refused from its prefix alone.
     let mut input = libp2p::futures::io::Cursor::new((1u32 << 30).to_be_bytes().to_vec());
-    let err = codec
-        .read_response(&protocol, &mut input)
-        .await
-        .expect_err("too large");
+    let err = codec.read_response(&protocol, &mut input).await.expect_err("too large");
     assert_eq!(
         codec_error(err),
-        MediaCodecError::FrameTooLarge {
-            len: 1 << 30,
-            max: MAX + FOUND_OVERHEAD
-        }
+        MediaCodecError::FrameTooLarge { len: 1 << 30, max: MAX + FOUND_OVERHEAD }
     );
     // One byte above the largest found response.
     let mut input = libp2p::futures::io::Cursor::new(
         ((MAX + FOUND_OVERHEAD + 1) as u32).to_be_bytes().to_vec(),
     );
-    let err = codec
-        .read_response(&protocol, &mut input)
-        .await
-        .expect_err("too large");
-    assert!(
-        matches!(codec_error(err), MediaCodecError::FrameTooLarge { .. }),
-        "one byte too many"
-    );
+    let err = codec.read_response(&protocol, &mut input).await.expect_err("too large");
+    assert!(matches!(codec_error(err), MediaCodecError::FrameTooLarge { .. }), "one byte too many");
 
     // A request frame longer than a request.
     let mut input =
         libp2p::futures::io::Cursor::new(((REQUEST_BYTES + 1) as u32).to_be_bytes().to_vec());
-    let err = codec
-        .read_request(&protocol, &mut input)
-        .await
-        .expect_err("too large");
+    let err = codec.read_request(&protocol, &mut input).await.expect_err("too large");
     assert_eq!(
         codec_error(err),
-        MediaCodecError::FrameTooLarge {
-            len: REQUEST_BYTES as u64 + 1,
-            max: REQUEST_BYTES
-        }
+        MediaCodecError::FrameTooLarge { len: REQUEST_BYTES as u64 + 1, max: REQUEST_BYTES }
     );
 
     // A frame shorter than announced.
@@ -182,44 +123,22 @@ async fn frames_refuse_oversized_lengths() {
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
 
     // Roundtrips through the codec, a blob of exactly the limit included.
-    let request = MediaRequest {
-        chat: ChatId::from_bytes([3; 16]),
-        blob: [4; 32],
-    };
+    let request = MediaRequest { chat: ChatId::from_bytes([3; 16]), blob: [4; 32] };
     let mut out = libp2p::futures::io::Cursor::new(Vec::new());
-    codec
-        .write_request(&protocol, &mut out, request)
-        .await
-        .expect("write");
+    codec.write_request(&protocol, &mut out, request).await.expect("write");
     let mut input = libp2p::futures::io::Cursor::new(out.into_inner());
-    assert_eq!(
-        codec
-            .read_request(&protocol, &mut input)
-            .await
-            .expect("read"),
-        request
-    );
-    for response in [
-        MediaResponse::Found(vec![0x5a; MAX]),
-        MediaResponse::Refused(MediaRefusal::Busy),
-    ] {
+    assert_eq!(codec.read_request(&protocol, &mut input).await.expect("read"), request);
+    for response in
+        [MediaResponse::Found(vec![0x5a; MAX]), MediaResponse::Refused(MediaRefusal::Busy)]
+    {
         let mut out = libp2p::futures::io::Cursor::new(Vec::new());
-        codec
-            .write_response(&protocol, &mut out, response.clone())
-            .await
-            .expect("write");
+        codec.write_response(&protocol, &mut out, response.clone()).await.expect("write");
         let bytes = out.into_inner();
         let body = encode_response(&response, MAX).expect("encode");
         assert_eq!(bytes[..4], (body.len() as u32).to_be_bytes());
         assert_eq!(bytes[4..], body[..]);
         let mut input = libp2p::futures::io::Cursor::new(bytes);
-        assert_eq!(
-            codec
-                .read_response(&protocol, &mut input)
-                .await
-                .expect("read"),
-            response
-        );
+        assert_eq!(codec.read_response(&protocol, &mut input).await.expect("read"), response);
     }
     // The writer refuses a blob above its limit.
     let mut out = libp2p::futures::io::Cursor::new(Vec::new());
@@ -260,12 +179,7 @@ async fn start_media(n: u8, config: NetConfig, server: MediaServer) -> (Node, Me
                         let _ = tx.send(addr);
                     }
                 }
-                NetEvent::MediaRequest {
-                    peer,
-                    chat,
-                    blob,
-                    responder,
-                } => {
+                NetEvent::MediaRequest { peer, chat, blob, responder } => {
                     driver_log.lock().expect("lock").push((peer, chat, blob));
                     let response = server(peer, chat, blob);
                     respond_media(responder, response, &driver_record).await;
@@ -274,28 +188,14 @@ async fn start_media(n: u8, config: NetConfig, server: MediaServer) -> (Node, Me
             }
         }
     });
-    let addr = tokio::time::timeout(WAIT, addr_rx)
-        .await
-        .expect("listening in time")
-        .expect("addr");
-    let node = Node {
-        handle,
-        peer,
-        addr,
-        record,
-        driver,
-        actor,
-    };
+    let addr = tokio::time::timeout(WAIT, addr_rx).await.expect("listening in time").expect("addr");
+    let node = Node { handle, peer, addr, record, driver, actor };
     (node, log)
 }
 
 async fn respond_media(responder: MediaResponder, response: MediaResponse, record: &Mutex<Record>) {
     if let Err(e) = responder.respond(response).await {
-        record
-            .lock()
-            .expect("lock")
-            .respond_errors
-            .push(e.to_string());
+        record.lock().expect("lock").respond_errors.push(e.to_string());
     }
 }
 
@@ -315,33 +215,18 @@ async fn member_fetches_verified_blob_and_non_member_is_refused() {
     // 3 MiB: many yamux frames and read chunks.
     let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let small = b"a small attachment".to_vec();
-    let (a, a_log) = start_media(
-        101,
-        test_config(),
-        store_server(&[big.clone(), small.clone()]),
-    )
-    .await;
+    let (a, a_log) =
+        start_media(101, test_config(), store_server(&[big.clone(), small.clone()])).await;
     let (b, _) = start_media(102, test_config(), store_server(&[])).await;
     let (c, _) = start_media(103, test_config(), store_server(&[])).await;
     connect(&a, &[&b, &c]).await;
     let chat = chat(0x90);
-    a.handle
-        .set_channel_members(chat, vec![b.peer])
-        .await
-        .expect("members");
+    a.handle.set_channel_members(chat, vec![b.peer]).await.expect("members");
 
     // The member gets the exact bytes.
-    let got = b
-        .handle
-        .fetch_media(a.peer, chat, blob_id(&big))
-        .await
-        .expect("fetch big blob");
+    let got = b.handle.fetch_media(a.peer, chat, blob_id(&big)).await.expect("fetch big blob");
     assert_eq!(got, big);
-    let got = b
-        .handle
-        .fetch_media(a.peer, chat, blob_id(&small))
-        .await
-        .expect("fetch small blob");
+    let got = b.handle.fetch_media(a.peer, chat, blob_id(&small)).await.expect("fetch small blob");
     assert_eq!(got, small);
 
     // An unknown blob: the node's typed refusal.
@@ -356,18 +241,12 @@ async fn member_fetches_verified_blob_and_non_member_is_refused() {
         c.handle.fetch_media(a.peer, chat, blob_id(&small)).await,
         Err(NetError::MediaRefused(MediaRefusal::NotMember))
     );
-    a.handle
-        .set_channel_former_members(chat, vec![c.peer])
-        .await
-        .expect("former members");
+    a.handle.set_channel_former_members(chat, vec![c.peer]).await.expect("former members");
     assert_eq!(
         c.handle.fetch_media(a.peer, chat, blob_id(&small)).await,
         Err(NetError::MediaRefused(MediaRefusal::NotMember))
     );
-    a.handle
-        .set_channel_members(super::chat(0x91), vec![c.peer])
-        .await
-        .expect("members");
+    a.handle.set_channel_members(super::chat(0x91), vec![c.peer]).await.expect("members");
     assert_eq!(
         c.handle.fetch_media(a.peer, chat, blob_id(&small)).await,
         Err(NetError::MediaRefused(MediaRefusal::NotMember))
@@ -401,14 +280,9 @@ async fn wrong_bytes_fail_the_hash_check() {
     let (b, _) = start_media(106, test_config(), store_server(&[])).await;
     connect(&a, &[&b]).await;
     let chat = chat(0x92);
-    a.handle
-        .set_channel_members(chat, vec![b.peer])
-        .await
-        .expect("members");
+    a.handle.set_channel_members(chat, vec![b.peer]).await.expect("members");
     assert_eq!(
-        b.handle
-            .fetch_media(a.peer, chat, blob_id(b"the real blob"))
-            .await,
+        b.handle.fetch_media(a.peer, chat, blob_id(b"the real blob")).await,
         Err(NetError::MediaHashMismatch)
     );
     assert_eq!(a_log.lock().expect("lock").len(), 1);
@@ -425,23 +299,14 @@ async fn blobs_above_the_limit_are_refused_both_ways() {
     tiny.media_max_bytes = 1000;
     let (a, _) = start_media(107, tiny, store_server(std::slice::from_ref(&blob))).await;
     // The responder's limit allows it but the requester's does not: refused from the prefix.
-    let (c, _) = start_media(
-        109,
-        test_config(),
-        store_server(std::slice::from_ref(&blob)),
-    )
-    .await;
+    let (c, _) = start_media(109, test_config(), store_server(std::slice::from_ref(&blob))).await;
     let mut small = test_config();
     small.media_max_bytes = 1000;
     let (b, _) = start_media(108, small, store_server(&[])).await;
     connect(&b, &[&a, &c]).await;
     let chat = chat(0x93);
     for server in [&a, &c] {
-        server
-            .handle
-            .set_channel_members(chat, vec![b.peer])
-            .await
-            .expect("members");
+        server.handle.set_channel_members(chat, vec![b.peer]).await.expect("members");
     }
     let err = b
         .handle
@@ -452,11 +317,8 @@ async fn blobs_above_the_limit_are_refused_both_ways() {
     let errors = a.record.lock().expect("lock").respond_errors.clone();
     assert_eq!(errors.len(), 1, "{errors:?}");
 
-    let err = b
-        .handle
-        .fetch_media(c.peer, chat, blob_id(&blob))
-        .await
-        .expect_err("requester refuses");
+    let err =
+        b.handle.fetch_media(c.peer, chat, blob_id(&blob)).await.expect_err("requester refuses");
     assert!(matches!(err, NetError::Media(_)), "{err:?}");
     for node in [a, b, c] {
         node.stop().await;

@@ -27,11 +27,7 @@ async fn peers_gossip_and_catch_up_over_quic() {
     init_tracing();
     let a = start(91, quic_config(), accept_all(), no_server()).await;
     let b = start(92, quic_config(), accept_all(), one_page_server()).await;
-    assert!(
-        a.addr.to_string().contains("/quic-v1"),
-        "a listens on QUIC: {}",
-        a.addr
-    );
+    assert!(a.addr.to_string().contains("/quic-v1"), "a listens on QUIC: {}", a.addr);
     peer(&a, &b).await;
     eventually("connected over QUIC", || async {
         a.connected_to(&b.peer).await && b.connected_to(&a.peer).await
@@ -40,24 +36,14 @@ async fn peers_gossip_and_catch_up_over_quic() {
     let chat = chat(91);
     join_channel(chat, &[(&a, vec![b.peer]), (&b, vec![a.peer])]).await;
     wait_topic_peers(&a, chat, &[b.peer]).await;
-    a.handle
-        .publish(chat, b"gossip over quic".to_vec())
-        .await
-        .expect("publish");
-    eventually("b receives", || async {
-        b.received() == vec![b"gossip over quic".to_vec()]
-    })
-    .await;
+    a.handle.publish(chat, b"gossip over quic".to_vec()).await.expect("publish");
+    eventually("b receives", || async { b.received() == vec![b"gossip over quic".to_vec()] }).await;
 
     let response = a
         .handle
         .catchup(
             b.peer,
-            CatchupRequest {
-                doc: DocId::control(chat),
-                heads: Vec::new(),
-                cursor: Vec::new(),
-            },
+            CatchupRequest { doc: DocId::control(chat), heads: Vec::new(), cursor: Vec::new() },
         )
         .await
         .expect("catch-up over QUIC");
@@ -76,11 +62,7 @@ async fn stranger_is_refused_over_quic() {
     init_tracing();
     let a = start(93, quic_config(), accept_all(), no_server()).await;
     let stranger = start(94, quic_config(), accept_all(), no_server()).await;
-    stranger
-        .handle
-        .add_peer(a.peer, vec![a.addr.clone()])
-        .await
-        .expect("add");
+    stranger.handle.add_peer(a.peer, vec![a.addr.clone()]).await.expect("add");
     eventually("a refuses the stranger", || async {
         a.record.lock().expect("lock").refused.iter().any(|e| {
             matches!(e, NetEvent::ConnectionRefused { peer: Some(p), inbound: true, reason: confab_net::consent::Refusal::NotAllowListed } if *p == stranger.peer)
@@ -92,30 +74,17 @@ async fn stranger_is_refused_over_quic() {
     // backoff, so its view is not what is checked.)
     assert!(a.handle.peers().await.expect("peers").is_empty());
     eventually("the stranger records the refusal", || async {
-        stranger
-            .handle
-            .peers()
-            .await
-            .expect("peers")
-            .iter()
-            .any(|p| p.last_error.is_some())
+        stranger.handle.peers().await.expect("peers").iter().any(|p| p.last_error.is_some())
     })
     .await;
     let refused = stranger
         .handle
         .catchup(
             a.peer,
-            CatchupRequest {
-                doc: DocId::control(chat(93)),
-                heads: Vec::new(),
-                cursor: Vec::new(),
-            },
+            CatchupRequest { doc: DocId::control(chat(93)), heads: Vec::new(), cursor: Vec::new() },
         )
         .await;
-    assert!(
-        !matches!(refused, Ok(CatchupResponse::Page(_))),
-        "a stranger got a page: {refused:?}"
-    );
+    assert!(!matches!(refused, Ok(CatchupResponse::Page(_))), "a stranger got a page: {refused:?}");
     a.stop().await;
     stranger.stop().await;
 }

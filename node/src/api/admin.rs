@@ -15,10 +15,7 @@ pub(super) fn require_admin(user: &UserRecord) -> ApiResult<()> {
     if user.is_admin {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
-            "forbidden",
-            "only a node admin can do this",
-        ))
+        Err(ApiError::forbidden("forbidden", "only a node admin can do this"))
     }
 }
 
@@ -39,30 +36,16 @@ pub(super) async fn patch_settings(
 ) -> ApiResult<Json<Settings>> {
     require_admin(&caller.user)?;
     let open = body.registration_open;
-    caller
-        .ask(Json, |_, reply| Command::SetRegistrationOpen {
-            open,
-            reply,
-        })
-        .await
+    caller.ask(Json, |_, reply| Command::SetRegistrationOpen { open, reply }).await
 }
 
 async fn set_disabled(admin: Caller, user_id: String, disabled: bool) -> ApiResult<Json<UserView>> {
     require_admin(&admin.user)?;
     let user = parse_user(&admin.state, &user_id)?;
     if user == admin.user.id && disabled {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            "you cannot disable yourself",
-        ));
+        return Err(ApiError::bad_request("bad_request", "you cannot disable yourself"));
     }
-    admin
-        .ask(user_view, |_, reply| Command::SetDisabled {
-            user,
-            disabled,
-            reply,
-        })
-        .await
+    admin.ask(user_view, |_, reply| Command::SetDisabled { user, disabled, reply }).await
 }
 
 pub(super) async fn disable_user(

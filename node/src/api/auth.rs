@@ -57,10 +57,7 @@ async fn signed_in(state: &AppState, user: &UserRecord, status: StatusCode) -> A
     let lifetime_s = state.config.limits.session_lifetime_s;
     let token = accounts::create_session(state.store.as_ref(), user, lifetime_s).await?;
     let mut response = (status, Json(UserView::from(user))).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(state, &token, lifetime_s),
-    );
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(state, &token, lifetime_s));
     Ok(response)
 }
 
@@ -77,14 +74,8 @@ pub(super) async fn login(
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Response> {
     let account_key = body.username.to_lowercase();
-    state
-        .login_by_account
-        .check(&account_key)
-        .map_err(ApiError::rate_limited)?;
-    state
-        .login_by_address
-        .check(&address)
-        .map_err(ApiError::rate_limited)?;
+    state.login_by_account.check(&account_key).map_err(ApiError::rate_limited)?;
+    state.login_by_address.check(&address).map_err(ApiError::rate_limited)?;
     let user = views::user(state.store.as_ref(), &body.username)?;
     // Verify even for unknown users so timing does not reveal which names exist.
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| {
@@ -107,10 +98,7 @@ pub(super) async fn login(
         ));
     };
     if user.disabled {
-        return Err(ApiError::forbidden(
-            "user_disabled",
-            "this account is disabled",
-        ));
+        return Err(ApiError::forbidden("user_disabled", "this account is disabled"));
     }
     state.login_by_account.clear(&account_key);
     signed_in(&state, &user, StatusCode::OK).await
@@ -124,8 +112,6 @@ pub(super) async fn logout(
         accounts::end_session(state.store.as_ref(), &token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
     Ok(response)
 }

@@ -26,10 +26,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
-        Ok(Self {
-            state: state.clone(),
-            user,
-        })
+        Ok(Self { state: state.clone(), user })
     }
 }
 
@@ -59,11 +56,7 @@ pub fn created<T>(value: T) -> (StatusCode, Json<T>) {
 
 /// `201 Created` when the engine made something new, else `200 OK` with what already was.
 pub fn created_or_ok<T>((value, created): (T, bool)) -> (StatusCode, Json<T>) {
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(value))
 }
 

@@ -67,23 +67,14 @@ pub(super) async fn open_dm(
     JsonBody(body): JsonBody<DmBody>,
 ) -> ApiResult<(StatusCode, Json<ChatView>)> {
     if body.user_ids.len() > caller.state.config.limits.dm_members_max {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "too many people for a DM",
-        ));
+        return Err(ApiError::bad_request("invalid_body", "too many people for a DM"));
     }
     let others = body
         .user_ids
         .iter()
         .map(|id| parse_user(&caller.state, id))
         .collect::<ApiResult<Vec<_>>>()?;
-    caller
-        .ask(created_or_ok, |creator, reply| Command::OpenDm {
-            creator,
-            others,
-            reply,
-        })
-        .await
+    caller.ask(created_or_ok, |creator, reply| Command::OpenDm { creator, others, reply }).await
 }
 
 pub(super) async fn chat_list(
@@ -148,9 +139,7 @@ pub(super) async fn join_chat(
     Path(chat_id): Path<String>,
 ) -> ApiResult<Json<ChatView>> {
     let chat = parse_chat(&chat_id)?;
-    caller
-        .ask(Json, |user, reply| Command::Join { user, chat, reply })
-        .await
+    caller.ask(Json, |user, reply| Command::Join { user, chat, reply }).await
 }
 
 pub(super) async fn leave_chat(
@@ -158,13 +147,7 @@ pub(super) async fn leave_chat(
     Path(chat_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let chat = parse_chat(&chat_id)?;
-    caller
-        .ask(no_content, |user, reply| Command::Leave {
-            user,
-            chat,
-            reply,
-        })
-        .await
+    caller.ask(no_content, |user, reply| Command::Leave { user, chat, reply }).await
 }
 
 /// The caller's chat-list entry for a chat, after a change to their own state in it.
@@ -192,14 +175,7 @@ pub(super) async fn mark_read(
 ) -> ApiResult<Json<ChatListEntry>> {
     let chat = parse_chat(&chat_id)?;
     let message = parse_message(&body.message_id)?;
-    caller
-        .ask(drop, |user, reply| Command::MarkRead {
-            user,
-            chat,
-            message,
-            reply,
-        })
-        .await?;
+    caller.ask(drop, |user, reply| Command::MarkRead { user, chat, message, reply }).await?;
     list_entry(&caller, &chat)
 }
 

@@ -67,10 +67,7 @@ impl DeviceView {
             signing_key: record.signing_key,
             sealing_key: record.sealing_key,
             created_ms: record.created_ms,
-            relay: record.relay.map(|relay| RelayView {
-                url: relay.url,
-                queue: relay.queue,
-            }),
+            relay: record.relay.map(|relay| RelayView { url: relay.url, queue: relay.queue }),
         }
     }
 }
@@ -142,11 +139,7 @@ pub async fn register(
     let devices_max = state.config.push.devices_per_user_max;
     let record = state
         .engine
-        .call(|reply| Command::RegisterDevice {
-            device: record,
-            devices_max,
-            reply,
-        })
+        .call(|reply| Command::RegisterDevice { device: record, devices_max, reply })
         .await?;
     Ok((StatusCode::CREATED, Json(DeviceView::new(&state, record))).into_response())
 }
@@ -221,15 +214,8 @@ pub async fn signed_list(
         })
         .collect();
     let key = org_key(&state)?;
-    let list = DeviceList {
-        org: key.id(),
-        user,
-        issued_ms: now_ms(),
-        devices,
-    };
-    list.sign(&key)
-        .map(Json)
-        .map_err(|error| ApiError::internal(error.to_string()))
+    let list = DeviceList { org: key.id(), user, issued_ms: now_ms(), devices };
+    list.sign(&key).map(Json).map_err(|error| ApiError::internal(error.to_string()))
 }
 
 fn check_relay(
@@ -259,11 +245,7 @@ fn check_relay(
             format!("capability refused: {problem}"),
         ));
     }
-    Ok(RelayRegistration {
-        url,
-        queue: fields.queue,
-        capability: fields.capability,
-    })
+    Ok(RelayRegistration { url, queue: fields.queue, capability: fields.capability })
 }
 
 /// The relay URL as stored: one the node offers, or (when `other_relays_allowed`) any `https`
@@ -291,11 +273,7 @@ fn check_relay_url(push: &PushConfig, url: &str) -> ApiResult<String> {
             ))
         };
     }
-    let offered = if offered.is_empty() {
-        "none".to_string()
-    } else {
-        offered.join(", ")
-    };
+    let offered = if offered.is_empty() { "none".to_string() } else { offered.join(", ") };
     Err(ApiError::bad_request(
         "relay_not_offered",
         format!(

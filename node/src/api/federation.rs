@@ -92,12 +92,8 @@ pub async fn add(
 ) -> ApiResult<(StatusCode, Json<PeerView>)> {
     require_admin(&user)?;
     let fed = handle(&state)?;
-    let (org, record) = federation::new_peer(
-        body.name,
-        body.address.as_deref(),
-        body.invite.as_deref(),
-        now_ms(),
-    )?;
+    let (org, record) =
+        federation::new_peer(body.name, body.address.as_deref(), body.invite.as_deref(), now_ms())?;
     let known = crate::engine::peers(state.store.as_ref())?;
     federation::add_peer(fed, &state.engine, &known, org, record).await?;
     let records = crate::engine::peers(state.store.as_ref())?;
@@ -111,8 +107,7 @@ pub async fn add(
 }
 
 fn parse_org(text: &str) -> ApiResult<OrgId> {
-    text.parse()
-        .map_err(|_| ApiError::bad_request("invalid_path", "not an organisation id"))
+    text.parse().map_err(|_| ApiError::bad_request("invalid_path", "not an organisation id"))
 }
 
 /// The checks of a request on one peer, in order: the caller is a node admin, the path names

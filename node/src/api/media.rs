@@ -39,21 +39,12 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let attachment = media::upload(
-        &state.blobs,
-        body,
-        query.name,
-        state.config.limits.upload_bytes_max,
-    )
-    .await?;
+    let attachment =
+        media::upload(&state.blobs, body, query.name, state.config.limits.upload_bytes_max).await?;
     let blobs = attachment.blob_ids().map(str::to_string).collect();
     state
         .engine
-        .call(|reply| Command::RecordUpload {
-            user: user.id.clone(),
-            blobs,
-            reply,
-        })
+        .call(|reply| Command::RecordUpload { user: user.id.clone(), blobs, reply })
         .await?;
     tracing::info!(
         user = %user.id,
@@ -62,10 +53,7 @@ pub async fn upload(
         size_bytes = attachment.size_bytes,
         "upload stored"
     );
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "attachment": attachment })),
-    ))
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "attachment": attachment }))))
 }
 
 /// `GET /api/v1/media/{id}`: the bytes, with ranges and caching (see [`media::download`]).
@@ -120,9 +108,7 @@ async fn blob_meta(
 ) -> ApiResult<Result<crate::media::BlobMeta, MediaError>> {
     let blobs = state.blobs.clone();
     let blob = id.to_string();
-    tokio::task::spawn_blocking(move || blobs.meta(&blob))
-        .await
-        .map_err(ApiError::internal)
+    tokio::task::spawn_blocking(move || blobs.meta(&blob)).await.map_err(ApiError::internal)
 }
 
 enum Access {
@@ -135,15 +121,10 @@ enum Access {
 
 fn access(state: &AppState, user: &UserRecord, blob: &str) -> ApiResult<Access> {
     let store = state.store.as_ref();
-    let uploader = store
-        .get(Tree::Uploads, &keys::upload(&user.id, blob))?
-        .is_some();
-    for (key, _) in store.range(
-        Tree::MediaRefs,
-        prefix_range(blob.as_bytes()),
-        false,
-        REFS_SCANNED_MAX,
-    )? {
+    let uploader = store.get(Tree::Uploads, &keys::upload(&user.id, blob))?.is_some();
+    for (key, _) in
+        store.range(Tree::MediaRefs, prefix_range(blob.as_bytes()), false, REFS_SCANNED_MAX)?
+    {
         let rest = key.get(blob.len()..).unwrap_or_default();
         let (Some(chat), Some(message)) = (
             rest.get(..ChatId::LEN).and_then(ChatId::from_slice),
@@ -158,11 +139,7 @@ fn access(state: &AppState, user: &UserRecord, blob: &str) -> ApiResult<Access> 
         }
     }
     // An upload the user may still post (also when the same bytes were posted elsewhere).
-    Ok(if uploader {
-        Access::Uploader
-    } else {
-        Access::None
-    })
+    Ok(if uploader { Access::Uploader } else { Access::None })
 }
 
 fn can_read(state: &AppState, user: &UserRecord, chat: &ChatId) -> ApiResult<bool> {

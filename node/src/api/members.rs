@@ -18,10 +18,7 @@ pub(super) async fn list_members(
     Path(chat_id): Path<String>,
 ) -> ApiResult<Json<Vec<MemberView>>> {
     let (record, _) = readable_chat(&caller, &chat_id)?;
-    Ok(Json(views::members(
-        caller.state.store.as_ref(),
-        &record.id,
-    )?))
+    Ok(Json(views::members(caller.state.store.as_ref(), &record.id)?))
 }
 
 #[derive(Deserialize)]
@@ -39,15 +36,7 @@ pub(super) async fn add_member(
     let chat = parse_chat(&chat_id)?;
     let target = parse_user(&caller.state, &body.user_id)?;
     let role = body.role.unwrap_or(Role::Member);
-    caller
-        .ask(created, |by, reply| Command::AddMember {
-            by,
-            chat,
-            target,
-            role,
-            reply,
-        })
-        .await
+    caller.ask(created, |by, reply| Command::AddMember { by, chat, target, role, reply }).await
 }
 
 #[derive(Deserialize)]
@@ -64,13 +53,7 @@ pub(super) async fn set_role(
     let chat = parse_chat(&chat_id)?;
     let target = parse_user(&caller.state, &user_id)?;
     caller
-        .ask(Json, |by, reply| Command::SetRole {
-            by,
-            chat,
-            target,
-            role: body.role,
-            reply,
-        })
+        .ask(Json, |by, reply| Command::SetRole { by, chat, target, role: body.role, reply })
         .await
 }
 
@@ -80,12 +63,5 @@ pub(super) async fn remove_member(
 ) -> ApiResult<StatusCode> {
     let chat = parse_chat(&chat_id)?;
     let target = parse_user(&caller.state, &user_id)?;
-    caller
-        .ask(no_content, |by, reply| Command::RemoveMember {
-            by,
-            chat,
-            target,
-            reply,
-        })
-        .await
+    caller.ask(no_content, |by, reply| Command::RemoveMember { by, chat, target, reply }).await
 }

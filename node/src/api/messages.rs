@@ -87,17 +87,9 @@ pub(super) async fn history(
     let before = parse_cursor_id(query.before.as_deref(), "before")?;
     let after = parse_cursor_id(query.after.as_deref(), "after")?;
     let state = &caller.state;
-    let limit = query
-        .limit
-        .unwrap_or(50)
-        .clamp(1, state.config.limits.history_page_max);
-    let (messages, has_more) = views::history(
-        state.store.as_ref(),
-        &record.id,
-        before.as_ref(),
-        after.as_ref(),
-        limit,
-    )?;
+    let limit = query.limit.unwrap_or(50).clamp(1, state.config.limits.history_page_max);
+    let (messages, has_more) =
+        views::history(state.store.as_ref(), &record.id, before.as_ref(), after.as_ref(), limit)?;
     Ok(page(messages, has_more))
 }
 
@@ -130,15 +122,7 @@ pub(super) async fn edit_message(
     JsonBody(EditBody { body }): JsonBody<EditBody>,
 ) -> ApiResult<Json<MessageView>> {
     let (chat, message) = (parse_chat(&chat_id)?, parse_message(&message_id)?);
-    caller
-        .ask(Json, |user, reply| Command::Edit {
-            user,
-            chat,
-            message,
-            body,
-            reply,
-        })
-        .await
+    caller.ask(Json, |user, reply| Command::Edit { user, chat, message, body, reply }).await
 }
 
 pub(super) async fn delete_message(
@@ -147,15 +131,7 @@ pub(super) async fn delete_message(
 ) -> ApiResult<Json<MessageView>> {
     let (chat, message) = (parse_chat(&chat_id)?, parse_message(&message_id)?);
     let node_admin = caller.user.is_admin;
-    caller
-        .ask(Json, |user, reply| Command::Delete {
-            user,
-            node_admin,
-            chat,
-            message,
-            reply,
-        })
-        .await
+    caller.ask(Json, |user, reply| Command::Delete { user, node_admin, chat, message, reply }).await
 }
 
 #[derive(Deserialize)]
@@ -171,16 +147,7 @@ async fn react(
     on: bool,
 ) -> ApiResult<Json<MessageView>> {
     let (chat, message) = (parse_chat(&chat_id)?, parse_message(&message_id)?);
-    caller
-        .ask(Json, |user, reply| Command::React {
-            user,
-            chat,
-            message,
-            emoji,
-            on,
-            reply,
-        })
-        .await
+    caller.ask(Json, |user, reply| Command::React { user, chat, message, emoji, on, reply }).await
 }
 
 pub(super) async fn add_reaction(
@@ -210,10 +177,7 @@ pub(super) async fn sync(
     Query(query): Query<SyncQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let after = parse_cursor_id(query.after.as_deref(), "after")?;
-    let limit = query
-        .limit
-        .unwrap_or(100)
-        .clamp(1, state.config.limits.history_page_max);
+    let limit = query.limit.unwrap_or(100).clamp(1, state.config.limits.history_page_max);
     let (messages, has_more) = views::sync(state.store.as_ref(), &user.id, after.as_ref(), limit)?;
     Ok(page(messages, has_more))
 }

@@ -59,10 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/federation", get(federation::info))
         .route("/admin/federation/invites", post(federation::invite))
         .route("/admin/peers", get(federation::list).post(federation::add))
-        .route(
-            "/admin/peers/{org_id}",
-            axum::routing::delete(federation::remove),
-        )
+        .route("/admin/peers/{org_id}", axum::routing::delete(federation::remove))
         .route("/admin/peers/{org_id}/unblock", post(federation::unblock))
         .route("/channels", get(list_channels).post(create_channel))
         .route("/dms", post(open_dm))
@@ -70,23 +67,14 @@ pub fn app(state: AppState) -> Router {
         .route("/chats/{chat_id}", get(get_chat).patch(patch_chat))
         .route("/chats/{chat_id}/join", post(join_chat))
         .route("/chats/{chat_id}/leave", post(leave_chat))
-        .route(
-            "/chats/{chat_id}/members",
-            get(list_members).post(add_member),
-        )
-        .route(
-            "/chats/{chat_id}/members/{user_id}",
-            patch(set_role).delete(remove_member),
-        )
+        .route("/chats/{chat_id}/members", get(list_members).post(add_member))
+        .route("/chats/{chat_id}/members/{user_id}", patch(set_role).delete(remove_member))
         .route("/chats/{chat_id}/messages", get(history).post(send_message))
         .route(
             "/chats/{chat_id}/messages/{message_id}",
             get(get_message).patch(edit_message).delete(delete_message),
         )
-        .route(
-            "/chats/{chat_id}/messages/{message_id}/reactions",
-            post(add_reaction),
-        )
+        .route("/chats/{chat_id}/messages/{message_id}/reactions", post(add_reaction))
         .route(
             "/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
             axum::routing::delete(remove_reaction),
@@ -95,24 +83,15 @@ pub fn app(state: AppState) -> Router {
         .route("/sync", get(sync))
         .route("/presence", get(presence))
         .route("/me/dnd", axum::routing::put(set_dnd))
-        .route(
-            "/chats/{chat_id}/notifications",
-            axum::routing::put(set_notifications),
-        )
+        .route("/chats/{chat_id}/notifications", axum::routing::put(set_notifications))
         .route("/media", post(media::upload))
         .route("/media/{id}", get(media::download))
         .route("/search", get(search::search))
         .route("/ws", get(ws::upgrade))
         .route("/push", get(devices::push_settings))
         .route("/devices", get(devices::list).post(devices::register))
-        .route(
-            "/devices/{device_id}",
-            axum::routing::delete(devices::revoke),
-        )
-        .route(
-            "/devices/{device_id}/relay",
-            axum::routing::put(devices::set_relay),
-        )
+        .route("/devices/{device_id}", axum::routing::delete(devices::revoke))
+        .route("/devices/{device_id}/relay", axum::routing::put(devices::set_relay))
         .route("/users/{user_id}/devices", get(devices::signed_list))
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
@@ -120,9 +99,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::web::routes(&state.config.push))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::map_response(security_headers))
-        .layer(DefaultBodyLimit::max(
-            state.config.limits.request_body_bytes_max,
-        ))
+        .layer(DefaultBodyLimit::max(state.config.limits.request_body_bytes_max))
         .with_state(state)
 }
 

@@ -123,8 +123,5 @@ pub async fn search(
             snippet: hit.snippet,
         });
     }
-    Ok(Json(SearchResults {
-        total: page.total,
-        hits,
-    }))
+    Ok(Json(SearchResults { total: page.total, hits }))
 }

@@ -25,15 +25,10 @@ pub(super) async fn check_origin(
     request: Request,
     next: Next,
 ) -> Response {
-    let changes_state = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if changes_state {
         if let Some(origin) = request.headers().get(header::ORIGIN) {
-            let ok = origin
-                .to_str()
-                .is_ok_and(|origin| origin_allowed(request.headers(), origin));
+            let ok = origin.to_str().is_ok_and(|origin| origin_allowed(request.headers(), origin));
             if !ok {
                 return ApiError::forbidden("forbidden_origin", "cross-origin request refused")
                     .into_response();
@@ -47,16 +42,12 @@ pub(super) async fn check_origin(
 pub struct CurrentUser(pub UserRecord);
 
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|cookies| {
-            cookies.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == COOKIE).then(|| value.to_string())
-            })
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+        cookies.split(';').find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then(|| value.to_string())
         })
+    })
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -67,18 +58,12 @@ impl FromRequestParts<AppState> for CurrentUser {
         let user = accounts::session_user(state.store.as_ref(), &token)?
             .ok_or_else(ApiError::unauthenticated)?;
         let limits = &state.config.limits;
-        let mut buckets = state
-            .request_buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut buckets = state.request_buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             buckets.clear();
         }
         let bucket = buckets.entry(user.id.clone()).or_insert_with(|| {
-            TokenBucket::new(
-                limits.requests_per_s_per_user,
-                limits.requests_burst_per_user,
-            )
+            TokenBucket::new(limits.requests_per_s_per_user, limits.requests_burst_per_user)
         });
         bucket.take().map_err(ApiError::rate_limited)?;
         Ok(Self(user))
@@ -86,11 +71,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 }
 
 pub(super) fn session_cookie(state: &AppState, token: &str, max_age_s: u64) -> HeaderValue {
-    let secure = if state.config.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
     let value =
         format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))

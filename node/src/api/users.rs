@@ -18,22 +18,11 @@ pub(super) async fn patch_me(
     caller: Caller,
     JsonBody(patch): JsonBody<ProfilePatch>,
 ) -> ApiResult<Json<UserView>> {
-    caller
-        .ask(user_view, |user, reply| Command::UpdateProfile {
-            user,
-            patch,
-            reply,
-        })
-        .await
+    caller.ask(user_view, |user, reply| Command::UpdateProfile { user, patch, reply }).await
 }
 
 pub(super) async fn list_users(caller: Caller) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(
-        views::users(caller.state.store.as_ref())?
-            .iter()
-            .map(UserView::from)
-            .collect(),
-    ))
+    Ok(Json(views::users(caller.state.store.as_ref())?.iter().map(UserView::from).collect()))
 }
 
 pub(super) async fn get_user(
@@ -61,12 +50,7 @@ pub(super) async fn presence(
             people.insert(member.user_id);
         }
     }
-    Ok(Json(
-        people
-            .iter()
-            .map(|person| state.presence.view(person))
-            .collect(),
-    ))
+    Ok(Json(people.iter().map(|person| state.presence.view(person)).collect()))
 }
 
 #[derive(Deserialize)]
@@ -82,11 +66,5 @@ pub(super) async fn set_dnd(
     JsonBody(body): JsonBody<DndBody>,
 ) -> ApiResult<Json<UserView>> {
     let until_ms = body.enabled.then(|| body.until_ms.unwrap_or(u64::MAX));
-    caller
-        .ask(user_view, |user, reply| Command::SetDoNotDisturb {
-            user,
-            until_ms,
-            reply,
-        })
-        .await
+    caller.ask(user_view, |user, reply| Command::SetDoNotDisturb { user, until_ms, reply }).await
 }

@@ -179,11 +179,7 @@ impl Session {
     async fn run(mut self, socket: WebSocket, cursor: Option<u64>) -> Result<(), SessionError> {
         let presence = self.state.presence.clone();
         let (user, device) = (self.user.id.clone(), self.device);
-        presence.send(PresenceInput::Heartbeat {
-            user: user.clone(),
-            device,
-            idle: false,
-        });
+        presence.send(PresenceInput::Heartbeat { user: user.clone(), device, idle: false });
         let result = self.serve_socket(socket, cursor).await;
         presence.send(PresenceInput::Disconnect { user, device });
         result
@@ -199,15 +195,12 @@ impl Session {
         let mut ephemeral = self.state.hub.subscribe_ephemeral();
         let mut shutdown = self.state.shutdown.clone();
         let (acks, mut ack_frames) = mpsc::channel::<String>(SENDS_IN_FLIGHT_MAX);
-        self.chats = views::user_chats(self.state.store.as_ref(), &self.user.id)?
-            .into_iter()
-            .collect();
+        self.chats =
+            views::user_chats(self.state.store.as_ref(), &self.user.id)?.into_iter().collect();
         self.levels = views::notification_levels(self.state.store.as_ref(), &self.user.id)?;
         let latest = self.state.hub.latest();
-        sink.send(text(
-            serde_json::json!({ "type": "hello", "cursor": latest }).to_string(),
-        ))
-        .await?;
+        sink.send(text(serde_json::json!({ "type": "hello", "cursor": latest }).to_string()))
+            .await?;
         self.last_cursor = latest;
         if let Some(cursor) = cursor.filter(|c| *c < latest) {
             let oldest = events::oldest_cursor(self.state.store.as_ref())?;
@@ -281,12 +274,8 @@ impl Session {
     /// Sends stored events after `last_cursor` up to `up_to`.
     async fn replay(&mut self, sink: &mut Sink, up_to: u64) -> Result<(), SessionError> {
         while self.last_cursor < up_to {
-            let page = events::read_log(
-                self.state.store.as_ref(),
-                self.last_cursor,
-                up_to,
-                REPLAY_PAGE,
-            )?;
+            let page =
+                events::read_log(self.state.store.as_ref(), self.last_cursor, up_to, REPLAY_PAGE)?;
             let Some(last) = page.last().map(|e| e.cursor) else {
                 break;
             };
@@ -317,8 +306,7 @@ impl Session {
         {
             if self.visible(event) {
                 self.chats.insert(chat.id);
-                self.levels
-                    .insert(chat.id, NotificationLevel::default_for(chat.kind));
+                self.levels.insert(chat.id, NotificationLevel::default_for(chat.kind));
             }
         }
         if !self.visible(event) {
@@ -333,13 +321,10 @@ impl Session {
                     .get(&message.chat_id)
                     .copied()
                     .unwrap_or(NotificationLevel::Mentions);
-                let dnd = self
-                    .dnd_until_ms
-                    .is_some_and(|until| crate::model::now_ms() < until);
+                let dnd = self.dnd_until_ms.is_some_and(|until| crate::model::now_ms() < until);
                 let notify = is_notifying(&self.user.id, level, dnd, message);
                 let base = frame.strip_suffix('}').unwrap_or(frame);
-                sink.feed(text(format!("{base},\"notify\":{notify}}}")))
-                    .await?;
+                sink.feed(text(format!("{base},\"notify\":{notify}}}"))).await?;
             }
             _ => sink.feed(text(frame.to_string())).await?,
         }
@@ -394,11 +379,7 @@ impl Session {
         }
         let now = std::time::Instant::now();
         let interval = Duration::from_millis(limits.typing_interval_min_ms);
-        if self
-            .typing_sent
-            .get(&chat)
-            .is_some_and(|last| now.duration_since(*last) < interval)
-        {
+        if self.typing_sent.get(&chat).is_some_and(|last| now.duration_since(*last) < interval) {
             return;
         }
         if self.typing_sent.len() > 1000 {
@@ -419,11 +400,7 @@ impl Session {
     }
 
     fn first_delivery(&self, id: &MessageId) -> bool {
-        self.state
-            .received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .first_sight(*id)
+        self.state.received.lock().unwrap_or_else(|e| e.into_inner()).first_sight(*id)
     }
 
     async fn on_frame(
@@ -434,8 +411,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         if let Err(retry_after_s) = self.bucket.take() {
             let error = ApiError::rate_limited(retry_after_s);
-            sink.send(text(error_frame(client_id_of(frame).as_deref(), &error)))
-                .await?;
+            sink.send(text(error_frame(client_id_of(frame).as_deref(), &error))).await?;
             return Ok(());
         }
         let parsed: ClientFrame = match serde_json::from_str(frame) {
@@ -443,8 +419,7 @@ impl Session {
             Err(error) => {
                 let error =
                     ApiError::bad_request("bad_request", format!("unreadable frame: {error}"));
-                sink.send(text(error_frame(client_id_of(frame).as_deref(), &error)))
-                    .await?;
+                sink.send(text(error_frame(client_id_of(frame).as_deref(), &error))).await?;
                 return Ok(());
             }
         };
@@ -460,13 +435,7 @@ impl Session {
                     self.typing(chat);
                 }
             }
-            ClientFrame::Send {
-                client_id,
-                chat_id,
-                body,
-                reply_to,
-                attachments,
-            } => {
+            ClientFrame::Send { client_id, chat_id, body, reply_to, attachments } => {
                 // An empty `client_id` sends without one (over HTTP, it is refused).
                 let body = SendBody {
                     body,
@@ -476,14 +445,9 @@ impl Session {
                 };
                 self.spawn_send(client_id, chat_id, body, acks.clone());
             }
-            ClientFrame::Read {
-                chat_id,
-                message_id,
-            } => {
-                let parsed = chat_id
-                    .parse::<ChatId>()
-                    .ok()
-                    .zip(message_id.parse::<MessageId>().ok());
+            ClientFrame::Read { chat_id, message_id } => {
+                let parsed =
+                    chat_id.parse::<ChatId>().ok().zip(message_id.parse::<MessageId>().ok());
                 let Some((chat, message)) = parsed else {
                     let error = ApiError::bad_request("invalid_id", "bad chat or message id");
                     sink.send(text(error_frame(None, &error))).await?;
@@ -493,14 +457,8 @@ impl Session {
                 let user = self.user.id.clone();
                 let acks = acks.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = engine
-                        .call(|reply| Command::MarkRead {
-                            user,
-                            chat,
-                            message,
-                            reply,
-                        })
-                        .await
+                    if let Err(error) =
+                        engine.call(|reply| Command::MarkRead { user, chat, message, reply }).await
                     {
                         let _ = acks.send(error_frame(None, &ApiError::from(error))).await;
                     }
@@ -517,10 +475,7 @@ impl Session {
         body: SendBody,
         acks: mpsc::Sender<String>,
     ) {
-        let caller = Caller {
-            state: self.state.clone(),
-            user: self.user.clone(),
-        };
+        let caller = Caller { state: self.state.clone(), user: self.user.clone() };
         let sends = self.sends.clone();
         tokio::spawn(async move {
             let Ok(_permit) = sends.acquire_owned().await else {

@@ -34,25 +34,18 @@ impl Engine {
                 format!("the username {username:?} is taken"),
             ));
         }
-        let first = self
-            .reads()
-            .range(Tree::Users, crate::store::prefix_range(b""), false, 1)?
-            .is_empty();
+        let first =
+            self.reads().range(Tree::Users, crate::store::prefix_range(b""), false, 1)?.is_empty();
         if !bypass_registration && !first && !views::settings(&self.reads())?.registration_open {
             return Err(Error::forbidden(
                 "registration_closed",
                 "registration is closed on this node",
             ));
         }
-        let display_name = self
-            .profile_field("display_name", Some(display_name))?
-            .unwrap_or_default();
+        let display_name =
+            self.profile_field("display_name", Some(display_name))?.unwrap_or_default();
         let record = UserRecord {
-            display_name: if display_name.is_empty() {
-                username.to_string()
-            } else {
-                display_name
-            },
+            display_name: if display_name.is_empty() { username.to_string() } else { display_name },
             id,
             password_hash,
             status_text: String::new(),
@@ -69,18 +62,8 @@ impl Engine {
     }
 
     pub(super) fn put_user(&mut self, tx: &mut Tx, record: &UserRecord) {
-        tx.batch.put(
-            Tree::Users,
-            record.id.localpart().as_bytes().to_vec(),
-            json(record),
-        );
-        self.emit(
-            tx,
-            Audience::All,
-            EventBody::UserUpdated {
-                user: UserView::from(record),
-            },
-        );
+        tx.batch.put(Tree::Users, record.id.localpart().as_bytes().to_vec(), json(record));
+        self.emit(tx, Audience::All, EventBody::UserUpdated { user: UserView::from(record) });
     }
 
     pub(super) fn set_password(
@@ -93,8 +76,7 @@ impl Engine {
             views::user(&self.reads(), username)?.ok_or_else(|| Error::not_found("user"))?;
         record.password_hash = password_hash;
         record.session_generation += 1;
-        tx.batch
-            .put(Tree::Users, username.as_bytes().to_vec(), json(&record));
+        tx.batch.put(Tree::Users, username.as_bytes().to_vec(), json(&record));
         Ok(record)
     }
 
@@ -120,11 +102,7 @@ impl Engine {
     ) -> Result<UserRecord> {
         let mut record = self.user_record(user)?;
         if let Some(name) = self.profile_field("display_name", patch.display_name)? {
-            record.display_name = if name.is_empty() {
-                user.localpart().to_string()
-            } else {
-                name
-            };
+            record.display_name = if name.is_empty() { user.localpart().to_string() } else { name };
         }
         if let Some(status) = self.profile_field("status_text", patch.status_text)? {
             record.status_text = status;

@@ -30,8 +30,7 @@ impl Engine {
     /// Takes a chat's documents out of the cache (loading them if needed). Put them back with
     /// `self.chats.insert` on success; on error they are simply dropped and reload next time.
     pub(super) fn take_docs(&mut self, chat: &ChatId) -> Result<ChatDocs> {
-        self.take_stored_docs(chat)?
-            .ok_or_else(|| Error::not_found("chat"))
+        self.take_stored_docs(chat)?.ok_or_else(|| Error::not_found("chat"))
     }
 
     /// [`Self::take_docs`] for a chat that may not be stored yet (`None`).
@@ -39,13 +38,8 @@ impl Engine {
         if let Some(docs) = self.chats.remove(chat) {
             return Ok(Some(docs));
         }
-        ChatDocs::load(
-            &self.reads(),
-            *chat,
-            self.key.id(),
-            (random_bytes(), random_bytes()),
-        )
-        .map_err(Error::internal)
+        ChatDocs::load(&self.reads(), *chat, self.key.id(), (random_bytes(), random_bytes()))
+            .map_err(Error::internal)
     }
 
     /// Like [`Self::take_docs`], for writing the control document: only the owning
@@ -79,10 +73,7 @@ impl Engine {
         {
             return Err(Error::invalid(
                 "invalid_body",
-                format!(
-                    "a topic is at most {} characters",
-                    self.limits.topic_chars_max
-                ),
+                format!("a topic is at most {} characters", self.limits.topic_chars_max),
             ));
         }
         Ok(topic)
@@ -99,31 +90,16 @@ impl Engine {
         let name = self.validate_chat_name(&name)?;
         let topic = self.validate_topic(&topic)?;
         if visibility == Visibility::Dm {
-            return Err(Error::invalid(
-                "invalid_body",
-                "visibility is public or private",
-            ));
+            return Err(Error::invalid("invalid_body", "visibility is public or private"));
         }
         let taken = views::all_chats(&self.reads())?.iter().any(|chat| {
             chat.kind == ChatKind::Channel && chat.name.to_lowercase() == name.to_lowercase()
         });
         if taken {
-            return Err(Error::conflict(
-                "conflict",
-                format!("a channel named {name:?} exists"),
-            ));
+            return Err(Error::conflict("conflict", format!("a channel named {name:?} exists")));
         }
         let chat = remote::chat_id_for(&self.key.id(), random_bytes());
-        self.create_chat(
-            tx,
-            chat,
-            ChatKind::Channel,
-            visibility,
-            &name,
-            &topic,
-            creator,
-            &[],
-        )
+        self.create_chat(tx, chat, ChatKind::Channel, visibility, &name, &topic, creator, &[])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -140,21 +116,9 @@ impl Engine {
     ) -> Result<ChatView> {
         let now = now_ms();
         let org = self.key.id();
-        let info = ChatInfo {
-            kind,
-            visibility,
-            created_ms: now,
-            owner: org,
-        };
-        let creator_role = if kind == ChatKind::Dm {
-            Role::Member
-        } else {
-            Role::Owner
-        };
-        let first = MemberRecord {
-            role: creator_role,
-            org,
-        };
+        let info = ChatInfo { kind, visibility, created_ms: now, owner: org };
+        let creator_role = if kind == ChatKind::Dm { Role::Member } else { Role::Owner };
+        let first = MemberRecord { role: creator_role, org };
         let mut docs = ChatDocs::create(
             &self.key,
             chat,
@@ -183,10 +147,7 @@ impl Engine {
                         control::put_member(
                             doc,
                             user,
-                            &MemberRecord {
-                                role: Role::Member,
-                                org: *member_org,
-                            },
+                            &MemberRecord { role: Role::Member, org: *member_org },
                         )?;
                         if *member_org != org && !joined.contains(member_org) {
                             joined.push(*member_org);
@@ -203,17 +164,14 @@ impl Engine {
         members.extend(others.iter().map(|user| (user.clone(), Role::Member)));
         let activity = Activity::created(&docs.state);
         let record = derive::chat_record(chat, &docs.state, self.org_name.clone(), &org, activity);
-        tx.batch
-            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(&chat);
         for (user, role) in &members {
             self.put_member_view(tx, &chat, user, *role);
             self.emit(
                 tx,
                 Audience::User(user.clone()),
-                EventBody::ChatJoined {
-                    chat: ChatView::of(&record, Some(*role)),
-                },
+                EventBody::ChatJoined { chat: ChatView::of(&record, Some(*role)) },
             );
         }
         self.chats.insert(chat, docs);
@@ -243,10 +201,7 @@ impl Engine {
         if everyone.len() < 2 || everyone.len() > self.limits.dm_members_max {
             return Err(Error::invalid(
                 "invalid_body",
-                format!(
-                    "a DM has 2 to {} people including you",
-                    self.limits.dm_members_max
-                ),
+                format!("a DM has 2 to {} people including you", self.limits.dm_members_max),
             ));
         }
         let mut orgs = Vec::new();
@@ -259,10 +214,7 @@ impl Engine {
                     .user_record(user)
                     .map_err(|_| Error::invalid("invalid_body", format!("no user {user}")))?;
                 if record.disabled {
-                    return Err(Error::invalid(
-                        "invalid_body",
-                        format!("{user} is disabled"),
-                    ));
+                    return Err(Error::invalid("invalid_body", format!("{user} is disabled")));
                 }
             }
             if !orgs.contains(&org) {
@@ -289,16 +241,8 @@ impl Engine {
         }
         let chat = remote::chat_id_for(&self.key.id(), set_hash);
         let others: Vec<UserId> = everyone.iter().filter(|u| *u != creator).cloned().collect();
-        let view = self.create_chat(
-            tx,
-            chat,
-            ChatKind::Dm,
-            Visibility::Dm,
-            "",
-            "",
-            creator,
-            &others,
-        )?;
+        let view =
+            self.create_chat(tx, chat, ChatKind::Dm, Visibility::Dm, "", "", creator, &others)?;
         Ok((view, true))
     }
 
@@ -345,8 +289,7 @@ impl Engine {
         if let Some(topic) = topic {
             record.topic = topic;
         }
-        tx.batch
-            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(chat);
         self.emit_chat_updated(tx, &record);
         Ok(ChatView::of(&record, Some(role)))
@@ -360,18 +303,11 @@ impl Engine {
         level: NotificationLevel,
     ) -> Result<()> {
         self.require_role(chat, user)?;
-        tx.batch.put(
-            Tree::NotifySettings,
-            keys::user_chat(user, chat),
-            json(&level),
-        );
+        tx.batch.put(Tree::NotifySettings, keys::user_chat(user, chat), json(&level));
         self.emit(
             tx,
             Audience::User(user.clone()),
-            EventBody::NotificationsUpdated {
-                chat_id: *chat,
-                level,
-            },
+            EventBody::NotificationsUpdated { chat_id: *chat, level },
         );
         Ok(())
     }

@@ -101,11 +101,7 @@ impl Engine {
             // A group that wrote nothing (reads such as federation's heads, refused intents)
             // has nothing to make durable.
             let nothing_written = batch.is_empty();
-            let applied = if nothing_written {
-                Ok(())
-            } else {
-                self.store.apply(batch)
-            };
+            let applied = if nothing_written { Ok(()) } else { self.store.apply(batch) };
             let applied_at = started.elapsed();
             let flush_result = match applied {
                 Ok(()) if nothing_written => Ok(()),
@@ -163,9 +159,8 @@ impl Engine {
         let mut out = Vec::new();
         let mut controls = Vec::new();
         for (key, value) in batch.puts(Tree::Changes) {
-            let Some(doc) = key
-                .get(..confab_protocol::DocId::LEN)
-                .and_then(confab_protocol::DocId::from_bytes)
+            let Some(doc) =
+                key.get(..confab_protocol::DocId::LEN).and_then(confab_protocol::DocId::from_bytes)
             else {
                 continue;
             };
@@ -178,18 +173,12 @@ impl Engine {
             let shared = docs.state.orgs.keys().any(|org| *org != own);
             // Only our own changes: gossipsub forwards others' itself.
             if shared && value.get(33..65) == Some(own.as_bytes().as_slice()) {
-                out.push(Outbound::Publish {
-                    chat: doc.chat,
-                    change: value.to_vec(),
-                });
+                out.push(Outbound::Publish { chat: doc.chat, change: value.to_vec() });
             }
         }
         for chat in controls {
             if let Some(docs) = self.chats.get(&chat) {
-                out.push(Outbound::Members {
-                    chat,
-                    orgs: ChatOrgs::of(&docs.state, &own),
-                });
+                out.push(Outbound::Members { chat, orgs: ChatOrgs::of(&docs.state, &own) });
             }
         }
         out
@@ -239,11 +228,7 @@ impl Engine {
     pub(super) fn emit(&mut self, tx: &mut Tx, audience: Audience, body: EventBody) {
         let event = Event::new(self.next_cursor, audience, body);
         self.next_cursor += 1;
-        tx.batch.put(
-            Tree::Events,
-            Event::key(event.cursor).to_vec(),
-            json(&event),
-        );
+        tx.batch.put(Tree::Events, Event::key(event.cursor).to_vec(), json(&event));
         tx.events.push(event);
     }
 
@@ -264,9 +249,7 @@ impl Engine {
         self.emit(
             tx,
             Audience::Chat(record.id),
-            EventBody::ChatUpdated {
-                chat: crate::model::ChatView::of(record, None),
-            },
+            EventBody::ChatUpdated { chat: crate::model::ChatView::of(record, None) },
         );
     }
 
@@ -277,10 +260,8 @@ impl Engine {
         let Some(keep_from) = newest.checked_sub(self.limits.events_retained_max) else {
             return;
         };
-        let range = (
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Excluded(Event::key(keep_from).to_vec()),
-        );
+        let range =
+            (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(Event::key(keep_from).to_vec()));
         match self.store.range(Tree::Events, range, false, 1000) {
             Ok(old) => {
                 for (key, _) in old {

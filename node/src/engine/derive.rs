@@ -18,10 +18,7 @@ pub(super) struct Activity {
 impl Activity {
     /// A chat with no message yet: active since it was created.
     pub fn created(state: &ControlState) -> Self {
-        Self {
-            last_activity_ms: state.info.created_ms,
-            last_message: None,
-        }
+        Self { last_activity_ms: state.info.created_ms, last_message: None }
     }
 }
 
@@ -58,15 +55,8 @@ pub(super) fn chat_record(
 
 /// Writes `user`'s member view of `chat` with `role`, and the chat into the user's list.
 pub(super) fn put_member(batch: &mut WriteBatch, chat: &ChatId, user: &UserId, role: Role) {
-    let member = MemberView {
-        user_id: user.clone(),
-        role,
-    };
-    batch.put(
-        Tree::Members,
-        keys::chat_member(chat, user),
-        super::json(&member),
-    );
+    let member = MemberView { user_id: user.clone(), role };
+    batch.put(Tree::Members, keys::chat_member(chat, user), super::json(&member));
     batch.put(Tree::UserChats, keys::user_chat(user, chat), Vec::new());
 }
 

@@ -34,11 +34,7 @@ impl Engine {
                 format!("at most {devices_max} devices per user; remove one first"),
             ));
         }
-        tx.batch.put(
-            Tree::Devices,
-            keys::device(&record.user, &record.id),
-            json(&record),
-        );
+        tx.batch.put(Tree::Devices, keys::device(&record.user, &record.id), json(&record));
         Ok(record)
     }
 
@@ -72,8 +68,7 @@ impl Engine {
         let mut record = views::device(&self.reads(), user, device)?
             .ok_or_else(|| Error::not_found("device"))?;
         let previous = std::mem::replace(&mut record.relay, relay);
-        tx.batch
-            .put(Tree::Devices, keys::device(user, device), json(&record));
+        tx.batch.put(Tree::Devices, keys::device(user, device), json(&record));
         // A capability for a queue this node no longer pushes to is given up.
         if let Some(old) = previous {
             let kept = record
@@ -111,11 +106,7 @@ impl Engine {
             tx.batch.delete(Tree::Renunciations, key);
         }
         let key = keys::renunciation(user, &relay.queue, &capability.id);
-        let record = PendingRenunciation {
-            user: user.clone(),
-            relay,
-            recorded_ms: now_ms(),
-        };
+        let record = PendingRenunciation { user: user.clone(), relay, recorded_ms: now_ms() };
         tx.batch.put(Tree::Renunciations, key, json(&record));
         Ok(())
     }

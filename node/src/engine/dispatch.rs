@@ -34,11 +34,7 @@ impl Engine {
                 );
                 self.finish(tx, result, reply, events)
             }
-            Command::SetPassword {
-                username,
-                password_hash,
-                reply,
-            } => {
+            Command::SetPassword { username, password_hash, reply } => {
                 let result = self.set_password(&mut tx, &username, password_hash);
                 self.finish(tx, result, reply, events)
             }
@@ -47,46 +43,23 @@ impl Engine {
                 self.finish(tx, result, reply, events)
             }
             Command::SetRegistrationOpen { open, reply } => {
-                let settings = Settings {
-                    registration_open: open,
-                };
-                tx.batch
-                    .put(Tree::Meta, b"settings".to_vec(), json(&settings));
+                let settings = Settings { registration_open: open };
+                tx.batch.put(Tree::Meta, b"settings".to_vec(), json(&settings));
                 self.finish(tx, Ok(settings), reply, events)
             }
-            Command::SetDisabled {
-                user,
-                disabled,
-                reply,
-            } => {
+            Command::SetDisabled { user, disabled, reply } => {
                 let result = self.set_disabled(&mut tx, &user, disabled);
                 self.finish(tx, result, reply, events)
             }
-            Command::CreateChannel {
-                creator,
-                name,
-                topic,
-                visibility,
-                reply,
-            } => {
+            Command::CreateChannel { creator, name, topic, visibility, reply } => {
                 let result = self.create_channel(&mut tx, &creator, name, topic, visibility);
                 self.finish(tx, result, reply, events)
             }
-            Command::OpenDm {
-                creator,
-                others,
-                reply,
-            } => {
+            Command::OpenDm { creator, others, reply } => {
                 let result = self.open_dm(&mut tx, &creator, others);
                 self.finish(tx, result, reply, events)
             }
-            Command::UpdateChat {
-                user,
-                chat,
-                name,
-                topic,
-                reply,
-            } => {
+            Command::UpdateChat { user, chat, name, topic, reply } => {
                 let result = self.update_chat(&mut tx, &user, &chat, name, topic);
                 self.finish(tx, result, reply, events)
             }
@@ -98,117 +71,51 @@ impl Engine {
                 let result = self.leave(&mut tx, &user, &chat);
                 self.finish(tx, result, reply, events)
             }
-            Command::AddMember {
-                by,
-                chat,
-                target,
-                role,
-                reply,
-            } => {
+            Command::AddMember { by, chat, target, role, reply } => {
                 let result = self.add_member(&mut tx, &by, &chat, &target, role);
                 self.finish(tx, result, reply, events)
             }
-            Command::SetRole {
-                by,
-                chat,
-                target,
-                role,
-                reply,
-            } => {
+            Command::SetRole { by, chat, target, role, reply } => {
                 let result = self.set_role(&mut tx, &by, &chat, &target, role);
                 self.finish(tx, result, reply, events)
             }
-            Command::RemoveMember {
-                by,
-                chat,
-                target,
-                reply,
-            } => {
+            Command::RemoveMember { by, chat, target, reply } => {
                 let result = self.remove_member(&mut tx, &by, &chat, &target);
                 self.finish(tx, result, reply, events)
             }
-            Command::Send {
-                user,
-                chat,
-                body,
-                reply_to,
-                client_id,
-                attachments,
-                reply,
-            } => {
-                let result = self.send(
-                    &mut tx,
-                    &user,
-                    &chat,
-                    body,
-                    reply_to,
-                    client_id,
-                    attachments,
-                );
+            Command::Send { user, chat, body, reply_to, client_id, attachments, reply } => {
+                let result =
+                    self.send(&mut tx, &user, &chat, body, reply_to, client_id, attachments);
                 self.finish(tx, result, reply, events)
             }
             Command::RecordUpload { user, blobs, reply } => {
                 let at = now_ms().to_be_bytes().to_vec();
                 for blob in &blobs {
-                    tx.batch
-                        .put(Tree::Uploads, keys::upload(&user, blob), at.clone());
+                    tx.batch.put(Tree::Uploads, keys::upload(&user, blob), at.clone());
                 }
                 self.finish(tx, Ok(()), reply, events)
             }
-            Command::Edit {
-                user,
-                chat,
-                message,
-                body,
-                reply,
-            } => {
+            Command::Edit { user, chat, message, body, reply } => {
                 let result = self.edit(&mut tx, &user, &chat, &message, body);
                 self.finish(tx, result, reply, events)
             }
-            Command::Delete {
-                user,
-                node_admin,
-                chat,
-                message,
-                reply,
-            } => {
+            Command::Delete { user, node_admin, chat, message, reply } => {
                 let result = self.delete(&mut tx, &user, node_admin, &chat, &message);
                 self.finish(tx, result, reply, events)
             }
-            Command::SetNotificationLevel {
-                user,
-                chat,
-                level,
-                reply,
-            } => {
+            Command::SetNotificationLevel { user, chat, level, reply } => {
                 let result = self.set_notification_level(&mut tx, &user, &chat, level);
                 self.finish(tx, result, reply, events)
             }
-            Command::SetDoNotDisturb {
-                user,
-                until_ms,
-                reply,
-            } => {
+            Command::SetDoNotDisturb { user, until_ms, reply } => {
                 let result = self.set_do_not_disturb(&mut tx, &user, until_ms);
                 self.finish(tx, result, reply, events)
             }
-            Command::React {
-                user,
-                chat,
-                message,
-                emoji,
-                on,
-                reply,
-            } => {
+            Command::React { user, chat, message, emoji, on, reply } => {
                 let result = self.react(&mut tx, &user, &chat, &message, &emoji, on);
                 self.finish(tx, result, reply, events)
             }
-            Command::MarkRead {
-                user,
-                chat,
-                message,
-                reply,
-            } => {
+            Command::MarkRead { user, chat, message, reply } => {
                 let result = self.mark_read(&mut tx, &user, &chat, &message);
                 self.finish(tx, result, reply, events)
             }
@@ -217,30 +124,15 @@ impl Engine {
                 let (sender, _) = oneshot::channel();
                 self.finish(tx, result, sender, events)
             }
-            Command::RegisterDevice {
-                device,
-                devices_max,
-                reply,
-            } => {
+            Command::RegisterDevice { device, devices_max, reply } => {
                 let result = self.register_device(&mut tx, device, devices_max);
                 self.finish(tx, result, reply, events)
             }
-            Command::RevokeDevice {
-                user,
-                device,
-                renunciations_max,
-                reply,
-            } => {
+            Command::RevokeDevice { user, device, renunciations_max, reply } => {
                 let result = self.revoke_device(&mut tx, &user, &device, renunciations_max);
                 self.finish(tx, result, reply, events)
             }
-            Command::SetDeviceRelay {
-                user,
-                device,
-                relay,
-                renunciations_max,
-                reply,
-            } => {
+            Command::SetDeviceRelay { user, device, relay, renunciations_max, reply } => {
                 let result =
                     self.set_device_relay(&mut tx, &user, &device, relay, renunciations_max);
                 self.finish(tx, result, reply, events)

@@ -40,12 +40,7 @@ impl Doc {
     fn new(id: DocId, owner: OrgId, actor: automerge::ActorId) -> Self {
         let mut doc = AutoCommit::new();
         doc.set_actor(actor);
-        Self {
-            id,
-            doc,
-            validator: DocValidator::new(id, owner, Limits::default()),
-            next_index: 0,
-        }
+        Self { id, doc, validator: DocValidator::new(id, owner, Limits::default()), next_index: 0 }
     }
 
     /// Makes a change with `write`, signs it, validates it, and adds it to `batch`.
@@ -68,13 +63,8 @@ impl Doc {
             .doc
             .get_last_local_change()
             .ok_or_else(|| DocError::Rejected("no local change after commit".into()))?;
-        let signed = SignedChange::sign(
-            key,
-            self.id,
-            epoch,
-            change.raw_bytes().to_vec(),
-            &change.hash().0,
-        );
+        let signed =
+            SignedChange::sign(key, self.id, epoch, change.raw_bytes().to_vec(), &change.hash().0);
         match self.validator.check_own(&signed, membership) {
             Ok(Verdict::Accept(checked)) => self.store_accepted(&checked, &signed, batch),
             Ok(other) => return Err(DocError::Rejected(format!("{other:?}"))),
@@ -87,11 +77,7 @@ impl Doc {
     /// index: the one way a change, local or remote, joins the stored document.
     fn store_accepted(&mut self, checked: &Checked, signed: &SignedChange, batch: &mut WriteBatch) {
         self.validator.commit(checked);
-        batch.put(
-            Tree::Changes,
-            change_key(&self.id, self.next_index),
-            signed.encode(),
-        );
+        batch.put(Tree::Changes, change_key(&self.id, self.next_index), signed.encode());
         self.next_index += 1;
     }
 
@@ -110,10 +96,9 @@ impl Doc {
         loop {
             let range = match &after {
                 None => prefix_range(&id.to_bytes()),
-                Some(key) => (
-                    std::ops::Bound::Excluded(key.clone()),
-                    prefix_range(&id.to_bytes()).1,
-                ),
+                Some(key) => {
+                    (std::ops::Bound::Excluded(key.clone()), prefix_range(&id.to_bytes()).1)
+                }
             };
             let page = store.range(Tree::Changes, range, false, 1024)?;
             let Some((last_key, _)) = page.last() else {
@@ -201,11 +186,8 @@ impl ChatDocs {
         batch: &mut WriteBatch,
     ) -> Result<Self, DocError> {
         let owner = key.id();
-        let mut control_doc = Doc::new(
-            DocId::control(chat),
-            owner,
-            actor_for(&owner, actor_suffixes.0),
-        );
+        let mut control_doc =
+            Doc::new(DocId::control(chat), owner, actor_for(&owner, actor_suffixes.0));
         // The control genesis is validated against itself: the owner is always a member.
         let admission = genesis_admission_state(info);
         control_doc.commit(key, 1, &admission, now_ms, batch, |doc| {
@@ -213,11 +195,8 @@ impl ChatDocs {
         })?;
         let state =
             control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
-        let mut bucket_doc = Doc::new(
-            DocId::bucket(chat, 1),
-            owner,
-            actor_for(&owner, actor_suffixes.1),
-        );
+        let mut bucket_doc =
+            Doc::new(DocId::bucket(chat, 1), owner, actor_for(&owner, actor_suffixes.1));
         let mut collections = None;
         bucket_doc.commit(key, state.epoch, &state, now_ms, batch, |doc| {
             collections = Some(bucket::genesis(doc)?);
@@ -249,13 +228,8 @@ impl ChatDocs {
         let Some(owner) = control_owner(store, chat)? else {
             return Ok(None);
         };
-        let control_doc = Doc::load(
-            store,
-            control_id,
-            owner,
-            None,
-            actor_for(&own_org, suffixes.0),
-        )?;
+        let control_doc =
+            Doc::load(store, control_id, owner, None, actor_for(&own_org, suffixes.0))?;
         let state =
             control::read(&control_doc.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
         let bucket_number = current_bucket(&state);
@@ -273,9 +247,8 @@ impl ChatDocs {
                 "bucket {bucket_number} of chat {chat} has no genesis"
             )));
         }
-        let bucket_messages = bucket::messages(&bucket_doc.doc)
-            .map(|m| m.len() as u64)
-            .unwrap_or(0);
+        let bucket_messages =
+            bucket::messages(&bucket_doc.doc).map(|m| m.len() as u64).unwrap_or(0);
         Ok(Some(Self {
             chat,
             own: own_org,
@@ -344,9 +317,7 @@ impl ChatDocs {
                     let loaded = Doc::load(store, doc, owner, Some(&self.state), actor)?;
                     self.others.insert(n, loaded);
                 }
-                self.others
-                    .get_mut(&n)
-                    .ok_or_else(|| DocError::Damaged("bucket cache".into()))
+                self.others.get_mut(&n).ok_or_else(|| DocError::Damaged("bucket cache".into()))
             }
         }
     }
@@ -391,13 +362,7 @@ impl ChatDocs {
         store: &dyn KvRead,
         changes: &[Preverified],
         batch: &mut WriteBatch,
-    ) -> Result<
-        (
-            Vec<RemoteOutcome>,
-            Vec<(Collection, String, Option<String>)>,
-        ),
-        DocError,
-    > {
+    ) -> Result<(Vec<RemoteOutcome>, Vec<(Collection, String, Option<String>)>), DocError> {
         let Some(first) = changes.first() else {
             return Ok((Vec::new(), Vec::new()));
         };
@@ -461,9 +426,8 @@ impl ChatDocs {
         self.others.insert(self.bucket_number, old);
         self.bucket_number = number;
         self.collections = bucket::collections(&self.bucket.doc).ok();
-        self.bucket_messages = bucket::messages(&self.bucket.doc)
-            .map(|m| m.len() as u64)
-            .unwrap_or(0);
+        self.bucket_messages =
+            bucket::messages(&self.bucket.doc).map(|m| m.len() as u64).unwrap_or(0);
         Ok(())
     }
 
@@ -481,20 +445,15 @@ impl ChatDocs {
         write: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
         bump_epoch: bool,
     ) -> Result<(), DocError> {
-        let epoch = if bump_epoch {
-            self.state.epoch + 1
-        } else {
-            self.state.epoch
-        };
+        let epoch = if bump_epoch { self.state.epoch + 1 } else { self.state.epoch };
         let state = self.state.clone();
-        self.control
-            .commit(key, epoch, &state, now_ms, batch, |doc| {
-                write(doc)?;
-                if bump_epoch {
-                    control::set_epoch(doc, epoch)?;
-                }
-                Ok(())
-            })?;
+        self.control.commit(key, epoch, &state, now_ms, batch, |doc| {
+            write(doc)?;
+            if bump_epoch {
+                control::set_epoch(doc, epoch)?;
+            }
+            Ok(())
+        })?;
         self.state =
             control::read(&self.control.doc).map_err(|e| DocError::Damaged(e.to_string()))?;
         Ok(())
@@ -511,9 +470,7 @@ impl ChatDocs {
         let collections = self.collections.clone().ok_or(DocError::NotSynced)?;
         let epoch = self.state.epoch;
         self.bucket
-            .commit(key, epoch, &self.state, now_ms, batch, |doc| {
-                write(doc, &collections)
-            })?;
+            .commit(key, epoch, &self.state, now_ms, batch, |doc| write(doc, &collections))?;
         Ok(())
     }
 
@@ -525,18 +482,8 @@ impl ChatDocs {
         suffix: [u8; 16],
         batch: &mut WriteBatch,
     ) -> Result<(), DocError> {
-        let heads = self
-            .bucket
-            .doc
-            .get_heads()
-            .iter()
-            .map(|h| h.to_string())
-            .collect();
-        let record = control::BucketRecord {
-            sealed: true,
-            heads,
-            messages: self.bucket_messages,
-        };
+        let heads = self.bucket.doc.get_heads().iter().map(|h| h.to_string()).collect();
+        let record = control::BucketRecord { sealed: true, heads, messages: self.bucket_messages };
         let number = self.bucket_number;
         self.change_control(
             key,
@@ -545,11 +492,8 @@ impl ChatDocs {
             |doc| control::put_bucket(doc, number, &record),
             false,
         )?;
-        let mut next = Doc::new(
-            DocId::bucket(self.chat, number + 1),
-            key.id(),
-            actor_for(&key.id(), suffix),
-        );
+        let mut next =
+            Doc::new(DocId::bucket(self.chat, number + 1), key.id(), actor_for(&key.id(), suffix));
         let mut collections = None;
         next.commit(key, self.state.epoch, &self.state, now_ms, batch, |doc| {
             collections = Some(bucket::genesis(doc)?);
@@ -574,12 +518,7 @@ impl ChatDocs {
 fn control_owner(store: &dyn KvRead, chat: ChatId) -> Result<Option<OrgId>, DocError> {
     let control_id = DocId::control(chat);
     let Some((_, first)) = store
-        .range(
-            Tree::Changes,
-            prefix_range(&control_id.to_bytes()),
-            false,
-            1,
-        )?
+        .range(Tree::Changes, prefix_range(&control_id.to_bytes()), false, 1)?
         .into_iter()
         .next()
     else {
@@ -629,10 +568,7 @@ pub fn load_history_with_control(
     let mut buckets = Vec::new();
     for number in 1.. {
         let id = DocId::bucket(chat, number);
-        if store
-            .range(Tree::Changes, prefix_range(&id.to_bytes()), false, 1)?
-            .is_empty()
-        {
+        if store.range(Tree::Changes, prefix_range(&id.to_bytes()), false, 1)?.is_empty() {
             break;
         }
         buckets.push(Doc::load(store, id, owner, Some(&state), actor_for(&owner, suffix))?.doc);

@@ -39,17 +39,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            message: message.into(),
-        }
+        Self::Invalid { code, message: message.into() }
     }
 
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Forbidden {
-            code,
-            message: message.into(),
-        }
+        Self::Forbidden { code, message: message.into() }
     }
 
     pub fn not_a_member() -> Self {
@@ -61,17 +55,11 @@ impl Error {
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            message: message.into(),
-        }
+        Self::Conflict { code, message: message.into() }
     }
 
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
-        Self::TooLarge {
-            code,
-            message: message.into(),
-        }
+        Self::TooLarge { code, message: message.into() }
     }
 
     /// Logs the cause and returns the opaque [`Error::Internal`].

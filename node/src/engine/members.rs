@@ -39,10 +39,8 @@ pub(super) fn org_ranges_leaving(
     if org == state.info.owner {
         return None;
     }
-    let others_stay = state
-        .members
-        .iter()
-        .any(|(other, member)| other != user && member.org == org);
+    let others_stay =
+        state.members.iter().any(|(other, member)| other != user && member.org == org);
     if others_stay {
         return None;
     }
@@ -77,10 +75,7 @@ impl Engine {
         if org == self.key.id() {
             let target = self.user_record(user)?;
             if target.disabled {
-                return Err(Error::invalid(
-                    "invalid_body",
-                    format!("{user} is disabled"),
-                ));
+                return Err(Error::invalid("invalid_body", format!("{user} is disabled")));
             }
         }
         let mut docs = self.take_owned_docs(&record.id)?;
@@ -104,16 +99,13 @@ impl Engine {
         self.chats.insert(record.id, docs);
         record.member_count += 1;
         record.federated |= org != self.key.id();
-        tx.batch
-            .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        tx.batch.put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
         self.dirty.chats.remove(&record.id);
         self.put_member_view(tx, &record.id, user, role);
         self.emit(
             tx,
             Audience::User(user.clone()),
-            EventBody::ChatJoined {
-                chat: ChatView::of(record, Some(role)),
-            },
+            EventBody::ChatJoined { chat: ChatView::of(record, Some(role)) },
         );
         self.emit_chat_updated(tx, record);
         Ok(())
@@ -145,18 +137,11 @@ impl Engine {
         .map_err(Error::internal)?;
         self.chats.insert(record.id, docs);
         record.member_count = record.member_count.saturating_sub(1);
-        tx.batch
-            .put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
+        tx.batch.put(Tree::Chats, record.id.as_bytes().to_vec(), json(&*record));
         self.dirty.chats.remove(&record.id);
-        tx.batch
-            .delete(Tree::Members, keys::chat_member(&record.id, user));
-        tx.batch
-            .delete(Tree::UserChats, keys::user_chat(user, &record.id));
-        self.emit(
-            tx,
-            Audience::User(user.clone()),
-            EventBody::ChatLeft { chat_id: record.id },
-        );
+        tx.batch.delete(Tree::Members, keys::chat_member(&record.id, user));
+        tx.batch.delete(Tree::UserChats, keys::user_chat(user, &record.id));
+        self.emit(tx, Audience::User(user.clone()), EventBody::ChatLeft { chat_id: record.id });
         self.emit_chat_updated(tx, record);
         Ok(())
     }
@@ -177,10 +162,7 @@ impl Engine {
         let mut record = self.chat_record(chat)?;
         self.require_role(chat, user)?;
         if record.kind == ChatKind::Dm {
-            return Err(Error::invalid(
-                "bad_request",
-                "you cannot leave a direct message",
-            ));
+            return Err(Error::invalid("bad_request", "you cannot leave a direct message"));
         }
         self.remove_from_chat(tx, &mut record, user)
     }
@@ -196,10 +178,7 @@ impl Engine {
         let mut record = self.chat_record(chat)?;
         let by_role = self.require_role(chat, by)?;
         if record.kind == ChatKind::Dm {
-            return Err(Error::invalid(
-                "bad_request",
-                "a DM's members are fixed; start a new DM",
-            ));
+            return Err(Error::invalid("bad_request", "a DM's members are fixed; start a new DM"));
         }
         if record.visibility == Visibility::Private && by_role < Role::Admin {
             return Err(Error::forbidden(
@@ -211,16 +190,10 @@ impl Engine {
             return Err(Error::forbidden("forbidden", "you cannot grant that role"));
         }
         if views::role(&self.reads(), chat, target)?.is_some() {
-            return Err(Error::conflict(
-                "conflict",
-                format!("{target} is already a member"),
-            ));
+            return Err(Error::conflict("conflict", format!("{target} is already a member")));
         }
         self.add_to_chat(tx, &mut record, target, role)?;
-        Ok(MemberView {
-            user_id: target.clone(),
-            role,
-        })
+        Ok(MemberView { user_id: target.clone(), role })
     }
 
     pub(super) fn set_role(
@@ -233,10 +206,7 @@ impl Engine {
     ) -> Result<MemberView> {
         let record = self.chat_record(chat)?;
         if self.require_role(chat, by)? != Role::Owner || record.kind == ChatKind::Dm {
-            return Err(Error::forbidden(
-                "forbidden",
-                "only the channel's owner changes roles",
-            ));
+            return Err(Error::forbidden("forbidden", "only the channel's owner changes roles"));
         }
         if role == Role::Owner {
             return Err(Error::invalid("invalid_body", "role is admin or member"));
@@ -244,10 +214,7 @@ impl Engine {
         let current =
             views::role(&self.reads(), chat, target)?.ok_or_else(|| Error::not_found("member"))?;
         if current == Role::Owner {
-            return Err(Error::forbidden(
-                "forbidden",
-                "the owner's role cannot be changed",
-            ));
+            return Err(Error::forbidden("forbidden", "the owner's role cannot be changed"));
         }
         let org = self.org_of_user(target)?;
         let mut docs = self.take_owned_docs(chat)?;
@@ -263,10 +230,7 @@ impl Engine {
         self.chats.insert(*chat, docs);
         self.put_member_view(tx, chat, target, role);
         self.emit_chat_updated(tx, &record);
-        Ok(MemberView {
-            user_id: target.clone(),
-            role,
-        })
+        Ok(MemberView { user_id: target.clone(), role })
     }
 
     pub(super) fn remove_member(

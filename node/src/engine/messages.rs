@@ -19,10 +19,7 @@ use confab_protocol::{ChatId, MessageId, UserId};
 pub(super) fn delete_view(tx: &mut Tx, view: &mut MessageView) {
     for attachment in view.delete() {
         for blob in attachment.blob_ids() {
-            tx.batch.delete(
-                Tree::MediaRefs,
-                keys::media_ref(blob, &view.chat_id, &view.id),
-            );
+            tx.batch.delete(Tree::MediaRefs, keys::media_ref(blob, &view.chat_id, &view.id));
         }
     }
     tx.search.push(SearchOp::Remove(view.chat_id, view.id));
@@ -73,10 +70,7 @@ impl Engine {
         if attachments.len() > bucket::ATTACHMENTS_PER_MESSAGE_MAX {
             return Err(Error::invalid(
                 "too_many_attachments",
-                format!(
-                    "a message carries at most {} files",
-                    bucket::ATTACHMENTS_PER_MESSAGE_MAX
-                ),
+                format!("a message carries at most {} files", bucket::ATTACHMENTS_PER_MESSAGE_MAX),
             ));
         }
         if attachments.is_empty() || !body.is_empty() {
@@ -86,9 +80,8 @@ impl Engine {
             if client_id.is_empty() || client_id.len() > 64 {
                 return Err(Error::invalid("invalid_body", "client_id is 1 to 64 bytes"));
             }
-            if let Some(found) = self
-                .reads()
-                .get(Tree::ClientIds, &keys::client_id(user, client_id))?
+            if let Some(found) =
+                self.reads().get(Tree::ClientIds, &keys::client_id(user, client_id))?
             {
                 let existing = ChatId::from_slice(&found[..16.min(found.len())])
                     .zip(MessageId::from_slice(found.get(16..).unwrap_or_default()))
@@ -133,15 +126,10 @@ impl Engine {
         self.chats.insert(*chat, docs);
         // The view as a remote node or a rebuild derives it from the same record.
         let message = MessageView::from_record(id, *chat, stored, mentions, MessageState::Sent);
-        tx.batch
-            .put(Tree::Messages, keys::message(chat, &id), json(&message));
+        tx.batch.put(Tree::Messages, keys::message(chat, &id), json(&message));
         for attachment in &message.attachments {
             for blob in attachment.blob_ids() {
-                tx.batch.put(
-                    Tree::MediaRefs,
-                    keys::media_ref(blob, chat, &id),
-                    Vec::new(),
-                );
+                tx.batch.put(Tree::MediaRefs, keys::media_ref(blob, chat, &id), Vec::new());
             }
         }
         tx.search.push(SearchOp::Upsert(search_doc(&message)));
@@ -154,15 +142,12 @@ impl Engine {
         if let Some(client_id) = &client_id {
             let mut value = chat.as_bytes().to_vec();
             value.extend_from_slice(id.as_bytes());
-            tx.batch
-                .put(Tree::ClientIds, keys::client_id(user, client_id), value);
+            tx.batch.put(Tree::ClientIds, keys::client_id(user, client_id), value);
         }
         self.emit(
             tx,
             Audience::Chat(*chat),
-            EventBody::MessageCreated {
-                message: message.clone(),
-            },
+            EventBody::MessageCreated { message: message.clone() },
         );
         Ok((message, true))
     }
@@ -191,12 +176,7 @@ impl Engine {
         let now = now_ms();
         let at = self.hlc.tick(now);
         let org = self.key.id();
-        let update = UpdateRecord {
-            target,
-            by: user.clone(),
-            at,
-            op,
-        };
+        let update = UpdateRecord { target, by: user.clone(), at, op };
         let mut docs = self.take_docs(chat)?;
         docs.change_bucket(&self.key, now, &mut tx.batch, |doc, collections| {
             bucket::put_update(doc, collections, &org, &update)
@@ -219,24 +199,14 @@ impl Engine {
         self.require_role(chat, user)?;
         let mut view = self.message_for_update(chat, message)?;
         if &view.author != user {
-            return Err(Error::forbidden(
-                "forbidden",
-                "only the author edits a message",
-            ));
+            return Err(Error::forbidden("forbidden", "only the author edits a message"));
         }
-        let at = self.write_update(
-            tx,
-            chat,
-            user,
-            *message,
-            UpdateOp::Edit { body: body.clone() },
-        )?;
+        let at =
+            self.write_update(tx, chat, user, *message, UpdateOp::Edit { body: body.clone() })?;
         let mentions = self.mentions(&body);
         derive::apply_edit(&mut view, at, body, mentions);
         tx.search.push(SearchOp::Upsert(search_doc(&view)));
-        let body = EventBody::MessageEdited {
-            message: view.clone(),
-        };
+        let body = EventBody::MessageEdited { message: view.clone() };
         self.store_message_update(tx, &view, body);
         Ok(view)
     }
@@ -264,9 +234,7 @@ impl Engine {
         let at = self.write_update(tx, chat, user, *message, UpdateOp::Delete)?;
         view.edited_ms = Some(at);
         delete_view(tx, &mut view);
-        let body = EventBody::MessageDeleted {
-            message: view.clone(),
-        };
+        let body = EventBody::MessageDeleted { message: view.clone() };
         self.store_message_update(tx, &view, body);
         Ok(view)
     }
@@ -283,10 +251,7 @@ impl Engine {
         if !bucket::valid_emoji(emoji) {
             return Err(Error::invalid(
                 "invalid_body",
-                format!(
-                    "an emoji is 1 to {} bytes without spaces or ':'",
-                    bucket::EMOJI_BYTES_MAX
-                ),
+                format!("an emoji is 1 to {} bytes without spaces or ':'", bucket::EMOJI_BYTES_MAX),
             ));
         }
         self.require_role(chat, user)?;

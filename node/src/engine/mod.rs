@@ -304,10 +304,7 @@ pub enum Command {
 impl Command {
     /// Intents nobody waits for: they share the next flush instead of forcing one.
     fn is_lazy(&self) -> bool {
-        matches!(
-            self,
-            Command::MarkReceived { .. } | Command::MarkNotified { .. }
-        )
+        matches!(self, Command::MarkReceived { .. } | Command::MarkNotified { .. })
     }
 }
 
@@ -321,13 +318,8 @@ impl EngineHandle {
     /// Sends an intent and waits for its durable outcome.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(make(reply))
-            .await
-            .map_err(|_| Error::internal("engine stopped"))?;
-        answer
-            .await
-            .map_err(|_| Error::internal("engine dropped a request"))?
+        self.sender.send(make(reply)).await.map_err(|_| Error::internal("engine stopped"))?;
+        answer.await.map_err(|_| Error::internal("engine dropped a request"))?
     }
 
     /// Sends an intent that has no answer; dropped if the engine is overloaded.

@@ -36,10 +36,8 @@ pub struct RebuildReport {
 fn stored_chats(store: &dyn KvRead) -> Result<Vec<ChatId>, StoreError> {
     let mut chats = Vec::new();
     let mut from: Bound<Vec<u8>> = Bound::Unbounded;
-    while let Some((key, _)) = store
-        .range(Tree::Changes, (from.clone(), Bound::Unbounded), false, 1)?
-        .into_iter()
-        .next()
+    while let Some((key, _)) =
+        store.range(Tree::Changes, (from.clone(), Bound::Unbounded), false, 1)?.into_iter().next()
     {
         let Some(chat) = key.get(..16).and_then(ChatId::from_slice) else {
             break;
@@ -96,10 +94,7 @@ fn rebuild_chat(
     org_name: &str,
 ) -> Result<usize, RebuildError> {
     let (state, buckets) = load_history(store, chat)
-        .map_err(|source| RebuildError::Doc {
-            chat,
-            source: Box::new(source),
-        })?
+        .map_err(|source| RebuildError::Doc { chat, source: Box::new(source) })?
         .ok_or(RebuildError::Doc {
             chat,
             source: Box::new(DocError::Damaged("no control document".into())),
@@ -108,12 +103,9 @@ fn rebuild_chat(
 
     // Old views: keep delivery states, drop everything else of this chat.
     let mut old_states = BTreeMap::new();
-    for (key, value) in store.range(
-        Tree::Messages,
-        prefix_range(chat.as_bytes()),
-        false,
-        usize::MAX,
-    )? {
+    for (key, value) in
+        store.range(Tree::Messages, prefix_range(chat.as_bytes()), false, usize::MAX)?
+    {
         if let Ok(view) = serde_json::from_slice::<MessageView>(&value) {
             old_states.insert(view.id, view.state);
         }
@@ -187,11 +179,7 @@ fn rebuild_chat(
     for (id, (_, view)) in &messages {
         for attachment in &view.attachments {
             for blob in attachment.blob_ids() {
-                batch.put(
-                    Tree::MediaRefs,
-                    keys::media_ref(blob, &chat, id),
-                    Vec::new(),
-                );
+                batch.put(Tree::MediaRefs, keys::media_ref(blob, &chat, id), Vec::new());
             }
         }
         batch.put(
@@ -207,9 +195,8 @@ fn rebuild_chat(
     }
     let last = messages.keys().next_back().copied();
     let activity = derive::Activity {
-        last_activity_ms: last.map_or(state.info.created_ms, |id| {
-            id.time_ms().max(state.info.created_ms)
-        }),
+        last_activity_ms: last
+            .map_or(state.info.created_ms, |id| id.time_ms().max(state.info.created_ms)),
         last_message: last,
     };
     // Drift kept as it was: a peer's chat is labelled with the raw organisation id here,

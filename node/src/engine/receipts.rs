@@ -27,31 +27,18 @@ impl Engine {
         if previous.as_ref().is_some_and(|p| p >= message) {
             return Ok(());
         }
-        tx.batch.put(
-            Tree::ReadMarkers,
-            keys::user_chat(user, chat),
-            message.as_bytes().to_vec(),
-        );
+        tx.batch.put(Tree::ReadMarkers, keys::user_chat(user, chat), message.as_bytes().to_vec());
         self.dirty.markers.remove(&(user.clone(), *chat));
         self.emit(
             tx,
             Audience::Chat(*chat),
-            EventBody::ReadMarker {
-                chat_id: *chat,
-                user_id: user.clone(),
-                message_id: *message,
-            },
+            EventBody::ReadMarker { chat_id: *chat, user_id: user.clone(), message_id: *message },
         );
         // Other people's messages up to the marker are now viewed (bounded work per call).
         let (start, _) = crate::store::prefix_range(chat.as_bytes());
-        let start = previous.map_or(start, |p| {
-            std::ops::Bound::Excluded(keys::message(chat, &p))
-        });
+        let start = previous.map_or(start, |p| std::ops::Bound::Excluded(keys::message(chat, &p)));
         let end = std::ops::Bound::Included(keys::message(chat, message));
-        for (_, value) in self
-            .reads()
-            .range(Tree::Messages, (start, end), true, 1000)?
-        {
+        for (_, value) in self.reads().range(Tree::Messages, (start, end), true, 1000)? {
             let Ok(view) = serde_json::from_slice::<MessageView>(&value) else {
                 continue;
             };
@@ -84,19 +71,11 @@ impl Engine {
             return;
         }
         view.state = to;
-        tx.batch.put(
-            Tree::Messages,
-            keys::message(&view.chat_id, &view.id),
-            json(&view),
-        );
+        tx.batch.put(Tree::Messages, keys::message(&view.chat_id, &view.id), json(&view));
         self.emit(
             tx,
             Audience::User(view.author.clone()),
-            EventBody::MessageState {
-                chat_id: view.chat_id,
-                message_id: view.id,
-                state: to,
-            },
+            EventBody::MessageState { chat_id: view.chat_id, message_id: view.id, state: to },
         );
     }
 }

@@ -104,10 +104,7 @@ impl ChatOrgs {
 
     /// The epoch `org` was removed at, if it is a former member that was removed.
     pub fn removed_at(&self, org: &OrgId) -> Option<u64> {
-        self.removed_at
-            .iter()
-            .find(|(removed, _)| removed == org)
-            .map(|(_, epoch)| *epoch)
+        self.removed_at.iter().find(|(removed, _)| removed == org).map(|(_, epoch)| *epoch)
     }
 }
 
@@ -156,18 +153,17 @@ impl Engine {
         while let Some(first) = rest.first().map(Preverified::signed) {
             let run = match first.doc.kind {
                 confab_protocol::DocKind::Control => 1,
-                confab_protocol::DocKind::Bucket(_) => rest
-                    .iter()
-                    .take_while(|c| c.signed().doc == first.doc)
-                    .count(),
+                confab_protocol::DocKind::Bucket(_) => {
+                    rest.iter().take_while(|c| c.signed().doc == first.doc).count()
+                }
             };
             let (group, tail) = rest.split_at(run);
             rest = tail;
             let mut tx = Tx::default();
             let result = match first.doc.kind {
-                confab_protocol::DocKind::Control => self
-                    .apply_remote_control(&mut tx, &group[0])
-                    .map(|v| vec![v]),
+                confab_protocol::DocKind::Control => {
+                    self.apply_remote_control(&mut tx, &group[0]).map(|v| vec![v])
+                }
                 confab_protocol::DocKind::Bucket(_) => self.apply_remote_bucket(&mut tx, group),
             };
             match result {
@@ -208,10 +204,7 @@ impl Engine {
         };
         let chat = first.doc.chat;
         let Some(mut docs) = self.take_stored_docs(&chat)? else {
-            return Ok(vec![
-                RemoteVerdict::Pending("unknown chat".into());
-                group.len()
-            ]);
+            return Ok(vec![RemoteVerdict::Pending("unknown chat".into()); group.len()]);
         };
         let (outcomes, touched) = docs
             .apply_remote_bucket(&self.reads(), group, &mut tx.batch)
@@ -277,8 +270,7 @@ impl Engine {
         };
         let owner_org = self.org_label(&state.info.owner);
         let record = derive::chat_record(chat, state, owner_org, &self.key.id(), activity);
-        tx.batch
-            .put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
+        tx.batch.put(Tree::Chats, chat.as_bytes().to_vec(), json(&record));
         self.dirty.chats.remove(&chat);
         for (user, member) in &state.members {
             let before = old.members.get(user).map(|m| m.role);
@@ -290,9 +282,7 @@ impl Engine {
                 self.emit(
                     tx,
                     Audience::User(user.clone()),
-                    EventBody::ChatJoined {
-                        chat: ChatView::of(&record, Some(member.role)),
-                    },
+                    EventBody::ChatJoined { chat: ChatView::of(&record, Some(member.role)) },
                 );
             }
         }
@@ -300,16 +290,10 @@ impl Engine {
             if state.members.contains_key(user) {
                 continue;
             }
-            tx.batch
-                .delete(Tree::Members, keys::chat_member(&chat, user));
-            tx.batch
-                .delete(Tree::UserChats, keys::user_chat(user, &chat));
+            tx.batch.delete(Tree::Members, keys::chat_member(&chat, user));
+            tx.batch.delete(Tree::UserChats, keys::user_chat(user, &chat));
             if user.org_name() == self.org_name {
-                self.emit(
-                    tx,
-                    Audience::User(user.clone()),
-                    EventBody::ChatLeft { chat_id: chat },
-                );
+                self.emit(tx, Audience::User(user.clone()), EventBody::ChatLeft { chat_id: chat });
             }
         }
         self.emit_chat_updated(tx, &record);
@@ -326,9 +310,7 @@ impl Engine {
 
     fn peer_name(&self, org: &OrgId) -> Option<String> {
         let bytes = self.reads().get(Tree::Peers, org.as_bytes()).ok()??;
-        serde_json::from_slice::<PeerRecord>(&bytes)
-            .ok()
-            .map(|record| record.name)
+        serde_json::from_slice::<PeerRecord>(&bytes).ok().map(|record| record.name)
     }
 
     /// The organisation a user id belongs to: this node's own, or a peer's by name.
@@ -360,8 +342,7 @@ impl Engine {
         if user.org_name() == self.org_name {
             return false;
         }
-        self.peer_name(org)
-            .is_none_or(|name| name == user.org_name())
+        self.peer_name(org).is_none_or(|name| name == user.org_name())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -424,16 +405,11 @@ impl Engine {
         }
         let mentions = self.mentions(&record.body);
         let message = MessageView::from_record(id, chat, record, mentions, MessageState::Sent);
-        tx.batch
-            .put(Tree::Messages, keys::message(&chat, &id), json(&message));
+        tx.batch.put(Tree::Messages, keys::message(&chat, &id), json(&message));
         // Its files are fetched from a member node on first download (by hash).
         for attachment in &message.attachments {
             for blob in attachment.blob_ids() {
-                tx.batch.put(
-                    Tree::MediaRefs,
-                    keys::media_ref(blob, &chat, &id),
-                    Vec::new(),
-                );
+                tx.batch.put(Tree::MediaRefs, keys::media_ref(blob, &chat, &id), Vec::new());
             }
         }
         tx.search.push(SearchOp::Upsert(search_doc(&message)));
@@ -443,11 +419,7 @@ impl Engine {
             chat_record.last_activity_ms = chat_record.last_activity_ms.max(id.time_ms());
             self.dirty.chats.insert(chat, chat_record);
         }
-        self.emit(
-            tx,
-            Audience::Chat(chat),
-            EventBody::MessageCreated { message },
-        );
+        self.emit(tx, Audience::Chat(chat), EventBody::MessageCreated { message });
         Ok(())
     }
 
@@ -475,15 +447,11 @@ impl Engine {
                 let mentions = self.mentions(&body);
                 derive::apply_edit(&mut view, update.at.ms, body, mentions);
                 tx.search.push(SearchOp::Upsert(search_doc(&view)));
-                EventBody::MessageEdited {
-                    message: view.clone(),
-                }
+                EventBody::MessageEdited { message: view.clone() }
             }
             UpdateOp::Delete => {
                 super::delete_view(tx, &mut view);
-                EventBody::MessageDeleted {
-                    message: view.clone(),
-                }
+                EventBody::MessageDeleted { message: view.clone() }
             }
         };
         self.store_message_update(tx, &view, body);
@@ -565,8 +533,7 @@ impl Engine {
                         format!("another peer is named {:?}", record.name),
                     ));
                 }
-                tx.batch
-                    .put(Tree::Peers, org.as_bytes().to_vec(), json(&record));
+                tx.batch.put(Tree::Peers, org.as_bytes().to_vec(), json(&record));
             }
             None => tx.batch.delete(Tree::Peers, org.as_bytes().to_vec()),
         }

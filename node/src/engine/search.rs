@@ -41,12 +41,7 @@ pub(super) fn catch_up_search(store: &dyn KvStore, search: &SearchIndex, newest_
         return;
     }
     let oldest = store
-        .range(
-            Tree::Events,
-            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
-            false,
-            1,
-        )
+        .range(Tree::Events, (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), false, 1)
         .ok()
         .and_then(|first| first.into_iter().next())
         .and_then(|(key, _)| key.as_slice().try_into().ok().map(u64::from_be_bytes));

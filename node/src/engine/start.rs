@@ -52,10 +52,7 @@ pub async fn start(
     // The engine gets a thread of its own, with a single-threaded runtime for its timers: it
     // blocks on each flush there, and no socket task ever queues ahead of it.
     let task = tokio::task::spawn_blocking(move || {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
+        match tokio::runtime::Builder::new_current_thread().enable_time().build() {
             Ok(runtime) => runtime.block_on(engine.run(receiver)),
             Err(error) => tracing::error!(%error, "could not start the engine's runtime"),
         }

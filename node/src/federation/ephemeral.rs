@@ -139,10 +139,8 @@ pub fn decode(
     }
     let mut events = Vec::with_capacity(frames.len());
     for frame in frames {
-        let user: UserId = frame["user_id"]
-            .as_str()
-            .and_then(|u| u.parse().ok())
-            .ok_or(EphemeralError::Frame)?;
+        let user: UserId =
+            frame["user_id"].as_str().and_then(|u| u.parse().ok()).ok_or(EphemeralError::Frame)?;
         if user.org_name() != publisher_name {
             return Err(EphemeralError::ForeignUser);
         }
@@ -179,11 +177,7 @@ pub fn decode(
         } else {
             EphemeralAudience::SharesChat(Arc::new(vec![chat]))
         };
-        events.push(Ephemeral {
-            audience,
-            about: user,
-            frame: clean.to_string(),
-        });
+        events.push(Ephemeral { audience, about: user, frame: clean.to_string() });
     }
     Ok(events)
 }
@@ -223,22 +217,13 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push(&typing("alice@acme"), |_| true);
         let payload = outbox.take().remove(0).1;
-        assert_eq!(
-            decode(chat(), &payload, "globex", 1).unwrap_err(),
-            EphemeralError::ForeignUser
-        );
+        assert_eq!(decode(chat(), &payload, "globex", 1).unwrap_err(), EphemeralError::ForeignUser);
         assert_eq!(
             decode(ChatId::from_bytes([8; 16]), &payload, "acme", 1).unwrap_err(),
             EphemeralError::Frame
         );
-        assert_eq!(
-            decode(chat(), b"CFEP\x01{", "acme", 1).unwrap_err(),
-            EphemeralError::Format
-        );
-        assert_eq!(
-            decode(chat(), b"CFSC", "acme", 1).unwrap_err(),
-            EphemeralError::Format
-        );
+        assert_eq!(decode(chat(), b"CFEP\x01{", "acme", 1).unwrap_err(), EphemeralError::Format);
+        assert_eq!(decode(chat(), b"CFSC", "acme", 1).unwrap_err(), EphemeralError::Format);
         let many = format!("CFEP\x01[{}]", vec!["{}"; 65].join(","));
         assert_eq!(
             decode(chat(), many.as_bytes(), "acme", 1).unwrap_err(),
@@ -255,10 +240,7 @@ mod tests {
         let events = decode(chat(), frame.as_bytes(), "acme", 1000).unwrap();
         assert!(events[0].frame.contains("\"expires_ms\":11000"));
         let mut limiter = InboundLimiter::default();
-        let peer = confab_net::keypair_of([1; 32])
-            .unwrap()
-            .public()
-            .to_peer_id();
+        let peer = confab_net::keypair_of([1; 32]).unwrap().public().to_peer_id();
         let now = Instant::now();
         let allowed = (0..100).filter(|_| limiter.allow(peer, now)).count();
         assert_eq!(allowed, 40, "the burst, then nothing until it refills");

@@ -17,9 +17,8 @@ impl Federation {
             return;
         }
         let chats = &self.chats;
-        self.ephemeral_out.push(event, |chat| {
-            chats.get(chat).is_some_and(|orgs| !orgs.current.is_empty())
-        });
+        self.ephemeral_out
+            .push(event, |chat| chats.get(chat).is_some_and(|orgs| !orgs.current.is_empty()));
     }
 
     pub(super) async fn publish_ephemeral(&mut self) {
@@ -37,10 +36,7 @@ impl Federation {
         let Some(publisher) = message.source else {
             return self.report(message, Validation::Reject).await;
         };
-        if !self
-            .ephemeral_in
-            .allow(publisher, std::time::Instant::now())
-        {
+        if !self.ephemeral_in.allow(publisher, std::time::Instant::now()) {
             return self.report(message, Validation::Ignore).await;
         }
         let name = org_of_peer(&publisher).and_then(|org| {
@@ -116,10 +112,7 @@ impl Federation {
             return;
         }
         let docs: Vec<DocId> = changes.iter().map(|c| c.signed().doc).collect();
-        let verdicts = match self
-            .engine
-            .call(|reply| Command::ApplyRemote { changes, reply })
-            .await
+        let verdicts = match self.engine.call(|reply| Command::ApplyRemote { changes, reply }).await
         {
             Ok(verdicts) => verdicts,
             Err(error) => {
@@ -148,10 +141,8 @@ impl Federation {
     }
 
     pub(super) async fn report(&self, message: &confab_net::GossipMessage, validation: Validation) {
-        if let Err(error) = self
-            .net
-            .report_validation(message.id, message.propagation_source, validation)
-            .await
+        if let Err(error) =
+            self.net.report_validation(message.id, message.propagation_source, validation).await
         {
             tracing::debug!(%error, "validation report failed");
         }
@@ -170,9 +161,7 @@ pub(super) async fn preverify(changes: Vec<SignedChange>) -> Vec<Result<Preverif
     let parts = if changes.len() < PARALLEL_VERIFY_MIN {
         1
     } else {
-        threads
-            .min(changes.len() / (PARALLEL_VERIFY_MIN / 2))
-            .max(1)
+        threads.min(changes.len() / (PARALLEL_VERIFY_MIN / 2)).max(1)
     };
     let per_part = changes.len().div_ceil(parts).max(1);
     let mut tasks = Vec::with_capacity(parts);
@@ -184,9 +173,7 @@ pub(super) async fn preverify(changes: Vec<SignedChange>) -> Vec<Result<Preverif
         }
         let limits = limits.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            part.into_iter()
-                .map(|signed| Preverified::verify(signed, &limits))
-                .collect::<Vec<_>>()
+            part.into_iter().map(|signed| Preverified::verify(signed, &limits)).collect::<Vec<_>>()
         }));
     }
     let mut out = Vec::new();

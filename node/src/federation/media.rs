@@ -86,12 +86,8 @@ pub async fn fetch(
         Ok(bytes) if bytes.len() == 32 => blob.copy_from_slice(&bytes),
         _ => return Ok(false),
     }
-    let Some(heads) = engine
-        .call(|reply| Command::DocHeads {
-            doc: DocId::control(chat),
-            reply,
-        })
-        .await?
+    let Some(heads) =
+        engine.call(|reply| Command::DocHeads { doc: DocId::control(chat), reply }).await?
     else {
         return Ok(false);
     };
@@ -107,9 +103,7 @@ pub async fn fetch(
                     .map_err(Error::internal)?
                     .map_err(Error::internal)?;
                 if stored.hash != hex {
-                    return Err(Error::internal(
-                        "a fetched blob was stored under another hash",
-                    ));
+                    return Err(Error::internal("a fetched blob was stored under another hash"));
                 }
                 tracing::info!(%chat, blob = %hex, %peer, "media fetched from a member node");
                 return Ok(true);

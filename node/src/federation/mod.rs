@@ -92,9 +92,8 @@ fn shared_chats(
         ) else {
             continue;
         };
-        let foreign = user
-            .parse::<confab_protocol::UserId>()
-            .is_ok_and(|user| user.org_name() != org_name);
+        let foreign =
+            user.parse::<confab_protocol::UserId>().is_ok_and(|user| user.org_name() != org_name);
         if foreign {
             chats.insert(chat);
         }
@@ -225,10 +224,7 @@ impl Federation {
         for chat in shared_chats(self.store.as_ref(), &self.org_name)? {
             let answer = self
                 .engine
-                .call(|reply| Command::DocHeads {
-                    doc: DocId::control(chat),
-                    reply,
-                })
+                .call(|reply| Command::DocHeads { doc: DocId::control(chat), reply })
                 .await?;
             if let Some(heads) = answer {
                 self.set_members(chat, heads.orgs).await;
@@ -250,14 +246,8 @@ impl Federation {
             }
             Outbound::Members { chat, orgs } => {
                 let before = self.chats.get(&chat).cloned().unwrap_or_default();
-                let joined = orgs
-                    .current
-                    .iter()
-                    .filter(|org| !before.current.contains(org));
-                let left = orgs
-                    .former
-                    .iter()
-                    .filter(|org| before.current.contains(org));
+                let joined = orgs.current.iter().filter(|org| !before.current.contains(org));
+                let left = orgs.former.iter().filter(|org| before.current.contains(org));
                 let changed: Vec<OrgId> = joined.chain(left).copied().collect();
                 self.set_members(chat, orgs).await;
                 // Tell the organisations that joined or left to sync with us now.
@@ -323,11 +313,9 @@ impl Federation {
                 self.start_sync(peer);
             }
             NetEvent::PeerDisconnected { peer } => tracing::info!(%peer, "peer disconnected"),
-            NetEvent::ConnectionRefused {
-                peer,
-                inbound,
-                reason,
-            } => tracing::info!(?peer, inbound, ?reason, "connection refused"),
+            NetEvent::ConnectionRefused { peer, inbound, reason } => {
+                tracing::info!(?peer, inbound, ?reason, "connection refused")
+            }
             NetEvent::PeerBlacklisted { peer, rejected } => {
                 tracing::warn!(%peer, rejected, "peer blacklisted for invalid messages")
             }
@@ -337,21 +325,12 @@ impl Federation {
                     self.start_sync(peer);
                 }
             }
-            NetEvent::CatchupRequest {
-                peer,
-                request,
-                responder,
-            } => self.on_catchup_request(peer, request, responder),
-            NetEvent::MediaRequest {
-                peer,
-                chat,
-                blob,
-                responder,
-            } => {
+            NetEvent::CatchupRequest { peer, request, responder } => {
+                self.on_catchup_request(peer, request, responder)
+            }
+            NetEvent::MediaRequest { peer, chat, blob, responder } => {
                 let member = org_of_peer(&peer).is_some_and(|org| {
-                    self.chats
-                        .get(&chat)
-                        .is_some_and(|orgs| orgs.current.contains(&org))
+                    self.chats.get(&chat).is_some_and(|orgs| orgs.current.contains(&org))
                 });
                 let store = self.store.clone();
                 let blobs = self.blobs.clone();
@@ -365,11 +344,7 @@ impl Federation {
                     }
                 });
             }
-            NetEvent::IndexRequest {
-                peer,
-                responder,
-                poke,
-            } => {
+            NetEvent::IndexRequest { peer, responder, poke } => {
                 let org = org_of_peer(&peer);
                 let chats: Vec<ChatId> = self
                     .chats

@@ -36,9 +36,7 @@ impl FederationHandle {
     pub async fn peers(&self, records: Vec<(OrgId, PeerRecord)>) -> Result<Vec<PeerView>> {
         let states = self.net.peers().await.map_err(Error::internal)?;
         let ms = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .ok()
+            t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).ok()
         };
         Ok(records
             .into_iter()
@@ -134,18 +132,9 @@ pub fn new_peer(
             let org = OrgId::from_bytes(token.org_key());
             (org, token.addrs().iter().map(|a| a.to_string()).collect())
         }
-        _ => {
-            return Err(Error::invalid(
-                "invalid_body",
-                "give either address or invite",
-            ))
-        }
+        _ => return Err(Error::invalid("invalid_body", "give either address or invite")),
     };
-    let record = PeerRecord {
-        name,
-        addrs,
-        added_ms: now_ms,
-    };
+    let record = PeerRecord { name, addrs, added_ms: now_ms };
     Ok((org, record))
 }
 
@@ -157,19 +146,13 @@ pub fn check_new_peer(
     org: &OrgId,
 ) -> Result<()> {
     if org == own {
-        return Err(Error::invalid(
-            "invalid_body",
-            "that address is this node's own",
-        ));
+        return Err(Error::invalid("invalid_body", "that address is this node's own"));
     }
     if peer_of_org(org).is_none() {
         return Err(Error::invalid("invalid_body", "not an organisation key"));
     }
     if known.len() >= peers_max && !known.iter().any(|(o, _)| o == org) {
-        return Err(Error::forbidden(
-            "peer_limit",
-            format!("at most {peers_max} peers"),
-        ));
+        return Err(Error::forbidden("peer_limit", format!("at most {peers_max} peers")));
     }
     Ok(())
 }
@@ -177,19 +160,14 @@ pub fn check_new_peer(
 pub(super) fn parse_addrs(texts: &[String]) -> Result<Vec<Multiaddr>, FederationError> {
     texts
         .iter()
-        .map(|text| {
-            text.parse::<Multiaddr>()
-                .map_err(|_| FederationError::Address(text.clone()))
-        })
+        .map(|text| text.parse::<Multiaddr>().map_err(|_| FederationError::Address(text.clone())))
         .collect()
 }
 
 /// Splits `/ip4/…/tcp/…/p2p/<peer>` into the address without `/p2p` and the peer's
 /// organisation.
 pub fn split_peer_address(text: &str) -> Result<(OrgId, Multiaddr), String> {
-    let mut addr: Multiaddr = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a multiaddr"))?;
+    let mut addr: Multiaddr = text.parse().map_err(|_| format!("{text:?} is not a multiaddr"))?;
     let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.pop() else {
         return Err("the address must end with /p2p/<peer id>".into());
     };
@@ -218,18 +196,8 @@ pub async fn add_peer(
         parse_addrs(&record.addrs).map_err(|e| Error::invalid("invalid_body", e.to_string()))?;
     let peer = peer_of_org(&org)
         .ok_or_else(|| Error::invalid("invalid_body", "not an organisation key"))?;
-    engine
-        .call(|reply| Command::SetPeer {
-            org,
-            record: Some(record),
-            reply,
-        })
-        .await?;
-    handle
-        .net
-        .add_peer(peer, addrs)
-        .await
-        .map_err(Error::internal)
+    engine.call(|reply| Command::SetPeer { org, record: Some(record), reply }).await?;
+    handle.net.add_peer(peer, addrs).await.map_err(Error::internal)
 }
 
 /// Removes a peer: refused from now on.
@@ -238,19 +206,9 @@ pub async fn remove_peer(
     engine: &EngineHandle,
     org: OrgId,
 ) -> Result<()> {
-    engine
-        .call(|reply| Command::SetPeer {
-            org,
-            record: None,
-            reply,
-        })
-        .await?;
+    engine.call(|reply| Command::SetPeer { org, record: None, reply }).await?;
     if let Some(peer) = peer_of_org(&org) {
-        handle
-            .net
-            .remove_peer(peer)
-            .await
-            .map_err(Error::internal)?;
+        handle.net.remove_peer(peer).await.map_err(Error::internal)?;
     }
     Ok(())
 }

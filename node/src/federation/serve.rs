@@ -50,10 +50,7 @@ impl DocIndex {
             for (_, bytes) in page {
                 let (hash, deps, epoch) =
                     parse_change(&bytes).unwrap_or(([0; 32], Vec::new(), u64::MAX));
-                let deps = deps
-                    .iter()
-                    .filter_map(|dep| self.by_hash.get(dep).copied())
-                    .collect();
+                let deps = deps.iter().filter_map(|dep| self.by_hash.get(dep).copied()).collect();
                 let index = self.hashes.len() as u32;
                 self.by_hash.insert(hash, index);
                 self.hashes.push(hash);
@@ -66,10 +63,8 @@ impl DocIndex {
     /// Which stored changes are in the causal past of `heads` (those of them we know).
     fn known_past(&self, heads: &[[u8; 32]]) -> Vec<bool> {
         let mut have = vec![false; self.hashes.len()];
-        let mut stack: Vec<u32> = heads
-            .iter()
-            .filter_map(|head| self.by_hash.get(head).copied())
-            .collect();
+        let mut stack: Vec<u32> =
+            heads.iter().filter_map(|head| self.by_hash.get(head).copied()).collect();
         while let Some(index) = stack.pop() {
             let Some(slot) = have.get_mut(index as usize) else {
                 continue;
@@ -91,11 +86,7 @@ fn parse_change(bytes: &[u8]) -> Option<([u8; 32], Vec<[u8; 32]>, u64)> {
     let signed = confab_protocol::SignedChange::decode(bytes, usize::MAX).ok()?;
     let epoch = signed.epoch;
     let change = automerge::Change::from_bytes(signed.change).ok()?;
-    Some((
-        change.hash().0,
-        change.deps().iter().map(|d| d.0).collect(),
-        epoch,
-    ))
+    Some((change.hash().0, change.deps().iter().map(|d| d.0).collect(), epoch))
 }
 
 /// The per-document indexes, shared by every catch-up answer.
@@ -143,14 +134,9 @@ impl DocIndexCache {
         let mut page = CatchupPage::default();
         let mut size = 0usize;
         let mut next = start;
-        let budget = limits
-            .max_response_bytes
-            .saturating_sub(RESPONSE_MARGIN_BYTES);
+        let budget = limits.max_response_bytes.saturating_sub(RESPONSE_MARGIN_BYTES);
         'pages: loop {
-            let range = (
-                Bound::Included(change_key(&doc, next)),
-                prefix_range(&doc.to_bytes()).1,
-            );
+            let range = (Bound::Included(change_key(&doc, next)), prefix_range(&doc.to_bytes()).1);
             let stored = store.range(Tree::Changes, range, false, 256)?;
             if stored.is_empty() {
                 break;

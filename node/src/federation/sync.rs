@@ -178,18 +178,13 @@ impl Sync {
             return Ok((applied, 0));
         };
         if info.current_bucket > 0 {
-            applied += self
-                .doc(peer, DocId::bucket(chat, info.current_bucket))
-                .await?;
+            applied += self.doc(peer, DocId::bucket(chat, info.current_bucket)).await?;
         }
         Ok((applied, info.current_bucket))
     }
 
     async fn heads(&self, doc: DocId) -> Result<Option<engine::DocHeads>, SyncError> {
-        Ok(self
-            .engine
-            .call(|reply| Command::DocHeads { doc, reply })
-            .await?)
+        Ok(self.engine.call(|reply| Command::DocHeads { doc, reply }).await?)
     }
 
     /// Fetches and applies the changes of one document the peer has and we lack. Pages are
@@ -206,11 +201,7 @@ impl Sync {
             .into_iter()
             .take(limits.max_heads)
             .collect();
-        let request = |cursor: Vec<u8>| CatchupRequest {
-            doc,
-            heads: heads.clone(),
-            cursor,
-        };
+        let request = |cursor: Vec<u8>| CatchupRequest { doc, heads: heads.clone(), cursor };
         let mut next = self.fetch(peer, request(Vec::new())).await?;
         let mut applied = 0;
         for _ in 0..self.pages_max {
@@ -251,21 +242,14 @@ impl Sync {
             .iter()
             .filter_map(|bytes| SignedChange::decode(bytes, limits.max_change_bytes).ok())
             .collect();
-        let changes: Vec<Preverified> = preverify(decoded)
-            .await
-            .into_iter()
-            .filter_map(Result::ok)
-            .collect();
+        let changes: Vec<Preverified> =
+            preverify(decoded).await.into_iter().filter_map(Result::ok).collect();
         invalid -= changes.len();
         if invalid > 0 {
             tracing::warn!(%peer, %doc, invalid, "catch-up page held changes that do not decode or verify");
             self.report_invalid(peer, invalid).await;
         }
-        Ok(Some(FetchedPage {
-            changes,
-            more: page.more,
-            cursor: page.cursor,
-        }))
+        Ok(Some(FetchedPage { changes, more: page.more, cursor: page.cursor }))
     }
 
     /// Counts invalid changes the peer served against it (it is blacklisted when they add up):
@@ -287,22 +271,13 @@ impl Sync {
         if changes.is_empty() {
             return Ok(0);
         }
-        let verdicts = self
-            .engine
-            .call(|reply| Command::ApplyRemote { changes, reply })
-            .await?;
-        let rejected = verdicts
-            .iter()
-            .filter(|v| matches!(v, RemoteVerdict::Rejected(_)))
-            .count();
+        let verdicts = self.engine.call(|reply| Command::ApplyRemote { changes, reply }).await?;
+        let rejected = verdicts.iter().filter(|v| matches!(v, RemoteVerdict::Rejected(_))).count();
         if rejected > 0 {
             tracing::warn!(%peer, %doc, rejected, "catch-up page held invalid changes");
             self.report_invalid(peer, rejected).await;
         }
-        Ok(verdicts
-            .iter()
-            .filter(|v| **v == RemoteVerdict::Accepted)
-            .count())
+        Ok(verdicts.iter().filter(|v| **v == RemoteVerdict::Accepted).count())
     }
 }
 

@@ -41,9 +41,7 @@ pub async fn upload(
     file_name: Option<String>,
     size_bytes_max: u64,
 ) -> Result<Attachment, ApiError> {
-    let meta = blobs
-        .put_stream(body.into_data_stream(), size_bytes_max)
-        .await?;
+    let meta = blobs.put_stream(body.into_data_stream(), size_bytes_max).await?;
     let thumbnails = match blobs.thumbnails(&meta.hash).await {
         Ok(thumbnails) => thumbnails,
         Err(error) => {
@@ -77,10 +75,7 @@ pub async fn download(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
     );
-    common.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    common.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     common.insert(header::ETAG, header_value(&etag)?);
 
     let mut file = match tokio::fs::File::open(&path).await {
@@ -128,26 +123,16 @@ pub async fn download(
                 format!("the range is outside the file's {length} bytes"),
             )
             .into_response();
-            common.insert(
-                header::CONTENT_RANGE,
-                header_value(&format!("bytes */{length}"))?,
-            );
+            common.insert(header::CONTENT_RANGE, header_value(&format!("bytes */{length}"))?);
             response.headers_mut().extend(common);
             return Ok(response);
         }
     };
 
     let inline = INLINE_MIME_TYPES.contains(&mime);
-    let content_type = if inline {
-        mime
-    } else {
-        "application/octet-stream"
-    };
+    let content_type = if inline { mime } else { "application/octet-stream" };
     common.insert(header::CONTENT_TYPE, header_value(content_type)?);
-    common.insert(
-        header::CONTENT_DISPOSITION,
-        content_disposition(inline, file_name),
-    );
+    common.insert(header::CONTENT_DISPOSITION, content_disposition(inline, file_name));
     if mime != "application/pdf" {
         // Nothing served here may run script in our origin (a PDF viewer refuses a sandbox).
         common.insert(
@@ -158,14 +143,9 @@ pub async fn download(
     common.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
 
     if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(ApiError::internal)?;
+        file.seek(SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
     }
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        file.take(count),
-        READ_CHUNK_BYTES,
-    ));
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), READ_CHUNK_BYTES));
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().extend(common);
@@ -224,28 +204,21 @@ pub(super) fn parse_range(value: &str, length: u64) -> RangeRequest {
             None => RangeRequest::Whole,
             Some(0) => RangeRequest::Unsatisfiable,
             Some(_) if length == 0 => RangeRequest::Unsatisfiable,
-            Some(suffix) => RangeRequest::Part {
-                first: length.saturating_sub(suffix),
-                last: length - 1,
-            },
+            Some(suffix) => {
+                RangeRequest::Part { first: length.saturating_sub(suffix), last: length - 1 }
+            }
         },
         (false, true) => match number(first) {
             None => RangeRequest::Whole,
             Some(first) if first >= length => RangeRequest::Unsatisfiable,
-            Some(first) => RangeRequest::Part {
-                first,
-                last: length - 1,
-            },
+            Some(first) => RangeRequest::Part { first, last: length - 1 },
         },
         (false, false) => match (number(first), number(last)) {
             (Some(first), Some(last)) if last >= first => {
                 if first >= length {
                     RangeRequest::Unsatisfiable
                 } else {
-                    RangeRequest::Part {
-                        first,
-                        last: last.min(length - 1),
-                    }
+                    RangeRequest::Part { first, last: last.min(length - 1) }
                 }
             }
             _ => RangeRequest::Whole,

@@ -129,11 +129,7 @@ impl From<&Attachment> for AttachmentRecord {
             thumbnails: attachment
                 .thumbnails
                 .iter()
-                .map(|t| ThumbnailRecord {
-                    id: t.id.clone(),
-                    width: t.width,
-                    height: t.height,
-                })
+                .map(|t| ThumbnailRecord { id: t.id.clone(), width: t.width, height: t.height })
                 .collect(),
         }
     }
@@ -151,11 +147,7 @@ impl From<AttachmentRecord> for Attachment {
             thumbnails: record
                 .thumbnails
                 .into_iter()
-                .map(|t| ThumbnailMeta {
-                    id: t.id,
-                    width: t.width,
-                    height: t.height,
-                })
+                .map(|t| ThumbnailMeta { id: t.id, width: t.width, height: t.height })
                 .collect(),
         }
     }
@@ -172,13 +164,9 @@ pub fn is_blob_id(id: &str) -> bool {
 /// short), and never empty (`file`).
 pub fn sanitize_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base
-        .chars()
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
-        .collect();
-    let trimmed = cleaned
-        .trim()
-        .trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    let cleaned: String =
+        base.chars().filter(|c| !c.is_control() && !is_bidi_control(*c)).collect();
+    let trimmed = cleaned.trim().trim_end_matches(|c: char| c == '.' || c.is_whitespace());
     if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
         return "file".into();
     }

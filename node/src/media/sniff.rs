@@ -11,8 +11,7 @@ const HEAD_BYTES: usize = 512;
 pub fn sniff_magic(head: &[u8]) -> Option<&'static str> {
     let starts = |magic: &[u8]| head.starts_with(magic);
     let at = |offset: usize, magic: &[u8]| {
-        head.get(offset..offset + magic.len())
-            .is_some_and(|bytes| bytes == magic)
+        head.get(offset..offset + magic.len()).is_some_and(|bytes| bytes == magic)
     };
     if starts(b"\x89PNG\r\n\x1a\n") {
         Some("image/png")

@@ -59,9 +59,7 @@ struct Inner {
 
 impl std::fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobStore")
-            .field("root", &self.inner.root)
-            .finish()
+        f.debug_struct("BlobStore").field("root", &self.inner.root).finish()
     }
 }
 
@@ -138,11 +136,7 @@ impl BlobStore {
         if !is_blob_id(hash) {
             return Err(MediaError::InvalidId);
         }
-        Ok(self
-            .inner
-            .root
-            .join(&hash[..2])
-            .join(format!("{}{suffix}", &hash[2..])))
+        Ok(self.inner.root.join(&hash[..2]).join(format!("{}{suffix}", &hash[2..])))
     }
 
     fn meta_path(&self, hash: &str) -> Result<PathBuf, MediaError> {
@@ -157,16 +151,11 @@ impl BlobStore {
         let mut random = [0u8; 16];
         getrandom::fill(&mut random)
             .map_err(|e| MediaError::Io(std::io::Error::other(e.to_string())))?;
-        Ok(TempFile {
-            path: Some(self.inner.tmp.join(data_encoding::HEXLOWER.encode(&random))),
-        })
+        Ok(TempFile { path: Some(self.inner.tmp.join(data_encoding::HEXLOWER.encode(&random))) })
     }
 
     fn gc_lock(&self) -> MutexGuard<'_, ()> {
-        self.inner
-            .gc
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.gc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stores a stream of chunks without holding it in memory: hashes and sniffs each chunk as
@@ -185,11 +174,8 @@ impl BlobStore {
     {
         let temp = self.new_temp()?;
         let path = temp.path().map(Path::to_path_buf).unwrap_or_default();
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await?;
+        let mut file =
+            tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
         let mut stream = std::pin::pin!(stream);
         let mut hasher = Sha256::new();
         let mut sniffer = Sniffer::new();
@@ -200,9 +186,7 @@ impl BlobStore {
             if size_bytes > size_bytes_max {
                 drop(file);
                 drop(temp);
-                return Err(MediaError::TooLarge {
-                    limit: size_bytes_max,
-                });
+                return Err(MediaError::TooLarge { limit: size_bytes_max });
             }
             hasher.update(&chunk);
             sniffer.feed(&chunk);
@@ -223,10 +207,7 @@ impl BlobStore {
     pub fn put_bytes(&self, data: &[u8]) -> Result<BlobMeta, MediaError> {
         let temp = self.new_temp()?;
         let path = temp.path().map(Path::to_path_buf).unwrap_or_default();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
         file.write_all(data)?;
         file.sync_all()?;
         drop(file);
@@ -252,17 +233,8 @@ impl BlobStore {
                 .map_or((None, None), |(w, h)| (Some(w), Some(h))),
             None => (None, None),
         };
-        let meta = BlobMeta {
-            hash,
-            size_bytes,
-            mime: mime.to_string(),
-            width,
-            height,
-        };
-        let fan_out = final_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let meta = BlobMeta { hash, size_bytes, mime: mime.to_string(), width, height };
+        let fan_out = final_path.parent().map(Path::to_path_buf).unwrap_or_default();
         {
             let _gc = self.gc_lock();
             if final_path.is_file() {
@@ -338,13 +310,8 @@ impl BlobStore {
                 .map_or((None, None), |(w, h)| (Some(w), Some(h))),
             None => (None, None),
         };
-        let meta = BlobMeta {
-            hash: hash.to_string(),
-            size_bytes,
-            mime: mime.to_string(),
-            width,
-            height,
-        };
+        let meta =
+            BlobMeta { hash: hash.to_string(), size_bytes, mime: mime.to_string(), width, height };
         self.write_sidecar(&meta_path, &meta)?;
         Ok(meta)
     }
@@ -467,10 +434,8 @@ impl BlobStore {
         min_age: Duration,
     ) -> Result<CollectReport, MediaError> {
         let now = SystemTime::now();
-        let young = |modified: SystemTime| {
-            now.duration_since(modified)
-                .map_or(true, |age| age < min_age)
-        };
+        let young =
+            |modified: SystemTime| now.duration_since(modified).map_or(true, |age| age < min_age);
         // hash → (size, modified)
         let mut blobs: HashMap<String, (u64, SystemTime)> = HashMap::new();
         let mut sidecars: Vec<(String, PathBuf)> = Vec::new();

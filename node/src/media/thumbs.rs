@@ -82,21 +82,14 @@ pub(super) fn displayed_dimensions(path: &Path, format: ImageFormat) -> Option<(
         let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
         let (width, height) = decoder.dimensions();
         let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-        Ok(if swaps_sides(orientation) {
-            (height, width)
-        } else {
-            (width, height)
-        })
+        Ok(if swaps_sides(orientation) { (height, width) } else { (width, height) })
     });
     result.ok()
 }
 
 fn swaps_sides(orientation: image::metadata::Orientation) -> bool {
     use image::metadata::Orientation::*;
-    matches!(
-        orientation,
-        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
-    )
+    matches!(orientation, Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH)
 }
 
 /// Decodes the image (first frame of an animation) within the limits and renders one
@@ -112,16 +105,13 @@ pub(super) fn render(path: &Path, format: ImageFormat) -> Result<Vec<Rendered>, 
             return Err("the image is empty".into());
         }
         if u64::from(width) * u64::from(height) > IMAGE_PIXELS_MAX {
-            return Err(format!(
-                "{width}×{height} is more than {IMAGE_PIXELS_MAX} pixels"
-            ));
+            return Err(format!("{width}×{height} is more than {IMAGE_PIXELS_MAX} pixels"));
         }
         if decoder.total_bytes() > DECODE_BYTES_MAX {
             return Err("the decoded image would be too large".into());
         }
-        let orientation = decoder
-            .orientation()
-            .unwrap_or(image::metadata::Orientation::NoTransforms);
+        let orientation =
+            decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut image = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
         image.apply_orientation(orientation);
 
@@ -129,10 +119,7 @@ pub(super) fn render(path: &Path, format: ImageFormat) -> Result<Vec<Rendered>, 
         let mut source = image;
         for side in THUMBNAIL_SIDES {
             let (w, h) = fit(source.width(), source.height(), side);
-            if rendered
-                .last()
-                .is_some_and(|r| (r.width, r.height) == (w, h))
-            {
+            if rendered.last().is_some_and(|r| (r.width, r.height) == (w, h)) {
                 continue;
             }
             let thumbnail = if (w, h) == (source.width(), source.height()) {
@@ -140,11 +127,7 @@ pub(super) fn render(path: &Path, format: ImageFormat) -> Result<Vec<Rendered>, 
             } else {
                 source.thumbnail_exact(w, h)
             };
-            rendered.push(Rendered {
-                bytes: encode(&thumbnail)?,
-                width: w,
-                height: h,
-            });
+            rendered.push(Rendered { bytes: encode(&thumbnail)?, width: w, height: h });
             // The next, smaller size is made from this one: much less work.
             source = thumbnail;
         }

@@ -54,9 +54,7 @@ pub(super) fn commit_loop(inner: &Inner) {
         if let Some(last) = last_commit {
             while !state.urgent && !state.shutdown {
                 let due = last
-                    + if inner
-                        .writes_pending
-                        .load(std::sync::atomic::Ordering::Relaxed)
+                    + if inner.writes_pending.load(std::sync::atomic::Ordering::Relaxed)
                         >= COMMIT_WRITES_EARLY
                     {
                         COMMIT_INTERVAL
@@ -76,9 +74,7 @@ pub(super) fn commit_loop(inner: &Inner) {
         let target = state.requested;
         let mark = state.mark.take();
         state.urgent = false;
-        inner
-            .writes_pending
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        inner.writes_pending.store(0, std::sync::atomic::Ordering::Relaxed);
         drop(state);
 
         let result = inner.commit_now(mark);

@@ -229,15 +229,7 @@ fn schema() -> (Schema, Fields) {
         )
         .set_stored();
     let body = builder.add_text_field("body", body_options);
-    let fields = Fields {
-        key,
-        chat,
-        chat_key,
-        author,
-        created_ms,
-        has_attachment,
-        body,
-    };
+    let fields = Fields { key, chat, chat_key, author, created_ms, has_attachment, body };
     (builder.build(), fields)
 }
 
@@ -321,14 +313,8 @@ impl SearchIndex {
             .memory_budget_per_thread(per_thread)
             .build();
         let writer = index.writer_with_options(options)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        let last_mark = index
-            .load_metas()?
-            .payload
-            .and_then(|payload| payload.parse().ok());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let last_mark = index.load_metas()?.payload.and_then(|payload| payload.parse().ok());
         let inner = Arc::new(Inner {
             last_mark: Mutex::new(last_mark),
             index,
@@ -343,10 +329,7 @@ impl SearchIndex {
         let committer = std::thread::Builder::new()
             .name("confab-search-commit".into())
             .spawn(move || commit_loop(&thread_inner))?;
-        Ok(Self {
-            inner,
-            committer: Some(committer),
-        })
+        Ok(Self { inner, committer: Some(committer) })
     }
 
     /// Adds a message, or replaces the one with the same chat and message id (edits).
@@ -357,11 +340,7 @@ impl SearchIndex {
     /// Adds or replaces many messages (rebuild, bulk import).
     pub fn upsert_many(&self, docs: &[SearchDoc]) -> Result<(), SearchError> {
         let fields = self.inner.fields;
-        let writer = self
-            .inner
-            .writer
-            .read()
-            .map_err(|_| SearchError::Poisoned)?;
+        let writer = self.inner.writer.read().map_err(|_| SearchError::Poisoned)?;
         for doc in docs {
             let key = doc_key(&doc.chat, &doc.message);
             writer.delete_term(Term::from_field_bytes(fields.key, &key));
@@ -384,15 +363,9 @@ impl SearchIndex {
     /// Removes a message (deleted). Removing one that is not indexed is not an error.
     pub fn remove(&self, chat: &ChatId, message: &MessageId) -> Result<(), SearchError> {
         let key = doc_key(chat, message);
-        let writer = self
-            .inner
-            .writer
-            .read()
-            .map_err(|_| SearchError::Poisoned)?;
+        let writer = self.inner.writer.read().map_err(|_| SearchError::Poisoned)?;
         writer.delete_term(Term::from_field_bytes(self.inner.fields.key, &key));
-        self.inner
-            .writes_pending
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.writes_pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -433,11 +406,7 @@ impl SearchIndex {
     /// Deletes every message (before a rebuild) and requests a commit.
     pub fn clear(&self) -> Result<(), SearchError> {
         {
-            let writer = self
-                .inner
-                .writer
-                .read()
-                .map_err(|_| SearchError::Poisoned)?;
+            let writer = self.inner.writer.read().map_err(|_| SearchError::Poisoned)?;
             writer.delete_all_documents()?;
         }
         self.commit()
@@ -449,11 +418,7 @@ impl SearchIndex {
     pub fn compact(&self) -> Result<(), SearchError> {
         self.commit()?;
         self.wait_visible()?;
-        let mut writer = self
-            .inner
-            .writer
-            .write()
-            .map_err(|_| SearchError::Poisoned)?;
+        let mut writer = self.inner.writer.write().map_err(|_| SearchError::Poisoned)?;
         let segments = self.inner.index.searchable_segment_ids()?;
         if segments.len() > 1 {
             writer.merge(&segments).wait()?;

@@ -20,9 +20,7 @@ impl SearchIndex {
     /// Searches. Blocks; call it from `spawn_blocking`.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
         if query.text.chars().count() > MAX_TEXT_CHARS {
-            return Err(SearchError::TextTooLong {
-                max: MAX_TEXT_CHARS,
-            });
+            return Err(SearchError::TextTooLong { max: MAX_TEXT_CHARS });
         }
         if query.limit > MAX_LIMIT {
             return Err(SearchError::LimitTooLarge { max: MAX_LIMIT });
@@ -30,10 +28,7 @@ impl SearchIndex {
         if query.offset > MAX_OFFSET {
             return Err(SearchError::OffsetTooLarge { max: MAX_OFFSET });
         }
-        let empty = SearchPage {
-            hits: Vec::new(),
-            total: 0,
-        };
+        let empty = SearchPage { hits: Vec::new(), total: 0 };
         self.wait_visible()?;
         let searcher = self.inner.reader.searcher();
         let Some(built) = self.build_query(query, &searcher)? else {
@@ -47,9 +42,7 @@ impl SearchIndex {
         let (total, found): (usize, Vec<(f32, DocAddress)>) = if query.limit == 0 {
             (run(&searcher, &built, Count)?, Vec::new())
         } else if by_score {
-            let top = TopDocs::with_limit(query.limit)
-                .and_offset(query.offset)
-                .order_by_score();
+            let top = TopDocs::with_limit(query.limit).and_offset(query.offset).order_by_score();
             let (total, top) = run(&searcher, &built, (Count, top))?;
             (total, top)
         } else {
@@ -70,10 +63,8 @@ impl SearchIndex {
         let mut hits = Vec::with_capacity(found.len());
         for (score, address) in found {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let Some((chat, message)) = doc
-                .get_first(fields.key)
-                .and_then(|value| value.as_bytes())
-                .and_then(parse_key)
+            let Some((chat, message)) =
+                doc.get_first(fields.key).and_then(|value| value.as_bytes()).and_then(parse_key)
             else {
                 tracing::warn!(?address, "search document without a valid key");
                 continue;
@@ -82,10 +73,7 @@ impl SearchIndex {
             if built.chat_filter.is_some() && !query.chats.contains(&chat) {
                 continue;
             }
-            let body = doc
-                .get_first(fields.body)
-                .and_then(|value| value.as_str())
-                .unwrap_or("");
+            let body = doc.get_first(fields.body).and_then(|value| value.as_str()).unwrap_or("");
             let snippet = match &snippets {
                 Some(generator) => {
                     let snippet = generator.snippet(body);
@@ -97,12 +85,7 @@ impl SearchIndex {
                 }
                 None => plain_snippet(body),
             };
-            hits.push(SearchHit {
-                chat,
-                message,
-                score,
-                snippet,
-            });
+            hits.push(SearchHit { chat, message, score, snippet });
         }
         Ok(SearchPage { hits, total })
     }
@@ -166,15 +149,10 @@ impl SearchIndex {
             && query.chats.len() > CHAT_TERMS_MAX
             && self.per_hit_chat_filter_is_cheaper(searcher, &words, &query.chats)?
         {
-            Some(Arc::new(
-                query.chats.iter().map(chat_key).collect::<HashSet<u64>>(),
-            ))
+            Some(Arc::new(query.chats.iter().map(chat_key).collect::<HashSet<u64>>()))
         } else {
             let chats = TermSetQuery::new(
-                query
-                    .chats
-                    .iter()
-                    .map(|chat| Term::from_field_bytes(fields.chat, chat.as_bytes())),
+                query.chats.iter().map(|chat| Term::from_field_bytes(fields.chat, chat.as_bytes())),
             );
             clauses.push(filter(chats));
             None
@@ -205,11 +183,7 @@ impl SearchIndex {
         } else {
             Box::new(BooleanQuery::new(clauses))
         };
-        Ok(Some(BuiltQuery {
-            query,
-            has_text,
-            chat_filter,
-        }))
+        Ok(Some(BuiltQuery { query, has_text, chat_filter }))
     }
 }
 
@@ -243,10 +217,7 @@ fn run<C: tantivy::collector::Collector>(
 
 /// A clause that must match and adds no score.
 fn filter(query: impl Query) -> (Occur, Box<dyn Query>) {
-    (
-        Occur::Must,
-        Box::new(ConstScoreQuery::new(Box::new(query), 0.0)),
-    )
+    (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(query), 0.0)))
 }
 
 /// The distinct indexed words of `text`, in order of first appearance.
@@ -284,37 +255,22 @@ pub(super) fn snippet_parts(
             continue;
         }
         if start > at {
-            parts.push(SnippetPart {
-                text: fragment[at..start].to_string(),
-                highlighted: false,
-            });
+            parts.push(SnippetPart { text: fragment[at..start].to_string(), highlighted: false });
         }
-        parts.push(SnippetPart {
-            text: fragment[start..end].to_string(),
-            highlighted: true,
-        });
+        parts.push(SnippetPart { text: fragment[start..end].to_string(), highlighted: true });
         at = end;
     }
     if at < fragment.len() {
-        parts.push(SnippetPart {
-            text: fragment[at..].to_string(),
-            highlighted: false,
-        });
+        parts.push(SnippetPart { text: fragment[at..].to_string(), highlighted: false });
     }
     parts
 }
 
 /// The start of the body, for hits without highlighted words.
 pub(super) fn plain_snippet(body: &str) -> Vec<SnippetPart> {
-    let end = body
-        .char_indices()
-        .nth(SNIPPET_MAX_CHARS)
-        .map_or(body.len(), |(index, _)| index);
+    let end = body.char_indices().nth(SNIPPET_MAX_CHARS).map_or(body.len(), |(index, _)| index);
     if end == 0 {
         return Vec::new();
     }
-    vec![SnippetPart {
-        text: body[..end].to_string(),
-        highlighted: false,
-    }]
+    vec![SnippetPart { text: body[..end].to_string(), highlighted: false }]
 }

@@ -130,18 +130,12 @@ fn blank_text_lists_everything_newest_first() {
     // Blank text in relevance order falls back to newest first.
     let mut q = query("", &[1, 2]);
     q.order = SearchOrder::Relevance;
-    assert_eq!(
-        ids(&index.search(&q).unwrap()),
-        vec![1004, 1003, 1002, 1001]
-    );
+    assert_eq!(ids(&index.search(&q).unwrap()), vec![1004, 1003, 1002, 1001]);
     // Snippets then are the start of the body, unhighlighted.
     let first = &index.search(&query("", &[2])).unwrap().hits[0];
     assert_eq!(
         first.snippet,
-        vec![SnippetPart {
-            text: "The quarterly report is attached".into(),
-            highlighted: false
-        }]
+        vec![SnippetPart { text: "The quarterly report is attached".into(), highlighted: false }]
     );
 }
 
@@ -157,14 +151,8 @@ fn punctuation_only_text_matches_nothing() {
 fn chat_filter() {
     let (_dir, index) = open();
     corpus(&index);
-    assert_eq!(
-        ids(&index.search(&query("pizza", &[1])).unwrap()),
-        vec![1002, 1001]
-    );
-    assert_eq!(
-        ids(&index.search(&query("pizza", &[3])).unwrap()),
-        vec![1005]
-    );
+    assert_eq!(ids(&index.search(&query("pizza", &[1])).unwrap()), vec![1002, 1001]);
+    assert_eq!(ids(&index.search(&query("pizza", &[3])).unwrap()), vec![1005]);
     assert_eq!(index.search(&query("pizza", &[2])).unwrap().total, 0);
 }
 
@@ -191,12 +179,7 @@ fn never_a_hit_from_a_chat_not_in_the_set() {
     }
     // Leaving a chat: the same query without it in the set stops finding its messages.
     let mut q = query("pizza", &[1, 3]);
-    assert!(index
-        .search(&q)
-        .unwrap()
-        .hits
-        .iter()
-        .any(|hit| hit.chat == chat(3)));
+    assert!(index.search(&q).unwrap().hits.iter().any(|hit| hit.chat == chat(3)));
     q.chats.retain(|c| *c != chat(3));
     let page = index.search(&q).unwrap();
     assert_eq!(page.total, 2);
@@ -225,10 +208,7 @@ fn date_range_filter() {
     q.to_ms = Some(1004);
     assert_eq!(ids(&index.search(&q).unwrap()), vec![1003, 1002]);
     q.to_ms = None;
-    assert_eq!(
-        ids(&index.search(&q).unwrap()),
-        vec![1005, 1004, 1003, 1002]
-    );
+    assert_eq!(ids(&index.search(&q).unwrap()), vec![1005, 1004, 1003, 1002]);
     q.from_ms = None;
     q.to_ms = Some(1002);
     assert_eq!(ids(&index.search(&q).unwrap()), vec![1001]);
@@ -257,9 +237,8 @@ fn attachment_filter() {
 #[test]
 fn paging() {
     let (_dir, index) = open();
-    let docs: Vec<SearchDoc> = (0..25)
-        .map(|n| doc(1, 2000 + n, "alice", &format!("standup notes number {n}")))
-        .collect();
+    let docs: Vec<SearchDoc> =
+        (0..25).map(|n| doc(1, 2000 + n, "alice", &format!("standup notes number {n}"))).collect();
     add(&index, &docs);
     let mut q = query("standup", &[1]);
     q.limit = 10;
@@ -287,12 +266,7 @@ fn newest_versus_relevance() {
         &index,
         &[
             doc(1, 3001, "alice", "rust rust rust rust, all about rust"),
-            doc(
-                1,
-                3002,
-                "bob",
-                "a long message that mentions rust only once among many words",
-            ),
+            doc(1, 3002, "bob", "a long message that mentions rust only once among many words"),
             doc(1, 3003, "carol", "nothing relevant here"),
         ],
     );
@@ -316,14 +290,8 @@ fn edit_replaces() {
     index.upsert(&edited).unwrap();
     index.commit().unwrap();
     assert_eq!(index.doc_count(), 5);
-    assert_eq!(
-        ids(&index.search(&query("pizza", &[1])).unwrap()),
-        vec![1002]
-    );
-    assert_eq!(
-        ids(&index.search(&query("sushi", &[1])).unwrap()),
-        vec![1001]
-    );
+    assert_eq!(ids(&index.search(&query("pizza", &[1])).unwrap()), vec![1002]);
+    assert_eq!(ids(&index.search(&query("sushi", &[1])).unwrap()), vec![1001]);
     // Two versions of one message in one batch: the last wins.
     index
         .upsert_many(&[
@@ -345,10 +313,7 @@ fn remove_and_clear() {
     // Removing something absent is fine.
     index.remove(&chat(7), &message(1, 7)).unwrap();
     index.commit().unwrap();
-    assert_eq!(
-        ids(&index.search(&query("pizza", &[1])).unwrap()),
-        vec![1001]
-    );
+    assert_eq!(ids(&index.search(&query("pizza", &[1])).unwrap()), vec![1001]);
     assert_eq!(index.doc_count(), 4);
 
     index.clear().unwrap();
@@ -390,10 +355,7 @@ fn garbage_syntax_does_not_error() {
 fn limits_are_typed_errors() {
     let (_dir, index) = open();
     let mut q = query(&"a".repeat(MAX_TEXT_CHARS + 1), &[1]);
-    assert!(matches!(
-        index.search(&q),
-        Err(SearchError::TextTooLong { .. })
-    ));
+    assert!(matches!(index.search(&q), Err(SearchError::TextTooLong { .. })));
     q.text = "é".repeat(MAX_TEXT_CHARS); // counted in characters, not bytes
     assert!(index.search(&q).is_ok());
     q.text.clear();
@@ -403,10 +365,7 @@ fn limits_are_typed_errors() {
     assert!(error.is_bad_query());
     q.limit = MAX_LIMIT;
     q.offset = MAX_OFFSET + 1;
-    assert!(matches!(
-        index.search(&q),
-        Err(SearchError::OffsetTooLarge { .. })
-    ));
+    assert!(matches!(index.search(&q), Err(SearchError::OffsetTooLarge { .. })));
     q.offset = MAX_OFFSET;
     assert!(index.search(&q).is_ok());
 }
@@ -426,12 +385,8 @@ fn snippets_highlight_query_words() {
     let hit = &page.hits[0];
     let text: String = hit.snippet.iter().map(|part| part.text.as_str()).collect();
     assert_eq!(text, "Pizza sounds great, see you at noon");
-    let highlighted: Vec<&str> = hit
-        .snippet
-        .iter()
-        .filter(|part| part.highlighted)
-        .map(|part| part.text.as_str())
-        .collect();
+    let highlighted: Vec<&str> =
+        hit.snippet.iter().filter(|part| part.highlighted).map(|part| part.text.as_str()).collect();
     assert_eq!(highlighted, vec!["Pizza", "noon"]);
 
     // A long body gives a bounded snippet around the word.
@@ -439,9 +394,7 @@ fn snippets_highlight_query_words() {
     let snippet = &page.hits[0].snippet;
     let length: usize = snippet.iter().map(|part| part.text.chars().count()).sum();
     assert!(length <= SNIPPET_MAX_CHARS, "{length}");
-    assert!(snippet
-        .iter()
-        .any(|part| part.highlighted && part.text == "deployment"));
+    assert!(snippet.iter().any(|part| part.highlighted && part.text == "deployment"));
 
     // Serialized as plain segments, never HTML.
     let json = serde_json::to_value(&page).unwrap();
@@ -453,16 +406,9 @@ fn snippets_highlight_query_words() {
 #[test]
 fn snippet_text_is_not_markup() {
     let (_dir, index) = open();
-    add(
-        &index,
-        &[doc(1, 1, "alice", "<script>alert(1)</script> & pizza")],
-    );
+    add(&index, &[doc(1, 1, "alice", "<script>alert(1)</script> & pizza")]);
     let page = index.search(&query("pizza", &[1])).unwrap();
-    let text: String = page.hits[0]
-        .snippet
-        .iter()
-        .map(|part| part.text.as_str())
-        .collect();
+    let text: String = page.hits[0].snippet.iter().map(|part| part.text.as_str()).collect();
     assert_eq!(text, "<script>alert(1)</script> & pizza");
 }
 
@@ -470,9 +416,7 @@ fn snippet_text_is_not_markup() {
 fn upsert_commit_search_sees_it_at_once() {
     let (_dir, index) = open();
     for n in 0..20u64 {
-        index
-            .upsert(&doc(1, 5000 + n, "alice", &format!("word{n} live")))
-            .unwrap();
+        index.upsert(&doc(1, 5000 + n, "alice", &format!("word{n} live"))).unwrap();
         index.commit().unwrap();
         let page = index.search(&query(&format!("word{n}"), &[1])).unwrap();
         assert_eq!(ids(&page), vec![5000 + n]);
@@ -486,9 +430,7 @@ fn reopen_keeps_committed_messages_and_mark() {
     {
         let index = SearchIndex::open(&dir.0, HEAP).unwrap();
         assert_eq!(index.committed_mark().unwrap(), None);
-        index
-            .upsert(&doc(1, 1, "alice", "persisted pizza"))
-            .unwrap();
+        index.upsert(&doc(1, 1, "alice", "persisted pizza")).unwrap();
         index.commit_marked(42).unwrap();
         assert_eq!(index.search(&query("pizza", &[1])).unwrap().total, 1);
         assert_eq!(index.committed_mark().unwrap(), Some(42));
@@ -514,10 +456,7 @@ fn compact_keeps_everything() {
 
 #[test]
 fn order_serde_spelling() {
-    assert_eq!(
-        serde_json::to_string(&SearchOrder::Relevance).unwrap(),
-        "\"relevance\""
-    );
+    assert_eq!(serde_json::to_string(&SearchOrder::Relevance).unwrap(), "\"relevance\"");
     let order: SearchOrder = serde_json::from_str("\"newest\"").unwrap();
     assert_eq!(order, SearchOrder::Newest);
 }
@@ -526,9 +465,8 @@ fn order_serde_spelling() {
 fn many_chats_filter_per_hit_with_the_same_results() {
     let (_dir, index) = open();
     corpus(&index);
-    let filler: Vec<SearchDoc> = (0..100)
-        .map(|n| doc(1, 2000 + n, "dave", "filler chatter"))
-        .collect();
+    let filler: Vec<SearchDoc> =
+        (0..100).map(|n| doc(1, 2000 + n, "dave", "filler chatter")).collect();
     add(&index, &filler);
     // More chats than CHAT_TERMS_MAX: chats 1 and 3 among 40, chat 2 not.
     let mut many: Vec<u8> = (10..48).collect();
@@ -554,9 +492,7 @@ fn many_chats_filter_per_hit_with_the_same_results() {
     let searcher = index.inner.reader.searcher();
     let chats: Vec<ChatId> = many.iter().map(|n| chat(*n)).collect();
     let cheaper = |word: &str| {
-        index
-            .per_hit_chat_filter_is_cheaper(&searcher, &[word.to_string()], &chats)
-            .unwrap()
+        index.per_hit_chat_filter_is_cheaper(&searcher, &[word.to_string()], &chats).unwrap()
     };
     assert!(cheaper("pizza"));
     assert!(!cheaper("filler"));

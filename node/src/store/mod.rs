@@ -158,12 +158,10 @@ impl WriteBatch {
 
     /// The puts into `tree`, in order: key and value.
     pub fn puts(&self, tree: Tree) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.ops
-            .iter()
-            .filter_map(move |(t, key, value)| match value {
-                Some(value) if *t == tree => Some((key.as_slice(), value.as_slice())),
-                _ => None,
-            })
+        self.ops.iter().filter_map(move |(t, key, value)| match value {
+            Some(value) if *t == tree => Some((key.as_slice(), value.as_slice())),
+            _ => None,
+        })
     }
 }
 
@@ -185,11 +183,7 @@ pub trait KvRead {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
-        let scan = Scan {
-            range,
-            reverse,
-            limit,
-        };
+        let scan = Scan { range, reverse, limit };
         self.scan(tree, scan)
     }
 }

@@ -80,10 +80,7 @@ impl SledStore {
             db,
             trees,
             log_dir,
-            log: Mutex::new(LogState {
-                segment,
-                failed: false,
-            }),
+            log: Mutex::new(LogState { segment, failed: false }),
             visible: RwLock::new(()),
             checkpointer: Some(checkpointer),
             segment_bytes_max,
@@ -108,9 +105,7 @@ impl SledStore {
     }
 
     fn read_gate(&self) -> Result<std::sync::RwLockReadGuard<'_, ()>, StoreError> {
-        self.visible
-            .read()
-            .map_err(|_| StoreError::Backend("storage: read lock poisoned".into()))
+        self.visible.read().map_err(|_| StoreError::Backend("storage: read lock poisoned".into()))
     }
 
     /// Closes the full segment (synced first: records in it may not have been) and opens the
@@ -167,11 +162,7 @@ fn replay(db: &sled::Db, trees: &[sled::Tree], log_dir: &Path) -> Result<u64, St
     db.flush()?;
     sync_sled_file(&db_file_of(log_dir))?;
     wal::delete_segments_through(log_dir, number_last)?;
-    tracing::info!(
-        segments = numbers.len(),
-        records,
-        "write-ahead log replayed"
-    );
+    tracing::info!(segments = numbers.len(), records, "write-ahead log replayed");
     Ok(number_last)
 }
 
@@ -269,17 +260,10 @@ impl KvRead for SledStore {
         let _visible = self.read_gate()?;
         let iter = self.tree(tree).range::<Vec<u8>, _>(scan.range);
         let pairs: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-            if scan.reverse {
-                Box::new(iter.rev())
-            } else {
-                Box::new(iter)
-            };
+            if scan.reverse { Box::new(iter.rev()) } else { Box::new(iter) };
         pairs
             .take(scan.limit)
-            .map(|pair| {
-                pair.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(StoreError::from)
-            })
+            .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
             .collect()
     }
 }

@@ -17,9 +17,7 @@ pub struct Staged {
 
 impl Default for Staged {
     fn default() -> Self {
-        Self {
-            trees: Tree::ALL.iter().map(|_| BTreeMap::new()).collect(),
-        }
+        Self { trees: Tree::ALL.iter().map(|_| BTreeMap::new()).collect() }
     }
 }
 
@@ -74,16 +72,10 @@ impl KvRead for StagedRead<'_> {
         if staged.is_empty() {
             return self.base.scan(tree, scan);
         }
-        let Scan {
-            range,
-            reverse,
-            limit,
-        } = scan;
+        let Scan { range, reverse, limit } = scan;
         // Each staged write hides at most one stored entry, so the first `limit` entries of the
         // merged view lie within the first `limit + staged.len()` stored ones.
-        let stored = self
-            .base
-            .range(tree, range, reverse, limit.saturating_add(staged.len()))?;
+        let stored = self.base.range(tree, range, reverse, limit.saturating_add(staged.len()))?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
         for (key, value) in staged {
             match value {
@@ -91,11 +83,8 @@ impl KvRead for StagedRead<'_> {
                 None => merged.remove(key),
             };
         }
-        let entries: Box<dyn Iterator<Item = KeyValue>> = if reverse {
-            Box::new(merged.into_iter().rev())
-        } else {
-            Box::new(merged.into_iter())
-        };
+        let entries: Box<dyn Iterator<Item = KeyValue>> =
+            if reverse { Box::new(merged.into_iter().rev()) } else { Box::new(merged.into_iter()) };
         Ok(entries.take(limit).collect())
     }
 }

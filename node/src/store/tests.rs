@@ -14,16 +14,8 @@ async fn batch_apply_range_and_reopen() {
         batch.put(Tree::Chats, b"a".to_vec(), b"x".to_vec());
         store.apply(batch).unwrap();
         store.flush().await.unwrap();
-        let all = store
-            .range(Tree::Users, prefix_range(b""), true, 10)
-            .unwrap();
-        assert_eq!(
-            all,
-            vec![
-                (b"b".to_vec(), b"2".to_vec()),
-                (b"a".to_vec(), b"1".to_vec())
-            ]
-        );
+        let all = store.range(Tree::Users, prefix_range(b""), true, 10).unwrap();
+        assert_eq!(all, vec![(b"b".to_vec(), b"2".to_vec()), (b"a".to_vec(), b"1".to_vec())]);
         let mut batch = WriteBatch::default();
         batch.delete(Tree::Users, b"a".to_vec());
         store.apply(batch).unwrap();
@@ -32,10 +24,7 @@ async fn batch_apply_range_and_reopen() {
     let store = SledStore::open(&dir).unwrap();
     assert_eq!(store.get(Tree::Users, b"a").unwrap(), None);
     assert_eq!(store.get(Tree::Chats, b"a").unwrap(), Some(b"x".to_vec()));
-    assert_eq!(
-        prefix_range(&[1, 255]),
-        (Bound::Included(vec![1, 255]), Bound::Excluded(vec![2]))
-    );
+    assert_eq!(prefix_range(&[1, 255]), (Bound::Included(vec![1, 255]), Bound::Excluded(vec![2])));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -98,18 +87,13 @@ fn full_segments_are_checkpointed_and_deleted() {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while wal::segment_numbers(&log_dir).unwrap().len() > 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "segments never deleted"
-        );
+        assert!(std::time::Instant::now() < deadline, "segments never deleted");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(wal::segment_numbers(&log_dir).unwrap()[0] > 5);
     drop(store);
     let store = SledStore::open(&dir).unwrap();
-    let all = store
-        .range(Tree::Messages, prefix_range(b""), false, 1000)
-        .unwrap();
+    let all = store.range(Tree::Messages, prefix_range(b""), false, 1000).unwrap();
     assert_eq!(all.len(), 400);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
@@ -128,10 +112,7 @@ impl KvRead for Model {
         if is_empty_range(&scan.range) {
             return Ok(Vec::new());
         }
-        let entries = self
-            .0
-            .range(scan.range)
-            .map(|(k, v)| (k.clone(), v.clone()));
+        let entries = self.0.range(scan.range).map(|(k, v)| (k.clone(), v.clone()));
         Ok(if scan.reverse {
             entries.rev().take(scan.limit).collect()
         } else {

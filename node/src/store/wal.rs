@@ -81,11 +81,7 @@ pub fn create_segment(dir: &Path, number: u64) -> Result<Segment, StoreError> {
         .open(segment_path(dir, number))
         .map_err(|error| io_error("create a log segment", error))?;
     sync_directory(dir)?;
-    Ok(Segment {
-        number,
-        file: std::sync::Arc::new(file),
-        len_bytes: 0,
-    })
+    Ok(Segment { number, file: std::sync::Arc::new(file), len_bytes: 0 })
 }
 
 /// Deletes every segment numbered at most `number_max`.
@@ -129,11 +125,7 @@ pub fn encode_record(batch: &WriteBatch) -> Result<Vec<u8>, StoreError> {
         let name = tree.name().as_bytes();
         record.push(name.len() as u8);
         record.extend_from_slice(name);
-        record.push(if value.is_some() {
-            KIND_PUT
-        } else {
-            KIND_DELETE
-        });
+        record.push(if value.is_some() { KIND_PUT } else { KIND_DELETE });
         push_bytes(&mut record, key)?;
         if let Some(value) = value {
             push_bytes(&mut record, value)?;
@@ -190,10 +182,8 @@ fn decode_payload(mut payload: &[u8]) -> Result<WriteBatch, StoreError> {
     while !payload.is_empty() {
         let (&name_len, rest) = payload.split_first().ok_or_else(corrupt)?;
         let name = rest.get(..name_len as usize).ok_or_else(corrupt)?;
-        let tree = Tree::ALL
-            .into_iter()
-            .find(|tree| tree.name().as_bytes() == name)
-            .ok_or_else(|| {
+        let tree =
+            Tree::ALL.into_iter().find(|tree| tree.name().as_bytes() == name).ok_or_else(|| {
                 StoreError::Backend(format!(
                     "write-ahead log: unknown tree {:?}",
                     String::from_utf8_lossy(name)

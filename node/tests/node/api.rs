@@ -20,10 +20,7 @@ async fn register_sets_a_strict_cookie_and_the_first_user_is_admin() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["is_admin"], true);
     let cookie = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let bob = node.register("bob").await;
     let (_, _, me) = node.request("GET", "/api/v1/me", Some(&bob), None).await;
     assert_eq!(me["is_admin"], false);
@@ -49,10 +46,7 @@ async fn errors_have_one_json_shape() {
     );
 
     let (status, _, body) = node.request("GET", "/api/v1/nope", None, None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 
     let (status, _, body) = node
         .request(
@@ -70,10 +64,7 @@ async fn errors_have_one_json_shape() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413_in_the_json_shape() {
-    let limits = Limits {
-        request_body_bytes_max: 1024,
-        ..Limits::default()
-    };
+    let limits = Limits { request_body_bytes_max: 1024, ..Limits::default() };
     let node = TestNode::start(limits).await;
     let big = "x".repeat(4096);
     let (status, _, body) = node
@@ -95,22 +86,15 @@ async fn foreign_origin_is_refused_on_state_changes() {
         .header(header::HOST, "127.0.0.1:8080")
         .header(header::ORIGIN, "http://evil.example")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({"username": "alice", "password": "password123"}).to_string(),
-        ))
+        .body(Body::from(json!({"username": "alice", "password": "password123"}).to_string()))
         .unwrap();
     let (status, _, body) = node.raw(request).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("forbidden_origin"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden_origin")));
     let request = Request::post("/api/v1/auth/register")
         .header(header::HOST, "127.0.0.1:8080")
         .header(header::ORIGIN, "http://127.0.0.1:8080")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({"username": "alice", "password": "password123"}).to_string(),
-        ))
+        .body(Body::from(json!({"username": "alice", "password": "password123"}).to_string()))
         .unwrap();
     assert_eq!(node.raw(request).await.0, StatusCode::CREATED);
 }
@@ -128,25 +112,13 @@ async fn message_length_limit_is_413_with_a_clear_message() {
         )
         .await;
     let path = format!("/api/v1/chats/{}/messages", chat["id"].as_str().unwrap());
-    let (status, _, body) = node
-        .request(
-            "POST",
-            &path,
-            Some(&alice),
-            Some(json!({"body": "é".repeat(100_001)})),
-        )
-        .await;
+    let (status, _, body) =
+        node.request("POST", &path, Some(&alice), Some(json!({"body": "é".repeat(100_001)}))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["code"], "message_too_long");
     assert!(body["message"].as_str().unwrap().contains("100001"));
-    let (status, _, _) = node
-        .request(
-            "POST",
-            &path,
-            Some(&alice),
-            Some(json!({"body": "é".repeat(100_000)})),
-        )
-        .await;
+    let (status, _, _) =
+        node.request("POST", &path, Some(&alice), Some(json!({"body": "é".repeat(100_000)}))).await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -183,18 +155,10 @@ async fn private_channels_are_invisible_to_non_members() {
             "{path}"
         );
     }
-    let (status, _, _) = node
-        .request(
-            "POST",
-            &format!("/api/v1/chats/{id}/join"),
-            Some(&eve),
-            None,
-        )
-        .await;
+    let (status, _, _) =
+        node.request("POST", &format!("/api/v1/chats/{id}/join"), Some(&eve), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, _, channels) = node
-        .request("GET", "/api/v1/channels", Some(&eve), None)
-        .await;
+    let (_, _, channels) = node.request("GET", "/api/v1/channels", Some(&eve), None).await;
     assert_eq!(channels.as_array().unwrap().len(), 0);
     let (status, _, _) = node
         .request(
@@ -213,31 +177,16 @@ async fn dms_are_one_per_set_of_people() {
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
     let (status, _, first) = node
-        .request(
-            "POST",
-            "/api/v1/dms",
-            Some(&alice),
-            Some(json!({"user_ids": ["bob@local"]})),
-        )
+        .request("POST", "/api/v1/dms", Some(&alice), Some(json!({"user_ids": ["bob@local"]})))
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, again) = node
-        .request(
-            "POST",
-            "/api/v1/dms",
-            Some(&bob),
-            Some(json!({"user_ids": ["alice@local"]})),
-        )
+        .request("POST", "/api/v1/dms", Some(&bob), Some(json!({"user_ids": ["alice@local"]})))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first["id"], again["id"]);
     let (status, _, _) = node
-        .request(
-            "POST",
-            "/api/v1/dms",
-            Some(&alice),
-            Some(json!({"user_ids": ["nobody@local"]})),
-        )
+        .request("POST", "/api/v1/dms", Some(&alice), Some(json!({"user_ids": ["nobody@local"]})))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -256,13 +205,7 @@ async fn edit_and_delete_rights() {
         )
         .await;
     let id = chat["id"].as_str().unwrap();
-    node.request(
-        "POST",
-        &format!("/api/v1/chats/{id}/join"),
-        Some(&bob),
-        None,
-    )
-    .await;
+    node.request("POST", &format!("/api/v1/chats/{id}/join"), Some(&bob), None).await;
     let (_, _, message) = node
         .request(
             "POST",
@@ -271,22 +214,12 @@ async fn edit_and_delete_rights() {
             Some(json!({"body": "from bob"})),
         )
         .await;
-    let path = format!(
-        "/api/v1/chats/{id}/messages/{}",
-        message["id"].as_str().unwrap()
-    );
-    let (status, _, _) = node
-        .request(
-            "PATCH",
-            &path,
-            Some(&alice),
-            Some(json!({"body": "not yours"})),
-        )
-        .await;
+    let path = format!("/api/v1/chats/{id}/messages/{}", message["id"].as_str().unwrap());
+    let (status, _, _) =
+        node.request("PATCH", &path, Some(&alice), Some(json!({"body": "not yours"}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, edited) = node
-        .request("PATCH", &path, Some(&bob), Some(json!({"body": "edited"})))
-        .await;
+    let (status, _, edited) =
+        node.request("PATCH", &path, Some(&bob), Some(json!({"body": "edited"}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(edited["body"], "edited");
     assert!(edited["edited_ms"].is_u64());
@@ -294,11 +227,7 @@ async fn edit_and_delete_rights() {
     let (status, _, deleted) = node.request("DELETE", &path, Some(&alice), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        (
-            deleted["deleted"].as_bool(),
-            deleted["body"].as_str(),
-            deleted["state"].as_str()
-        ),
+        (deleted["deleted"].as_bool(), deleted["body"].as_str(), deleted["state"].as_str()),
         (Some(true), Some(""), Some("deleted"))
     );
 }
@@ -324,20 +253,11 @@ async fn concurrent_reactions_from_many_users_converge() {
             Some(json!({"body": "react!"})),
         )
         .await;
-    let path = format!(
-        "/api/v1/chats/{id}/messages/{}/reactions",
-        message["id"].as_str().unwrap()
-    );
+    let path = format!("/api/v1/chats/{id}/messages/{}/reactions", message["id"].as_str().unwrap());
     let mut cookies = Vec::new();
     for n in 0..20 {
         let cookie = node.register(&format!("user{n}")).await;
-        node.request(
-            "POST",
-            &format!("/api/v1/chats/{id}/join"),
-            Some(&cookie),
-            None,
-        )
-        .await;
+        node.request("POST", &format!("/api/v1/chats/{id}/join"), Some(&cookie), None).await;
         cookies.push(cookie);
     }
     let mut tasks = Vec::new();
@@ -345,47 +265,31 @@ async fn concurrent_reactions_from_many_users_converge() {
         let (node, path) = (node.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             for emoji in ["👍", if n % 2 == 0 { "🎉" } else { "❤️" }] {
-                let (status, _, body) = node
-                    .request("POST", &path, Some(&cookie), Some(json!({"emoji": emoji})))
-                    .await;
+                let (status, _, body) =
+                    node.request("POST", &path, Some(&cookie), Some(json!({"emoji": emoji}))).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
             }
             // Reacting twice is idempotent.
-            node.request("POST", &path, Some(&cookie), Some(json!({"emoji": "👍"})))
-                .await;
+            node.request("POST", &path, Some(&cookie), Some(json!({"emoji": "👍"}))).await;
         }));
     }
     for task in tasks {
         task.await.unwrap();
     }
-    let (_, _, message) = node
-        .request("GET", &path.replace("/reactions", ""), Some(&owner), None)
-        .await;
+    let (_, _, message) =
+        node.request("GET", &path.replace("/reactions", ""), Some(&owner), None).await;
     let counts: Vec<(String, u64)> = message["reactions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r["emoji"].as_str().unwrap().to_string(),
-                r["count"].as_u64().unwrap(),
-            )
-        })
+        .map(|r| (r["emoji"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap()))
         .collect();
-    let mut expected = vec![
-        ("👍".to_string(), 20),
-        ("🎉".to_string(), 10),
-        ("❤️".to_string(), 10),
-    ];
+    let mut expected = vec![("👍".to_string(), 20), ("🎉".to_string(), 10), ("❤️".to_string(), 10)];
     expected.sort();
     assert_eq!(counts, expected);
-    let (status, _, body) = node
-        .request("POST", &path, Some(&owner), Some(json!({"emoji": "a b"})))
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_body"))
-    );
+    let (status, _, body) =
+        node.request("POST", &path, Some(&owner), Some(json!({"emoji": "a b"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_body")));
 }
 
 /// Intents committed in one group read each other's writes (they are staged, not yet in sled),
@@ -393,10 +297,7 @@ async fn concurrent_reactions_from_many_users_converge() {
 #[tokio::test]
 async fn intents_of_one_group_see_each_others_writes() {
     // A long pacing window makes the engine gather the concurrent requests into one group.
-    let limits = Limits {
-        group_commit_interval_min_us: 300_000,
-        ..Limits::default()
-    };
+    let limits = Limits { group_commit_interval_min_us: 300_000, ..Limits::default() };
     let node = TestNode::start(limits).await;
     let alice = node.register("alice").await;
     let chat = node.create_channel(&alice, "general", "public").await;
@@ -431,27 +332,17 @@ async fn intents_of_one_group_see_each_others_writes() {
 async fn node_offering_relays(other_relays_allowed: bool) -> TestNode {
     let push = confab_node::config::PushConfig {
         default_relay_url: Some("https://relay-a.example:8790/".into()),
-        relay_urls: vec![
-            "http://127.0.0.1:9/queues".into(),
-            "https://relay-a.example:8790".into(),
-        ],
+        relay_urls: vec!["http://127.0.0.1:9/queues".into(), "https://relay-a.example:8790".into()],
         other_relays_allowed,
         ..Default::default()
     };
-    TestNode::start_with_config(confab_node::config::Config {
-        push,
-        ..Default::default()
-    })
-    .await
+    TestNode::start_with_config(confab_node::config::Config { push, ..Default::default() }).await
 }
 
 #[tokio::test]
 async fn the_page_may_reach_the_offered_relays_only() {
     let csp = |headers: &axum::http::HeaderMap| {
-        headers[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .expect("ascii")
-            .to_string()
+        headers[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").to_string()
     };
     let node = node_offering_relays(false).await;
     let (_, headers, _) = node.request("GET", "/", None, None).await;
@@ -463,9 +354,7 @@ async fn the_page_may_reach_the_offered_relays_only() {
         csp(&headers)
     );
     let alice = node.register("alice").await;
-    let (status, _, push) = node
-        .request("GET", "/api/v1/push", Some(&alice), None)
-        .await;
+    let (status, _, push) = node.request("GET", "/api/v1/push", Some(&alice), None).await;
     assert_eq!(status, StatusCode::OK, "{push}");
     assert_eq!(push["default_relay_url"], "https://relay-a.example:8790");
     assert_eq!(
@@ -483,11 +372,7 @@ async fn the_page_may_reach_the_offered_relays_only() {
     );
     let plain = TestNode::start(Limits::default()).await;
     let (_, headers, _) = plain.request("GET", "/", None, None).await;
-    assert!(
-        csp(&headers).contains("connect-src 'self'; frame-ancestors"),
-        "{}",
-        csp(&headers)
-    );
+    assert!(csp(&headers).contains("connect-src 'self'; frame-ancestors"), "{}", csp(&headers));
 }
 
 /// Registers a device for the user behind `cookie` and answers the body of a
@@ -514,9 +399,7 @@ async fn device_and_relay_body(
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{device}");
-    let (_, _, push) = node
-        .request("GET", "/api/v1/push", Some(cookie), None)
-        .await;
+    let (_, _, push) = node.request("GET", "/api/v1/push", Some(cookie), None).await;
     let org = push["org"].as_str().expect("org").parse().expect("org id");
     // Each call another queue and capability.
     static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
@@ -530,10 +413,7 @@ async fn device_and_relay_body(
         org,
         not_after_ms,
     );
-    let path = format!(
-        "/api/v1/devices/{}/relay",
-        device["id"].as_str().expect("id")
-    );
+    let path = format!("/api/v1/devices/{}/relay", device["id"].as_str().expect("id"));
     let body = json!({"relay": {"url": url, "queue": queue.to_string(), "capability": capability.to_text()}});
     (path, body)
 }
@@ -562,13 +442,8 @@ async fn a_device_chooses_among_the_offered_relays() {
             (StatusCode::BAD_REQUEST, Some(code)),
             "{url}: {error}"
         );
-        assert!(
-            error["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{error}"
-        );
-        let (_, _, devices) = node
-            .request("GET", "/api/v1/devices", Some(&alice), None)
-            .await;
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+        let (_, _, devices) = node.request("GET", "/api/v1/devices", Some(&alice), None).await;
         assert_eq!(
             devices["devices"][0]["relay"],
             serde_json::Value::Null,
@@ -608,18 +483,11 @@ fn offered_relays_must_be_http_urls() {
         relay_urls: vec![url.into()],
         ..Default::default()
     };
-    for bad in [
-        "relay.example",
-        "ftp://relay.example",
-        "https://re lay.example",
-        "https://",
-    ] {
+    for bad in ["relay.example", "ftp://relay.example", "https://re lay.example", "https://"] {
         let error = config(bad).validate().expect_err(bad);
         assert!(error.contains("is not an http(s) URL"), "{error}");
     }
-    config("https://relay.example:8790/base/")
-        .validate()
-        .expect("a good URL");
+    config("https://relay.example:8790/base/").validate().expect("a good URL");
 }
 
 /// Removing a device, or moving it to another queue, records its old capability for the push
@@ -631,11 +499,9 @@ async fn a_removed_or_moved_device_leaves_a_renunciation() {
         renunciations_per_user_max: 2,
         ..Default::default()
     };
-    let node = TestNode::start_with_config(confab_node::config::Config {
-        push,
-        ..Default::default()
-    })
-    .await;
+    let node =
+        TestNode::start_with_config(confab_node::config::Config { push, ..Default::default() })
+            .await;
     let alice = node.register("alice").await;
     let alice_id: confab_protocol::UserId = "alice@local".parse().expect("user id");
     let pending = |node: &TestNode| {
@@ -649,29 +515,23 @@ async fn a_removed_or_moved_device_leaves_a_renunciation() {
     for _ in 0..3 {
         let (path, body) = device_and_relay_body(&node, &alice, "http://127.0.0.1:9").await;
         queues.push(body["relay"]["queue"].as_str().expect("queue").to_string());
-        let (status, _, answer) = node
-            .request("PUT", &path, Some(&alice), Some(body.clone()))
-            .await;
+        let (status, _, answer) =
+            node.request("PUT", &path, Some(&alice), Some(body.clone())).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         // The same queue again renounces nothing.
         let (status, _, _) = node.request("PUT", &path, Some(&alice), Some(body)).await;
         assert_eq!(status, StatusCode::OK);
         remove_device(&node, &alice, &path).await;
     }
-    assert_eq!(
-        pending(&node),
-        queues[1..],
-        "the oldest was given up past the limit"
-    );
+    assert_eq!(pending(&node), queues[1..], "the oldest was given up past the limit");
 
     // Moving a device off its queue (to no relay) leaves one too.
     let (path, body) = device_and_relay_body(&node, &alice, "http://127.0.0.1:9").await;
     let queue = body["relay"]["queue"].as_str().expect("queue").to_string();
     let (status, _, _) = node.request("PUT", &path, Some(&alice), Some(body)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = node
-        .request("PUT", &path, Some(&alice), Some(json!({"relay": null})))
-        .await;
+    let (status, _, _) =
+        node.request("PUT", &path, Some(&alice), Some(json!({"relay": null}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(pending(&node), [queues[2].clone(), queue]);
 }

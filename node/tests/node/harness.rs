@@ -51,21 +51,12 @@ impl TestNode {
     }
 
     pub async fn start_in(dir: PathBuf, limits: Limits) -> Self {
-        Self::start_config(Config {
-            data_dir: dir,
-            limits,
-            ..Config::default()
-        })
-        .await
+        Self::start_config(Config { data_dir: dir, limits, ..Config::default() }).await
     }
 
     /// Starts with `config` in a fresh temporary directory (its `data_dir` is replaced).
     pub async fn start_with_config(config: Config) -> Self {
-        Self::start_config(Config {
-            data_dir: temp_dir(),
-            ..config
-        })
-        .await
+        Self::start_config(Config { data_dir: temp_dir(), ..config }).await
     }
 
     async fn start_config(config: Config) -> Self {
@@ -83,22 +74,8 @@ impl TestNode {
         .await
         .expect("start engine");
         let (stop, stopped) = watch::channel(false);
-        let state = AppState::new(
-            store.clone(),
-            engine,
-            hub,
-            config,
-            stopped,
-            blobs,
-            Some(search),
-        );
-        Self {
-            dir,
-            store,
-            router: app(state),
-            _stop: stop,
-            task: Some(task),
-        }
+        let state = AppState::new(store.clone(), engine, hub, config, stopped, blobs, Some(search));
+        Self { dir, store, router: app(state), _stop: stop, task: Some(task) }
     }
 
     /// Sends a request; returns status, headers and the JSON body (`Null` if empty).
@@ -109,10 +86,8 @@ impl TestNode {
         cookie: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, "127.0.0.1:8080");
+        let mut request =
+            Request::builder().method(method).uri(path).header(header::HOST, "127.0.0.1:8080");
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
         }
@@ -131,20 +106,10 @@ impl TestNode {
         &self,
         request: Request<Body>,
     ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
         (status, headers, bytes.to_vec())
     }
 
@@ -179,28 +144,17 @@ impl TestNode {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        self.raw_bytes(request.body(Body::empty()).expect("request"))
-            .await
+        self.raw_bytes(request.body(Body::empty()).expect("request")).await
     }
 
     pub async fn raw(
         &self,
         request: Request<Body>,
     ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let json = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
@@ -220,11 +174,7 @@ impl TestNode {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
-        let cookie = headers
-            .get(header::SET_COOKIE)
-            .expect("cookie")
-            .to_str()
-            .expect("ascii");
+        let cookie = headers.get(header::SET_COOKIE).expect("cookie").to_str().expect("ascii");
         cookie.split(';').next().expect("pair").to_string()
     }
 }

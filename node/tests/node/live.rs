@@ -27,11 +27,7 @@ impl LiveNode {
         let dir = temp_dir();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let config = Config {
-            data_dir: dir.clone(),
-            limits,
-            ..Config::default()
-        };
+        let config = Config { data_dir: dir.clone(), limits, ..Config::default() };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             confab_node::server::serve(listener, config, async {
@@ -40,11 +36,7 @@ impl LiveNode {
             .await
             .unwrap();
         });
-        Self {
-            address,
-            stop: Some(stop),
-            dir,
-        }
+        Self { address, stop: Some(stop), dir }
     }
 
     fn url(&self, path: &str) -> String {
@@ -67,12 +59,7 @@ impl LiveNode {
             .next()
             .unwrap()
             .to_string();
-        User {
-            http,
-            cookie,
-            base: self.url(""),
-            address: self.address,
-        }
+        User { http, cookie, base: self.url(""), address: self.address }
     }
 }
 
@@ -109,20 +96,11 @@ impl User {
     }
 
     async fn ws(&self) -> Ws {
-        let mut request = format!("ws://{}/api/v1/ws", self.address)
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("cookie", self.cookie.parse().unwrap());
-        request.headers_mut().insert(
-            "origin",
-            format!("http://{}", self.address).parse().unwrap(),
-        );
+        let mut request = format!("ws://{}/api/v1/ws", self.address).into_client_request().unwrap();
+        request.headers_mut().insert("cookie", self.cookie.parse().unwrap());
+        request.headers_mut().insert("origin", format!("http://{}", self.address).parse().unwrap());
         let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let hello = next_frame(&mut ws, Duration::from_secs(5))
-            .await
-            .expect("hello");
+        let hello = next_frame(&mut ws, Duration::from_secs(5)).await.expect("hello");
         assert_eq!(hello["type"], "hello");
         ws
     }
@@ -174,12 +152,7 @@ async fn shared_channel(node: &LiveNode, names: &[&str]) -> (Vec<User>, String) 
         .await;
     let id = chat["id"].as_str().unwrap().to_string();
     for user in &users[1..] {
-        user.call(
-            reqwest::Method::POST,
-            &format!("/api/v1/chats/{id}/join"),
-            None,
-        )
-        .await;
+        user.call(reqwest::Method::POST, &format!("/api/v1/chats/{id}/join"), None).await;
     }
     (users, id)
 }
@@ -196,21 +169,13 @@ async fn presence_goes_offline_after_missed_heartbeats_and_only_changes_are_sent
     let (users, _) = shared_channel(&node, &["alice", "bob"]).await;
     let mut alice = users[0].ws().await;
     let mut bob = users[1].ws().await;
-    let online = wait_for(
-        &mut alice,
-        Duration::from_secs(5),
-        presence_of("bob@local", "online"),
-    )
-    .await;
+    let online =
+        wait_for(&mut alice, Duration::from_secs(5), presence_of("bob@local", "online")).await;
     assert!(online.is_some(), "alice sees bob come online");
     let last_heartbeat = Instant::now();
     bob.close(None).await.unwrap();
-    let offline = wait_for(
-        &mut alice,
-        Duration::from_secs(5),
-        presence_of("bob@local", "offline"),
-    )
-    .await;
+    let offline =
+        wait_for(&mut alice, Duration::from_secs(5), presence_of("bob@local", "offline")).await;
     let offline = offline.expect("alice sees bob go offline");
     assert!(
         last_heartbeat.elapsed() >= Duration::from_millis(600),
@@ -218,16 +183,9 @@ async fn presence_goes_offline_after_missed_heartbeats_and_only_changes_are_sent
     );
     assert!(offline["last_active_ms"].as_u64().unwrap() > 0);
     // The HTTP view agrees.
-    let people = users[0]
-        .call(reqwest::Method::GET, "/api/v1/presence", None)
-        .await;
-    let bob_view = people
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["user_id"] == "bob@local")
-        .unwrap()
-        .clone();
+    let people = users[0].call(reqwest::Method::GET, "/api/v1/presence", None).await;
+    let bob_view =
+        people.as_array().unwrap().iter().find(|p| p["user_id"] == "bob@local").unwrap().clone();
     assert_eq!(bob_view["status"], "offline");
 }
 
@@ -237,21 +195,15 @@ async fn a_quick_reconnect_makes_no_flap() {
     let (users, _) = shared_channel(&node, &["alice", "bob"]).await;
     let mut alice = users[0].ws().await;
     let mut bob = users[1].ws().await;
-    assert!(wait_for(
-        &mut alice,
-        Duration::from_secs(5),
-        presence_of("bob@local", "online")
-    )
-    .await
-    .is_some());
+    assert!(wait_for(&mut alice, Duration::from_secs(5), presence_of("bob@local", "online"))
+        .await
+        .is_some());
     bob.close(None).await.unwrap();
     let mut bob = users[1].ws().await;
     let started = Instant::now();
     let heartbeats = tokio::spawn(async move {
         while started.elapsed() < Duration::from_secs(2) {
-            bob.send(Message::text(r#"{"type":"heartbeat","idle":false}"#))
-                .await
-                .unwrap();
+            bob.send(Message::text(r#"{"type":"heartbeat","idle":false}"#)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bob
@@ -260,10 +212,7 @@ async fn a_quick_reconnect_makes_no_flap() {
         f["type"] == "presence" && f["user_id"] == "bob@local"
     })
     .await;
-    assert_eq!(
-        flap, None,
-        "no presence change for bob during a quick reconnect"
-    );
+    assert_eq!(flap, None, "no presence change for bob during a quick reconnect");
     drop(heartbeats.await.unwrap());
 }
 
@@ -324,22 +273,11 @@ async fn notify_follows_mentions_levels_and_do_not_disturb() {
         )
         .await;
     assert!(notify_for(&users[1], &post, &mut alice, "now everything notifies").await);
-    let me = users[0]
-        .call(
-            reqwest::Method::PUT,
-            "/api/v1/me/dnd",
-            Some(json!({"enabled": true})),
-        )
-        .await;
+    let me =
+        users[0].call(reqwest::Method::PUT, "/api/v1/me/dnd", Some(json!({"enabled": true}))).await;
     assert_eq!(me["dnd"], true);
     assert!(!notify_for(&users[1], &post, &mut alice, "@alice during do not disturb").await);
-    users[0]
-        .call(
-            reqwest::Method::PUT,
-            "/api/v1/me/dnd",
-            Some(json!({"enabled": false})),
-        )
-        .await;
+    users[0].call(reqwest::Method::PUT, "/api/v1/me/dnd", Some(json!({"enabled": false}))).await;
     users[0]
         .call(
             reqwest::Method::PUT,
@@ -348,24 +286,16 @@ async fn notify_follows_mentions_levels_and_do_not_disturb() {
         )
         .await;
     assert!(!notify_for(&users[1], &post, &mut alice, "@alice in a muted chat").await);
-    let list = users[0]
-        .call(reqwest::Method::GET, "/api/v1/chats", None)
-        .await;
+    let list = users[0].call(reqwest::Method::GET, "/api/v1/chats", None).await;
     assert_eq!(list[0]["notification_level"], "mute");
-    assert!(
-        list[0]["mention_count"].as_u64().unwrap() >= 3,
-        "mentions still count while muted"
-    );
+    assert!(list[0]["mention_count"].as_u64().unwrap() >= 3, "mentions still count while muted");
 }
 
 /// Bob posts `body`; returns the `notify` flag of the frame Alice's WebSocket gets.
 async fn notify_for(bob: &User, post: &str, alice: &mut Ws, body: &str) -> bool {
-    bob.call(reqwest::Method::POST, post, Some(json!({"body": body})))
-        .await;
-    let frame = wait_for(alice, Duration::from_secs(3), |f| {
-        f["type"] == "message.created"
-    })
-    .await
-    .expect("message.created");
+    bob.call(reqwest::Method::POST, post, Some(json!({"body": body}))).await;
+    let frame = wait_for(alice, Duration::from_secs(3), |f| f["type"] == "message.created")
+        .await
+        .expect("message.created");
     frame["notify"].as_bool().expect("notify flag")
 }

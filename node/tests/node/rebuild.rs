@@ -11,37 +11,23 @@ use serde_json::json;
 type Snapshot = Vec<(Tree, Vec<(Vec<u8>, serde_json::Value)>)>;
 
 fn snapshot(store: &dyn KvStore) -> Snapshot {
-    [
-        Tree::Chats,
-        Tree::Members,
-        Tree::UserChats,
-        Tree::Messages,
-        Tree::MediaRefs,
-    ]
-    .into_iter()
-    .map(|tree| {
-        let entries = store
-            .range(tree, prefix_range(b""), false, usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null),
-                )
-            })
-            .collect();
-        (tree, entries)
-    })
-    .collect()
+    [Tree::Chats, Tree::Members, Tree::UserChats, Tree::Messages, Tree::MediaRefs]
+        .into_iter()
+        .map(|tree| {
+            let entries = store
+                .range(tree, prefix_range(b""), false, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null)))
+                .collect();
+            (tree, entries)
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
-    let limits = Limits {
-        bucket_messages_max: 4,
-        ..Limits::default()
-    };
+    let limits = Limits { bucket_messages_max: 4, ..Limits::default() };
     let node = TestNode::start_in(temp_dir(), limits.clone()).await;
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
@@ -54,20 +40,9 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
         )
         .await;
     let id = chat["id"].as_str().unwrap().to_string();
-    node.request(
-        "POST",
-        &format!("/api/v1/chats/{id}/join"),
-        Some(&bob),
-        None,
-    )
-    .await;
+    node.request("POST", &format!("/api/v1/chats/{id}/join"), Some(&bob), None).await;
     let (_, _, dm) = node
-        .request(
-            "POST",
-            "/api/v1/dms",
-            Some(&alice),
-            Some(json!({"user_ids": ["bob@local"]})),
-        )
+        .request("POST", "/api/v1/dms", Some(&alice), Some(json!({"user_ids": ["bob@local"]})))
         .await;
     let dm = dm["id"].as_str().unwrap().to_string();
     let mut ids = Vec::new();
@@ -99,13 +74,8 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
         Some(json!({"body": "edited @channel"})),
     )
     .await;
-    node.request(
-        "DELETE",
-        &format!("/api/v1/chats/{id}/messages/{}", ids[1]),
-        Some(&alice),
-        None,
-    )
-    .await;
+    node.request("DELETE", &format!("/api/v1/chats/{id}/messages/{}", ids[1]), Some(&alice), None)
+        .await;
     node.request(
         "POST",
         &format!("/api/v1/chats/{id}/read"),
@@ -114,12 +84,8 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
     )
     .await;
     // Reactions, including on a message of the sealed first bucket, and a removal.
-    for (who, emoji) in [
-        (&alice, "👍"),
-        (&bob, "👍"),
-        (&bob, "🎉"),
-        (&alice, "party_parrot"),
-    ] {
+    for (who, emoji) in [(&alice, "👍"), (&bob, "👍"), (&bob, "🎉"), (&alice, "party_parrot")]
+    {
         let (status, _, body) = node
             .request(
                 "POST",
@@ -133,10 +99,7 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
     let (_, _, after_removal) = node
         .request(
             "DELETE",
-            &format!(
-                "/api/v1/chats/{id}/messages/{}/reactions/%F0%9F%8E%89",
-                ids[2]
-            ),
+            &format!("/api/v1/chats/{id}/messages/{}/reactions/%F0%9F%8E%89", ids[2]),
             Some(&bob),
             None,
         )
@@ -154,24 +117,10 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
     .await;
 
     let live = snapshot(node.store.as_ref());
-    let key = confab_node::org_key::load_or_create_org_key(node.store.as_ref())
-        .await
-        .unwrap();
-    let report = rebuild::rebuild_views(node.store.as_ref(), &key.id(), "local")
-        .await
-        .unwrap();
-    assert_eq!(
-        report,
-        rebuild::RebuildReport {
-            chats: 2,
-            messages: 12
-        }
-    );
-    assert_eq!(
-        snapshot(node.store.as_ref()),
-        live,
-        "rebuilt views differ from the live ones"
-    );
+    let key = confab_node::org_key::load_or_create_org_key(node.store.as_ref()).await.unwrap();
+    let report = rebuild::rebuild_views(node.store.as_ref(), &key.id(), "local").await.unwrap();
+    assert_eq!(report, rebuild::RebuildReport { chats: 2, messages: 12 });
+    assert_eq!(snapshot(node.store.as_ref()), live, "rebuilt views differ from the live ones");
 
     // Restart on the same data: the engine reloads the newest bucket and keeps writing.
     let dir = node.stop().await;
@@ -205,20 +154,13 @@ async fn rebuilt_views_equal_the_live_views_across_bucket_roll_over() {
         assert!(status.is_success(), "{body}");
     }
     let (_, _, page) = node
-        .request(
-            "GET",
-            &format!("/api/v1/chats/{id}/messages?limit=200"),
-            Some(&alice),
-            None,
-        )
+        .request("GET", &format!("/api/v1/chats/{id}/messages?limit=200"), Some(&alice), None)
         .await;
     let messages = page["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 16);
     assert_eq!(messages[0]["body"], "edited @channel");
     assert_eq!(messages[1]["deleted"], true);
     let live = snapshot(node.store.as_ref());
-    rebuild::rebuild_views(node.store.as_ref(), &key.id(), "local")
-        .await
-        .unwrap();
+    rebuild::rebuild_views(node.store.as_ref(), &key.id(), "local").await.unwrap();
     assert_eq!(snapshot(node.store.as_ref()), live);
 }

@@ -21,14 +21,8 @@ async fn say(node: &TestNode, cookie: &str, chat: &str, body: &str) -> Value {
 }
 
 async fn search(node: &TestNode, cookie: &str, query: &str) -> Value {
-    let (status, _, answer) = node
-        .request(
-            "GET",
-            &format!("/api/v1/search?{query}"),
-            Some(cookie),
-            None,
-        )
-        .await;
+    let (status, _, answer) =
+        node.request("GET", &format!("/api/v1/search?{query}"), Some(cookie), None).await;
     assert_eq!(status, StatusCode::OK, "{query}: {answer}");
     answer
 }
@@ -48,28 +42,10 @@ async fn hits_misses_filters_snippets_and_paging() {
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
     let general = node.create_channel(&alice, "general", "public").await;
-    node.request(
-        "POST",
-        &format!("/api/v1/chats/{general}/join"),
-        Some(&bob),
-        None,
-    )
-    .await;
-    let lunch = say(
-        &node,
-        &alice,
-        &general,
-        "Lunch at noon? The pizza place on Main",
-    )
-    .await;
+    node.request("POST", &format!("/api/v1/chats/{general}/join"), Some(&bob), None).await;
+    let lunch = say(&node, &alice, &general, "Lunch at noon? The pizza place on Main").await;
     say(&node, &bob, &general, "Pizza sounds great, see you at noon").await;
-    say(
-        &node,
-        &alice,
-        &general,
-        "The quarterly report draft is ready",
-    )
-    .await;
+    say(&node, &alice, &general, "The quarterly report draft is ready").await;
     let secret = node.create_channel(&alice, "secret", "private").await;
     say(&node, &alice, &secret, "Secret pizza plans for the offsite").await;
 
@@ -78,38 +54,24 @@ async fn hits_misses_filters_snippets_and_paging() {
     assert_eq!(answer["total"], 2);
     assert_eq!(
         bodies(&answer),
-        vec![
-            "Pizza sounds great, see you at noon",
-            "Lunch at noon? The pizza place on Main"
-        ]
+        vec!["Pizza sounds great, see you at noon", "Lunch at noon? The pizza place on Main"]
     );
     // Alice sees all three.
     assert_eq!(search(&node, &alice, "q=pizza").await["total"], 3);
     // Misses: a word nobody wrote; words that must all occur.
     assert_eq!(search(&node, &alice, "q=sushi").await["total"], 0);
-    assert_eq!(
-        search(&node, &alice, "q=pizza%20quarterly").await["total"],
-        0
-    );
+    assert_eq!(search(&node, &alice, "q=pizza%20quarterly").await["total"], 0);
     assert_eq!(search(&node, &alice, "q=PIZZA%20noon").await["total"], 2);
 
     // Snippets mark the words found, as data (never markup).
     let hit = &search(&node, &bob, "q=place").await["hits"][0];
     let parts = hit["snippet"].as_array().unwrap();
-    assert!(
-        parts
-            .iter()
-            .any(|p| p["highlighted"] == true && p["text"] == "place"),
-        "{hit}"
-    );
+    assert!(parts.iter().any(|p| p["highlighted"] == true && p["text"] == "place"), "{hit}");
     assert_eq!(hit["chat_id"], general.as_str());
 
     // Filters: chat, author, date range, has-attachment, relevance order, paging.
     let in_secret = search(&node, &alice, &format!("q=pizza&chat_id={secret}")).await;
-    assert_eq!(
-        bodies(&in_secret),
-        vec!["Secret pizza plans for the offsite"]
-    );
+    assert_eq!(bodies(&in_secret), vec!["Secret pizza plans for the offsite"]);
     let by_bob = search(&node, &alice, "q=pizza&author=bob@local").await;
     assert_eq!(bodies(&by_bob), vec!["Pizza sounds great, see you at noon"]);
     let created = lunch["created_ms"].as_u64().unwrap();
@@ -117,53 +79,29 @@ async fn hits_misses_filters_snippets_and_paging() {
     assert_eq!(before["total"], 1);
     let after = search(&node, &alice, &format!("q=pizza&from_ms={}", created + 1)).await;
     assert_eq!(after["total"], 2);
-    assert_eq!(
-        search(&node, &alice, "q=pizza&has_attachment=true").await["total"],
-        0
-    );
-    assert_eq!(
-        search(&node, &alice, "q=pizza&has_attachment=false").await["total"],
-        3
-    );
+    assert_eq!(search(&node, &alice, "q=pizza&has_attachment=true").await["total"], 0);
+    assert_eq!(search(&node, &alice, "q=pizza&has_attachment=false").await["total"], 3);
     let relevance = search(&node, &alice, "q=pizza&order=relevance").await;
     assert_eq!(relevance["total"], 3);
     assert!(relevance["hits"][0]["score"].as_f64().unwrap() > 0.0);
     let first = search(&node, &alice, "q=pizza&limit=2").await;
     let second = search(&node, &alice, "q=pizza&limit=2&offset=2").await;
     assert_eq!(
-        (
-            first["hits"].as_array().unwrap().len(),
-            second["hits"].as_array().unwrap().len()
-        ),
+        (first["hits"].as_array().unwrap().len(), second["hits"].as_array().unwrap().len()),
         (2, 1)
     );
     assert_eq!(first["total"], 3);
 
     // Bad queries are 400 with a reason; query syntax is just text.
-    let (status, _, answer) = node
-        .request("GET", "/api/v1/search?q=x&limit=1000", Some(&alice), None)
-        .await;
-    assert_eq!(
-        (status, answer["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_query"))
-    );
+    let (status, _, answer) =
+        node.request("GET", "/api/v1/search?q=x&limit=1000", Some(&alice), None).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
     let long = "a".repeat(600);
-    let (status, _, _) = node
-        .request(
-            "GET",
-            &format!("/api/v1/search?q={long}"),
-            Some(&alice),
-            None,
-        )
-        .await;
+    let (status, _, _) =
+        node.request("GET", &format!("/api/v1/search?q={long}"), Some(&alice), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        search(&node, &alice, "q=%22(((%20AND%20OR%20%3A%3A%3A").await["total"],
-        0
-    );
-    let (status, _, _) = node
-        .request("GET", "/api/v1/search?q=pizza", None, None)
-        .await;
+    assert_eq!(search(&node, &alice, "q=%22(((%20AND%20OR%20%3A%3A%3A").await["total"], 0);
+    let (status, _, _) = node.request("GET", "/api/v1/search?q=pizza", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -185,17 +123,9 @@ async fn edits_and_deletes_update_the_index_at_once() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(search(&node, &alice, "q=pizza").await["total"], 0);
-    assert_eq!(
-        bodies(&search(&node, &alice, "q=pasta").await),
-        vec!["tonight we eat pasta"]
-    );
-    node.request(
-        "DELETE",
-        &format!("/api/v1/chats/{chat}/messages/{id}"),
-        Some(&alice),
-        None,
-    )
-    .await;
+    assert_eq!(bodies(&search(&node, &alice, "q=pasta").await), vec!["tonight we eat pasta"]);
+    node.request("DELETE", &format!("/api/v1/chats/{chat}/messages/{id}"), Some(&alice), None)
+        .await;
     assert_eq!(search(&node, &alice, "q=pasta").await["total"], 0);
 }
 
@@ -208,54 +138,25 @@ async fn no_hits_from_chats_the_user_is_not_in_also_after_leaving() {
     let private = node.create_channel(&alice, "board", "private").await;
     node.register("bob").await;
     let (status, _, dm) = node
-        .request(
-            "POST",
-            "/api/v1/dms",
-            Some(&alice),
-            Some(json!({"user_ids": ["bob@local"]})),
-        )
+        .request("POST", "/api/v1/dms", Some(&alice), Some(json!({"user_ids": ["bob@local"]})))
         .await;
     assert!(status.is_success(), "{dm}");
     say(&node, &alice, &public, "canary-word in public").await;
     say(&node, &alice, &private, "canary-word in private").await;
-    say(
-        &node,
-        &alice,
-        dm["id"].as_str().unwrap(),
-        "canary-word in a DM",
-    )
-    .await;
+    say(&node, &alice, dm["id"].as_str().unwrap(), "canary-word in a DM").await;
     assert_eq!(search(&node, &alice, "q=canary").await["total"], 3);
     // Not a member of anything: nothing, even naming the chats.
     assert_eq!(search(&node, &mallory, "q=canary").await["total"], 0);
     assert_eq!(search(&node, &mallory, "").await["total"], 0);
     for chat in [&public, &private] {
-        assert_eq!(
-            search(&node, &mallory, &format!("q=canary&chat_id={chat}")).await["total"],
-            0
-        );
+        assert_eq!(search(&node, &mallory, &format!("q=canary&chat_id={chat}")).await["total"], 0);
     }
     // Joined the public channel: its hit only.
-    node.request(
-        "POST",
-        &format!("/api/v1/chats/{public}/join"),
-        Some(&mallory),
-        None,
-    )
-    .await;
-    assert_eq!(
-        bodies(&search(&node, &mallory, "q=canary").await),
-        vec!["canary-word in public"]
-    );
+    node.request("POST", &format!("/api/v1/chats/{public}/join"), Some(&mallory), None).await;
+    assert_eq!(bodies(&search(&node, &mallory, "q=canary").await), vec!["canary-word in public"]);
     // Left it: nothing again.
-    let (status, _, _) = node
-        .request(
-            "POST",
-            &format!("/api/v1/chats/{public}/leave"),
-            Some(&mallory),
-            None,
-        )
-        .await;
+    let (status, _, _) =
+        node.request("POST", &format!("/api/v1/chats/{public}/leave"), Some(&mallory), None).await;
     assert!(status.is_success());
     assert_eq!(search(&node, &mallory, "q=canary").await["total"], 0);
     // Removed from a private channel: the same.
@@ -284,13 +185,7 @@ async fn a_lost_index_is_rebuilt_from_the_stored_messages_on_start() {
     let alice = node.register("alice").await;
     let chat = node.create_channel(&alice, "archive", "public").await;
     for n in 0..30 {
-        say(
-            &node,
-            &alice,
-            &chat,
-            &format!("entry {n} of the durable archive"),
-        )
-        .await;
+        say(&node, &alice, &chat, &format!("entry {n} of the durable archive")).await;
     }
     let dir = node.stop().await;
     std::fs::remove_dir_all(dir.join("search")).unwrap();
@@ -304,13 +199,7 @@ async fn a_lost_index_is_rebuilt_from_the_stored_messages_on_start() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let alice = headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let alice = headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     assert_eq!(search(&node, &alice, "q=durable").await["total"], 30);
     assert_eq!(search(&node, &alice, "q=entry%2017").await["total"], 1);
 }

@@ -28,9 +28,7 @@ fn string_at(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<Stri
 fn empty_pred_overwrite_of_another_organisations_key() {
     let mut world = World::new(false);
     let state = world.state().clone();
-    let id = world
-        .owner
-        .put_message(&user("alice", "acme"), "the original");
+    let id = world.owner.put_message(&user("alice", "acme"), "the original");
     let original = world.owner.commit_local(2, &state);
     let key = bucket::namespaced_key(&org(OWNER), &id.to_string());
 
@@ -44,11 +42,7 @@ fn empty_pred_overwrite_of_another_organisations_key() {
         attachments: Vec::new(),
     };
     b.doc
-        .put(
-            &collections.messages,
-            key.as_str(),
-            serde_json::to_string(&forged).expect("json"),
-        )
+        .put(&collections.messages, key.as_str(), serde_json::to_string(&forged).expect("json"))
         .expect("put");
     b.doc.commit_with(CommitOptions::default().with_time(TIME));
     let mut expanded = b.doc.get_last_local_change().expect("change").decode();
@@ -58,12 +52,9 @@ fn empty_pred_overwrite_of_another_organisations_key() {
 
     // On a bare document the forged value wins.
     let mut bare = world.owner.doc.fork();
-    bare.apply_changes(vec![attack.clone()])
-        .expect("automerge applies it");
+    bare.apply_changes(vec![attack.clone()]).expect("automerge applies it");
     let bare_collections = bucket::collections(&bare).expect("collections");
-    assert!(string_at(&bare, &bare_collections.messages, &key)
-        .expect("value")
-        .contains("forged"));
+    assert!(string_at(&bare, &bare_collections.messages, &key).expect("value").contains("forged"));
 
     // Signed by the member at its real epoch: refused, nothing moved.
     let signed = sign(&key_of(MEMBER), BUCKET, 2, &attack);
@@ -82,19 +73,13 @@ fn empty_pred_overwrite_of_another_organisations_key() {
     let signed = sign_expanded(&key_of(MEMBER), BUCKET, 2, expanded.clone());
     assert_eq!(
         world.owner.receive(&signed, &state),
-        Outcome::Rejected(Rejection::ForeignNamespace {
-            index: 0,
-            key: key.clone()
-        })
+        Outcome::Rejected(Rejection::ForeignNamespace { index: 0, key: key.clone() })
     );
     assert_eq!(world.owner.snapshot(), before);
     // Claiming the owner's actor instead, still signed by the member.
     expanded.actor_id = actor_for(&org(OWNER), [3; 16]);
     let signed = sign_expanded(&key_of(MEMBER), BUCKET, 2, expanded);
-    assert_eq!(
-        world.owner.receive(&signed, &state),
-        Outcome::Rejected(Rejection::ActorNotSigner)
-    );
+    assert_eq!(world.owner.receive(&signed, &state), Outcome::Rejected(Rejection::ActorNotSigner));
     assert_eq!(world.owner.snapshot(), before);
     let (messages, _) = world.owner.content();
     assert_eq!(messages.len(), 1);
@@ -121,12 +106,7 @@ fn empty_pred_overwrite_of_the_control_document() {
         Outcome::Rejected(Rejection::NotOwner)
     );
     assert_eq!(world.control.replica.snapshot(), before);
-    assert_eq!(
-        control::read(&world.control.replica.doc)
-            .expect("read")
-            .name,
-        "general"
-    );
+    assert_eq!(control::read(&world.control.replica.doc).expect("read").name, "general");
 }
 
 /// Attack (b): a change with `seq` 3 when only `seq` 1 of its actor is known, whose
@@ -150,9 +130,7 @@ fn seq_gap_is_held_and_never_applied() {
     // apply panics or the next local write does.
     let mut victim = world.owner.doc.fork();
     victim
-        .apply_changes(vec![
-            Change::from_bytes(first.change.clone()).expect("first")
-        ])
+        .apply_changes(vec![Change::from_bytes(first.change.clone()).expect("first")])
         .expect("apply");
     let broken = catch_unwind(AssertUnwindSafe(|| {
         victim.apply_changes(vec![attack.clone()])?;
@@ -162,10 +140,7 @@ fn seq_gap_is_held_and_never_applied() {
         let bytes = victim.save();
         AutoCommit::load(&bytes).map(|_| ())
     }));
-    assert!(
-        !matches!(broken, Ok(Ok(()))),
-        "automerge took the seq gap in its stride: {broken:?}"
-    );
+    assert!(!matches!(broken, Ok(Ok(()))), "automerge took the seq gap in its stride: {broken:?}");
 
     // Through the validator: pending, not applied, nothing moved.
     let signed = sign(&key_of(MEMBER), BUCKET, 2, &attack);
@@ -174,10 +149,7 @@ fn seq_gap_is_held_and_never_applied() {
     let before = owner.snapshot();
     assert_eq!(
         owner.receive(&signed, &state),
-        Outcome::Pending(PendingReason::SeqGap {
-            expected: 2,
-            got: 3
-        })
+        Outcome::Pending(PendingReason::SeqGap { expected: 2, got: 3 })
     );
     assert_eq!(owner.snapshot(), before);
     // Even once seq 2 exists, the crafted seq-3 change does not fit: its start_op collides with
@@ -218,20 +190,14 @@ fn start_op_near_u32_max_is_refused() {
         let bytes = victim.save();
         AutoCommit::load(&bytes).map(|_| ())
     }));
-    assert!(
-        !matches!(broken, Ok(Ok(()))),
-        "automerge survived a start_op near u32::MAX"
-    );
+    assert!(!matches!(broken, Ok(Ok(()))), "automerge survived a start_op near u32::MAX");
 
     let signed = sign(&key_of(MEMBER), BUCKET, 2, &attack);
     let mut owner = world.owner;
     let before = owner.snapshot();
     assert_eq!(
         owner.receive(&signed, &state),
-        Outcome::Rejected(Rejection::BadStartOp {
-            expected: 5,
-            got: u64::from(u32::MAX) - 1
-        })
+        Outcome::Rejected(Rejection::BadStartOp { expected: 5, got: u64::from(u32::MAX) - 1 })
     );
     assert_eq!(owner.snapshot(), before);
     // The owner's document still takes local writes.
@@ -250,10 +216,7 @@ fn start_op_must_follow_the_dependencies_exactly() {
     let signed = sign_expanded(&key_of(OWNER), BUCKET, 2, genesis);
     assert_eq!(
         fresh.check(&signed, &state),
-        Outcome::Rejected(Rejection::BadStartOp {
-            expected: 1,
-            got: u64::from(u32::MAX)
-        })
+        Outcome::Rejected(Rejection::BadStartOp { expected: 1, got: u64::from(u32::MAX) })
     );
     // One op too early, one too late.
     let mut b = world.replica(MEMBER, 3);
@@ -265,10 +228,7 @@ fn start_op_must_follow_the_dependencies_exactly() {
         let signed = sign_expanded(&key_of(MEMBER), BUCKET, 2, expanded);
         assert_eq!(
             world.owner.check(&signed, &state),
-            Outcome::Rejected(Rejection::BadStartOp {
-                expected: 5,
-                got: start
-            })
+            Outcome::Rejected(Rejection::BadStartOp { expected: 5, got: start })
         );
     }
 }

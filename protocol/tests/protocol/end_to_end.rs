@@ -14,26 +14,11 @@ fn control_document_replicates_to_a_member() {
     let state = control::read(&copy.doc).expect("read");
     assert_eq!(state, control.state);
     assert_eq!(state.epoch, 2);
-    assert_eq!(
-        state.org_at_epoch(&org(MEMBER), 2),
-        MembershipAnswer::Member
-    );
-    assert_eq!(
-        state.org_at_epoch(&org(MEMBER), 1),
-        MembershipAnswer::NotMember
-    );
-    assert_eq!(
-        state.org_at_epoch(&org(OUTSIDER), 2),
-        MembershipAnswer::NotMember
-    );
-    assert_eq!(
-        state.org_at_epoch(&org(MEMBER), 3),
-        MembershipAnswer::UnknownEpoch
-    );
-    assert_eq!(
-        state.org_at_epoch(&org(MEMBER), 0),
-        MembershipAnswer::NotMember
-    );
+    assert_eq!(state.org_at_epoch(&org(MEMBER), 2), MembershipAnswer::Member);
+    assert_eq!(state.org_at_epoch(&org(MEMBER), 1), MembershipAnswer::NotMember);
+    assert_eq!(state.org_at_epoch(&org(OUTSIDER), 2), MembershipAnswer::NotMember);
+    assert_eq!(state.org_at_epoch(&org(MEMBER), 3), MembershipAnswer::UnknownEpoch);
+    assert_eq!(state.org_at_epoch(&org(MEMBER), 0), MembershipAnswer::NotMember);
 }
 
 #[test]
@@ -57,13 +42,7 @@ fn two_organisations_write_concurrently_and_converge() {
     owner.commit_local(2, &state);
     let b1 = member.put_message(&bob, "hello from globex");
     member.commit_local(2, &state);
-    member.put_update(
-        &bob,
-        b1,
-        UpdateOp::Edit {
-            body: "hello from globex (edited)".into(),
-        },
-    );
+    member.put_update(&bob, b1, UpdateOp::Edit { body: "hello from globex (edited)".into() });
     member.commit_local(2, &state);
 
     // Merge both ways; then each writes on top of the merge, including updates of the other's
@@ -74,13 +53,7 @@ fn two_organisations_write_concurrently_and_converge() {
     member.put_update(&bob, a1, UpdateOp::Delete);
     member.put_message(&bob, "after the merge");
     member.commit_local(2, &state);
-    owner.put_update(
-        &alice,
-        a2,
-        UpdateOp::Edit {
-            body: "second (edited)".into(),
-        },
-    );
+    owner.put_update(&alice, a2, UpdateOp::Edit { body: "second (edited)".into() });
     owner.commit_local(2, &state);
     owner.put_update(&alice, a2, UpdateOp::Delete);
     owner.commit_local(2, &state);
@@ -91,11 +64,7 @@ fn two_organisations_write_concurrently_and_converge() {
     assert_eq!(owner.content(), member.content());
     let (messages, updates) = owner.content();
     assert_eq!(messages.len(), 5);
-    assert_eq!(
-        updates.len(),
-        3,
-        "one update per organisation and target: {updates:?}"
-    );
+    assert_eq!(updates.len(), 3, "one update per organisation and target: {updates:?}");
     assert_eq!(owner.validator.len(), member.validator.len());
     assert_eq!(owner.validator.len(), 1 + 4 + 3);
 
@@ -113,11 +82,8 @@ fn three_organisations_and_restarted_actors_converge() {
     let mut b = world.replica(MEMBER, 3);
     let mut c = world.replica(THIRD, 4);
     let mut a = world.owner;
-    let (alice, bob, carol) = (
-        user("alice", "acme"),
-        user("bob", "globex"),
-        user("carol", "initech"),
-    );
+    let (alice, bob, carol) =
+        (user("alice", "acme"), user("bob", "globex"), user("carol", "initech"));
     for round in 0..3 {
         a.put_message(&alice, &format!("a{round}"));
         a.commit_local(2, &state);
@@ -134,12 +100,7 @@ fn three_organisations_and_restarted_actors_converge() {
     let saved = b.doc.save();
     let mut b2 = Replica::new(MEMBER, 5, BUCKET);
     b2.sync_from(&b.log.clone(), &state);
-    assert_eq!(
-        automerge::AutoCommit::load(&saved)
-            .expect("load")
-            .get_heads(),
-        b2.heads()
-    );
+    assert_eq!(automerge::AutoCommit::load(&saved).expect("load").get_heads(), b2.heads());
     b2.put_message(&bob, "after restart");
     b2.commit_local(2, &state);
     for r in [&mut a, &mut c] {
@@ -158,10 +119,7 @@ fn three_organisations_and_restarted_actors_converge() {
     for r in [&mut a, &mut b2, &mut c] {
         let bytes = r.doc.save();
         let loaded = automerge::AutoCommit::load(&bytes).expect("reload");
-        assert_eq!(
-            loaded.length(bucket::collections(&loaded).expect("collections").messages),
-            10
-        );
+        assert_eq!(loaded.length(bucket::collections(&loaded).expect("collections").messages), 10);
     }
 }
 

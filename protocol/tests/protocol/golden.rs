@@ -16,9 +16,7 @@ use std::path::PathBuf;
 
 fn check(name: &str, value: &Value) {
     let text = serde_json::to_string_pretty(value).expect("json") + "\n";
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     if std::env::var_os("CONFAB_BLESS").is_some_and(|v| v == "1") {
         std::fs::write(&path, &text).expect("write fixture");
         return;
@@ -36,14 +34,7 @@ fn fixed_org() -> confab_protocol::OrgKey {
 }
 
 fn fixed_message_id() -> MessageId {
-    MessageId::new(
-        HlcTime {
-            ms: 1_700_000_000_123,
-            counter: 4,
-        },
-        &fixed_org().id(),
-        [1, 2, 3, 4],
-    )
+    MessageId::new(HlcTime { ms: 1_700_000_000_123, counter: 4 }, &fixed_org().id(), [1, 2, 3, 4])
 }
 
 /// The bucket genesis written by the fixed organisation's fixed actor at a fixed time.
@@ -106,10 +97,7 @@ fn stored_signed_changes_still_decode_verify_and_validate() {
             confab_protocol::validate::MembershipAnswer::Member
         }
     }
-    assert!(matches!(
-        validator.check(&real, &Everyone),
-        Ok(confab_protocol::Verdict::Accept(_))
-    ));
+    assert!(matches!(validator.check(&real, &Everyone), Ok(confab_protocol::Verdict::Accept(_))));
 }
 
 #[test]
@@ -137,10 +125,7 @@ fn id_text_forms() {
     // And they parse back to the same values.
     assert_eq!(org.to_string().parse::<OrgId>(), Ok(org));
     assert_eq!(chat.to_string().parse::<ChatId>(), Ok(chat));
-    assert_eq!(
-        fixed_message_id().to_string().parse::<MessageId>(),
-        Ok(fixed_message_id())
-    );
+    assert_eq!(fixed_message_id().to_string().parse::<MessageId>(), Ok(fixed_message_id()));
     assert_eq!(user.to_string().parse::<UserId>(), Ok(user));
 }
 
@@ -154,47 +139,25 @@ fn record_json() {
         reply_to: None,
         attachments: Vec::new(),
     };
-    let reply = MessageRecord {
-        reply_to: Some(id),
-        ..message.clone()
-    };
-    let at = HlcTime {
-        ms: 1_700_000_000_999,
-        counter: 1,
-    };
+    let reply = MessageRecord { reply_to: Some(id), ..message.clone() };
+    let at = HlcTime { ms: 1_700_000_000_999, counter: 1 };
     let edit = UpdateRecord {
         target: id,
         by: "bob@acme".parse().expect("user"),
         at,
-        op: UpdateOp::Edit {
-            body: "fixed".into(),
-        },
+        op: UpdateOp::Edit { body: "fixed".into() },
     };
-    let delete = UpdateRecord {
-        op: UpdateOp::Delete,
-        ..edit.clone()
-    };
+    let delete = UpdateRecord { op: UpdateOp::Delete, ..edit.clone() };
     let info = ChatInfo {
         kind: ChatKind::Channel,
         visibility: Visibility::Private,
         created_ms: 1_700_000_000_000,
         owner: org,
     };
-    let dm = ChatInfo {
-        kind: ChatKind::Dm,
-        visibility: Visibility::Dm,
-        ..info.clone()
-    };
-    let member = MemberRecord {
-        role: Role::Admin,
-        org,
-    };
+    let dm = ChatInfo { kind: ChatKind::Dm, visibility: Visibility::Dm, ..info.clone() };
+    let member = MemberRecord { role: Role::Admin, org };
     let ranges: Vec<(u64, Option<u64>)> = vec![(1, Some(3)), (5, None)];
-    let sealed = BucketRecord {
-        sealed: true,
-        heads: vec!["ab".repeat(32)],
-        messages: 5000,
-    };
+    let sealed = BucketRecord { sealed: true, heads: vec!["ab".repeat(32)], messages: 5000 };
     let s = |v: &dyn erased::Json| v.json();
     check(
         "records.json",
@@ -212,22 +175,10 @@ fn record_json() {
         }),
     );
     // Each record reads back from its JSON.
-    assert_eq!(
-        serde_json::from_str::<MessageRecord>(&s(&reply)).expect("reply"),
-        reply
-    );
-    assert_eq!(
-        serde_json::from_str::<UpdateRecord>(&s(&edit)).expect("edit"),
-        edit
-    );
-    assert_eq!(
-        serde_json::from_str::<UpdateRecord>(&s(&delete)).expect("delete"),
-        delete
-    );
-    assert_eq!(
-        serde_json::from_str::<ChatInfo>(&s(&info)).expect("info"),
-        info
-    );
+    assert_eq!(serde_json::from_str::<MessageRecord>(&s(&reply)).expect("reply"), reply);
+    assert_eq!(serde_json::from_str::<UpdateRecord>(&s(&edit)).expect("edit"), edit);
+    assert_eq!(serde_json::from_str::<UpdateRecord>(&s(&delete)).expect("delete"), delete);
+    assert_eq!(serde_json::from_str::<ChatInfo>(&s(&info)).expect("info"), info);
 }
 
 mod erased {
@@ -275,8 +226,5 @@ fn device_list_encoding() {
     let json = serde_json::to_value(&signed).expect("json");
     let back: SignedDeviceList = serde_json::from_value(json.clone()).expect("parse");
     assert_eq!(back, signed);
-    check(
-        "device_list.json",
-        &json!({ "signed_payload": b64_encode(&payload), "signed": json }),
-    );
+    check("device_list.json", &json!({ "signed_payload": b64_encode(&payload), "signed": json }));
 }

@@ -38,9 +38,8 @@ const SEEDS: [u8; 3] = [OWNER, MEMBER, THIRD];
 fn run(n: usize, steps: &[Step]) -> (World, Vec<Replica>, Vec<SignedChange>) {
     let world = World::new(true);
     let state = world.state().clone();
-    let mut replicas: Vec<Replica> = (0..n)
-        .map(|i| world.replica(SEEDS[i], 20 + i as u8))
-        .collect();
+    let mut replicas: Vec<Replica> =
+        (0..n).map(|i| world.replica(SEEDS[i], 20 + i as u8)).collect();
     let mut made = Vec::new();
     for step in steps {
         match *step {
@@ -52,12 +51,8 @@ fn run(n: usize, steps: &[Step]) -> (World, Vec<Replica>, Vec<SignedChange>) {
                 made.push(replicas[r].commit_local(2, &state));
             }
             Step::Edit(r, index, delete) => {
-                let known: Vec<MessageId> = replicas[r]
-                    .content()
-                    .0
-                    .iter()
-                    .map(|(_, id, _)| *id)
-                    .collect();
+                let known: Vec<MessageId> =
+                    replicas[r].content().0.iter().map(|(_, id, _)| *id).collect();
                 if known.is_empty() {
                     continue;
                 }
@@ -65,9 +60,7 @@ fn run(n: usize, steps: &[Step]) -> (World, Vec<Replica>, Vec<SignedChange>) {
                 let op = if delete {
                     UpdateOp::Delete
                 } else {
-                    UpdateOp::Edit {
-                        body: format!("edited {index}"),
-                    }
+                    UpdateOp::Edit { body: format!("edited {index}") }
                 };
                 replicas[r].put_update(&user("someone", "org"), target, op);
                 made.push(replicas[r].commit_local(2, &state));
@@ -98,11 +91,7 @@ fn never_accepted(
 /// A validator that has everything before `target` in `author`'s log but not `target` itself.
 fn receiver_before(world: &World, author: &Replica, target: &SignedChange) -> Replica {
     let mut receiver = world.replica(OUTSIDER, 99);
-    let position = author
-        .log
-        .iter()
-        .position(|s| s == target)
-        .expect("in the log");
+    let position = author.log.iter().position(|s| s == target).expect("in the log");
     receiver.sync_from(&author.log[..position], world.state());
     receiver
 }
@@ -226,8 +215,5 @@ proptest! {
 
 /// The replica that wrote `target` (other replicas' logs hold it too, once received).
 fn author_of<'a>(replicas: &'a [Replica], target: &SignedChange) -> &'a Replica {
-    replicas
-        .iter()
-        .find(|r| r.org() == target.signer && r.log.contains(target))
-        .expect("an author")
+    replicas.iter().find(|r| r.org() == target.signer && r.log.contains(target)).expect("an author")
 }

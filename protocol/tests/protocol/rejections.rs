@@ -33,11 +33,7 @@ fn check_at_owner(world: &mut World, signed: &SignedChange) -> Outcome {
     let before = world.owner.snapshot();
     let outcome = world.owner.receive(signed, &state);
     if outcome != Outcome::Accepted {
-        assert_eq!(
-            world.owner.snapshot(),
-            before,
-            "a refused change left a trace"
-        );
+        assert_eq!(world.owner.snapshot(), before, "a refused change left a trace");
     }
     outcome
 }
@@ -62,26 +58,15 @@ fn honest_setup_is_accepted() {
 fn bit_flipped_change_bytes() {
     let (mut world, _, signed) = setup();
     // A bit inside the message body: still parses, but the hash (and so the signature) changes.
-    let at = signed
-        .change
-        .windows(5)
-        .position(|w| w == b"hello")
-        .expect("body in the change");
+    let at = signed.change.windows(5).position(|w| w == b"hello").expect("body in the change");
     let mut body_flip = signed.clone();
     body_flip.change[at] ^= 0x20;
-    assert!(matches!(
-        rejected(check_at_owner(&mut world, &body_flip)),
-        Rejection::Malformed(_)
-    ));
+    assert!(matches!(rejected(check_at_owner(&mut world, &body_flip)), Rejection::Malformed(_)));
     // With the chunk checksum recomputed, as an attacker would, it is the signature that fails.
-    let new_hash = automerge::Change::from_bytes(body_flip.change.clone())
-        .expect("still parses")
-        .hash();
+    let new_hash =
+        automerge::Change::from_bytes(body_flip.change.clone()).expect("still parses").hash();
     body_flip.change[4..8].copy_from_slice(&new_hash.0[..4]);
-    assert_eq!(
-        check_at_owner(&mut world, &body_flip),
-        Outcome::Rejected(Rejection::BadSignature)
-    );
+    assert_eq!(check_at_owner(&mut world, &body_flip), Outcome::Rejected(Rejection::BadSignature));
     // A bit of the chunk checksum: the hash does not cover it, so only the checksum check can
     // tell (automerge's single-change parser does not).
     let mut checksum_flip = signed.clone();
@@ -93,10 +78,7 @@ fn bit_flipped_change_bytes() {
     // The chunk type byte: a document or compressed chunk is not a change.
     let mut type_flip = signed.clone();
     type_flip.change[8] ^= 1;
-    assert_eq!(
-        check_at_owner(&mut world, &type_flip),
-        Outcome::Rejected(Rejection::NotAChange)
-    );
+    assert_eq!(check_at_owner(&mut world, &type_flip), Outcome::Rejected(Rejection::NotAChange));
     // Every other single-bit flip of the change is refused one way or another.
     for bit in 0..signed.change.len() * 8 {
         let mut flipped = signed.clone();
@@ -126,10 +108,7 @@ fn checksum_flip_of_a_known_change_is_not_a_duplicate() {
 fn bit_flipped_signature() {
     let (mut world, _, mut signed) = setup();
     signed.signature.0[10] ^= 4;
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::BadSignature)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::BadSignature));
 }
 
 #[test]
@@ -138,23 +117,14 @@ fn re_signed_by_another_key() {
     let change = automerge::Change::from_bytes(signed.change.clone()).expect("change");
     // A valid signature by another member organisation over the member's actor.
     let resigned = sign(&key(THIRD), BUCKET, 2, &change);
-    assert_eq!(
-        check_at_owner(&mut world, &resigned),
-        Outcome::Rejected(Rejection::ActorNotSigner)
-    );
+    assert_eq!(check_at_owner(&mut world, &resigned), Outcome::Rejected(Rejection::ActorNotSigner));
     // Another key's signature, but the member still named as signer.
     let mut forged = resigned.clone();
     forged.signer = org(MEMBER);
-    assert_eq!(
-        check_at_owner(&mut world, &forged),
-        Outcome::Rejected(Rejection::BadSignature)
-    );
+    assert_eq!(check_at_owner(&mut world, &forged), Outcome::Rejected(Rejection::BadSignature));
     // The owner's own key cannot sign for the member's actor either.
     let by_owner = sign(&key(OWNER), BUCKET, 2, &change);
-    assert_eq!(
-        check_at_owner(&mut world, &by_owner),
-        Outcome::Rejected(Rejection::ActorNotSigner)
-    );
+    assert_eq!(check_at_owner(&mut world, &by_owner), Outcome::Rejected(Rejection::ActorNotSigner));
 }
 
 #[test]
@@ -165,10 +135,7 @@ fn actor_of_the_wrong_length_is_not_the_signers() {
     bytes.push(0);
     expanded.actor_id = automerge::ActorId::from(bytes);
     let crafted = sign_expanded(&key(MEMBER), BUCKET, 2, expanded);
-    assert_eq!(
-        check_at_owner(&mut world, &crafted),
-        Outcome::Rejected(Rejection::ActorNotSigner)
-    );
+    assert_eq!(check_at_owner(&mut world, &crafted), Outcome::Rejected(Rejection::ActorNotSigner));
 }
 
 #[test]
@@ -190,24 +157,16 @@ fn foreign_namespace() {
     let signed = b.sign_local(2);
     assert_eq!(
         check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::ForeignNamespace {
-            index: 0,
-            key: format!("{owner}:{id}")
-        })
+        Outcome::Rejected(Rejection::ForeignNamespace { index: 0, key: format!("{owner}:{id}") })
     );
     // A key with no namespace at all.
     let mut c = world.replica(THIRD, 5);
     let collections = c.collections();
-    c.doc
-        .put(&collections.messages, "no-namespace", "x")
-        .expect("put");
+    c.doc.put(&collections.messages, "no-namespace", "x").expect("put");
     let signed = c.sign_local(2);
     assert_eq!(
         check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::ForeignNamespace {
-            index: 0,
-            key: "no-namespace".into()
-        })
+        Outcome::Rejected(Rejection::ForeignNamespace { index: 0, key: "no-namespace".into() })
     );
 }
 
@@ -231,18 +190,12 @@ fn root_write_after_genesis_even_by_the_owner() {
     let mut b = world.replica(MEMBER, 4);
     b.doc.put(ROOT, "v", "confab-bucket/2").expect("put");
     let signed = b.sign_local(2);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::RootWrite)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::RootWrite));
     let mut owner = Replica::new(OWNER, 6, BUCKET);
     owner.sync_from(&[world.genesis.clone()], &world.control.state);
     owner.doc.put(ROOT, "topic", "x").expect("put");
     let signed = owner.sign_local(2);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::RootWrite)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::RootWrite));
 }
 
 #[test]
@@ -252,10 +205,7 @@ fn second_genesis() {
     let mut again = Replica::new(OWNER, 7, BUCKET);
     bucket::genesis(&mut again.doc).expect("genesis");
     let signed = again.sign_local(2);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::BadGenesis)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::BadGenesis));
 }
 
 #[test]
@@ -270,10 +220,7 @@ fn second_control_genesis() {
         owner,
     };
     let alice = user("alice", "acme");
-    let record = control::MemberRecord {
-        role: control::Role::Owner,
-        org: owner,
-    };
+    let record = control::MemberRecord { role: control::Role::Owner, org: owner };
     control::genesis(&mut again.doc, &info, "other", "", (&alice, &record)).expect("genesis");
     let signed = again.sign_local(2);
     let state = world.state().clone();
@@ -292,19 +239,13 @@ fn non_owner_genesis() {
     bucket::genesis(&mut b.doc).expect("genesis");
     let signed = b.sign_local(2);
     let fresh = Replica::new(OWNER, 9, BUCKET);
-    assert_eq!(
-        fresh.check(&signed, world.state()),
-        Outcome::Rejected(Rejection::BadGenesis)
-    );
+    assert_eq!(fresh.check(&signed, world.state()), Outcome::Rejected(Rejection::BadGenesis));
     // And in the control document, a non-owner is refused outright.
     let mut c = Replica::new(MEMBER, 3, CONTROL);
     control::set_name(&mut c.doc, "mine").expect("put");
     let signed = c.sign_local(2);
     let fresh = Replica::new(OWNER, 9, CONTROL);
-    assert_eq!(
-        fresh.check(&signed, world.state()),
-        Outcome::Rejected(Rejection::NotOwner)
-    );
+    assert_eq!(fresh.check(&signed, world.state()), Outcome::Rejected(Rejection::NotOwner));
     assert_eq!(
         world.control.replica.check(&signed, world.state()),
         Outcome::Rejected(Rejection::NotOwner)
@@ -318,26 +259,15 @@ fn make_text_increment_and_insert() {
     let mut b = world.replica(MEMBER, 4);
     let collections = b.collections();
     let key_text = format!("{}:x", org(MEMBER));
-    b.doc
-        .put_object(&collections.messages, key_text.as_str(), ObjType::Text)
-        .expect("make");
+    b.doc.put_object(&collections.messages, key_text.as_str(), ObjType::Text).expect("make");
     let text = b.sign_local(2);
     bad_operation(check_at_owner(&mut world, &text), "action not allowed");
 
     // A counter is not a string either.
     let mut c = world.replica(MEMBER, 5);
     let collections = c.collections();
-    c.doc
-        .put(
-            &collections.reactions,
-            key_text.as_str(),
-            ScalarValue::counter(1),
-        )
-        .expect("put");
-    bad_operation(
-        check_at_owner(&mut world, &c.sign_local(2)),
-        "action not allowed",
-    );
+    c.doc.put(&collections.reactions, key_text.as_str(), ScalarValue::counter(1)).expect("put");
+    bad_operation(check_at_owner(&mut world, &c.sign_local(2)), "action not allowed");
 
     // Increment, crafted from an honest put.
     let mut expanded = expand(&signed);
@@ -350,56 +280,35 @@ fn make_text_increment_and_insert() {
     expanded.operations[0].insert = true;
     expanded.operations[0].key = Key::Seq(automerge::legacy::ElementId::Head);
     let crafted = sign_expanded(&b_key, BUCKET, 2, expanded);
-    bad_operation(
-        check_at_owner(&mut world, &crafted),
-        "inserts into a sequence",
-    );
+    bad_operation(check_at_owner(&mut world, &crafted), "inserts into a sequence");
 
     // A nested object under a collection.
     let mut expanded = expand(&signed);
     let genesis_actor = expand(&world.genesis).actor_id;
     expanded.operations[0].obj = ObjectId::Id(OpId(1, genesis_actor));
     let crafted = sign_expanded(&b_key, BUCKET, 2, expanded);
-    bad_operation(
-        check_at_owner(&mut world, &crafted),
-        "not a bucket collection",
-    );
+    bad_operation(check_at_owner(&mut world, &crafted), "not a bucket collection");
 }
 
 #[test]
 fn compressed_change_and_document_chunks() {
     let (mut world, mut b, _) = setup();
-    b.put_message(
-        &user("bob", "globex"),
-        &"a long and repetitive body ".repeat(200),
-    );
+    b.put_message(&user("bob", "globex"), &"a long and repetitive body ".repeat(200));
     b.doc.commit_with(CommitOptions::default().with_time(TIME));
     let mut change = b.doc.get_last_local_change().expect("change");
     let compressed = change.bytes().to_vec();
     assert_eq!(compressed[8], 2, "automerge compressed the large change");
     let signed = SignedChange::sign(&b.key(), BUCKET, 2, compressed, &change.hash().0);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::NotAChange)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::NotAChange));
 
     let document = b.doc.save();
     assert_eq!(document[8], 0);
     let signed = SignedChange::sign(&b.key(), BUCKET, 2, document, &[0; 32]);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::NotAChange)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::NotAChange));
     let signed = SignedChange::sign(&b.key(), BUCKET, 2, b"short".to_vec(), &[0; 32]);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::NotAChange)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::NotAChange));
     let signed = SignedChange::sign(&b.key(), BUCKET, 2, Vec::new(), &[0; 32]);
-    assert_eq!(
-        check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::NotAChange)
-    );
+    assert_eq!(check_at_owner(&mut world, &signed), Outcome::Rejected(Rejection::NotAChange));
 }
 
 #[test]
@@ -409,18 +318,12 @@ fn trailing_bytes() {
     let mut bytes = signed.change.clone();
     bytes.push(0);
     let crafted = SignedChange::sign(&b.key(), BUCKET, 2, bytes.clone(), &change.hash().0);
-    assert!(matches!(
-        rejected(check_at_owner(&mut world, &crafted)),
-        Rejection::Malformed(_)
-    ));
+    assert!(matches!(rejected(check_at_owner(&mut world, &crafted)), Rejection::Malformed(_)));
     // Two changes glued together are not one change either.
     bytes.pop();
     bytes.extend_from_slice(&world.genesis.change);
     let crafted = SignedChange::sign(&b.key(), BUCKET, 2, bytes, &change.hash().0);
-    assert!(matches!(
-        rejected(check_at_owner(&mut world, &crafted)),
-        Rejection::Malformed(_)
-    ));
+    assert!(matches!(rejected(check_at_owner(&mut world, &crafted)), Rejection::Malformed(_)));
 }
 
 #[test]
@@ -428,25 +331,15 @@ fn commit_message_and_extra_bytes() {
     let (mut world, _, signed) = setup();
     let mut b = world.replica(MEMBER, 4);
     b.put_message(&user("bob", "globex"), "with a message");
-    b.doc.commit_with(
-        CommitOptions::default()
-            .with_time(TIME)
-            .with_message("hidden payload"),
-    );
+    b.doc.commit_with(CommitOptions::default().with_time(TIME).with_message("hidden payload"));
     let change = b.doc.get_last_local_change().expect("change");
     let with_message = sign(&b.key(), BUCKET, 2, &change);
-    assert_eq!(
-        check_at_owner(&mut world, &with_message),
-        Outcome::Rejected(Rejection::ExtraBytes)
-    );
+    assert_eq!(check_at_owner(&mut world, &with_message), Outcome::Rejected(Rejection::ExtraBytes));
 
     let mut expanded = expand(&signed);
     expanded.extra_bytes = vec![1, 2, 3];
     let crafted = sign_expanded(&key(MEMBER), BUCKET, 2, expanded);
-    assert_eq!(
-        check_at_owner(&mut world, &crafted),
-        Outcome::Rejected(Rejection::ExtraBytes)
-    );
+    assert_eq!(check_at_owner(&mut world, &crafted), Outcome::Rejected(Rejection::ExtraBytes));
 }
 
 #[test]
@@ -463,10 +356,7 @@ fn oversize_change() {
     assert!(len > 1024 * 1024);
     assert_eq!(
         check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::TooLarge {
-            len,
-            max: 1024 * 1024
-        })
+        Outcome::Rejected(Rejection::TooLarge { len, max: 1024 * 1024 })
     );
 }
 
@@ -477,18 +367,12 @@ fn too_many_operations() {
     let collections = b.collections();
     for i in 0..1025 {
         let key = format!("{}:r{i}", org(MEMBER));
-        b.doc
-            .put(&collections.reactions, key.as_str(), "+")
-            .expect("put");
+        b.doc.put(&collections.reactions, key.as_str(), "+").expect("put");
     }
     let signed = b.sign_local(2);
     assert_eq!(
         check_at_owner(&mut world, &signed),
-        Outcome::Rejected(Rejection::Limit {
-            what: "operations",
-            count: 1025,
-            max: 1024
-        })
+        Outcome::Rejected(Rejection::Limit { what: "operations", count: 1025, max: 1024 })
     );
 }
 
@@ -566,19 +450,14 @@ fn epoch_older_than_the_dependencies() {
     let state = world.state().clone();
     let mut b = world.replica(MEMBER, 3);
     // The owner writes at epoch 3; the member receives it and then claims epoch 2.
-    world
-        .owner
-        .put_message(&user("alice", "acme"), "at epoch 3");
+    world.owner.put_message(&user("alice", "acme"), "at epoch 3");
     let at3 = world.owner.commit_local(3, &state);
     assert_eq!(b.receive(&at3, &state), Outcome::Accepted);
     b.put_message(&user("bob", "globex"), "claims an old epoch");
     let stale = b.sign_local(2);
     assert_eq!(
         check_at_owner(&mut world, &stale),
-        Outcome::Rejected(Rejection::StaleEpoch {
-            epoch: 2,
-            deps_epoch: 3
-        })
+        Outcome::Rejected(Rejection::StaleEpoch { epoch: 2, deps_epoch: 3 })
     );
 }
 
@@ -605,10 +484,7 @@ fn seq_gap_is_pending() {
     let second = b.sign_local(2);
     assert_eq!(
         check_at_owner(&mut world, &second),
-        Outcome::Pending(PendingReason::SeqGap {
-            expected: 1,
-            got: 2
-        })
+        Outcome::Pending(PendingReason::SeqGap { expected: 1, got: 2 })
     );
     assert_eq!(check_at_owner(&mut world, &first), Outcome::Accepted);
     assert_eq!(check_at_owner(&mut world, &second), Outcome::Accepted);
@@ -641,9 +517,7 @@ fn missing_dependencies_are_pending() {
     assert_eq!(b.receive(&unseen, &state), Outcome::Accepted);
     b.put_message(&user("bob", "globex"), "depends on it");
     let dependent = b.sign_local(2);
-    let hash = automerge::Change::from_bytes(unseen.change.clone())
-        .expect("change")
-        .hash();
+    let hash = automerge::Change::from_bytes(unseen.change.clone()).expect("change").hash();
     assert_eq!(
         check_at_owner(&mut world, &dependent),
         Outcome::Pending(PendingReason::MissingDeps(vec![hash]))
@@ -662,10 +536,7 @@ fn duplicate() {
     // A duplicate with a broken signature is not a duplicate but a forgery.
     let mut forged = signed.clone();
     forged.signature = Signature([0; 64]);
-    assert_eq!(
-        check_at_owner(&mut world, &forged),
-        Outcome::Rejected(Rejection::BadSignature)
-    );
+    assert_eq!(check_at_owner(&mut world, &forged), Outcome::Rejected(Rejection::BadSignature));
 }
 
 #[test]
@@ -682,11 +553,7 @@ fn message_id_not_minted_by_the_signer() {
     };
     let key = bucket::namespaced_key(&org(MEMBER), &id.to_string());
     b.doc
-        .put(
-            &collections.messages,
-            key.as_str(),
-            serde_json::to_string(&record).expect("json"),
-        )
+        .put(&collections.messages, key.as_str(), serde_json::to_string(&record).expect("json"))
         .expect("put");
     bad_operation(check_at_owner(&mut world, &b.sign_local(2)), "signer's tag");
 }
@@ -698,28 +565,14 @@ fn body_over_the_limit() {
     b.put_message(&user("bob", "globex"), &"x".repeat(100_001));
     assert_eq!(
         check_at_owner(&mut world, &b.sign_local(2)),
-        Outcome::Rejected(Rejection::BodyTooLong {
-            index: 0,
-            chars: 100_001,
-            max: 100_000
-        })
+        Outcome::Rejected(Rejection::BodyTooLong { index: 0, chars: 100_001, max: 100_000 })
     );
     let mut b = world.replica(MEMBER, 5);
     let id = b.put_message(&user("bob", "globex"), "short");
-    b.put_update(
-        &user("bob", "globex"),
-        id,
-        UpdateOp::Edit {
-            body: "é".repeat(100_001),
-        },
-    );
+    b.put_update(&user("bob", "globex"), id, UpdateOp::Edit { body: "é".repeat(100_001) });
     assert_eq!(
         check_at_owner(&mut world, &b.sign_local(2)),
-        Outcome::Rejected(Rejection::BodyTooLong {
-            index: 1,
-            chars: 100_001,
-            max: 100_000
-        })
+        Outcome::Rejected(Rejection::BodyTooLong { index: 1, chars: 100_001, max: 100_000 })
     );
     let mut b = world.replica(MEMBER, 6);
     b.put_message(&user("bob", "globex"), "");
@@ -741,27 +594,16 @@ fn update_whose_target_is_not_its_key() {
     };
     let key = bucket::namespaced_key(&org(MEMBER), &key_id.to_string());
     b.doc
-        .put(
-            &collections.updates,
-            key.as_str(),
-            serde_json::to_string(&record).expect("json"),
-        )
+        .put(&collections.updates, key.as_str(), serde_json::to_string(&record).expect("json"))
         .expect("put");
-    bad_operation(
-        check_at_owner(&mut world, &b.sign_local(2)),
-        "another message",
-    );
+    bad_operation(check_at_owner(&mut world, &b.sign_local(2)), "another message");
 }
 
 #[test]
 fn records_that_do_not_parse() {
     let (mut world, _, _) = setup();
     let cases = [
-        (
-            0,
-            r#"{"author":"bob@globex","body":"x","extra":1}"#,
-            "does not parse",
-        ),
+        (0, r#"{"author":"bob@globex","body":"x","extra":1}"#, "does not parse"),
         (0, r#"{"author":"Bob@globex","body":"x"}"#, "does not parse"),
         (
             1,
@@ -772,11 +614,7 @@ fn records_that_do_not_parse() {
     for (suffix, (collection, json, needle)) in (10..).zip(cases) {
         let mut b = world.replica(MEMBER, suffix);
         let collections = b.collections();
-        let obj = if collection == 0 {
-            collections.messages
-        } else {
-            collections.updates
-        };
+        let obj = if collection == 0 { collections.messages } else { collections.updates };
         let id = MessageId::new(HlcTime { ms: 5, counter: 0 }, &org(MEMBER), [0; 4]);
         let key = bucket::namespaced_key(&org(MEMBER), &id.to_string());
         b.doc.put(&obj, key.as_str(), json).expect("put");
@@ -799,22 +637,15 @@ fn deletes_only_in_reactions() {
             bucket::namespaced_key(&org(MEMBER), &id.to_string()).as_str(),
         )
         .expect("delete");
-    bad_operation(
-        check_at_owner(&mut world, &b.sign_local(2)),
-        "action not allowed",
-    );
+    bad_operation(check_at_owner(&mut world, &b.sign_local(2)), "action not allowed");
     // A reaction can be put and deleted by its organisation.
     let mut c = world.replica(MEMBER, 5);
     let collections = c.collections();
     let key = format!("{}:{id}:+1:bob@globex", org(MEMBER));
-    c.doc
-        .put(&collections.reactions, key.as_str(), "1")
-        .expect("put");
+    c.doc.put(&collections.reactions, key.as_str(), "1").expect("put");
     let put = c.commit_local(2, &state);
     assert_eq!(check_at_owner(&mut world, &put), Outcome::Accepted);
-    c.doc
-        .delete(&collections.reactions, key.as_str())
-        .expect("delete");
+    c.doc.delete(&collections.reactions, key.as_str()).expect("delete");
     let delete = c.commit_local(2, &state);
     assert_eq!(check_at_owner(&mut world, &delete), Outcome::Accepted);
 }
@@ -853,21 +684,14 @@ fn reactions_need_a_well_formed_key_and_value() {
     for (n, key) in bad_keys.iter().enumerate() {
         let mut c = world.replica(MEMBER, 20 + n as u8);
         let collections = c.collections();
-        c.doc
-            .put(&collections.reactions, key.as_str(), "1")
-            .expect("put");
+        c.doc.put(&collections.reactions, key.as_str(), "1").expect("put");
         bad_operation(check_at_owner(&mut world, &c.sign_local(2)), "reaction key");
     }
     let mut c = world.replica(MEMBER, 30);
     let collections = c.collections();
     let key = format!("{}:{id}:👍:bob@globex", org(MEMBER));
-    c.doc
-        .put(&collections.reactions, key.as_str(), "yes")
-        .expect("put");
-    bad_operation(
-        check_at_owner(&mut world, &c.sign_local(2)),
-        "reaction's value",
-    );
+    c.doc.put(&collections.reactions, key.as_str(), "yes").expect("put");
+    bad_operation(check_at_owner(&mut world, &c.sign_local(2)), "reaction's value");
 }
 
 #[test]
@@ -875,10 +699,7 @@ fn control_document_allows_only_maps_of_the_owner() {
     let world = World::new(false);
     let mut owner = Replica::new(OWNER, 11, CONTROL);
     owner.sync_from(&world.control.log, world.state());
-    owner
-        .doc
-        .put_object(ROOT, "list", ObjType::List)
-        .expect("make");
+    owner.doc.put_object(ROOT, "list", ObjType::List).expect("make");
     let signed = owner.sign_local(2);
     bad_operation(
         world.control.replica.check(&signed, world.state()),
@@ -886,10 +707,7 @@ fn control_document_allows_only_maps_of_the_owner() {
     );
     let mut owner = Replica::new(OWNER, 12, CONTROL);
     owner.sync_from(&world.control.log, world.state());
-    owner
-        .doc
-        .put_object(ROOT, "text", ObjType::Text)
-        .expect("make");
+    owner.doc.put_object(ROOT, "text", ObjType::Text).expect("make");
     let signed = owner.sign_local(2);
     bad_operation(
         world.control.replica.check(&signed, world.state()),
@@ -906,16 +724,8 @@ fn a_fresh_validator_rejects_writes_before_genesis() {
     doc.put(ROOT, "v", "confab-bucket/1").expect("put");
     doc.put_object(ROOT, "msg", ObjType::Map).expect("make");
     doc.commit_with(CommitOptions::default().with_time(TIME));
-    let signed = sign(
-        &key(OWNER),
-        BUCKET,
-        2,
-        &doc.get_last_local_change().expect("change"),
-    );
-    assert_eq!(
-        fresh.check(&signed, world.state()),
-        Outcome::Rejected(Rejection::BadGenesis)
-    );
+    let signed = sign(&key(OWNER), BUCKET, 2, &doc.get_last_local_change().expect("change"));
+    assert_eq!(fresh.check(&signed, world.state()), Outcome::Rejected(Rejection::BadGenesis));
 }
 
 #[test]
@@ -944,17 +754,12 @@ fn preverified_under_looser_limits_is_op_counted_again() {
         ops_per_change_max: usize::MAX,
         ..confab_protocol::Limits::default()
     };
-    let strict = confab_protocol::Limits {
-        ops_per_change_max: 0,
-        ..confab_protocol::Limits::default()
-    };
+    let strict =
+        confab_protocol::Limits { ops_per_change_max: 0, ..confab_protocol::Limits::default() };
     let change = confab_protocol::Preverified::verify(signed, &loose).expect("verifies");
     let validator = confab_protocol::DocValidator::new(BUCKET, org(OWNER), strict);
     assert!(matches!(
         validator.check_preverified(&change, world.state()),
-        Err(Rejection::Limit {
-            what: "operations",
-            ..
-        })
+        Err(Rejection::Limit { what: "operations", .. })
     ));
 }

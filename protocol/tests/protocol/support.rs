@@ -18,14 +18,8 @@ use confab_protocol::{
 /// A fixed commit time, so changes are reproducible.
 pub const TIME: i64 = 1_700_000_000;
 pub const CHAT: ChatId = ChatId::from_bytes([0x11; 16]);
-pub const BUCKET: DocId = DocId {
-    chat: CHAT,
-    kind: confab_protocol::DocKind::Bucket(1),
-};
-pub const CONTROL: DocId = DocId {
-    chat: CHAT,
-    kind: confab_protocol::DocKind::Control,
-};
+pub const BUCKET: DocId = DocId { chat: CHAT, kind: confab_protocol::DocKind::Bucket(1) };
+pub const CONTROL: DocId = DocId { chat: CHAT, kind: confab_protocol::DocKind::Control };
 
 /// Seeds of the organisations used throughout: the owner, a peered member, a third member and
 /// an outsider that is never a member.
@@ -80,22 +74,13 @@ impl Control {
             &info,
             "general",
             "",
-            (
-                &alice,
-                &MemberRecord {
-                    role: Role::Owner,
-                    org: owner,
-                },
-            ),
+            (&alice, &MemberRecord { role: Role::Owner, org: owner }),
         )
         .expect("genesis");
         let empty = EpochOnly(1);
         let first = replica.commit_local(1, &empty);
-        let mut this = Self {
-            state: control::read(&replica.doc).expect("read"),
-            replica,
-            log: vec![first],
-        };
+        let mut this =
+            Self { state: control::read(&replica.doc).expect("read"), replica, log: vec![first] };
         this.add_org(MEMBER, 2, user("bob", "globex"));
         if third {
             this.add_org(THIRD, 2, user("carol", "initech"));
@@ -106,15 +91,8 @@ impl Control {
     /// Adds `seed`'s organisation from `epoch` (and moves the epoch there).
     pub fn add_org(&mut self, seed: u8, epoch: u64, member: UserId) {
         let doc = &mut self.replica.doc;
-        control::put_member(
-            doc,
-            &member,
-            &MemberRecord {
-                role: Role::Member,
-                org: org(seed),
-            },
-        )
-        .expect("member");
+        control::put_member(doc, &member, &MemberRecord { role: Role::Member, org: org(seed) })
+            .expect("member");
         control::set_org_ranges(doc, &org(seed), &[(epoch, None)]).expect("ranges");
         control::set_epoch(doc, epoch).expect("epoch");
         let state = self.state.clone();
@@ -163,14 +141,7 @@ impl Replica {
     pub fn new(seed: u8, suffix: u8, doc_id: DocId) -> Self {
         let doc = AutoCommit::new().with_actor(actor_for(&org(seed), [suffix; 16]));
         let validator = DocValidator::new(doc_id, org(OWNER), Limits::default());
-        Self {
-            seed,
-            suffix,
-            doc,
-            validator,
-            log: Vec::new(),
-            minted: 0,
-        }
+        Self { seed, suffix, doc, validator, log: Vec::new(), minted: 0 }
     }
 
     pub fn key(&self) -> OrgKey {
@@ -183,8 +154,7 @@ impl Replica {
 
     /// Commits the pending operations and signs the change, without validating it.
     pub fn sign_local(&mut self, epoch: u64) -> SignedChange {
-        self.doc
-            .commit_with(CommitOptions::default().with_time(TIME));
+        self.doc.commit_with(CommitOptions::default().with_time(TIME));
         let change = self.doc.get_last_local_change().expect("a local change");
         sign(&self.key(), self.validator.doc(), epoch, &change)
     }
@@ -272,10 +242,7 @@ impl Replica {
     pub fn next_id(&mut self) -> MessageId {
         self.minted += 1;
         MessageId::new(
-            HlcTime {
-                ms: 1_700_000_000_000,
-                counter: self.minted,
-            },
+            HlcTime { ms: 1_700_000_000_000, counter: self.minted },
             &self.org(),
             [self.suffix; 4],
         )
@@ -303,10 +270,7 @@ impl Replica {
         let record = UpdateRecord {
             target,
             by: by.clone(),
-            at: HlcTime {
-                ms: 1_700_000_000_000,
-                counter: self.minted,
-            },
+            at: HlcTime { ms: 1_700_000_000_000, counter: self.minted },
             op,
         };
         let org = self.org();
@@ -347,13 +311,7 @@ impl Replica {
 
 /// Signs a change exactly as a node does.
 pub fn sign(key: &OrgKey, doc: DocId, epoch: u64, change: &Change) -> SignedChange {
-    SignedChange::sign(
-        key,
-        doc,
-        epoch,
-        change.raw_bytes().to_vec(),
-        &change.hash().0,
-    )
+    SignedChange::sign(key, doc, epoch, change.raw_bytes().to_vec(), &change.hash().0)
 }
 
 /// Re-encodes an edited expanded change and signs it.
@@ -369,9 +327,7 @@ pub fn sign_expanded(
 
 /// Decodes the automerge change inside a signed change.
 pub fn expand(signed: &SignedChange) -> ExpandedChange {
-    Change::from_bytes(signed.change.clone())
-        .expect("a change")
-        .decode()
+    Change::from_bytes(signed.change.clone()).expect("a change").decode()
 }
 
 /// A bucket with its genesis written by the owner, and the control document it answers to.
@@ -387,20 +343,13 @@ impl World {
         let mut owner = Replica::new(OWNER, 2, BUCKET);
         bucket::genesis(&mut owner.doc).expect("genesis");
         let genesis = owner.commit_local(2, &control.state);
-        Self {
-            control,
-            owner,
-            genesis,
-        }
+        Self { control, owner, genesis }
     }
 
     /// A replica of the bucket for `seed`, which has received the owner's genesis.
     pub fn replica(&self, seed: u8, suffix: u8) -> Replica {
         let mut replica = Replica::new(seed, suffix, BUCKET);
-        assert_eq!(
-            replica.receive(&self.genesis, &self.control.state),
-            Outcome::Accepted
-        );
+        assert_eq!(replica.receive(&self.genesis, &self.control.state), Outcome::Accepted);
         replica
     }
 

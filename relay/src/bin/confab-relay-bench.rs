@@ -74,9 +74,7 @@ async fn challenge(http: &reqwest::Client, base: &str) -> anyhow::Result<[u8; 32
     let (status, body) = post(http, format!("{base}/v1/challenges"), &json!({})).await?;
     ensure!(status == 201, "challenge: {status} {body}");
     let bytes = b64_decode(body["challenge"].as_str().context("challenge")?).context("b64")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("challenge length"))
+    bytes.try_into().map_err(|_| anyhow::anyhow!("challenge length"))
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
@@ -97,16 +95,10 @@ fn dir_size(path: &std::path::Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ensure!(
-        args.queues > 0 && args.concurrency > 0,
-        "queues and concurrency must be > 0"
-    );
+    ensure!(args.queues > 0 && args.concurrency > 0, "queues and concurrency must be > 0");
     let dir = std::env::temp_dir().join(format!("confab-relay-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        data_dir: dir.join("data"),
-        ..Config::default()
-    };
+    let mut config = Config { data_dir: dir.join("data"), ..Config::default() };
     config.fsync = !args.no_fsync;
     config.limits.enqueue_rate_per_s = 1e9;
     config.limits.enqueue_burst = 1e9;
@@ -122,9 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(confab_relay::run(listener, config, async move {
         let _ = stop_rx.await;
     }));
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency * 2)
-        .build()?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
 
     // Devices.
     let mut devices = Vec::new();
@@ -279,27 +269,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let fetch_elapsed = started.elapsed();
     fetch_latencies.sort();
-    ensure!(
-        received == args.envelopes,
-        "fetched {received} of {} envelopes",
-        args.envelopes
-    );
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    ensure!(received == args.envelopes, "fetched {received} of {} envelopes", args.envelopes);
+    let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
     let metric = |name: &str| -> u64 {
         metrics
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0)
     };
-    ensure!(
-        metric("confab_relay_queue_depth") == 0,
-        "queue not empty at the end"
-    );
+    ensure!(metric("confab_relay_queue_depth") == 0, "queue not empty at the end");
 
     let n = args.envelopes as f64;
     let sealed_len = args.payload_bytes + confab_protocol::relay::SEAL_OVERHEAD;

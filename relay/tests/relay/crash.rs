@@ -20,12 +20,7 @@ async fn kill_9_loses_no_acknowledged_envelope_and_leaks_no_canary() {
     let data = dir.path().join("data");
     let log = dir.path().join("relay.log");
     let canary = format!("canary-{}", hex_of(&random::<16>()));
-    let flags = [
-        "--enqueue-rate-per-s",
-        "1000000",
-        "--enqueue-burst",
-        "1000000",
-    ];
+    let flags = ["--enqueue-rate-per-s", "1000000", "--enqueue-burst", "1000000"];
     let org = org();
     let mut device: Option<Device> = None;
     // Acknowledged by the relay (201), not yet acknowledged by the device.
@@ -54,11 +49,8 @@ async fn kill_9_loses_no_acknowledged_envelope_and_leaks_no_canary() {
             );
         }
         // The device stores and acknowledges half of what it got.
-        let acked: Vec<EnvelopeId> = got
-            .keys()
-            .copied()
-            .filter(|id| id.as_bytes()[0] % 2 == 0)
-            .collect();
+        let acked: Vec<EnvelopeId> =
+            got.keys().copied().filter(|id| id.as_bytes()[0] % 2 == 0).collect();
         let answer = client.ack(device, &acked).await;
         assert_eq!(answer.status, StatusCode::OK);
         for id in &acked {
@@ -66,11 +58,8 @@ async fn kill_9_loses_no_acknowledged_envelope_and_leaks_no_canary() {
         }
         // Envelopes the relay acknowledged, sequentially...
         for i in 0..5 {
-            let send = Send::new(
-                &org,
-                device,
-                format!("{canary} cycle {cycle} msg {i}").as_bytes(),
-            );
+            let send =
+                Send::new(&org, device, format!("{canary} cycle {cycle} msg {i}").as_bytes());
             let answer = client.enqueue(&send.request()).await;
             assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
             expected.insert(send.envelope_id, send.plaintext.clone());
@@ -96,10 +85,7 @@ async fn kill_9_loses_no_acknowledged_envelope_and_leaks_no_canary() {
                 for (id, plain, request) in requests {
                     let response = client
                         .http
-                        .post(format!(
-                            "{}/v1/queues/{}/envelopes",
-                            client.base, request.queue
-                        ))
+                        .post(format!("{}/v1/queues/{}/envelopes", client.base, request.queue))
                         .json(&request)
                         .send()
                         .await;
@@ -154,22 +140,12 @@ async fn kill_9_loses_no_acknowledged_envelope_and_leaks_no_canary() {
 
     // Confidentiality: the relay only ever held ciphertext.
     let log_text = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        log_text.contains("queue registered"),
-        "debug logs were captured"
-    );
+    assert!(log_text.contains("queue registered"), "debug logs were captured");
     assert!(log_text.contains("shutdown signal received"));
-    assert_eq!(
-        count_in_dir(&data, canary.as_bytes()),
-        0,
-        "canary in the data directory"
-    );
+    assert_eq!(count_in_dir(&data, canary.as_bytes()), 0, "canary in the data directory");
     assert_eq!(log_text.matches(&canary).count(), 0, "canary in the logs");
     // Positive control: the same scan finds what the relay does store (a pending envelope's id).
-    let pending = expected
-        .keys()
-        .next()
-        .expect("envelopes are pending at the end");
+    let pending = expected.keys().next().expect("envelopes are pending at the end");
     assert!(count_in_dir(&data, pending.as_bytes()) > 0);
 }
 

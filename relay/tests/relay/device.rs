@@ -15,9 +15,7 @@ async fn challenge_auth_refuses_wrong_keys_replays_and_other_purposes() {
     let client = relay.client();
     let device = client.register().await;
     let org = org();
-    client
-        .enqueue(&Send::new(&org, &device, b"secret").request())
-        .await;
+    client.enqueue(&Send::new(&org, &device, b"secret").request()).await;
     let path = format!("/v1/queues/{}/fetch", device.queue);
 
     // Signed by another key.
@@ -36,9 +34,7 @@ async fn challenge_auth_refuses_wrong_keys_replays_and_other_purposes() {
 
     // A good answer works once; replaying it is refused.
     let challenge = client.challenge().await;
-    let sig = device
-        .key
-        .answer(ChallengePurpose::Fetch, &challenge, Some(device.queue));
+    let sig = device.key.answer(ChallengePurpose::Fetch, &challenge, Some(device.queue));
     let body =
         json!({ "auth": { "challenge": b64_encode(&challenge), "signature": b64_encode(&sig.0) } });
     let answer = client.post(&path, &body).await;
@@ -51,9 +47,7 @@ async fn challenge_auth_refuses_wrong_keys_replays_and_other_purposes() {
     // The answer's next_challenge is usable.
     let next = b64_decode(answer.body["next_challenge"].as_str().expect("next")).expect("b64");
     let next: [u8; 32] = next.try_into().expect("32");
-    let sig = device
-        .key
-        .answer(ChallengePurpose::Fetch, &next, Some(device.queue));
+    let sig = device.key.answer(ChallengePurpose::Fetch, &next, Some(device.queue));
     let answer = client
         .post(
             &path,
@@ -64,9 +58,7 @@ async fn challenge_auth_refuses_wrong_keys_replays_and_other_purposes() {
 
     // A made-up challenge, a wrong purpose, another queue.
     let made_up: [u8; 32] = random();
-    let sig = device
-        .key
-        .answer(ChallengePurpose::Fetch, &made_up, Some(device.queue));
+    let sig = device.key.answer(ChallengePurpose::Fetch, &made_up, Some(device.queue));
     let answer = client
         .post(
             &path,
@@ -75,9 +67,7 @@ async fn challenge_auth_refuses_wrong_keys_replays_and_other_purposes() {
         .await;
     assert_eq!(answer.code(), "challenge_invalid");
     let challenge = client.challenge().await;
-    let sig = device
-        .key
-        .answer(ChallengePurpose::Manage, &challenge, Some(device.queue));
+    let sig = device.key.answer(ChallengePurpose::Manage, &challenge, Some(device.queue));
     let answer = client
         .post(
             &path,
@@ -89,9 +79,7 @@ async fn challenge_auth_refuses_wrong_keys_replays_and_other_purposes() {
     // Expired challenge.
     let challenge = client.challenge().await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let sig = device
-        .key
-        .answer(ChallengePurpose::Fetch, &challenge, Some(device.queue));
+    let sig = device.key.answer(ChallengePurpose::Fetch, &challenge, Some(device.queue));
     let answer = client
         .post(
             &path,
@@ -137,14 +125,8 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 async fn connect(relay: &TestRelay, device: &Device, key: &DeviceKey) -> Ws {
-    let url = format!(
-        "{}/v1/queues/{}/ws",
-        relay.base.replace("http://", "ws://"),
-        device.queue
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
+    let url = format!("{}/v1/queues/{}/ws", relay.base.replace("http://", "ws://"), device.queue);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["type"], "challenge");
     let challenge: [u8; 32] = b64_decode(hello["challenge"].as_str().expect("challenge"))
@@ -153,9 +135,7 @@ async fn connect(relay: &TestRelay, device: &Device, key: &DeviceKey) -> Ws {
         .expect("32");
     let sig = key.answer(ChallengePurpose::Fetch, &challenge, Some(device.queue));
     ws.send(Message::Text(
-        json!({ "type": "auth", "signature": b64_encode(&sig.0) })
-            .to_string()
-            .into(),
+        json!({ "type": "auth", "signature": b64_encode(&sig.0) }).to_string().into(),
     ))
     .await
     .expect("send auth");
@@ -190,18 +170,12 @@ async fn websocket_fetch_live_and_ack() {
     let mut ws = connect(&relay, &device, &device.key).await;
     let batch = next_json(&mut ws).await;
     assert_eq!(batch["type"], "envelopes");
-    assert_eq!(
-        open_all(&device, &batch),
-        vec![(first.envelope_id, b"waiting".to_vec())]
-    );
+    assert_eq!(open_all(&device, &batch), vec![(first.envelope_id, b"waiting".to_vec())]);
     // A new envelope arrives live.
     let second = Send::new(&org, &device, b"live");
     client.enqueue(&second.request()).await;
     let batch = next_json(&mut ws).await;
-    assert_eq!(
-        open_all(&device, &batch),
-        vec![(second.envelope_id, b"live".to_vec())]
-    );
+    assert_eq!(open_all(&device, &batch), vec![(second.envelope_id, b"live".to_vec())]);
     // Ack both; the relay deletes them only now.
     assert_eq!(client.fetch(&device, &[]).await.body["depth"], 2);
     ws.send(Message::Text(
@@ -234,9 +208,7 @@ async fn websocket_fetch_live_and_ack() {
     let batch = next_json(&mut ws).await;
     assert_eq!(ids_of(&batch), vec![third.envelope_id]);
     // Garbage is answered with an error.
-    ws.send(Message::Text("{\"type\":\"nonsense\"}".into()))
-        .await
-        .expect("send");
+    ws.send(Message::Text("{\"type\":\"nonsense\"}".into())).await.expect("send");
     let error = next_json(&mut ws).await;
     assert_eq!(error["code"], "invalid_message");
     relay.stop().await;
@@ -248,10 +220,7 @@ async fn browsers_on_other_origins_may_call_the_relay() {
     let client = relay.client();
     let response = client
         .http
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/v1/challenges", relay.base),
-        )
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/challenges", relay.base))
         .header("origin", "https://node.example")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "content-type")
@@ -261,10 +230,7 @@ async fn browsers_on_other_origins_may_call_the_relay() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], "*");
-    assert!(headers["access-control-allow-methods"]
-        .to_str()
-        .expect("ascii")
-        .contains("POST"));
+    assert!(headers["access-control-allow-methods"].to_str().expect("ascii").contains("POST"));
     assert_eq!(headers["access-control-allow-headers"], "content-type");
     let response = client
         .http
@@ -293,19 +259,11 @@ async fn relay_wide_limits_on_challenges_registrations_and_sockets() {
     client.register().await;
     // The relay is full: a third registration is refused (its challenge is the 3rd).
     let (_, answer) = client.register_with(None).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::INSUFFICIENT_STORAGE,
-        "{answer:?}"
-    );
+    assert_eq!(answer.status, StatusCode::INSUFFICIENT_STORAGE, "{answer:?}");
     assert_eq!(answer.code(), "relay_full");
     // One WebSocket session at most (its challenge is not a POST: not counted).
     let _ws = connect(&relay, &first, &first.key).await;
-    let url = format!(
-        "{}/v1/queues/{}/ws",
-        relay.base.replace("http://", "ws://"),
-        first.queue
-    );
+    let url = format!("{}/v1/queues/{}/ws", relay.base.replace("http://", "ws://"), first.queue);
     let refused = tokio_tungstenite::connect_async(url).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {

@@ -15,9 +15,7 @@ use std::path::PathBuf;
 
 fn check(name: &str, value: &Value) {
     let text = serde_json::to_string_pretty(value).expect("json") + "\n";
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     if std::env::var_os("CONFAB_BLESS").is_some_and(|v| v == "1") {
         std::fs::write(&path, &text).expect("write fixture");
         return;
@@ -40,11 +38,8 @@ fn relay_wire_formats() {
     let sealed = seal(&recipient, b"hello, device", [10u8; 32]).expect("seal");
     let sealed_bytes = sealed.encode();
     assert_eq!(
-        open(
-            recipient_secret,
-            &SealedEnvelope::decode(&sealed_bytes).expect("decode")
-        )
-        .expect("open"),
+        open(recipient_secret, &SealedEnvelope::decode(&sealed_bytes).expect("decode"))
+            .expect("open"),
         b"hello, device"
     );
     let capability = CapabilityToken::issue(
@@ -83,10 +78,7 @@ fn relay_wire_formats() {
         topic: request.topic.clone(),
         sealed: sealed_bytes.clone(),
     };
-    assert_eq!(
-        StoredEnvelope::decode(&stored.encode()).expect("decode"),
-        stored
-    );
+    assert_eq!(StoredEnvelope::decode(&stored.encode()).expect("decode"), stored);
     check(
         "relay_wire.json",
         &json!({

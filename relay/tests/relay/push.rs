@@ -60,12 +60,8 @@ async fn receive(
 impl FakePush {
     async fn start() -> (Self, String) {
         let fake = FakePush::default();
-        let app = Router::new()
-            .route("/push/{id}", post(receive))
-            .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let app = Router::new().route("/push/{id}", post(receive)).with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         (fake, base)
@@ -83,11 +79,7 @@ impl FakePush {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let captured = self.captured.lock().expect("lock").clone();
-        assert!(
-            captured.len() >= n,
-            "expected {n} pushes, got {}",
-            captured.len()
-        );
+        assert!(captured.len() >= n, "expected {n} pushes, got {}", captured.len());
         captured
     }
 }
@@ -105,11 +97,7 @@ impl UaKeys {
             let secret: [u8; 32] = random();
             if let Ok(key) = p256::SecretKey::from_slice(&secret) {
                 let public = key.public_key().to_sec1_point(false).as_bytes().to_vec();
-                return Self {
-                    secret,
-                    public,
-                    auth: random(),
-                };
+                return Self { secret, public, auth: random() };
             }
         }
     }
@@ -182,10 +170,7 @@ async fn web_push_is_encrypted_authorised_and_content_free() {
     let endpoint = format!("{push_base}/push/device-1");
     let (device, answer) = client.register_with(Some(ua.subscription(&endpoint))).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
-    let vapid_key = answer.body["vapid_public_key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
+    let vapid_key = answer.body["vapid_public_key"].as_str().expect("key").to_owned();
     let org = org();
     let canary = format!("canary-{}", b64_encode(&random::<12>()));
 
@@ -209,10 +194,7 @@ async fn web_push_is_encrypted_authorised_and_content_free() {
     assert_eq!(push.headers["content-encoding"], "aes128gcm");
     let authorization = &push.headers["authorization"];
     assert!(authorization.starts_with("vapid t="), "{authorization}");
-    assert!(
-        authorization.ends_with(&format!(",k={vapid_key}")),
-        "{authorization}"
-    );
+    assert!(authorization.ends_with(&format!(",k={vapid_key}")), "{authorization}");
     assert!(push.body.len() <= 4096);
 
     // A second push with normal urgency and no topic.
@@ -247,11 +229,7 @@ async fn web_push_is_encrypted_authorised_and_content_free() {
         let wake: Value = serde_json::from_str(plaintext).expect("wake-up JSON");
         assert_eq!(wake["v"], 1);
         assert_eq!(wake["pending"], i + 1);
-        assert_eq!(
-            wake.as_object().map(|o| o.len()),
-            Some(2),
-            "only v and pending: {wake}"
-        );
+        assert_eq!(wake.as_object().map(|o| o.len()), Some(2), "only v and pending: {wake}");
     }
     for c in &captured {
         assert!(
@@ -263,11 +241,8 @@ async fn web_push_is_encrypted_authorised_and_content_free() {
 
     // The referee is not a rubber stamp: an audience without the port, a tampered body and the
     // wrong subscription keys are all rejected.
-    let port_less = endpoint.replacen(
-        &format!(":{}", push_base.rsplit(':').next().expect("port")),
-        "",
-        1,
-    );
+    let port_less =
+        endpoint.replacen(&format!(":{}", push_base.rsplit(':').next().expect("port")), "", 1);
     let (ok, _, stderr) = referee(&ua, &[(port_less, &captured[0])]);
     assert!(!ok && stderr.contains("aud"), "aud check: {stderr}");
     let mut tampered = captured[0].clone();
@@ -290,9 +265,7 @@ async fn subscriptions_answering_404_or_410_are_deleted() {
     let mut expected_pushes = 0;
     for (n, which) in ["gone", "missing"].into_iter().enumerate() {
         let (device, answer) = client
-            .register_with(Some(
-                ua.subscription(&format!("{push_base}/push/ok-{which}")),
-            ))
+            .register_with(Some(ua.subscription(&format!("{push_base}/push/ok-{which}"))))
             .await;
         assert_eq!(answer.status, StatusCode::CREATED);
         // The device moves its subscription (Manage signature) to one the service has dropped.
@@ -304,43 +277,31 @@ async fn subscriptions_answering_404_or_410_are_deleted() {
             )
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-        client
-            .enqueue(&Send::new(&org, &device, b"one").request())
-            .await;
+        client.enqueue(&Send::new(&org, &device, b"one").request()).await;
         expected_pushes += 1;
         fake.wait_for(expected_pushes).await;
         for _ in 0..100 {
-            if client
-                .metric("confab_relay_push_subscriptions_deleted_total")
-                .await
-                == n as u64 + 1
+            if client.metric("confab_relay_push_subscriptions_deleted_total").await == n as u64 + 1
             {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(
-            client
-                .metric("confab_relay_push_subscriptions_deleted_total")
-                .await,
+            client.metric("confab_relay_push_subscriptions_deleted_total").await,
             n as u64 + 1
         );
         // No subscription any more: the next envelope is stored but pushes nothing.
-        client
-            .enqueue(&Send::new(&org, &device, b"two").request())
-            .await;
+        client.enqueue(&Send::new(&org, &device, b"two").request()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(fake.count(), expected_pushes);
         assert_eq!(client.drain(&device).await.len(), 2, "envelopes are kept");
     }
     // A failing (500) push service is counted but keeps the subscription.
-    let (device, _) = client
-        .register_with(Some(ua.subscription(&format!("{push_base}/push/broken"))))
-        .await;
+    let (device, _) =
+        client.register_with(Some(ua.subscription(&format!("{push_base}/push/broken")))).await;
     let failed_before = client.metric("confab_relay_push_failed_total").await;
-    client
-        .enqueue(&Send::new(&org, &device, b"x").request())
-        .await;
+    client.enqueue(&Send::new(&org, &device, b"x").request()).await;
     fake.wait_for(expected_pushes + 1).await;
     for _ in 0..100 {
         if client.metric("confab_relay_push_failed_total").await > failed_before {
@@ -348,20 +309,10 @@ async fn subscriptions_answering_404_or_410_are_deleted() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        client.metric("confab_relay_push_failed_total").await,
-        failed_before + 1
-    );
-    client
-        .enqueue(&Send::new(&org, &device, b"y").request())
-        .await;
+    assert_eq!(client.metric("confab_relay_push_failed_total").await, failed_before + 1);
+    client.enqueue(&Send::new(&org, &device, b"y").request()).await;
     fake.wait_for(expected_pushes + 2).await;
-    assert_eq!(
-        client
-            .metric("confab_relay_push_subscriptions_deleted_total")
-            .await,
-        2
-    );
+    assert_eq!(client.metric("confab_relay_push_subscriptions_deleted_total").await, 2);
     relay.stop().await;
 }
 
@@ -378,17 +329,14 @@ async fn a_full_push_channel_drops_the_wake_up_and_keeps_the_envelope() {
     let client = relay.client();
     let org = org();
     let ua = UaKeys::new();
-    let (device, answer) = client
-        .register_with(Some(ua.subscription(&format!("{push_base}/push/slow"))))
-        .await;
+    let (device, answer) =
+        client.register_with(Some(ua.subscription(&format!("{push_base}/push/slow")))).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     // One push in flight (held by the slow service), one waiting for the worker, one in the
     // channel: a later one finds it full.
     let mut reports = Vec::new();
     for n in 0..6u8 {
-        let answer = client
-            .enqueue(&Send::new(&org, &device, &[n]).request())
-            .await;
+        let answer = client.enqueue(&Send::new(&org, &device, &[n]).request()).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
         assert_eq!(answer.body["status"], "queued");
         reports.push(answer.body["push"].as_str().unwrap_or("").to_string());
@@ -398,19 +346,9 @@ async fn a_full_push_channel_drops_the_wake_up_and_keeps_the_envelope() {
     }
     assert_eq!(reports[0], "queued");
     let dropped = reports.iter().filter(|r| *r == "dropped").count() as u64;
-    assert!(
-        dropped >= 1 && reports.iter().all(|r| r == "queued" || r == "dropped"),
-        "{reports:?}"
-    );
-    assert_eq!(
-        client.metric("confab_relay_push_dropped_total").await,
-        dropped
-    );
-    assert_eq!(
-        client.drain(&device).await.len(),
-        6,
-        "every envelope is kept"
-    );
+    assert!(dropped >= 1 && reports.iter().all(|r| r == "queued" || r == "dropped"), "{reports:?}");
+    assert_eq!(client.metric("confab_relay_push_dropped_total").await, dropped);
+    assert_eq!(client.drain(&device).await.len(), 6, "every envelope is kept");
     relay.stop().await;
 }
 
@@ -437,11 +375,7 @@ async fn private_and_insecure_push_endpoints_are_refused_by_default() {
         "not a url",
     ] {
         let (_, answer) = client.register_with(Some(ua.subscription(endpoint))).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{endpoint}: {answer:?}"
-        );
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{endpoint}: {answer:?}");
         assert_eq!(answer.code(), "invalid_push_subscription", "{endpoint}");
     }
     // Bad keys.
@@ -449,9 +383,8 @@ async fn private_and_insecure_push_endpoints_are_refused_by_default() {
     let (_, answer) = client.register_with(Some(bad)).await;
     assert_eq!(answer.code(), "invalid_push_subscription");
     // A public endpoint is accepted (not contacted here).
-    let (_, answer) = client
-        .register_with(Some(ua.subscription("https://push.example.com/push/x")))
-        .await;
+    let (_, answer) =
+        client.register_with(Some(ua.subscription("https://push.example.com/push/x"))).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
     relay.stop().await;
 }

@@ -100,15 +100,9 @@ async fn expired_envelopes_are_dropped_and_counted() {
     let org = org();
     let mut short = Send::new(&org, &device, b"short-lived");
     short.ttl_s = 1;
-    assert_eq!(
-        client.enqueue(&short.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&short.request()).await.status, StatusCode::CREATED);
     let long = Send::new(&org, &device, b"long-lived");
-    assert_eq!(
-        client.enqueue(&long.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&long.request()).await.status, StatusCode::CREATED);
     assert_eq!(client.drain(&device).await.len(), 2);
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let mut expired = 0;
@@ -151,19 +145,12 @@ async fn full_queue_answers_overflow_and_loses_nothing() {
     let mut accepted = Vec::new();
     for i in 0..3 {
         let send = Send::new(&org, &device, format!("m{i}").as_bytes());
-        assert_eq!(
-            client.enqueue(&send.request()).await.status,
-            StatusCode::CREATED
-        );
+        assert_eq!(client.enqueue(&send.request()).await.status, StatusCode::CREATED);
         accepted.push(send.envelope_id);
     }
     let over = Send::new(&org, &device, b"one too many");
     let answer = client.enqueue(&over.request()).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::INSUFFICIENT_STORAGE,
-        "{answer:?}"
-    );
+    assert_eq!(answer.status, StatusCode::INSUFFICIENT_STORAGE, "{answer:?}");
     assert_eq!(answer.code(), "queue_full");
     // The device sees the overflow count; the three accepted are intact.
     let fetched = client.fetch(&device, &[]).await;
@@ -174,19 +161,13 @@ async fn full_queue_answers_overflow_and_loses_nothing() {
     // Byte cap: one envelope too large for what is left.
     client.ack(&device, &accepted).await;
     let big = Send::new(&org, &device, &vec![7u8; 9_000]);
-    assert_eq!(
-        client.enqueue(&big.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&big.request()).await.status, StatusCode::CREATED);
     let big2 = Send::new(&org, &device, &vec![7u8; 2_000]);
     let answer = client.enqueue(&big2.request()).await;
     assert_eq!(answer.code(), "queue_full");
     // After acknowledging, there is room again.
     client.ack(&device, &[big.envelope_id]).await;
-    assert_eq!(
-        client.enqueue(&over.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&over.request()).await.status, StatusCode::CREATED);
     relay.stop().await;
 }
 
@@ -199,15 +180,9 @@ async fn topic_collapse_replaces_the_older_envelope() {
     let mut first = Send::new(&org, &device, b"typing 1");
     first.topic = Some("chat-7-typing".parse().expect("topic"));
     first.urgency = Urgency::Low;
-    assert_eq!(
-        client.enqueue(&first.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&first.request()).await.status, StatusCode::CREATED);
     let other = Send::new(&org, &device, b"unrelated");
-    assert_eq!(
-        client.enqueue(&other.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&other.request()).await.status, StatusCode::CREATED);
     // The queue is at its cap of 2, but a replacement does not grow it.
     let mut second = Send::new(&org, &device, b"typing 2");
     second.topic = first.topic.clone();
@@ -239,10 +214,7 @@ async fn capabilities_are_checked_and_revocable() {
     let other_org = self::org();
     let cap = device.capability(&org);
     let ok = Send::new(&org, &device, b"a").with_cap(&cap);
-    assert_eq!(
-        client.enqueue(&ok.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&ok.request()).await.status, StatusCode::CREATED);
 
     // A token for another sender, another queue, or signed by another device: refused.
     let stolen = Send::new(&other_org, &device, b"b").with_cap(&cap);
@@ -250,32 +222,17 @@ async fn capabilities_are_checked_and_revocable() {
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(answer.code(), "capability_invalid");
     let wrong_queue = Send::new(&org, &other_device, b"c").with_cap(&cap);
-    assert_eq!(
-        client.enqueue(&wrong_queue.request()).await.code(),
-        "capability_invalid"
-    );
-    let forged = CapabilityToken::issue(
-        &other_device.key,
-        device.queue,
-        cap.id,
-        org.id(),
-        cap.not_after_ms,
-    );
+    assert_eq!(client.enqueue(&wrong_queue.request()).await.code(), "capability_invalid");
+    let forged =
+        CapabilityToken::issue(&other_device.key, device.queue, cap.id, org.id(), cap.not_after_ms);
     let forged_send = Send::new(&org, &device, b"d").with_cap(&forged);
-    assert_eq!(
-        client.enqueue(&forged_send.request()).await.code(),
-        "capability_invalid"
-    );
+    assert_eq!(client.enqueue(&forged_send.request()).await.code(), "capability_invalid");
     // Expired, and too long-lived.
     let expired = device.capability_until(&org, now_ms() - 1_000);
-    let answer = client
-        .enqueue(&Send::new(&org, &device, b"e").with_cap(&expired).request())
-        .await;
+    let answer = client.enqueue(&Send::new(&org, &device, b"e").with_cap(&expired).request()).await;
     assert_eq!(answer.code(), "capability_expired");
     let forever = device.capability_until(&org, u64::MAX);
-    let answer = client
-        .enqueue(&Send::new(&org, &device, b"f").with_cap(&forever).request())
-        .await;
+    let answer = client.enqueue(&Send::new(&org, &device, b"f").with_cap(&forever).request()).await;
     assert_eq!(answer.code(), "capability_lifetime");
 
     // Revocation needs the device's Manage signature.
@@ -303,10 +260,7 @@ async fn capabilities_are_checked_and_revocable() {
     assert_eq!(answer.code(), "capability_revoked");
     // A fresh token still works, and what was accepted before the revocation stays.
     let fresh = Send::new(&org, &device, b"h");
-    assert_eq!(
-        client.enqueue(&fresh.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&fresh.request()).await.status, StatusCode::CREATED);
     let got = client.drain(&device).await;
     assert_eq!(
         got.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(),
@@ -331,56 +285,32 @@ async fn a_sender_renounces_its_capability_and_its_envelopes_go() {
     let cap = device.capability(&org);
     for body in [&b"mine 1"[..], b"mine 2"] {
         let send = Send::new(&org, &device, body).with_cap(&cap);
-        assert_eq!(
-            client.enqueue(&send.request()).await.status,
-            StatusCode::CREATED
-        );
+        assert_eq!(client.enqueue(&send.request()).await.status, StatusCode::CREATED);
     }
     let theirs = Send::new(&other, &device, b"theirs");
-    assert_eq!(
-        client.enqueue(&theirs.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&theirs.request()).await.status, StatusCode::CREATED);
     let path = format!("/v1/queues/{}/renunciations", device.queue);
 
     // Only the organisation the capability names, signing freshly, for this queue.
     let by_other = RenounceRequest::sign(&other, cap.clone(), now_ms());
     let answer = client.post(&path, &json!(by_other)).await;
-    assert_eq!(
-        (answer.status, answer.code()),
-        (StatusCode::FORBIDDEN, "capability_invalid")
-    );
+    assert_eq!((answer.status, answer.code()), (StatusCode::FORBIDDEN, "capability_invalid"));
     let mut forged = RenounceRequest::sign(&org, cap.clone(), now_ms());
     forged.sent_ms += 1;
     let answer = client.post(&path, &json!(forged)).await;
-    assert_eq!(
-        (answer.status, answer.code()),
-        (StatusCode::UNAUTHORIZED, "bad_signature")
-    );
+    assert_eq!((answer.status, answer.code()), (StatusCode::UNAUTHORIZED, "bad_signature"));
     let stale = RenounceRequest::sign(&org, cap.clone(), now_ms() - 3_600_000);
-    assert_eq!(
-        client.post(&path, &json!(stale)).await.code(),
-        "stale_request"
-    );
+    assert_eq!(client.post(&path, &json!(stale)).await.code(), "stale_request");
     let elsewhere = format!("/v1/queues/{}/renunciations", QueueId::from_bytes(random()));
     let good = RenounceRequest::sign(&org, cap.clone(), now_ms());
-    assert_eq!(
-        client.post(&elsewhere, &json!(good)).await.code(),
-        "queue_mismatch"
-    );
-    assert_eq!(
-        client.metric("confab_relay_queue_depth").await,
-        3,
-        "refusals change nothing"
-    );
+    assert_eq!(client.post(&elsewhere, &json!(good)).await.code(), "queue_mismatch");
+    assert_eq!(client.metric("confab_relay_queue_depth").await, 3, "refusals change nothing");
 
     let answer = client.post(&path, &json!(good)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.body["purged"], 2);
     assert_eq!(client.metric("confab_relay_purged_total").await, 2);
-    let answer = client
-        .enqueue(&Send::new(&org, &device, b"after").with_cap(&cap).request())
-        .await;
+    let answer = client.enqueue(&Send::new(&org, &device, b"after").with_cap(&cap).request()).await;
     assert_eq!(answer.code(), "capability_revoked");
     // Renouncing again is harmless.
     let again = RenounceRequest::sign(&org, cap.clone(), now_ms());
@@ -390,13 +320,8 @@ async fn a_sender_renounces_its_capability_and_its_envelopes_go() {
     let relay = TestRelay::start_in(dir, |_| {}).await;
     let client = relay.client();
     let got = client.drain(&device).await;
-    assert_eq!(
-        got.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(),
-        vec![&b"theirs"[..]]
-    );
-    let answer = client
-        .enqueue(&Send::new(&org, &device, b"later").with_cap(&cap).request())
-        .await;
+    assert_eq!(got.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(), vec![&b"theirs"[..]]);
+    let answer = client.enqueue(&Send::new(&org, &device, b"later").with_cap(&cap).request()).await;
     assert_eq!(answer.code(), "capability_revoked");
     relay.stop().await;
 }
@@ -448,37 +373,23 @@ async fn per_recipient_rate_limit_answers_429_with_retry_after() {
     let mut accepted = Vec::new();
     for i in 0..3 {
         let send = Send::new(&org, &device, format!("{i}").as_bytes());
-        assert_eq!(
-            client.enqueue(&send.request()).await.status,
-            StatusCode::CREATED
-        );
+        assert_eq!(client.enqueue(&send.request()).await.status, StatusCode::CREATED);
         accepted.push(send.envelope_id);
     }
     let send = Send::new(&org, &device, b"too fast");
     let answer = client.enqueue(&send.request()).await;
     assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(answer.code(), "rate_limited");
-    let retry: u64 = answer
-        .retry_after
-        .as_deref()
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry: u64 = answer.retry_after.as_deref().expect("Retry-After").parse().expect("seconds");
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     // Per recipient: another queue is not affected.
     assert_eq!(
-        client
-            .enqueue(&Send::new(&org, &other, b"x").request())
-            .await
-            .status,
+        client.enqueue(&Send::new(&org, &other, b"x").request()).await.status,
         StatusCode::CREATED
     );
     // After waiting as told, it goes through; nothing accepted was lost.
     tokio::time::sleep(Duration::from_secs(retry)).await;
-    assert_eq!(
-        client.enqueue(&send.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&send.request()).await.status, StatusCode::CREATED);
     accepted.push(send.envelope_id);
     let got = client.drain(&device).await;
     assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), accepted);
@@ -498,10 +409,7 @@ async fn oversized_and_malformed_input_gets_clear_errors_and_loses_nothing() {
     let device = client.register().await;
     let org = org();
     let kept = Send::new(&org, &device, b"kept");
-    assert_eq!(
-        client.enqueue(&kept.request()).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(client.enqueue(&kept.request()).await.status, StatusCode::CREATED);
     let path = format!("/v1/queues/{}/envelopes", device.queue);
 
     // Sealed envelope over the limit (body still under the request limit).
@@ -515,17 +423,12 @@ async fn oversized_and_malformed_input_gets_clear_errors_and_loses_nothing() {
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{answer:?}");
     assert_eq!(answer.code(), "payload_too_large");
     // Not JSON, wrong JSON, wrong content type.
-    let answer = client
-        .post_raw(&path, "application/json", b"{not json".to_vec())
-        .await;
+    let answer = client.post_raw(&path, "application/json", b"{not json".to_vec()).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.code(), "invalid_body");
     let answer = client.post(&path, &json!({ "queue": device.queue })).await;
     assert_eq!(answer.code(), "invalid_body");
-    assert!(answer.body["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("missing field"));
+    assert!(answer.body["message"].as_str().unwrap_or("").contains("missing field"));
     let answer = client.post_raw(&path, "text/plain", b"{}".to_vec()).await;
     assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(answer.code(), "bad_content_type");
@@ -574,9 +477,7 @@ async fn oversized_and_malformed_input_gets_clear_errors_and_loses_nothing() {
         x25519_secret: random(),
         queue: confab_protocol::relay::QueueId::from_bytes(random()),
     };
-    let answer = client
-        .enqueue(&Send::new(&org, &stranger, b"x").request())
-        .await;
+    let answer = client.enqueue(&Send::new(&org, &stranger, b"x").request()).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.code(), "unknown_queue");
     let other = client.register().await;
@@ -613,36 +514,22 @@ async fn a_device_can_delete_its_queue() {
     let mut topical = Send::new(&org, &device, b"one");
     topical.topic = Some("t".parse().expect("topic"));
     client.enqueue(&topical.request()).await;
-    client
-        .enqueue(&Send::new(&org, &device, b"two").request())
-        .await;
-    client
-        .enqueue(&Send::new(&org, &other, b"kept").request())
-        .await;
+    client.enqueue(&Send::new(&org, &device, b"two").request()).await;
+    client.enqueue(&Send::new(&org, &other, b"kept").request()).await;
     assert_eq!(client.metric("confab_relay_queues").await, 2);
     let path = format!("/v1/queues/{}/delete", device.queue);
     let auth = client.auth(&device, ChallengePurpose::Fetch).await;
     let answer = client.post(&path, &json!({ "auth": auth })).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNAUTHORIZED,
-        "a fetch answer is not enough"
-    );
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "a fetch answer is not enough");
     let auth = client.auth(&device, ChallengePurpose::Manage).await;
     let answer = client.post(&path, &json!({ "auth": auth })).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(client.metric("confab_relay_queues").await, 1);
     assert_eq!(client.metric("confab_relay_queue_depth").await, 1);
-    let answer = client
-        .enqueue(&Send::new(&org, &device, b"late").request())
-        .await;
+    let answer = client.enqueue(&Send::new(&org, &device, b"late").request()).await;
     assert_eq!(answer.code(), "unknown_queue");
     assert_eq!(client.fetch(&device, &[]).await.code(), "unknown_queue");
-    assert_eq!(
-        client.drain(&other).await.len(),
-        1,
-        "other queues are untouched"
-    );
+    assert_eq!(client.drain(&other).await.len(), 1, "other queues are untouched");
     // The sweeper copes with the deleted queue's leftover expiry entries; restart is clean.
     let dir = relay.stop().await;
     let relay = TestRelay::start_in(dir, |_| {}).await;
@@ -662,10 +549,7 @@ async fn replays_after_the_tombstone_is_gone_are_stale() {
     let send = Send::new(&org, &device, b"once only");
     let request = send.request();
     assert_eq!(client.enqueue(&request).await.status, StatusCode::CREATED);
-    assert_eq!(
-        client.ack(&device, &[send.envelope_id]).await.body["acked"],
-        1
-    );
+    assert_eq!(client.ack(&device, &[send.envelope_id]).await.body["acked"], 1);
     assert_eq!(client.enqueue(&request).await.body["status"], "duplicate");
     // Past sent_ms + skew the tombstone is swept, and the replay is refused as stale instead.
     tokio::time::sleep(Duration::from_millis(2_300)).await;

@@ -172,9 +172,7 @@ fn mutated_bodies_get_clear_errors_and_lose_nothing() {
     }
     let kept = runtime.block_on(client.drain(&device));
     assert_eq!(
-        kept.iter()
-            .map(|(_, body)| body.as_slice())
-            .collect::<Vec<_>>(),
+        kept.iter().map(|(_, body)| body.as_slice()).collect::<Vec<_>>(),
         [b"kept".as_slice()],
         "the device's envelope is still there, once"
     );

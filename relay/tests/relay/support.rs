@@ -47,20 +47,13 @@ impl TestRelay {
             ..Config::default()
         };
         configure(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(confab_relay::run(listener, config, async move {
             let _ = rx.await;
         }));
-        Self {
-            base,
-            dir,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+        Self { base, dir, shutdown: Some(tx), task: Some(task) }
     }
 
     /// Stops gracefully and returns the data directory for a restart.
@@ -90,20 +83,12 @@ pub struct BinRelay {
 
 impl BinRelay {
     pub fn spawn(data_dir: &Path, log_path: &Path, extra: &[&str]) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .expect("log file");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab-relay"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args([
-                "--allow-private-push-endpoints",
-                "true",
-                "--allow-http-push-endpoints",
-                "true",
-            ])
+            .args(["--allow-private-push-endpoints", "true", "--allow-http-push-endpoints", "true"])
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
@@ -112,9 +97,7 @@ impl BinRelay {
             .expect("spawn confab-relay");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
         let base = line
             .trim()
             .strip_prefix("confab-relay listening on ")
@@ -202,9 +185,8 @@ impl<'a> Send<'a> {
     }
 
     pub fn request(&self) -> EnqueueRequest {
-        let sealed = seal(&self.device.x25519_public(), &self.plaintext, random())
-            .expect("seal")
-            .encode();
+        let sealed =
+            seal(&self.device.x25519_public(), &self.plaintext, random()).expect("seal").encode();
         EnqueueRequest::sign(
             self.org,
             EnqueueFields {
@@ -254,18 +236,11 @@ impl Client {
 
     async fn answer(response: reqwest::Response) -> Answer {
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after =
+            response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer {
-            status,
-            retry_after,
-            body,
-        }
+        Answer { status, retry_after, body }
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
@@ -280,13 +255,8 @@ impl Client {
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Answer {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let response =
+            self.http.put(format!("{}{path}", self.base)).json(body).send().await.expect("request");
         Self::answer(response).await
     }
 
@@ -337,14 +307,7 @@ impl Client {
             .as_str()
             .and_then(|q| q.parse().ok())
             .unwrap_or(QueueId::from_bytes([0; 16]));
-        (
-            Device {
-                key,
-                x25519_secret: random(),
-                queue,
-            },
-            answer,
-        )
+        (Device { key, x25519_secret: random(), queue }, answer)
     }
 
     pub async fn register(&self) -> Device {

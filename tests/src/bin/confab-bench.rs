@@ -52,10 +52,7 @@ enum Workload {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "confab-bench",
-    about = "Load generator for a Confab node (127.0.0.1 only)"
-)]
+#[command(name = "confab-bench", about = "Load generator for a Confab node (127.0.0.1 only)")]
 struct Args {
     /// Use a running node at this URL (http://127.0.0.1:PORT) instead of starting one.
     #[arg(long)]
@@ -156,14 +153,10 @@ impl Bench {
         for i in 0..users {
             let c = Client::new(url);
             let name = format!("b{stamp}u{i}");
-            c.register(&name, password)
-                .await
-                .map_err(|e| anyhow!("register {name}: {e}"))?;
+            c.register(&name, password).await.map_err(|e| anyhow!("register {name}: {e}"))?;
             clients.push(c);
         }
-        let owner = clients
-            .first()
-            .ok_or_else(|| anyhow!("--users must be at least 1"))?;
+        let owner = clients.first().ok_or_else(|| anyhow!("--users must be at least 1"))?;
         let chat = owner
             .create_channel(&format!("bench{stamp}"), "public")
             .await
@@ -178,10 +171,8 @@ impl Bench {
         let stop = Arc::new(AtomicBool::new(false));
         let mut members = Vec::new();
         for (i, c) in clients.into_iter().enumerate() {
-            let (sender, mut frames) = c
-                .ws_raw()
-                .await
-                .map_err(|e| anyhow!("WebSocket of user {i}: {e}"))?;
+            let (sender, mut frames) =
+                c.ws_raw().await.map_err(|e| anyhow!("WebSocket of user {i}: {e}"))?;
             let tx = tx.clone();
             let errors = errors.clone();
             let acks = acks.clone();
@@ -238,9 +229,7 @@ impl Bench {
                     eprintln!("user {i}: WebSocket closed");
                 }
             });
-            members.push(Member {
-                sender: Arc::new(Mutex::new(sender)),
-            });
+            members.push(Member { sender: Arc::new(Mutex::new(sender)) });
         }
         Ok(Bench {
             t0,
@@ -332,9 +321,7 @@ impl Bench {
     }
 
     fn report(&self, label: &str, r: &PhaseResult) {
-        let cpu = r
-            .cpu_ms_per_msg
-            .map_or("n/a".to_string(), |c| format!("{c:.3}"));
+        let cpu = r.cpu_ms_per_msg.map_or("n/a".to_string(), |c| format!("{c:.3}"));
         let rss = self
             .pid
             .and_then(|p| proc_status_kib(p, "VmHWM:"))

@@ -128,10 +128,7 @@ fn stat(stats: &Stats, key: &str) -> u64 {
 }
 
 fn delta(after: &Stats, before: &Stats) -> Stats {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v.saturating_sub(stat(before, k))))
-        .collect()
+    after.iter().map(|(k, v)| (k.clone(), v.saturating_sub(stat(before, k)))).collect()
 }
 
 impl Org {
@@ -149,11 +146,7 @@ impl Org {
             .register(user, PASSWORD)
             .await
             .map_err(|e| anyhow!("register {user}@{name}: {e}"))?;
-        Ok(Org {
-            node,
-            client,
-            user: format!("{user}@{name}"),
-        })
+        Ok(Org { node, client, user: format!("{user}@{name}") })
     }
 
     async fn info(&self) -> Result<Value> {
@@ -185,15 +178,9 @@ impl Org {
     }
 
     async fn connected_peers(&self) -> usize {
-        let peers: Vec<Value> = self
-            .client
-            .call(Method::GET, "/admin/peers", None)
-            .await
-            .unwrap_or_default();
-        peers
-            .iter()
-            .filter(|p| p["connected"] == json!(true))
-            .count()
+        let peers: Vec<Value> =
+            self.client.call(Method::GET, "/admin/peers", None).await.unwrap_or_default();
+        peers.iter().filter(|p| p["connected"] == json!(true)).count()
     }
 
     fn cpu_ms(&self) -> Option<f64> {
@@ -208,11 +195,7 @@ async fn peer(a: &Org, b: &Org, names: [&str; 2]) -> Result<()> {
     for (from, name, addr) in [(a, names[1], &b_addr), (b, names[0], &a_addr)] {
         let _: Value = from
             .client
-            .call(
-                Method::POST,
-                "/admin/peers",
-                Some(json!({"name": name, "address": addr})),
-            )
+            .call(Method::POST, "/admin/peers", Some(json!({"name": name, "address": addr})))
             .await
             .map_err(|e| anyhow!("POST /admin/peers {name}: {e}"))?;
     }
@@ -252,10 +235,8 @@ fn cpu_text(before: Option<f64>, after: Option<f64>) -> String {
 /// federation listen ports; a socket belongs to the node listening on its local port, else
 /// (an outgoing connection to the other node's port) to the other node. None without `ss`.
 fn wire_bytes(ports: [u16; 2]) -> Option<[(u64, u64); 2]> {
-    let out = std::process::Command::new("ss")
-        .args(["-tinH", "state", "established"])
-        .output()
-        .ok()?;
+    let out =
+        std::process::Command::new("ss").args(["-tinH", "state", "established"]).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -355,9 +336,7 @@ impl Ws {
         if let Some(cookie) = client.cookie_header() {
             request.headers_mut().insert("cookie", cookie);
         }
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(client.base())?);
+        request.headers_mut().insert("origin", HeaderValue::from_str(client.base())?);
         let (stream, _) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::connect_async(request),
@@ -372,12 +351,8 @@ impl Ws {
         let errors = Arc::new(AtomicU64::new(0));
         let last_cursor = Arc::new(AtomicU64::new(cursor.unwrap_or(0)));
         let reader = {
-            let (window, answered, errors, last_cursor) = (
-                window.clone(),
-                answered.clone(),
-                errors.clone(),
-                last_cursor.clone(),
-            );
+            let (window, answered, errors, last_cursor) =
+                (window.clone(), answered.clone(), errors.clone(), last_cursor.clone());
             tokio::spawn(async move {
                 while let Some(frame) = frames.next().await {
                     let text = match frame {
@@ -414,15 +389,7 @@ impl Ws {
                 }
             })
         };
-        Ok(Ws {
-            sink,
-            deliveries,
-            window,
-            answered,
-            errors,
-            cursor: last_cursor,
-            reader,
-        })
+        Ok(Ws { sink, deliveries, window, answered, errors, cursor: last_cursor, reader })
     }
 
     /// Sends one bench message (waiting for a free slot of the send window first).
@@ -440,10 +407,7 @@ impl Ws {
         let body = format!("{body}{}", &pad[..pad.len().saturating_sub(body.len())]);
         let frame = json!({"type": "send", "client_id": format!("{phase}-{seq}"),
                            "chat_id": chat, "body": body, "reply_to": null});
-        self.sink
-            .send(WsMessage::text(frame.to_string()))
-            .await
-            .context("WebSocket send")
+        self.sink.send(WsMessage::text(frame.to_string())).await.context("WebSocket send")
     }
 
     /// Sends `n` messages as fast as the window allows and waits for all their answers.
@@ -518,9 +482,7 @@ async fn collect(ws: &mut Ws, phase: u32, n: u32, deadline: Instant, what: &str)
     let started = Instant::now();
     let mut next_report = started + Duration::from_secs(10);
     while count < n {
-        let wait = deadline
-            .min(next_report)
-            .saturating_duration_since(Instant::now());
+        let wait = deadline.min(next_report).saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, ws.deliveries.recv()).await {
             Ok(Some(d)) if d.phase == phase => {
                 if let Some(slot) = seen.get_mut(d.seq as usize) {
@@ -536,10 +498,7 @@ async fn collect(ws: &mut Ws, phase: u32, n: u32, deadline: Instant, what: &str)
             Err(_) if Instant::now() >= deadline => break,
             Err(_) => {
                 next_report += Duration::from_secs(10);
-                eprintln!(
-                    "  … {what}: {count}/{n} after {:.0} s",
-                    started.elapsed().as_secs_f64()
-                );
+                eprintln!("  … {what}: {count}/{n} after {:.0} s", started.elapsed().as_secs_f64());
             }
         }
     }
@@ -629,35 +588,22 @@ impl Bench {
             .invite(&chat, &b.user, None)
             .await
             .map_err(|e| anyhow!("invite {}: {e}", b.user))?;
-        wait_until(
-            "bob sees the shared channel",
-            Duration::from_secs(30),
-            || async { b.client.chat(&chat).await.is_ok() },
-        )
+        wait_until("bob sees the shared channel", Duration::from_secs(30), || async {
+            b.client.chat(&chat).await.is_ok()
+        })
         .await?;
         let t0 = Instant::now();
         let alice = Ws::connect(&a.client, None, args.window, t0, "alice").await?;
         let bob = Ws::connect(&b.client, None, args.window, t0, "bob").await?;
         let pad = "x".repeat(args.body_chars);
-        let mut bench = Bench {
-            args,
-            t0,
-            pad,
-            a,
-            b,
-            chat,
-            alice,
-            bob: Some(bob),
-            summary: Vec::new(),
-        };
+        let mut bench =
+            Bench { args, t0, pad, a, b, chat, alice, bob: Some(bob), summary: Vec::new() };
         bench.warm_up().await?;
         Ok((bench, dir))
     }
 
     fn bob(&mut self) -> Result<&mut Ws> {
-        self.bob
-            .as_mut()
-            .ok_or_else(|| anyhow!("bob has no WebSocket"))
+        self.bob.as_mut().ok_or_else(|| anyhow!("bob has no WebSocket"))
     }
 
     /// Replaces bob's WebSocket by one resumed from `cursor` on B.
@@ -698,10 +644,7 @@ impl Bench {
     }
 
     async fn fed_ports(&self) -> Result<[u16; 2]> {
-        Ok([
-            self.a.federation_address().await?.0,
-            self.b.federation_address().await?.0,
-        ])
+        Ok([self.a.federation_address().await?.0, self.b.federation_address().await?.0])
     }
 
     /// The background traffic of two peered nodes sharing a channel in which nothing happens.
@@ -714,10 +657,7 @@ impl Bench {
         let (ca0, cb0) = (self.a.cpu_ms(), self.b.cpu_ms());
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         let (ca1, cb1) = (self.a.cpu_ms(), self.b.cpu_ms());
-        let (sa, sb) = (
-            delta(&self.a.stats().await?, &sa0),
-            delta(&self.b.stats().await?, &sb0),
-        );
+        let (sa, sb) = (delta(&self.a.stats().await?, &sa0), delta(&self.b.stats().await?, &sb0));
         let wire = match (wire0, wire_bytes(ports)) {
             (Some(w0), Some(w1)) => format!(
                 "A sent {} B, B sent {} B",
@@ -787,17 +727,11 @@ impl Bench {
         // Let in-flight gossip and any anti-entropy round settle before reading counters.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (ca1, cb1) = (self.a.cpu_ms(), self.b.cpu_ms());
-        let (sa, sb) = (
-            delta(&self.a.stats().await?, &sa0),
-            delta(&self.b.stats().await?, &sb0),
-        );
+        let (sa, sb) = (delta(&self.a.stats().await?, &sa0), delta(&self.b.stats().await?, &sb0));
         let wire = match (wire0, wire_bytes(ports)) {
-            (Some(w0), Some(w1)) => Some([0, 1].map(|i| {
-                (
-                    w1[i].0.saturating_sub(w0[i].0),
-                    w1[i].1.saturating_sub(w0[i].1),
-                )
-            })),
+            (Some(w0), Some(w1)) => Some(
+                [0, 1].map(|i| (w1[i].0.saturating_sub(w0[i].0), w1[i].1.saturating_sub(w0[i].1))),
+            ),
             _ => None,
         };
         remote.sort_unstable();
@@ -1016,11 +950,7 @@ impl Bench {
         let page_deadline = invited + Duration::from_secs(self.args.join_page_timeout_s);
         while first_page.is_none() && Instant::now() < page_deadline {
             // Refused (not a member yet) until the control document has arrived.
-            let page = self
-                .b
-                .client
-                .history(&chat, &HistoryQuery::latest(FIRST_PAGE as u32))
-                .await;
+            let page = self.b.client.history(&chat, &HistoryQuery::latest(FIRST_PAGE as u32)).await;
             if let Ok(page) = page {
                 if visible.is_none() {
                     visible = Some(invited.elapsed().as_secs_f64());
@@ -1063,10 +993,8 @@ impl Bench {
             let (count, last) = collect(self.bob()?, 3, n, deadline, "join history").await;
             let full = last.duration_since(invited).as_secs_f64();
             let (ca1, cb1) = (self.a.cpu_ms(), self.b.cpu_ms());
-            let (sa, sb) = (
-                delta(&self.a.stats().await?, &sa0),
-                delta(&self.b.stats().await?, &sb0),
-            );
+            let (sa, sb) =
+                (delta(&self.a.stats().await?, &sa0), delta(&self.b.stats().await?, &sb0));
             let held = if count == n {
                 self.b
                     .client
@@ -1107,11 +1035,7 @@ async fn run(args: Args) -> Result<()> {
     }
     let all = args.phases.contains(&Phase::All);
     let want = |p: Phase| all || args.phases.contains(&p);
-    let (latency, catchup, join) = (
-        want(Phase::Latency),
-        want(Phase::Catchup),
-        want(Phase::Join),
-    );
+    let (latency, catchup, join) = (want(Phase::Latency), want(Phase::Catchup), want(Phase::Join));
     let (mut bench, _config_dir) = Bench::setup(args).await?;
     println!(
         "nodes: A {} (acme, pid {:?}), B {} (globex, pid {:?})",
@@ -1141,9 +1065,7 @@ async fn run(args: Args) -> Result<()> {
     }
     println!("==========================================================================");
     let log_lines = bench.args.node_log_lines;
-    let Bench {
-        a, b, alice, bob, ..
-    } = bench;
+    let Bench { a, b, alice, bob, .. } = bench;
     alice.close().await;
     if let Some(bob) = bob {
         bob.close().await;
@@ -1152,11 +1074,7 @@ async fn run(args: Args) -> Result<()> {
         let status = org.node.terminate().await;
         eprintln!("{} exited: {status}", org.user);
         if log_lines > 0 {
-            eprintln!(
-                "----- log of {} -----\n{}",
-                org.user,
-                org.node.log_tail(log_lines)
-            );
+            eprintln!("----- log of {} -----\n{}", org.user, org.node.log_tail(log_lines));
         }
     }
     Ok(())

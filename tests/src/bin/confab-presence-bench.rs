@@ -182,10 +182,7 @@ async fn run(args: Args) -> Result<()> {
             .ok()
             .and_then(|exe| exe.parent().map(|dir| dir.join("confab-node")))
             .filter(|path| path.is_file())
-            .map_or_else(
-                || confab_tests::find_node_binary().map_err(|e| anyhow!(e)),
-                Ok,
-            )?,
+            .map_or_else(|| confab_tests::find_node_binary().map_err(|e| anyhow!(e)), Ok)?,
     };
     // Setting up 1,000 accounts and 5,000 joins goes faster than the default per-user limits.
     let config =
@@ -226,11 +223,7 @@ async fn run(args: Args) -> Result<()> {
     for registration in registrations {
         clients.push(registration.await??);
     }
-    eprintln!(
-        "registered {} users in {:.1} s",
-        args.users,
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("registered {} users in {:.1} s", args.users, started.elapsed().as_secs_f64());
 
     let mut channels = Vec::with_capacity(args.channels);
     for c in 0..args.channels {
@@ -269,9 +262,8 @@ async fn run(args: Args) -> Result<()> {
     let (generation_sender, generation) = watch::channel(0u64);
     let mut devices = Vec::new();
     for (n, client) in clients.iter().enumerate() {
-        let cookie = client
-            .cookie_header()
-            .ok_or_else(|| anyhow!("user {n} has no session cookie"))?;
+        let cookie =
+            client.cookie_header().ok_or_else(|| anyhow!("user {n} has no session cookie"))?;
         let jitter = Duration::from_millis((n as u64 * 4_999) / args.users as u64);
         devices.push(tokio::spawn(device(
             base.clone(),
@@ -284,10 +276,7 @@ async fn run(args: Args) -> Result<()> {
     while counters.connected.load(Ordering::Relaxed) < args.users as u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!(
-        "all {} online; letting the first presence wave settle",
-        args.users
-    );
+    eprintln!("all {} online; letting the first presence wave settle", args.users);
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     let window = Duration::from_secs(args.window_s);
@@ -335,9 +324,7 @@ async fn run(args: Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run(args))
 }

@@ -24,10 +24,7 @@ use confab_node::search::{SearchDoc, SearchIndex, SearchOrder, SearchQuery};
 use confab_protocol::{ChatId, MessageId, UserId};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "confab-search-bench",
-    about = "Benchmark of the node's message search index"
-)]
+#[command(name = "confab-search-bench", about = "Benchmark of the node's message search index")]
 struct Args {
     /// Messages to index.
     #[arg(long, default_value_t = 1_000_000)]
@@ -98,20 +95,12 @@ impl World {
         let authors = (0..AUTHORS)
             .map(|n| UserId::new(&format!("user{n}"), "bench").context("author id"))
             .collect::<Result<_>>()?;
-        Ok(Self {
-            words,
-            cdf,
-            chats,
-            authors,
-        })
+        Ok(Self { words, cdf, chats, authors })
     }
 
     fn zipf_word(&self, rng: &mut fastrand::Rng) -> &str {
         let x = rng.f64();
-        let rank = self
-            .cdf
-            .partition_point(|p| *p < x)
-            .min(self.words.len() - 1);
+        let rank = self.cdf.partition_point(|p| *p < x).min(self.words.len() - 1);
         &self.words[rank]
     }
 
@@ -216,10 +205,7 @@ impl Kind {
             let from = START_MS + rng.u64(0..YEAR_MS - 30 * 86_400_000);
             (Some(from), Some(from + 30 * 86_400_000))
         };
-        let mut query = SearchQuery {
-            limit: PAGE,
-            ..SearchQuery::default()
-        };
+        let mut query = SearchQuery { limit: PAGE, ..SearchQuery::default() };
         match self {
             Kind::CommonWord | Kind::CommonWordRelevance => {
                 query.text = word_in(0..10, rng);
@@ -287,9 +273,7 @@ fn main() -> Result<()> {
             dir.clone()
         }
         None => {
-            temp = tempfile::Builder::new()
-                .prefix("confab-search-bench")
-                .tempdir()?;
+            temp = tempfile::Builder::new().prefix("confab-search-bench").tempdir()?;
             temp.path().to_path_buf()
         }
     };
@@ -316,19 +300,15 @@ fn main() -> Result<()> {
     while done < args.messages {
         let count = args.batch.min(args.messages - done);
         let generate_start = Instant::now();
-        let batch: Vec<SearchDoc> = (done..done + count)
-            .map(|n| world.message(&mut rng, n, args.messages))
-            .collect();
+        let batch: Vec<SearchDoc> =
+            (done..done + count).map(|n| world.message(&mut rng, n, args.messages)).collect();
         generating += generate_start.elapsed();
         body_bytes += batch.iter().map(|doc| doc.body.len() as u64).sum::<u64>();
         index.upsert_many(&batch)?;
         index.commit()?;
         done += count;
         if last_report.elapsed() > Duration::from_secs(10) {
-            println!(
-                "  {done} queued, {:.0} msg/s",
-                done as f64 / started.elapsed().as_secs_f64()
-            );
+            println!("  {done} queued, {:.0} msg/s", done as f64 / started.elapsed().as_secs_f64());
             last_report = Instant::now();
         }
     }
@@ -352,10 +332,7 @@ fn main() -> Result<()> {
         args.messages as f64 / (elapsed - generating.min(elapsed)).as_secs_f64(),
         body_bytes as f64 / 1e6
     );
-    println!(
-        "peak RSS: {}",
-        peak_rss().unwrap_or_else(|| "unknown".into())
-    );
+    println!("peak RSS: {}", peak_rss().unwrap_or_else(|| "unknown".into()));
     report_size(&dir, args.messages, "after ingest")?;
     // Let background merges settle a little, then measure again.
     std::thread::sleep(Duration::from_secs(5));

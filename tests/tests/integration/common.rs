@@ -29,10 +29,7 @@ impl<T: std::fmt::Debug> ApiExt<T> for ApiResult<T> {
         match self {
             Ok(v) => panic!("{ctx}: expected HTTP {status} {code}, got success: {v:?}"),
             Err(e) => {
-                assert_eq!(
-                    e.status, status,
-                    "{ctx}: expected HTTP {status} {code}, got {e}"
-                );
+                assert_eq!(e.status, status, "{ctx}: expected HTTP {status} {code}, got {e}");
                 if !code.is_empty() {
                     assert_eq!(e.code, code, "{ctx}: expected code {code}, got {e}");
                 }
@@ -53,10 +50,7 @@ pub async fn setup(names: &[&str]) -> (TestNode, Vec<Client>) {
 
 /// Creates a public channel owned by `owner` and joins every other client to it.
 pub async fn public_channel(owner: &Client, name: &str, others: &[&Client]) -> Chat {
-    let chat = owner
-        .create_channel(name, "public")
-        .await
-        .must("create public channel");
+    let chat = owner.create_channel(name, "public").await.must("create public channel");
     for c in others {
         c.join(&chat.id).await.must("join public channel");
     }

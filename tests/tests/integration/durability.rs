@@ -16,16 +16,11 @@ async fn reconnect(c: &mut Client, node: &TestNode, username: &str) -> bool {
     c.rebase(&node.base_url());
     match c.me().await {
         Ok(u) => {
-            assert_eq!(
-                u.username, username,
-                "the kept session is still {username}'s"
-            );
+            assert_eq!(u.username, username, "the kept session is still {username}'s");
             true
         }
         Err(e) if e.status == 401 => {
-            c.login(username, PASSWORD)
-                .await
-                .must("login after restart");
+            c.login(username, PASSWORD).await.must("login after restart");
             false
         }
         Err(e) => panic!("me after restart: {e}"),
@@ -37,47 +32,29 @@ async fn graceful_restart_keeps_everything() {
     let (mut node, mut cl) = setup(&["alice", "bob"]).await;
     let (general, dm, secret, sent, read_at) = {
         let (alice, bob) = (&cl[0], &cl[1]);
-        alice
-            .patch_me(json!({"display_name": "Alice", "team": "core"}))
-            .await
-            .must("profile");
+        alice.patch_me(json!({"display_name": "Alice", "team": "core"})).await.must("profile");
         let general = public_channel(alice, "general", &[bob]).await;
         let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
-        let secret = alice
-            .create_channel("secret", "private")
-            .await
-            .must("private");
-        alice
-            .invite(&secret.id, "bob@local", None)
-            .await
-            .must("invite");
+        let secret = alice.create_channel("secret", "private").await.must("private");
+        alice.invite(&secret.id, "bob@local", None).await.must("invite");
         let mut sent = Vec::new();
         for i in 0..5 {
             sent.push(alice.send(&general.id, &format!("g{i}")).await.must("send"));
         }
-        let e = alice
-            .edit(&general.id, &sent[1].id, "g1 edited")
-            .await
-            .must("edit");
+        let e = alice.edit(&general.id, &sent[1].id, "g1 edited").await.must("edit");
         sent[1] = e;
         let d = alice.delete(&general.id, &sent[2].id).await.must("delete");
         sent[2] = d;
         bob.send(&dm.id, "dm text").await.must("dm");
         alice.send(&secret.id, "secret text").await.must("secret");
         bob.read(&general.id, &sent[3].id).await.must("read marker");
-        alice
-            .set_registration_open(false)
-            .await
-            .must("close registration");
+        alice.set_registration_open(false).await.must("close registration");
         let read_at = sent[3].id.clone();
         (general, dm, secret, sent, read_at)
     };
 
     let status = node.terminate().await;
-    assert!(
-        status.success(),
-        "SIGTERM must shut down gracefully with exit 0, got {status}"
-    );
+    assert!(status.success(), "SIGTERM must shut down gracefully with exit 0, got {status}");
     node.start_again().await;
 
     let alice_kept = reconnect(&mut cl[0], &node, "alice").await;
@@ -87,103 +64,42 @@ async fn graceful_restart_keeps_everything() {
 
     let me = alice.me().await.must("me");
     assert!(me.is_admin, "admin flag kept");
-    assert_eq!(
-        (me.display_name.as_str(), me.team.as_str()),
-        ("Alice", "core"),
-        "profile kept"
-    );
-    let mut users: Vec<_> = alice
-        .users()
-        .await
-        .must("users")
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
+    assert_eq!((me.display_name.as_str(), me.team.as_str()), ("Alice", "core"), "profile kept");
+    let mut users: Vec<_> = alice.users().await.must("users").into_iter().map(|u| u.id).collect();
     users.sort();
     assert_eq!(users, vec!["alice@local", "bob@local"]);
-    assert!(
-        !alice
-            .admin_settings()
-            .await
-            .must("settings")
-            .registration_open,
-        "settings kept"
-    );
+    assert!(!alice.admin_settings().await.must("settings").registration_open, "settings kept");
 
     let chans = bob.channels().await.must("channels");
-    assert!(
-        chans.iter().any(|c| c.id == general.id && c.joined),
-        "public channel kept"
-    );
-    assert!(
-        chans.iter().any(|c| c.id == secret.id && c.joined),
-        "private membership kept"
-    );
+    assert!(chans.iter().any(|c| c.id == general.id && c.joined), "public channel kept");
+    assert!(chans.iter().any(|c| c.id == secret.id && c.joined), "private membership kept");
     let members = bob.members(&secret.id).await.must("members");
     assert_eq!(members.len(), 2);
 
-    let hist = bob
-        .history(&general.id, &HistoryQuery::default())
-        .await
-        .must("history");
-    let got: Vec<_> = hist
-        .messages
-        .iter()
-        .map(|m| (m.id.clone(), m.body.clone(), m.deleted))
-        .collect();
-    let want: Vec<_> = sent
-        .iter()
-        .map(|m| (m.id.clone(), m.body.clone(), m.deleted))
-        .collect();
+    let hist = bob.history(&general.id, &HistoryQuery::default()).await.must("history");
+    let got: Vec<_> =
+        hist.messages.iter().map(|m| (m.id.clone(), m.body.clone(), m.deleted)).collect();
+    let want: Vec<_> = sent.iter().map(|m| (m.id.clone(), m.body.clone(), m.deleted)).collect();
     assert_eq!(got, want, "messages, edits and deletes survive a restart");
-    assert_eq!(
-        bob.history(&dm.id, &HistoryQuery::default())
-            .await
-            .must("dm")
-            .messages
-            .len(),
-        1
-    );
-    let e = bob
-        .chat_entry(&general.id)
-        .await
-        .must("entry")
-        .expect("listed");
-    assert_eq!(
-        e.last_read.as_deref(),
-        Some(read_at.as_str()),
-        "read marker kept"
-    );
-    assert_eq!(
-        e.unread_count, 1,
-        "one message after the marker (g4): {e:?}"
-    );
+    assert_eq!(bob.history(&dm.id, &HistoryQuery::default()).await.must("dm").messages.len(), 1);
+    let e = bob.chat_entry(&general.id).await.must("entry").expect("listed");
+    assert_eq!(e.last_read.as_deref(), Some(read_at.as_str()), "read marker kept");
+    assert_eq!(e.unread_count, 1, "one message after the marker (g4): {e:?}");
 
-    let m = alice
-        .send(&general.id, "after restart")
-        .await
-        .must("send after restart");
+    let m = alice.send(&general.id, "after restart").await.must("send after restart");
     assert!(m.id > sent[4].id, "ids keep growing across restarts");
     let mut ws = bob.ws_ok(None).await;
-    let m2 = alice
-        .send(&general.id, "live after restart")
-        .await
-        .must("send");
+    let m2 = alice.send(&general.id, "live after restart").await.must("send");
     ws.wait_created(&m2.id).await;
 
     let status = node.interrupt().await;
-    assert!(
-        status.success(),
-        "SIGINT must shut down gracefully with exit 0, got {status}"
-    );
+    assert!(status.success(), "SIGINT must shut down gracefully with exit 0, got {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_cli_creates_and_lists_users() {
-    let mut node = TestNode::new_stopped(NodeOptions {
-        name: "cli".into(),
-        ..NodeOptions::default()
-    });
+    let mut node =
+        TestNode::new_stopped(NodeOptions { name: "cli".into(), ..NodeOptions::default() });
     let out = node.cli_user_create("root", PASSWORD, true);
     assert!(
         out.status.success(),
@@ -191,21 +107,13 @@ async fn admin_cli_creates_and_lists_users() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = node.cli_user_create("dave", PASSWORD, false);
-    assert!(
-        out.status.success(),
-        "user create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "user create failed: {}", String::from_utf8_lossy(&out.stderr));
     let out = node.cli_user_create("dave", PASSWORD, false);
     assert!(!out.status.success(), "creating a taken username must fail");
     let out = node.cli_user_create("Bad Name", PASSWORD, false);
     assert!(!out.status.success(), "an invalid username must fail");
     let out = node.cli_user_list();
-    assert!(
-        out.status.success(),
-        "user list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "user list failed: {}", String::from_utf8_lossy(&out.stderr));
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(
         listing.contains("root") && listing.contains("dave"),
@@ -214,28 +122,12 @@ async fn admin_cli_creates_and_lists_users() {
 
     node.start_again().await;
     let root = Client::for_node(&node);
-    assert!(
-        root.login("root", PASSWORD)
-            .await
-            .must("root login")
-            .is_admin
-    );
+    assert!(root.login("root", PASSWORD).await.must("root login").is_admin);
     let dave = Client::for_node(&node);
-    assert!(
-        !dave
-            .login("dave", PASSWORD)
-            .await
-            .must("dave login")
-            .is_admin
-    );
+    assert!(!dave.login("dave", PASSWORD).await.must("dave login").is_admin);
     // With users present, a web registration is not the first and is no admin.
     let eve = Client::for_node(&node);
-    assert!(
-        !eve.register("eve", PASSWORD)
-            .await
-            .must("register")
-            .is_admin
-    );
+    assert!(!eve.register("eve", PASSWORD).await.must("register").is_admin);
 }
 
 enum Sender {
@@ -341,11 +233,8 @@ async fn kill9_during_send_burst_loses_no_acknowledged_message() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
 
-    let mut node = TestNode::start_with(NodeOptions {
-        name: "kill9".into(),
-        ..NodeOptions::default()
-    })
-    .await;
+    let mut node =
+        TestNode::start_with(NodeOptions { name: "kill9".into(), ..NodeOptions::default() }).await;
     let mut clients = Vec::new();
     for u in USERS {
         let c = Client::for_node(&node);
@@ -363,11 +252,7 @@ async fn kill9_during_send_burst_loses_no_acknowledged_message() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut tasks = Vec::new();
         for (i, c) in clients.iter().enumerate() {
-            let s = if i % 2 == 0 {
-                Sender::Http(c.clone())
-            } else {
-                Sender::Ws(c.clone())
-            };
+            let s = if i % 2 == 0 { Sender::Http(c.clone()) } else { Sender::Ws(c.clone()) };
             tasks.push(tokio::spawn(run_sender(
                 s,
                 chat.id.clone(),
@@ -409,10 +294,7 @@ async fn kill9_during_send_burst_loses_no_acknowledged_message() {
                 relogins += 1;
             }
         }
-        let all = clients[0]
-            .all_messages(&chat.id)
-            .await
-            .must("history after kill -9");
+        let all = clients[0].all_messages(&chat.id).await.must("history after kill -9");
         let mut stored: HashMap<&str, &str> = HashMap::new();
         for m in &all {
             if stored.insert(m.id.as_str(), m.body.as_str()).is_some() {

@@ -66,18 +66,12 @@ impl Org {
 
     /// `GET /admin/federation`: identity, addresses and traffic counters.
     pub(crate) async fn federation(&self) -> Value {
-        self.client
-            .call(Method::GET, "/admin/federation", None)
-            .await
-            .must("federation info")
+        self.client.call(Method::GET, "/admin/federation", None).await.must("federation info")
     }
 
     /// This node's libp2p peer id.
     pub(crate) async fn peer_id(&self) -> String {
-        self.federation().await["peer_id"]
-            .as_str()
-            .expect("peer id")
-            .to_string()
+        self.federation().await["peer_id"].as_str().expect("peer id").to_string()
     }
 
     /// This node's address for others: its first listen address with `/p2p/<peer id>`.
@@ -88,49 +82,28 @@ impl Org {
     }
 
     pub(crate) async fn peers(&self) -> Vec<Value> {
-        self.client
-            .call(Method::GET, "/admin/peers", None)
-            .await
-            .must("list peers")
+        self.client.call(Method::GET, "/admin/peers", None).await.must("list peers")
     }
 
     /// The peer named `name` as `GET /admin/peers` shows it.
     pub(crate) async fn peer_named(&self, name: &str) -> Value {
-        self.peers()
-            .await
-            .into_iter()
-            .find(|p| p["name"] == json!(name))
-            .unwrap_or(Value::Null)
+        self.peers().await.into_iter().find(|p| p["name"] == json!(name)).unwrap_or(Value::Null)
     }
 
     /// How many messages of the chat have exactly this body (and are not deleted).
     pub(crate) async fn count_body(&self, chat: &str, body: &str) -> usize {
-        self.view(chat)
-            .await
-            .iter()
-            .filter(|m| m.2 == body && !m.3)
-            .count()
+        self.view(chat).await.iter().filter(|m| m.2 == body && !m.3).count()
     }
 
     pub(crate) async fn chat_ids(&self) -> Vec<String> {
-        self.client
-            .chats()
-            .await
-            .must("chats")
-            .into_iter()
-            .map(|entry| entry.chat.id)
-            .collect()
+        self.client.chats().await.must("chats").into_iter().map(|entry| entry.chat.id).collect()
     }
 
     /// Messages of a chat as (id, author, body, deleted, reactions), oldest first.
     pub(crate) async fn view(&self, chat: &str) -> Vec<(String, String, String, bool, Value)> {
         let page: Value = match self
             .client
-            .call(
-                Method::GET,
-                &format!("/chats/{chat}/messages?limit=200"),
-                None,
-            )
+            .call(Method::GET, &format!("/chats/{chat}/messages?limit=200"), None)
             .await
         {
             Ok(page) => page,
@@ -180,11 +153,7 @@ pub(crate) async fn peer(a: &Org, b: &Org) {
 pub(crate) async fn peer_with(org: &Org, name: &str, address: &str) {
     let _: Value = org
         .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": name, "address": address})),
-        )
+        .call(Method::POST, "/admin/peers", Some(json!({"name": name, "address": address})))
         .await
         .must(&format!("{} peers with {name}", org.name));
 }
@@ -200,10 +169,7 @@ where
         if check().await {
             return started.elapsed();
         }
-        assert!(
-            started.elapsed() < CONVERGE,
-            "{what}: not reached within {CONVERGE:?}"
-        );
+        assert!(started.elapsed() < CONVERGE, "{what}: not reached within {CONVERGE:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -230,12 +196,7 @@ async fn three_orgs() -> (Org, Org, Org) {
     peer(&globex, &initech).await;
     for org in [&acme, &globex, &initech] {
         eventually(&format!("{} connected to both peers", org.name), || async {
-            org.peers()
-                .await
-                .iter()
-                .filter(|p| p["connected"] == json!(true))
-                .count()
-                == 2
+            org.peers().await.iter().filter(|p| p["connected"] == json!(true)).count() == 2
         })
         .await;
     }
@@ -247,19 +208,9 @@ async fn three_orgs() -> (Org, Org, Org) {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_organisations_converge() {
     let (acme, globex, initech) = three_orgs().await;
-    let chat = acme
-        .client
-        .create_channel("shared", "private")
-        .await
-        .must("create channel");
-    acme.client
-        .invite(&chat.id, &globex.user, None)
-        .await
-        .must("invite bob@globex");
-    acme.client
-        .invite(&chat.id, &initech.user, None)
-        .await
-        .must("invite carol@initech");
+    let chat = acme.client.create_channel("shared", "private").await.must("create channel");
+    acme.client.invite(&chat.id, &globex.user, None).await.must("invite bob@globex");
+    acme.client.invite(&chat.id, &initech.user, None).await.must("invite carol@initech");
     for org in [&globex, &initech] {
         eventually(&format!("{} sees the channel", org.name), || async {
             org.chat_ids().await.contains(&chat.id)
@@ -282,11 +233,7 @@ async fn three_organisations_converge() {
         .edit(&chat.id, &b1.id, "hello from globex (edited)")
         .await
         .must("bob edits his own message");
-    initech
-        .client
-        .delete(&chat.id, &c1.id)
-        .await
-        .must("carol deletes hers");
+    initech.client.delete(&chat.id, &c1.id).await.must("carol deletes hers");
     let _: Value = acme
         .client
         .call(
@@ -319,29 +266,21 @@ async fn three_organisations_converge() {
     })
     .await;
     // Nobody edits another organisation's message.
-    globex
-        .client
-        .edit(&chat.id, &a1.id, "hijacked")
-        .await
-        .err_is(403, "forbidden", "bob edits alice's message");
+    globex.client.edit(&chat.id, &a1.id, "hijacked").await.err_is(
+        403,
+        "forbidden",
+        "bob edits alice's message",
+    );
 
     // A DM between two organisations.
     let (_, dm) = acme.client.dm(&[&globex.user]).await.must("open DM");
-    eventually("bob sees the DM", || async {
-        globex.chat_ids().await.contains(&dm.id)
-    })
-    .await;
+    eventually("bob sees the DM", || async { globex.chat_ids().await.contains(&dm.id) }).await;
     let canary = format!("dm-canary-{}", std::process::id());
     send(&globex, &dm.id, &canary).await;
     send(&acme, &dm.id, "hi bob").await;
-    eventually("the DM converges", || async {
-        converged(&[&acme, &globex], &dm.id, 2).await
-    })
-    .await;
-    assert!(
-        !initech.chat_ids().await.contains(&dm.id),
-        "initech is not in the DM"
-    );
+    eventually("the DM converges", || async { converged(&[&acme, &globex], &dm.id, 2).await })
+        .await;
+    assert!(!initech.chat_ids().await.contains(&dm.id), "initech is not in the DM");
     // Confidentiality: initech is peered with both but has no member in the DM.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut initech = initech;
@@ -359,28 +298,13 @@ async fn removed_organisation_stops_replicating() {
     let acme = Org::start("acme", "alice").await;
     let globex = Org::start("globex", "bob").await;
     peer(&acme, &globex).await;
-    let chat = acme
-        .client
-        .create_channel("ops", "private")
-        .await
-        .must("create channel");
-    acme.client
-        .invite(&chat.id, &globex.user, None)
-        .await
-        .must("invite bob");
-    eventually("bob sees the channel", || async {
-        globex.chat_ids().await.contains(&chat.id)
-    })
-    .await;
+    let chat = acme.client.create_channel("ops", "private").await.must("create channel");
+    acme.client.invite(&chat.id, &globex.user, None).await.must("invite bob");
+    eventually("bob sees the channel", || async { globex.chat_ids().await.contains(&chat.id) })
+        .await;
     send(&globex, &chat.id, "before").await;
-    eventually("acme has bob's message", || async {
-        acme.view(&chat.id).await.len() == 1
-    })
-    .await;
-    acme.client
-        .remove_member(&chat.id, &globex.user)
-        .await
-        .must("remove bob");
+    eventually("acme has bob's message", || async { acme.view(&chat.id).await.len() == 1 }).await;
+    acme.client.remove_member(&chat.id, &globex.user).await.must("remove bob");
     eventually("bob no longer sees the channel", || async {
         !globex.chat_ids().await.contains(&chat.id)
     })
@@ -407,10 +331,8 @@ async fn removed_organisation_stops_replicating() {
 #[tokio::test(flavor = "multi_thread")]
 async fn organisations_federate_over_quic() {
     let quic = "/ip4/127.0.0.1/udp/0/quic-v1";
-    let (acme, globex) = tokio::join!(
-        Org::start_on("acme", "alice", quic),
-        Org::start_on("globex", "bob", quic)
-    );
+    let (acme, globex) =
+        tokio::join!(Org::start_on("acme", "alice", quic), Org::start_on("globex", "bob", quic));
     assert!(acme.address().await.contains("/quic-v1/p2p/"));
     peer(&acme, &globex).await;
     let chat = shared_channel(&acme, &[&globex], "over-quic").await;
@@ -431,30 +353,14 @@ async fn peer_cli_manages_the_peers_of_a_stopped_node() {
     let acme_peer = acme.peer_id().await;
     acme.node.terminate().await;
     let dir = acme.node.data_dir().display().to_string();
-    let config = acme
-        .config_dir
-        .path()
-        .join("node.toml")
-        .display()
-        .to_string();
+    let config = acme.config_dir.path().join("node.toml").display().to_string();
     let cli = |node: &TestNode, args: &[&str]| {
         let mut all = vec!["peer"];
         all.extend_from_slice(args);
-        all.extend_from_slice(&[
-            "--data-dir",
-            &dir,
-            "--config",
-            &config,
-            "--org-name",
-            "acme",
-        ]);
+        all.extend_from_slice(&["--data-dir", &dir, "--config", &config, "--org-name", "acme"]);
         let output = node.cli(&all);
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).to_string();
-        (
-            output.status.success(),
-            text(&output.stdout),
-            text(&output.stderr),
-        )
+        (output.status.success(), text(&output.stdout), text(&output.stderr))
     };
 
     let (ok, identity, err) = cli(&acme.node, &["identity"]);
@@ -463,54 +369,20 @@ async fn peer_cli_manages_the_peers_of_a_stopped_node() {
     assert!(ok, "invite: {err}");
     let _: Value = globex
         .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": "acme", "invite": token.trim()})),
-        )
+        .call(Method::POST, "/admin/peers", Some(json!({"name": "acme", "invite": token.trim()})))
         .await
         .must("globex accepts acme's invite");
-    let (ok, out, err) = cli(
-        &acme.node,
-        &[
-            "add",
-            "--name",
-            "globex",
-            "--address",
-            "/ip4/127.0.0.1/tcp/1",
-        ],
-    );
-    assert!(
-        !ok && err.contains("/p2p/"),
-        "an address without /p2p: {out} {err}"
-    );
-    let (ok, out, err) = cli(
-        &acme.node,
-        &[
-            "add",
-            "--name",
-            "Not A Name",
-            "--address",
-            &globex.address().await,
-        ],
-    );
+    let (ok, out, err) =
+        cli(&acme.node, &["add", "--name", "globex", "--address", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(!ok && err.contains("/p2p/"), "an address without /p2p: {out} {err}");
+    let (ok, out, err) =
+        cli(&acme.node, &["add", "--name", "Not A Name", "--address", &globex.address().await]);
     assert!(!ok && err.contains("name"), "a bad name: {out} {err}");
-    let (ok, out, err) = cli(
-        &acme.node,
-        &[
-            "add",
-            "--name",
-            "globex",
-            "--address",
-            &globex.address().await,
-        ],
-    );
+    let (ok, out, err) =
+        cli(&acme.node, &["add", "--name", "globex", "--address", &globex.address().await]);
     assert!(ok, "add: {out} {err}");
     let (ok, list, err) = cli(&acme.node, &["list"]);
-    assert!(
-        ok && list.lines().count() == 1 && list.contains("\tglobex\t"),
-        "{list} {err}"
-    );
+    assert!(ok && list.lines().count() == 1 && list.contains("\tglobex\t"), "{list} {err}");
 
     acme.node.start_again_same_port().await;
     eventually("acme and globex connected", || async {
@@ -546,10 +418,7 @@ async fn removal_reaches_an_offline_node_after_the_owner_restarts() {
     peer(&acme, &globex).await;
     let chat = shared_channel(&acme, &[&globex], "ops").await;
     globex.node.terminate().await;
-    acme.client
-        .remove_member(&chat, &globex.user)
-        .await
-        .must("remove bob");
+    acme.client.remove_member(&chat, &globex.user).await.must("remove bob");
     acme.node.restart_same_port().await;
     globex.node.start_again_same_port().await;
     eventually("bob no longer sees the channel", || async {
@@ -581,18 +450,9 @@ pub(crate) fn occurrences(dir: &std::path::Path, needle: &[u8]) -> usize {
 /// Creates a private channel on `owner` with the admins of `others` as members and waits until
 /// every one of them sees it.
 async fn shared_channel(owner: &Org, others: &[&Org], name: &str) -> String {
-    let chat = owner
-        .client
-        .create_channel(name, "private")
-        .await
-        .must("create channel")
-        .id;
+    let chat = owner.client.create_channel(name, "private").await.must("create channel").id;
     for org in others {
-        owner
-            .client
-            .invite(&chat, &org.user, None)
-            .await
-            .must("invite");
+        owner.client.invite(&chat, &org.user, None).await.must("invite");
     }
     for org in others {
         eventually(&format!("{} sees {name}", org.name), || async {
@@ -644,10 +504,7 @@ async fn killed_node_converges_after_restart() {
         a == b && acked.iter().all(|id| a.iter().any(|m| &m.0 == id))
     })
     .await;
-    println!(
-        "converged {took:?} after the restart ({} messages)",
-        acked.len()
-    );
+    println!("converged {took:?} after the restart ({} messages)", acked.len());
 }
 
 /// The owner's node is down: the other member organisations keep chatting, and a fourth
@@ -672,10 +529,7 @@ async fn owner_offline_others_chat_and_newcomer_catches_up() {
     send(&acme, &chat, "owner speaking").await;
     // hooli is added while its node is down.
     hooli.node.terminate().await;
-    acme.client
-        .invite(&chat, &hooli.user, None)
-        .await
-        .must("invite dave@hooli");
+    acme.client.invite(&chat, &hooli.user, None).await.must("invite dave@hooli");
     eventually("the others know dave is a member", || async {
         let members = globex.client.members(&chat).await.unwrap_or_default();
         members.iter().any(|m| m.user_id == hooli.user)
@@ -713,9 +567,7 @@ struct Proxy {
 impl Proxy {
     async fn start(target: std::net::SocketAddr) -> Proxy {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (generation, _) = tokio::sync::watch::channel(0u64);
@@ -740,12 +592,7 @@ impl Proxy {
                 }
             })
         };
-        Proxy {
-            addr,
-            open,
-            generation,
-            task,
-        }
+        Proxy { addr, open, generation, task }
     }
 
     fn cut(&self) {
@@ -788,20 +635,12 @@ async fn peer_through_proxies(a: &Org, b: &Org) -> (Proxy, Proxy) {
     let b_via = via(&to_b, b.address().await);
     let _: Value = a
         .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": b.name, "address": b_via})),
-        )
+        .call(Method::POST, "/admin/peers", Some(json!({"name": b.name, "address": b_via})))
         .await
         .must("peer a -> b via proxy");
     let _: Value = b
         .client
-        .call(
-            Method::POST,
-            "/admin/peers",
-            Some(json!({"name": a.name, "address": a_via})),
-        )
+        .call(Method::POST, "/admin/peers", Some(json!({"name": a.name, "address": a_via})))
         .await
         .must("peer b -> a via proxy");
     (to_a, to_b)
@@ -823,10 +662,7 @@ async fn partition_heals_and_converges() {
     to_acme.cut();
     to_globex.cut();
     eventually("the peers see the partition", || async {
-        acme.peers()
-            .await
-            .iter()
-            .all(|p| p["connected"] == json!(false))
+        acme.peers().await.iter().all(|p| p["connected"] == json!(false))
     })
     .await;
     let partition = Instant::now();
@@ -836,11 +672,7 @@ async fn partition_heals_and_converges() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(acme.view(&chat).await.len(), 11, "acme has only its side");
-    assert_eq!(
-        globex.view(&chat).await.len(),
-        11,
-        "globex has only its side"
-    );
+    assert_eq!(globex.view(&chat).await.len(), 11, "globex has only its side");
     let remaining = Duration::from_secs(30).saturating_sub(partition.elapsed());
     tokio::time::sleep(remaining).await;
     to_acme.heal();
@@ -876,20 +708,12 @@ async fn automerge_js_reads_a_bucket_saved_by_a_node() {
         "the automerge-js referee is not installed: run `npm ci --prefix tests/referee` (.ci/run does)"
     );
     let mut acme = Org::start("acme", "alice").await;
-    let chat = acme
-        .client
-        .create_channel("refereed", "public")
-        .await
-        .must("create channel")
-        .id;
+    let chat = acme.client.create_channel("refereed", "public").await.must("create channel").id;
     let mut sent = Vec::new();
     for body in ["first", "second ✓", "third, with \"quotes\""] {
         sent.push(send(&acme, &chat, body).await);
     }
-    acme.client
-        .edit(&chat, &sent[0].id, "first (edited)")
-        .await
-        .must("edit");
+    acme.client.edit(&chat, &sent[0].id, "first (edited)").await.must("edit");
     acme.node.terminate().await;
     let out = acme.config_dir.path().join("bucket1.automerge");
     let data_dir = acme.node.data_dir().display().to_string();
@@ -924,11 +748,7 @@ async fn automerge_js_reads_a_bucket_saved_by_a_node() {
     let seen: Value = serde_json::from_slice(&read.stdout).expect("referee JSON");
     assert_eq!(seen["schema"], json!("confab-bucket/1"));
     let messages = seen["messages"].as_array().expect("messages");
-    assert_eq!(
-        messages.len(),
-        3,
-        "automerge-js reads three messages: {seen}"
-    );
+    assert_eq!(messages.len(), 3, "automerge-js reads three messages: {seen}");
     for message in &sent {
         let entry = messages
             .iter()
@@ -958,17 +778,10 @@ async fn presence_and_typing_cross_organisations() {
     let mut bob = globex.client.ws_ok(None).await;
     // Presence is a change, not a heartbeat: alice coming online is one.
     let mut alice = acme.client.ws_ok(None).await;
-    let online = bob
-        .wait_type("presence", |frame| frame["user_id"] == json!(acme.user))
-        .await;
+    let online = bob.wait_type("presence", |frame| frame["user_id"] == json!(acme.user)).await;
     assert_eq!(online["status"], json!("online"), "{online}");
-    alice
-        .send_json(&json!({"type": "typing", "chat_id": chat}))
-        .await
-        .expect("send typing");
-    let typing = bob
-        .wait_type("typing", |frame| frame["user_id"] == json!(acme.user))
-        .await;
+    alice.send_json(&json!({"type": "typing", "chat_id": chat})).await.expect("send typing");
+    let typing = bob.wait_type("typing", |frame| frame["user_id"] == json!(acme.user)).await;
     assert_eq!(typing["chat_id"], json!(chat));
 }
 
@@ -991,10 +804,7 @@ async fn media_is_fetched_by_hash_from_a_member_node() {
         .json()
         .await
         .expect("upload json");
-    let blob = upload["attachment"]["id"]
-        .as_str()
-        .expect("blob id")
-        .to_string();
+    let blob = upload["attachment"]["id"].as_str().expect("blob id").to_string();
     let _: Value = acme
         .client
         .call(
@@ -1004,10 +814,7 @@ async fn media_is_fetched_by_hash_from_a_member_node() {
         )
         .await
         .must("post with attachment");
-    eventually("bob has the message", || async {
-        globex.view(&chat).await.len() == 1
-    })
-    .await;
+    eventually("bob has the message", || async { globex.view(&chat).await.len() == 1 }).await;
     let download = |org: &Org| {
         http.get(format!("{}/api/v1/media/{blob}", org.client.base()))
             .header("cookie", org.client.cookie_header().expect("cookie"))

@@ -84,10 +84,7 @@ impl JsPeer {
 
     async fn command(&mut self, command: Value) -> Value {
         let line = format!("{command}\n");
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("write to the js-libp2p peer");
+        self.stdin.write_all(line.as_bytes()).await.expect("write to the js-libp2p peer");
         tokio::time::timeout(REPLY_WITHIN, self.replies.recv())
             .await
             .unwrap_or_else(|_| panic!("no reply to {command}"))
@@ -121,14 +118,9 @@ async fn js_libp2p_peer_receives_changes_byte_for_byte_and_is_rejected_when_inva
 
     // Both sides of each pair consent.
     peer_with(&acme, "globex", &globex.address().await.expect("address")).await;
-    globex
-        .add_peer("acme", &acme.address().await)
-        .await
-        .expect("globex peers with acme");
+    globex.add_peer("acme", &acme.address().await).await.expect("globex peers with acme");
     peer_with(&acme, "jsorg", &js.address).await;
-    let dialed = js
-        .command(json!({"cmd": "dial", "addr": acme.address().await}))
-        .await;
+    let dialed = js.command(json!({"cmd": "dial", "addr": acme.address().await})).await;
     assert_eq!(dialed["event"], json!("dialed"), "{dialed}");
     eventually("acme connected to globex and the js peer", || async {
         let peers = acme.peers().await;
@@ -136,34 +128,19 @@ async fn js_libp2p_peer_receives_changes_byte_for_byte_and_is_rejected_when_inva
     })
     .await;
 
-    let chat = acme
-        .client
-        .create_channel("interop", "private")
-        .await
-        .must("create channel")
-        .id;
+    let chat = acme.client.create_channel("interop", "private").await.must("create channel").id;
     for user in ["bob@globex", "js@jsorg"] {
-        acme.client
-            .invite(&chat, user, None)
-            .await
-            .must(&format!("invite {user}"));
+        acme.client.invite(&chat, user, None).await.must(&format!("invite {user}"));
     }
     let chat_id: ChatId = chat.parse().expect("chat id");
     let topic = format!("confab/v1/chat/{chat}");
-    let subscribed = js
-        .command(json!({"cmd": "subscribe", "topic": topic}))
-        .await;
+    let subscribed = js.command(json!({"cmd": "subscribe", "topic": topic})).await;
     assert_eq!(subscribed["event"], json!("subscribed"), "{subscribed}");
     let acme_peer = acme.peer_id().await;
     let started = Instant::now();
     loop {
-        let peers = js
-            .command(json!({"cmd": "topic_peers", "topic": topic}))
-            .await;
-        if peers["peers"]
-            .as_array()
-            .is_some_and(|p| p.contains(&json!(acme_peer)))
-        {
+        let peers = js.command(json!({"cmd": "topic_peers", "topic": topic})).await;
+        if peers["peers"].as_array().is_some_and(|p| p.contains(&json!(acme_peer))) {
             break;
         }
         assert!(
@@ -188,10 +165,7 @@ async fn js_libp2p_peer_receives_changes_byte_for_byte_and_is_rejected_when_inva
             probe_started.elapsed() < Duration::from_secs(40),
             "the js peer received nothing on {topic}"
         );
-        acme.client
-            .send(&chat, &format!("probe {probes} {run}"))
-            .await
-            .must("probe");
+        acme.client.send(&chat, &format!("probe {probes} {run}")).await.must("probe");
         probes += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -240,11 +214,7 @@ async fn js_libp2p_peer_receives_changes_byte_for_byte_and_is_rejected_when_inva
     for body in &bodies {
         assert!(globex_bodies.contains(body), "{body}");
     }
-    println!(
-        "the js peer received {} changes byte for byte ({} probes)",
-        received.len(),
-        probes
-    );
+    println!("the js peer received {} changes byte for byte ({} probes)", received.len(), probes);
 
     // The js peer publishes invalid messages: garbage, a received change with one bit of its
     // signature flipped, a truncated one and a replay under another chat's bytes.
@@ -317,13 +287,8 @@ async fn js_libp2p_peer_receives_changes_byte_for_byte_and_is_rejected_when_inva
 
 /// The chat's owner organisation as globex's copy of the control document names it.
 fn acme_org(globex: &EvilNode, chat: ChatId) -> confab_protocol::OrgId {
-    let history = globex
-        .history(DocId::control(chat))
-        .expect("control history");
-    evil::control_state(&history)
-        .expect("control state")
-        .info
-        .owner
+    let history = globex.history(DocId::control(chat)).expect("control history");
+    evil::control_state(&history).expect("control state").info.owner
 }
 
 fn fastrand_seed() -> [u8; 32] {

@@ -63,23 +63,12 @@ impl Ids {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_millis() as u64;
-        Ids {
-            ms,
-            counter: 0,
-            canary_prefix: format!("{kind}-{}-", std::process::id()),
-        }
+        Ids { ms, counter: 0, canary_prefix: format!("{kind}-{}-", std::process::id()) }
     }
 
     fn id(&mut self, org: &OrgId) -> MessageId {
         self.counter += 1;
-        MessageId::new(
-            HlcTime {
-                ms: self.ms,
-                counter: self.counter,
-            },
-            org,
-            [0xee; 4],
-        )
+        MessageId::new(HlcTime { ms: self.ms, counter: self.counter }, org, [0xee; 4])
     }
 
     fn canary(&self, attack: &str) -> String {
@@ -100,9 +89,7 @@ async fn peer_with_evil(acme: &Org, evil: &EvilNode) -> String {
         )
         .await
         .must("acme peers with evil");
-    evil.add_peer("acme", &acme.address().await)
-        .await
-        .expect("evil peers with acme");
+    evil.add_peer("acme", &acme.address().await).await.expect("evil peers with acme");
     eventually("evil connected to acme", || evil.connected_to(&acme_peer)).await;
     acme_peer
 }
@@ -173,20 +160,10 @@ async fn malicious_node_is_refused_and_blacklisted() {
 
     // A private channel of acme with bob@globex; an honest message before evil joins it (what
     // evil will replay), then mallory@evil is invited.
-    let chat = acme
-        .client
-        .create_channel("ops", "private")
-        .await
-        .must("create channel")
-        .id;
-    acme.client
-        .invite(&chat, &globex.user, None)
-        .await
-        .must("invite bob@globex");
-    eventually("globex sees the channel", || async {
-        globex.chat_ids().await.contains(&chat)
-    })
-    .await;
+    let chat = acme.client.create_channel("ops", "private").await.must("create channel").id;
+    acme.client.invite(&chat, &globex.user, None).await.must("invite bob@globex");
+    eventually("globex sees the channel", || async { globex.chat_ids().await.contains(&chat) })
+        .await;
     let replayed_body = format!("honest message that evil replays {}", std::process::id());
     let alice_message: MessageId = acme
         .client
@@ -200,10 +177,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
         globex.count_body(&chat, &replayed_body).await == 1
     })
     .await;
-    acme.client
-        .invite(&chat, "mallory@evil", None)
-        .await
-        .must("invite mallory@evil");
+    acme.client.invite(&chat, "mallory@evil", None).await.must("invite mallory@evil");
 
     // evil learns the channel like any member: its control document and bucket 1 by catch-up,
     // then it subscribes to the topic.
@@ -211,20 +185,14 @@ async fn malicious_node_is_refused_and_blacklisted() {
     let control_doc = DocId::control(chat_id);
     let bucket_doc = DocId::bucket(chat_id, 1);
     let evil_org = evil.org();
-    eventually(
-        "evil has the control document naming it a member",
-        || async {
-            let Ok(history) = evil.history(control_doc) else {
-                return false;
-            };
-            evil::control_state(&history).is_ok_and(|state| {
-                state
-                    .orgs
-                    .get(&evil_org)
-                    .is_some_and(|ranges| ranges.iter().any(|r| r.1.is_none()))
-            })
-        },
-    )
+    eventually("evil has the control document naming it a member", || async {
+        let Ok(history) = evil.history(control_doc) else {
+            return false;
+        };
+        evil::control_state(&history).is_ok_and(|state| {
+            state.orgs.get(&evil_org).is_some_and(|ranges| ranges.iter().any(|r| r.1.is_none()))
+        })
+    })
     .await;
     eventually("evil has bucket 1 with alice's message", || async {
         evil.history(bucket_doc).is_ok_and(|h| h.len() >= 2)
@@ -241,11 +209,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
     let bob: UserId = globex.user.parse().expect("bob");
     let globex_org = state.members.get(&bob).expect("bob is a member").org;
     let epoch = state.epoch;
-    let evil_since = state.orgs[&evil_org]
-        .iter()
-        .map(|r| r.0)
-        .max()
-        .expect("evil's range");
+    let evil_since = state.orgs[&evil_org].iter().map(|r| r.0).max().expect("evil's range");
     println!(
         "setup in {:?}: epoch {epoch}, evil a member since epoch {evil_since}, bucket 1 has {} changes",
         started.elapsed(),
@@ -277,9 +241,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
     .remove(0)
     .sign(&key, bucket_doc, epoch);
     assert_eq!(verdict(&history, &probe.encode()), "accepted", "the probe");
-    evil.publish(chat_id, probe.encode())
-        .await
-        .expect("publish the probe");
+    evil.publish(chat_id, probe.encode()).await.expect("publish the probe");
     eventually("evil's valid message reaches acme and globex", || async {
         acme.count_body(&chat, &probe_body).await == 1
             && globex.count_body(&chat, &probe_body).await == 1
@@ -291,12 +253,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
     // The attacks. Each is a distinct gossip payload; every message body is a canary.
     let mut attacks: Vec<Attack> = Vec::new();
     let mut push = |name: &'static str, expect: Expect, bytes: Vec<u8>, verdict: String| {
-        attacks.push(Attack {
-            name,
-            bytes,
-            expect,
-            verdict,
-        })
+        attacks.push(Attack { name, bytes, expect, verdict })
     };
     // A valid message of evil's at `epoch` by a fresh actor, before any tampering.
     let valid = |ids: &mut Ids, n: u8, name: &str| {
@@ -306,11 +263,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
             &history,
             &evil_org,
             suffix(n),
-            vec![Write::Message {
-                namespace: evil_org,
-                id,
-                record: record(&mallory, &body),
-            }],
+            vec![Write::Message { namespace: evil_org, id, record: record(&mallory, &body) }],
         )
         .expect("forge")
         .remove(0)
@@ -321,9 +274,8 @@ async fn malicious_node_is_refused_and_blacklisted() {
     // burst arrives, so the invalid messages are judged together in one micro-batch. (Acme's
     // gossipsub graylists evil after about 3 rejections and then drops its messages unjudged;
     // the node blacklists a graylisted peer at once, so the attacks judged after that are few.)
-    let bulk_bodies: Vec<String> = (0..BULK)
-        .map(|i| format!("mallory bulk {} #{i}", std::process::id()))
-        .collect();
+    let bulk_bodies: Vec<String> =
+        (0..BULK).map(|i| format!("mallory bulk {} #{i}", std::process::id())).collect();
     let bulk = {
         let writes = bulk_bodies
             .iter()
@@ -339,12 +291,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
             .sign(&key, bucket_doc, epoch)
             .encode()
     };
-    push(
-        "valid-bulk",
-        Expect::Accepted,
-        bulk.clone(),
-        verdict(&history, &bulk),
-    );
+    push("valid-bulk", Expect::Accepted, bulk.clone(), verdict(&history, &bulk));
     // Not applicable yet (no penalty): dropped, and catch-up never brings them.
     // Out of sequence: seq 2 of an actor whose seq 1 was never sent.
     let gap = {
@@ -359,44 +306,22 @@ async fn malicious_node_is_refused_and_blacklisted() {
         let forged = evil::forge(&history, &evil_org, suffix(2), writes).expect("forge");
         forged[1].sign(&key, bucket_doc, epoch).encode()
     };
-    push(
-        "seq-gap",
-        Expect::Ignored,
-        gap.clone(),
-        verdict(&history, &gap),
-    );
+    push("seq-gap", Expect::Ignored, gap.clone(), verdict(&history, &gap));
     // An epoch the owner has not published yet.
-    let future = valid(&mut ids, 3, "future-epoch")
-        .sign(&key, bucket_doc, epoch + 100)
-        .encode();
-    push(
-        "future-epoch",
-        Expect::Ignored,
-        future.clone(),
-        verdict(&history, &future),
-    );
+    let future = valid(&mut ids, 3, "future-epoch").sign(&key, bucket_doc, epoch + 100).encode();
+    push("future-epoch", Expect::Ignored, future.clone(), verdict(&history, &future));
     // A byte-identical replay of alice's accepted message (acme made it before evil joined, so
     // evil's gossipsub has not seen it; acme's has: its duplicate cache drops it).
     let honest = history.last().expect("alice's change").clone();
     let replay = honest.encode();
-    push(
-        "replay",
-        Expect::Ignored,
-        replay.clone(),
-        verdict(&history, &replay),
-    );
+    push("replay", Expect::Ignored, replay.clone(), verdict(&history, &replay));
 
     // Rejected by validation (each counts towards the blacklist).
     // Forged signature: a valid change, one signature byte flipped.
     let mut forged_sig = valid(&mut ids, 4, "forged-signature").sign(&key, bucket_doc, epoch);
     forged_sig.signature.0[10] ^= 0x01;
     let forged_sig = forged_sig.encode();
-    push(
-        "forged-signature",
-        Expect::Rejected,
-        forged_sig.clone(),
-        verdict(&history, &forged_sig),
-    );
+    push("forged-signature", Expect::Rejected, forged_sig.clone(), verdict(&history, &forged_sig));
     // Impersonation: acme's actor, acme's namespace, acme named as signer, evil's signature.
     let impersonation = {
         let id = ids.id(&acme_org);
@@ -423,31 +348,21 @@ async fn malicious_node_is_refused_and_blacklisted() {
         verdict(&history, &impersonation),
     );
     // Another organisation's namespace: `<acme>:<message id>` (and globex's), signed by evil.
-    for (name, org, author, n) in [
-        ("acme-namespace", acme_org, &alice, 6),
-        ("globex-namespace", globex_org, &bob, 7),
-    ] {
+    for (name, org, author, n) in
+        [("acme-namespace", acme_org, &alice, 6), ("globex-namespace", globex_org, &bob, 7)]
+    {
         let id = ids.id(&org);
         let bytes = evil::forge(
             &history,
             &evil_org,
             suffix(n),
-            vec![Write::Message {
-                namespace: org,
-                id,
-                record: record(author, &ids.canary(name)),
-            }],
+            vec![Write::Message { namespace: org, id, record: record(author, &ids.canary(name)) }],
         )
         .expect("forge")
         .remove(0)
         .sign(&key, bucket_doc, epoch)
         .encode();
-        push(
-            name,
-            Expect::Rejected,
-            bytes.clone(),
-            verdict(&history, &bytes),
-        );
+        push(name, Expect::Rejected, bytes.clone(), verdict(&history, &bytes));
     }
     // Signed by evil, automerge actor acme's (message in evil's own namespace).
     let acme_actor = {
@@ -467,31 +382,17 @@ async fn malicious_node_is_refused_and_blacklisted() {
         .sign(&key, bucket_doc, epoch)
         .encode()
     };
-    push(
-        "acme-actor",
-        Expect::Rejected,
-        acme_actor.clone(),
-        verdict(&history, &acme_actor),
-    );
+    push("acme-actor", Expect::Rejected, acme_actor.clone(), verdict(&history, &acme_actor));
     // Wrong epochs: before evil was a member, and 0.
     let mut wrong_epochs = vec![0, 1, evil_since - 1];
     wrong_epochs.dedup();
     for (i, wrong) in wrong_epochs.into_iter().enumerate() {
         let name = ["epoch-0", "epoch-1", "epoch-before-joining"][i];
-        let bytes = valid(&mut ids, 9 + i as u8, name)
-            .sign(&key, bucket_doc, wrong)
-            .encode();
-        push(
-            name,
-            Expect::Rejected,
-            bytes.clone(),
-            verdict(&history, &bytes),
-        );
+        let bytes = valid(&mut ids, 9 + i as u8, name).sign(&key, bucket_doc, wrong).encode();
+        push(name, Expect::Rejected, bytes.clone(), verdict(&history, &bytes));
     }
     // Out of sequence: another change at the seq of the probe's actor (equivocation).
-    let equivocation = valid(&mut ids, 1, "equivocation")
-        .sign(&key, bucket_doc, epoch)
-        .encode();
+    let equivocation = valid(&mut ids, 1, "equivocation").sign(&key, bucket_doc, epoch).encode();
     push(
         "equivocation",
         Expect::Rejected,
@@ -513,12 +414,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
         let local = evil::honest_verdict(control_doc, acme_org, &state, &control_history, &bytes);
         (bytes, local)
     };
-    push(
-        "control-write",
-        Expect::Rejected,
-        control_write.0,
-        control_write.1,
-    );
+    push("control-write", Expect::Rejected, control_write.0, control_write.1);
     // evil makes itself the channel's owner.
     let owner_grab = forge_signed(
         &control_history,
@@ -526,10 +422,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
         16,
         vec![Write::Member {
             user: mallory.clone(),
-            record: MemberRecord {
-                role: Role::Owner,
-                org: evil_org,
-            },
+            record: MemberRecord { role: Role::Owner, org: evil_org },
         }],
         &key,
         control_doc,
@@ -573,10 +466,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
     let update = |op: UpdateOp| UpdateRecord {
         target: alice_message,
         by: alice.clone(),
-        at: HlcTime {
-            ms: now_ms,
-            counter: 0,
-        },
+        at: HlcTime { ms: now_ms, counter: 0 },
         op,
     };
     let update_attacks = [
@@ -584,35 +474,15 @@ async fn malicious_node_is_refused_and_blacklisted() {
             "edit-alice",
             Write::Update {
                 namespace: acme_org,
-                record: update(UpdateOp::Edit {
-                    body: ids.canary("edit-alice"),
-                }),
+                record: update(UpdateOp::Edit { body: ids.canary("edit-alice") }),
             },
         ),
-        (
-            "delete-alice",
-            Write::Update {
-                namespace: acme_org,
-                record: update(UpdateOp::Delete),
-            },
-        ),
+        ("delete-alice", Write::Update { namespace: acme_org, record: update(UpdateOp::Delete) }),
     ];
     for (n, (name, write)) in bucket_attacks.into_iter().chain(update_attacks).enumerate() {
-        let bytes = forge_signed(
-            &history,
-            &evil_org,
-            20 + n as u8,
-            vec![write],
-            &key,
-            bucket_doc,
-            epoch,
-        );
-        push(
-            name,
-            Expect::Rejected,
-            bytes.clone(),
-            verdict(&history, &bytes),
-        );
+        let bytes =
+            forge_signed(&history, &evil_org, 20 + n as u8, vec![write], &key, bucket_doc, epoch);
+        push(name, Expect::Rejected, bytes.clone(), verdict(&history, &bytes));
     }
     // Replays of alice's change, altered: another epoch (the signature covers it), and the
     // chunk checksum changed (not covered by the change hash, hence not by the signature).
@@ -641,21 +511,13 @@ async fn malicious_node_is_refused_and_blacklisted() {
     // Oversize: a change chunk above 1 MiB (the whole message still fits gossipsub's 1 MiB +
     // 16 KiB).
     let oversize = {
-        let body = format!(
-            "{}{}",
-            ids.canary("oversize"),
-            noise(1024 * 1024 + 2048, now_ms)
-        );
+        let body = format!("{}{}", ids.canary("oversize"), noise(1024 * 1024 + 2048, now_ms));
         let id = ids.id(&evil_org);
         let forged = evil::forge(
             &history,
             &evil_org,
             suffix(13),
-            vec![Write::Message {
-                namespace: evil_org,
-                id,
-                record: record(&mallory, &body),
-            }],
+            vec![Write::Message { namespace: evil_org, id, record: record(&mallory, &body) }],
         )
         .expect("forge")
         .remove(0);
@@ -666,12 +528,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
         );
         forged.sign(&key, bucket_doc, epoch).encode()
     };
-    push(
-        "oversize",
-        Expect::Rejected,
-        oversize.clone(),
-        verdict(&history, &oversize),
-    );
+    push("oversize", Expect::Rejected, oversize.clone(), verdict(&history, &oversize));
     // A valid change of another chat, on this chat's topic.
     let other_chat = {
         let mut signed = valid(&mut ids, 14, "other-chat").sign(&key, bucket_doc, epoch);
@@ -680,28 +537,13 @@ async fn malicious_node_is_refused_and_blacklisted() {
         signed.doc = DocId::bucket(ChatId::from_bytes(bytes), 1);
         signed.encode()
     };
-    push(
-        "other-chat",
-        Expect::Rejected,
-        other_chat.clone(),
-        verdict(&history, &other_chat),
-    );
+    push("other-chat", Expect::Rejected, other_chat.clone(), verdict(&history, &other_chat));
     // Garbage, and a signed-change header followed by garbage.
     let garbage = format!("{}{}", ids.canary("garbage"), noise(300, 7)).into_bytes();
-    push(
-        "garbage",
-        Expect::Rejected,
-        garbage.clone(),
-        verdict(&history, &garbage),
-    );
+    push("garbage", Expect::Rejected, garbage.clone(), verdict(&history, &garbage));
     let mut truncated = b"CFSC\x01".to_vec();
     truncated.extend_from_slice(ids.canary("truncated").as_bytes());
-    push(
-        "truncated",
-        Expect::Rejected,
-        truncated.clone(),
-        verdict(&history, &truncated),
-    );
+    push("truncated", Expect::Rejected, truncated.clone(), verdict(&history, &truncated));
 
     // Every attack is what it claims to be for an honest validator.
     for attack in &attacks {
@@ -724,10 +566,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
             }
         }
     }
-    let rejectable = attacks
-        .iter()
-        .filter(|a| a.expect == Expect::Rejected)
-        .count() as u64;
+    let rejectable = attacks.iter().filter(|a| a.expect == Expect::Rejected).count() as u64;
     assert!(rejectable > BLACKLIST_AFTER, "enough rejectable attacks");
 
     // alice keeps writing during the attack.
@@ -736,18 +575,14 @@ async fn malicious_node_is_refused_and_blacklisted() {
             let client = acme.client.clone();
             let chat = chat.clone();
             tokio::spawn(async move {
-                client
-                    .send(&chat, &format!("alice during the attack {i}"))
-                    .await
+                client.send(&chat, &format!("alice during the attack {i}")).await
             })
         })
         .collect();
     // The burst, all at once (in this order on the wire).
     let sent_at = Instant::now();
     let published = futures_util::future::join_all(
-        attacks
-            .iter()
-            .map(|attack| evil.publish(chat_id, attack.bytes.clone())),
+        attacks.iter().map(|attack| evil.publish(chat_id, attack.bytes.clone())),
     )
     .await;
     let send_time = sent_at.elapsed();
@@ -757,10 +592,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
         }
     }
     for writer in writers {
-        writer
-            .await
-            .expect("writer task")
-            .must("alice writes during the attack");
+        writer.await.expect("writer task").must("alice writes during the attack");
     }
     let evil_peer = loop {
         let evil_peer = acme.peer_named("evil").await;
@@ -780,10 +612,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
         "blacklisted {took:?} after the burst was sent ({send_time:?} to send it): {evil_peer}"
     );
     // Blacklisted for its rejections: by count, or by the score they brought it to.
-    assert!(
-        evil_peer["rejected_messages"].as_u64().unwrap_or(0) >= 1,
-        "{evil_peer}"
-    );
+    assert!(evil_peer["rejected_messages"].as_u64().unwrap_or(0) >= 1, "{evil_peer}");
 
     // Honest traffic keeps flowing both ways.
     let from_acme = format!("acme after the attack {}", std::process::id());
@@ -804,10 +633,7 @@ async fn malicious_node_is_refused_and_blacklisted() {
     // Nothing malicious was applied (acme) or forwarded (globex).
     for org in [&acme, &globex] {
         let view = org.view(&chat).await;
-        let applied: Vec<_> = view
-            .iter()
-            .filter(|m| m.2.contains(&ids.canary_prefix))
-            .collect();
+        let applied: Vec<_> = view.iter().filter(|m| m.2.contains(&ids.canary_prefix)).collect();
         assert!(applied.is_empty(), "{} applied {applied:?}", org.name);
         assert_eq!(
             org.count_body(&chat, &replayed_body).await,
@@ -822,23 +648,11 @@ async fn malicious_node_is_refused_and_blacklisted() {
     // Nor were the control document writes: the name and the members are the owner's.
     for org in [&acme, &globex] {
         let chats = org.client.chats().await.must("chats");
-        let entry = chats
-            .iter()
-            .find(|entry| entry.chat.id == chat)
-            .expect("the channel");
-        assert_eq!(
-            entry.chat.name.as_deref(),
-            Some("ops"),
-            "{}: {entry:?}",
-            org.name
-        );
+        let entry = chats.iter().find(|entry| entry.chat.id == chat).expect("the channel");
+        assert_eq!(entry.chat.name.as_deref(), Some("ops"), "{}: {entry:?}", org.name);
         let members = org.client.members(&chat).await.must("members");
         let owners: Vec<_> = members.iter().filter(|m| m.role == "owner").collect();
-        assert!(
-            owners.len() == 1 && owners[0].user_id == acme.user,
-            "{}: {members:?}",
-            org.name
-        );
+        assert!(owners.len() == 1 && owners[0].user_id == acme.user, "{}: {members:?}", org.name);
     }
     let evil_peer = acme.peer_named("evil").await;
     assert_eq!(evil_peer["connected"], json!(false), "{evil_peer}");
@@ -884,17 +698,9 @@ async fn malicious_catchup_server_is_blacklisted() {
     let evil = EvilNode::start("evil").await.expect("start the evil node");
     peer_with_evil(&acme, &evil).await;
 
-    let chat = acme
-        .client
-        .create_channel("ops", "private")
-        .await
-        .must("create channel")
-        .id;
+    let chat = acme.client.create_channel("ops", "private").await.must("create channel").id;
     acme.client.send(&chat, "before evil").await.must("alice");
-    acme.client
-        .invite(&chat, "mallory@evil", None)
-        .await
-        .must("invite mallory@evil");
+    acme.client.invite(&chat, "mallory@evil", None).await.must("invite mallory@evil");
     let chat_id: ChatId = chat.parse().expect("chat id");
     let (control_doc, bucket_doc) = (DocId::control(chat_id), DocId::bucket(chat_id, 1));
     let evil_org = evil.org();
@@ -955,10 +761,7 @@ async fn malicious_catchup_server_is_blacklisted() {
         }
         let verdict =
             evil::honest_verdict(bucket_doc, acme_org, &state, &history, &signed.encode());
-        assert!(
-            verdict.starts_with("rejected"),
-            "planted change {n}: {verdict}"
-        );
+        assert!(verdict.starts_with("rejected"), "planted change {n}: {verdict}");
         planted.push(signed);
     }
     evil.plant(bucket_doc, &planted).await.expect("plant");
@@ -972,17 +775,11 @@ async fn malicious_catchup_server_is_blacklisted() {
     loop {
         let peer = acme.peer_named("evil").await;
         if peer["blacklisted"] == json!(true) {
-            assert!(
-                peer["rejected_messages"].as_u64() >= Some(BLACKLIST_AFTER),
-                "{peer}"
-            );
+            assert!(peer["rejected_messages"].as_u64() >= Some(BLACKLIST_AFTER), "{peer}");
             assert_eq!(peer["connected"], json!(false), "{peer}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "acme did not blacklist evil: {peer}"
-        );
+        assert!(Instant::now() < deadline, "acme did not blacklist evil: {peer}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let view = acme.view(&chat).await;
@@ -1010,16 +807,8 @@ async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
     let acme = Org::start("acme", "alice").await;
     let evil = EvilNode::start("evil").await.expect("start the evil node");
     let acme_peer = peer_with_evil(&acme, &evil).await;
-    let chat = acme
-        .client
-        .create_channel("ops", "private")
-        .await
-        .must("create channel")
-        .id;
-    acme.client
-        .invite(&chat, "mallory@evil", None)
-        .await
-        .must("invite mallory@evil");
+    let chat = acme.client.create_channel("ops", "private").await.must("create channel").id;
+    acme.client.invite(&chat, "mallory@evil", None).await.must("invite mallory@evil");
     let chat_id: ChatId = chat.parse().expect("chat id");
     let control_doc = DocId::control(chat_id);
     let evil_org = evil.org();
@@ -1037,29 +826,19 @@ async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
         })
     })
     .await;
-    acme.client
-        .remove_member(&chat, "mallory@evil")
-        .await
-        .must("remove mallory");
+    acme.client.remove_member(&chat, "mallory@evil").await.must("remove mallory");
     eventually("evil learned its removal", || async {
-        evil.history(control_doc)
-            .is_ok_and(|history| removed(&history))
+        evil.history(control_doc).is_ok_and(|history| removed(&history))
     })
     .await;
     let canary = format!("renamed-after-removal-{}", std::process::id());
-    acme.client
-        .patch_chat(&chat, json!({"name": canary}))
-        .await
-        .must("rename");
+    acme.client.patch_chat(&chat, json!({"name": canary})).await.must("rename");
 
     // From the start: everything up to the removal, nothing after. (Without a shared chat
     // the connection may have idled out; the nodes redial.)
     let deadline = Instant::now() + Duration::from_secs(30);
     let served = loop {
-        match evil
-            .fetch_document(&acme_peer, control_doc, Vec::new())
-            .await
-        {
+        match evil.fetch_document(&acme_peer, control_doc, Vec::new()).await {
             Ok(served) => break Ok(served),
             Err(error) if Instant::now() > deadline => break Err(error),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -1071,11 +850,7 @@ async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
     assert_eq!(state.name, "ops", "the rename after the removal was served");
     assert!(
         served.last().is_some_and(|change| change.epoch
-            == state.orgs[&evil_org]
-                .iter()
-                .filter_map(|r| r.1)
-                .max()
-                .unwrap_or(0)),
+            == state.orgs[&evil_org].iter().filter_map(|r| r.1).max().unwrap_or(0)),
         "the last change served is the removal"
     );
     // A cursor past the removal gets nothing more.
@@ -1084,17 +859,10 @@ async fn removed_member_gets_the_control_document_only_up_to_its_removal() {
             .fetch_document(&acme_peer, control_doc, cursor.to_be_bytes().to_vec())
             .await
             .expect("a page");
-        assert!(
-            beyond.is_empty(),
-            "cursor {cursor}: {} changes",
-            beyond.len()
-        );
+        assert!(beyond.is_empty(), "cursor {cursor}: {} changes", beyond.len());
     }
     // Bucket documents stay refused.
-    assert!(evil
-        .fetch_document(&acme_peer, DocId::bucket(chat_id, 1), Vec::new())
-        .await
-        .is_err());
+    assert!(evil.fetch_document(&acme_peer, DocId::bucket(chat_id, 1), Vec::new()).await.is_err());
     // The owner did rename the chat.
     let chats = acme.client.chats().await.must("chats");
     assert!(chats

@@ -48,29 +48,20 @@ async fn hello_ping_and_send_frames() {
     );
 
     // Errors name the client_id.
-    let secret = alice
-        .create_channel("secret", "private")
-        .await
-        .must("private");
+    let secret = alice.create_channel("secret", "private").await.must("private");
     let err = bob_ws
         .send_message("c-3", &secret.id, "intrusion", None)
         .await
         .expect_err("a non-member's send frame must be refused");
     assert!(
-        err.get("code")
-            .and_then(Value::as_str)
-            .is_some_and(|c| !c.is_empty()),
+        err.get("code").and_then(Value::as_str).is_some_and(|c| !c.is_empty()),
         "error frame has a code: {err}"
     );
     let err = bob_ws
         .send_message("c-4", &chat.id, &"x".repeat(100_001), None)
         .await
         .expect_err("a 100,001-character send frame must be refused");
-    assert_eq!(
-        err.get("code").and_then(Value::as_str),
-        Some("message_too_long"),
-        "{err}"
-    );
+    assert_eq!(err.get("code").and_then(Value::as_str), Some("message_too_long"), "{err}");
     // The socket keeps working after an error.
     bob_ws.ping().await;
 }
@@ -78,12 +69,7 @@ async fn hello_ping_and_send_frames() {
 fn summary(events: &[Value]) -> Vec<(String, String)> {
     events
         .iter()
-        .map(|v| {
-            (
-                ev_type(v).to_string(),
-                ev_message_id(v).unwrap_or("-").to_string(),
-            )
-        })
+        .map(|v| (ev_type(v).to_string(), ev_message_id(v).unwrap_or("-").to_string()))
         .collect()
 }
 
@@ -102,17 +88,11 @@ async fn reconnect_with_cursor_resumes_without_loss_or_duplicates() {
 
     let mut missed = Vec::new();
     for i in 1..=5 {
-        let m = alice
-            .send(&chat.id, &format!("m{i}"))
-            .await
-            .must("send while bob is away");
+        let m = alice.send(&chat.id, &format!("m{i}")).await.must("send while bob is away");
         missed.push(("message.created".to_string(), m.id));
     }
     let first = missed[0].1.clone();
-    alice
-        .edit(&chat.id, &first, "m1 edited")
-        .await
-        .must("edit while away");
+    alice.edit(&chat.id, &first, "m1 edited").await.must("edit while away");
     missed.push(("message.edited".to_string(), first.clone()));
 
     let mut bob_ws = bob.ws_ok(Some(c0)).await;
@@ -133,10 +113,7 @@ async fn reconnect_with_cursor_resumes_without_loss_or_duplicates() {
         assert!(c > last, "cursors must increase: {c} after {last}");
         last = c;
     }
-    assert!(
-        last <= bob_ws.hello_cursor(),
-        "replayed cursors are at most hello's"
-    );
+    assert!(last <= bob_ws.hello_cursor(), "replayed cursors are at most hello's");
 
     // Live again: exactly one delivery.
     let m6 = alice.send(&chat.id, "m6").await.must("send");
@@ -176,30 +153,19 @@ async fn many_messages_while_disconnected_arrive_in_order() {
                 got.push(ev_message_id(&v).unwrap_or_default().to_string());
             }
             WsNext::Event(_) => {}
-            other => panic!(
-                "replay stopped after {} of {}: {other:?}",
-                got.len(),
-                ids.len()
-            ),
+            other => panic!("replay stopped after {} of {}: {other:?}", got.len(), ids.len()),
         }
     }
     assert_eq!(got, ids, "replay is complete and in order");
     let extra = bob_ws.drain(QUIET).await;
-    assert!(
-        extra.is_empty(),
-        "no duplicates after the replay: {extra:?}"
-    );
+    assert!(extra.is_empty(), "no duplicates after the replay: {extra:?}");
     // And a read over the socket is accepted (no error frame).
     let last = ids.last().cloned().unwrap_or_default();
     bob_ws
         .send_json(&json!({"type": "read", "chat_id": chat.id, "message_id": last}))
         .await
         .unwrap_or_else(|e| panic!("send read frame: {e}"));
-    let e = bob
-        .chat_entry(&chat.id)
-        .await
-        .must("entry")
-        .expect("listed");
+    let e = bob.chat_entry(&chat.id).await.must("entry").expect("listed");
     // The frame is processed asynchronously; poll a little.
     let mut entry = e;
     for _ in 0..50 {
@@ -207,11 +173,7 @@ async fn many_messages_while_disconnected_arrive_in_order() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        entry = bob
-            .chat_entry(&chat.id)
-            .await
-            .must("entry")
-            .expect("listed");
+        entry = bob.chat_entry(&chat.id).await.must("entry").expect("listed");
     }
     assert_eq!(entry.unread_count, 0, "read frame applied: {entry:?}");
 }
@@ -223,9 +185,7 @@ async fn websocket_frames_are_rate_limited_per_session() {
     let mut ws = alice.ws_ok(None).await;
     // Default: 200 frames/s, burst 400. 800 frames sent at once must overflow the burst.
     for _ in 0..800 {
-        ws.send_json(&json!({"type": "ping"}))
-            .await
-            .unwrap_or_else(|e| panic!("send ping: {e}"));
+        ws.send_json(&json!({"type": "ping"})).await.unwrap_or_else(|e| panic!("send ping: {e}"));
     }
     let frames = ws.drain(QUIET).await;
     let pongs = frames.iter().filter(|v| ev_type(v) == "pong").count();
@@ -240,15 +200,8 @@ async fn websocket_frames_are_rate_limited_per_session() {
         "800 frames sent at once must overflow the spec's default WebSocket limit \
          (200 frames/s, burst 400), but all {pongs} got a pong"
     );
-    assert!(
-        pongs >= 400,
-        "the burst of 400 frames is allowed: only {pongs} pongs"
-    );
-    assert_eq!(
-        pongs + limited,
-        800,
-        "every frame is answered (pong or rate_limited)"
-    );
+    assert!(pongs >= 400, "the burst of 400 frames is allowed: only {pongs} pongs");
+    assert_eq!(pongs + limited, 800, "every frame is answered (pong or rate_limited)");
     // The session recovers.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ws.ping().await;

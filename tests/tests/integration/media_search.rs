@@ -19,10 +19,7 @@ fn file_bytes(len: usize) -> Vec<u8> {
 }
 
 fn http(client: &Client) -> (reqwest::Client, String, String) {
-    let cookie = format!(
-        "confab_session={}",
-        client.session_cookie().expect("logged in")
-    );
+    let cookie = format!("confab_session={}", client.session_cookie().expect("logged in"));
     (reqwest::Client::new(), client.base().to_string(), cookie)
 }
 
@@ -42,18 +39,9 @@ async fn search(client: &Client, query: &str) -> Value {
 async fn large_upload_roundtrips_and_search_survives_kill9() {
     let (mut node, clients) = setup(&["alice", "bob", "eve"]).await;
     let (alice, bob, eve) = (&clients[0], &clients[1], &clients[2]);
-    let chat = alice
-        .create_channel("reports", "private")
-        .await
-        .must("private");
-    alice
-        .invite(&chat.id, "bob@local", None)
-        .await
-        .must("invite");
-    let secret = alice
-        .create_channel("board", "private")
-        .await
-        .must("private");
+    let chat = alice.create_channel("reports", "private").await.must("private");
+    alice.invite(&chat.id, "bob@local", None).await.must("invite");
+    let secret = alice.create_channel("board", "private").await.must("private");
 
     // 12 MiB streamed in; the node answers with the sniffed type and size.
     let bytes = file_bytes(12 * 1024 * 1024);
@@ -94,18 +82,10 @@ async fn large_upload_roundtrips_and_search_survives_kill9() {
     // Bob reads it back byte for byte, and a range of it.
     let (http_bob, _, cookie_bob) = http(bob);
     let url = format!("{base}/api/v1/media/{id}");
-    let response = http_bob
-        .get(&url)
-        .header("cookie", &cookie_bob)
-        .send()
-        .await
-        .expect("download");
+    let response = http_bob.get(&url).header("cookie", &cookie_bob).send().await.expect("download");
     assert_eq!(response.status(), 200);
     let disposition = response.headers()["content-disposition"].to_str().unwrap();
-    assert!(
-        disposition.starts_with("attachment; filename=\"q3.bin\""),
-        "{disposition}"
-    );
+    assert!(disposition.starts_with("attachment; filename=\"q3.bin\""), "{disposition}");
     let body = response.bytes().await.expect("bytes");
     assert!(body[..] == bytes[..], "downloaded bytes differ");
     let response = http_bob
@@ -116,18 +96,10 @@ async fn large_upload_roundtrips_and_search_survives_kill9() {
         .await
         .expect("range");
     assert_eq!(response.status(), 206);
-    assert_eq!(
-        response.bytes().await.unwrap()[..],
-        bytes[1_048_576..1_048_586]
-    );
+    assert_eq!(response.bytes().await.unwrap()[..], bytes[1_048_576..1_048_586]);
     // Eve is in neither (private) chat: 403.
     let (http_eve, _, cookie_eve) = http(eve);
-    let response = http_eve
-        .get(&url)
-        .header("cookie", &cookie_eve)
-        .send()
-        .await
-        .unwrap();
+    let response = http_eve.get(&url).header("cookie", &cookie_eve).send().await.unwrap();
     assert_eq!(response.status(), 403);
 
     // Search: Bob finds only the #reports copy.
@@ -137,10 +109,7 @@ async fn large_upload_roundtrips_and_search_survives_kill9() {
 
     // A burst, then kill -9 before the index's next commit can be relied on.
     for n in 0..25 {
-        alice
-            .send(&chat.id, &format!("zebra crossing number {n}"))
-            .await
-            .must("send");
+        alice.send(&chat.id, &format!("zebra crossing number {n}")).await.must("send");
     }
     node.kill9();
     node.start_again().await;
@@ -150,10 +119,7 @@ async fn large_upload_roundtrips_and_search_survives_kill9() {
         alice_again.login("alice", PASSWORD).await.must("login");
     }
     let found = search(&alice_again, "q=zebra").await;
-    assert_eq!(
-        found["total"], 25,
-        "every acknowledged message is searchable after kill -9"
-    );
+    assert_eq!(found["total"], 25, "every acknowledged message is searchable after kill -9");
     let found = search(&alice_again, "q=quarterly").await;
     assert_eq!(found["total"], 2);
 }

@@ -60,9 +60,7 @@ impl Device {
             http,
         };
         let challenge = me.challenge().await;
-        let answer = me
-            .signing
-            .answer(ChallengePurpose::Register, &challenge, None);
+        let answer = me.signing.answer(ChallengePurpose::Register, &challenge, None);
         let queue: Value = me
             .relay_call(
                 "/v1/queues",
@@ -73,15 +71,8 @@ impl Device {
                 }),
             )
             .await;
-        me.queue = queue["queue"]
-            .as_str()
-            .expect("queue")
-            .parse()
-            .expect("queue id");
-        let push: Value = client
-            .call(Method::GET, "/push", None)
-            .await
-            .must("push settings");
+        me.queue = queue["queue"].as_str().expect("queue").parse().expect("queue id");
+        let push: Value = client.call(Method::GET, "/push", None).await.must("push settings");
         let org = push["org"].as_str().expect("org").parse().expect("org id");
         let capability = CapabilityToken::issue(
             &me.signing,
@@ -126,9 +117,7 @@ impl Device {
     /// Fetches, opens and acknowledges whatever the relay holds for this device.
     async fn fetch(&self) -> Vec<Value> {
         let challenge = self.challenge().await;
-        let answer = self
-            .signing
-            .answer(ChallengePurpose::Fetch, &challenge, Some(self.queue));
+        let answer = self.signing.answer(ChallengePurpose::Fetch, &challenge, Some(self.queue));
         let fetched = self
             .relay_call(
                 &format!("/v1/queues/{}/fetch", self.queue),
@@ -146,9 +135,7 @@ impl Device {
         }
         if !ids.is_empty() {
             let challenge = self.challenge().await;
-            let answer = self
-                .signing
-                .answer(ChallengePurpose::Fetch, &challenge, Some(self.queue));
+            let answer = self.signing.answer(ChallengePurpose::Fetch, &challenge, Some(self.queue));
             self.relay_call(
                 &format!("/v1/queues/{}/ack", self.queue),
                 json!({"auth": {"challenge": b64_encode(&challenge), "signature": b64_encode(&answer.0)},
@@ -178,15 +165,7 @@ impl Device {
 }
 
 fn bodies(payloads: &[Value]) -> Vec<String> {
-    payloads
-        .iter()
-        .map(|p| {
-            p["message"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
+    payloads.iter().map(|p| p["message"]["body"].as_str().unwrap_or_default().to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,10 +194,7 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
                 && v["state"] == "notification_sent"
         })
         .await;
-    assert_eq!(
-        alice.get_message(&dm.id, &m1.id).await.must("get").state,
-        "notification_sent"
-    );
+    assert_eq!(alice.get_message(&dm.id, &m1.id).await.must("get").state, "notification_sent");
 
     // Online as that device: nothing is pushed. Offline again: pushed again.
     let live = bob.ws_as_device(&device.id).await;
@@ -239,10 +215,7 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
 
     // Channels notify on mentions by default.
     let channel = public_channel(alice, "general", &[bob]).await;
-    alice
-        .send(&channel.id, &format!("{canary} no mention"))
-        .await
-        .must("send");
+    alice.send(&channel.id, &format!("{canary} no mention")).await.must("send");
     let mention = format!("{canary} @bob look");
     alice.send(&channel.id, &mention).await.must("send");
     let got = device.fetch_until(&mention).await;
@@ -258,16 +231,11 @@ async fn an_offline_device_gets_each_message_once_through_its_relay_and_the_rela
         !stored.windows(needle.len()).any(|w| w == needle),
         "the canary is in the relay's data directory"
     );
-    assert!(
-        !relay.output().contains(&canary),
-        "the canary is in the relay's logs"
-    );
+    assert!(!relay.output().contains(&canary), "the canary is in the relay's logs");
 
     // One Web Push wake-up per pushed message (first, third, the mention), each decrypting to
     // a count and nothing of the message, with a VAPID token for the push service's origin.
-    push.wait_for("3", 3, Duration::from_secs(10))
-        .await
-        .expect("three wake-ups");
+    push.wait_for("3", 3, Duration::from_secs(10)).await.expect("three wake-ups");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pushes = push.pushes_to("3");
     assert_eq!(pushes.len(), 3, "{pushes:?}");
@@ -304,11 +272,7 @@ async fn a_device_without_a_push_subscription_is_not_reported_notified() {
     // The relay answered before the device could fetch; give the node time to act on it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        alice
-            .get_message(&dm.id, &message.id)
-            .await
-            .must("get")
-            .state,
+        alice.get_message(&dm.id, &message.id).await.must("get").state,
         "sent",
         "stored at the relay, but nobody was notified"
     );
@@ -330,24 +294,14 @@ async fn a_push_is_retried_until_the_relay_is_back() {
     // Two attempts fail (0.5 s and 1 s apart by default).
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(
-        alice
-            .get_message(&dm.id, &message.id)
-            .await
-            .must("get")
-            .state,
+        alice.get_message(&dm.id, &message.id).await.must("get").state,
         "sent",
         "not pushed while the relay is down"
     );
     relay.start_again().await.expect("restart the relay");
     assert!(
-        reaches_state(
-            alice,
-            &dm.id,
-            &message.id,
-            "notification_sent",
-            Duration::from_secs(20)
-        )
-        .await,
+        reaches_state(alice, &dm.id, &message.id, "notification_sent", Duration::from_secs(20))
+            .await,
         "the push was never retried"
     );
     let got = device.fetch_until(&body).await;
@@ -365,23 +319,13 @@ async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_d
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let mut sent = Vec::new();
     for i in 0..5 {
-        let m = alice
-            .send(&dm.id, &format!("while you were out {i}"))
-            .await
-            .must("send");
+        let m = alice.send(&dm.id, &format!("while you were out {i}")).await.must("send");
         sent.push(m.id);
     }
     // Every message was handed to the relay before the node goes down.
     for id in &sent {
         assert!(
-            reaches_state(
-                alice,
-                &dm.id,
-                id,
-                "notification_sent",
-                Duration::from_secs(15)
-            )
-            .await,
+            reaches_state(alice, &dm.id, id, "notification_sent", Duration::from_secs(15)).await,
             "message {id} was never pushed"
         );
     }
@@ -403,10 +347,7 @@ async fn an_offline_device_reads_its_messages_from_the_relay_while_its_node_is_d
     let mut want = sent.clone();
     want.sort();
     assert_eq!(got, want, "each message exactly once, with the node down");
-    assert!(
-        device.fetch().await.is_empty(),
-        "acknowledged envelopes are gone"
-    );
+    assert!(device.fetch().await.is_empty(), "acknowledged envelopes are gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,15 +368,9 @@ async fn device_registration_checks_keys_names_and_capabilities() {
         )
         .await
         .expect_err("not alice's device");
-    assert_eq!(
-        (error.status, error.code.as_str()),
-        (404, "not_found"),
-        "{error}"
-    );
-    let signed: confab_protocol::devices::SignedDeviceList = alice
-        .call(Method::GET, "/users/bob@local/devices", None)
-        .await
-        .must("signed list");
+    assert_eq!((error.status, error.code.as_str()), (404, "not_found"), "{error}");
+    let signed: confab_protocol::devices::SignedDeviceList =
+        alice.call(Method::GET, "/users/bob@local/devices", None).await.must("signed list");
     signed.verify().expect("signed by the organisation");
     assert_eq!(signed.list.devices.len(), 1);
     assert_eq!(signed.list.devices[0].signing_key, device.signing.public());
@@ -455,15 +390,10 @@ async fn device_registration_checks_keys_names_and_capabilities() {
             ),
             "invalid_key",
         ),
-        (
-            bad("x", device.signing.public().to_string(), sealing.clone()),
-            "device_exists",
-        ),
+        (bad("x", device.signing.public().to_string(), sealing.clone()), "device_exists"),
     ] {
-        let error = bob
-            .call::<Value>(Method::POST, "/devices", Some(body))
-            .await
-            .expect_err("refused");
+        let error =
+            bob.call::<Value>(Method::POST, "/devices", Some(body)).await.expect_err("refused");
         assert_eq!(error.code, code, "{error}");
     }
     // A capability for another organisation, or signed by another key, is refused.
@@ -490,10 +420,8 @@ async fn device_registration_checks_keys_names_and_capabilities() {
             .call::<Value>(
                 Method::PUT,
                 &format!("/devices/{}/relay", device.id),
-                Some(
-                    json!({"relay": {"url": device.relay, "queue": device.queue.to_string(),
-                                      "capability": capability.to_text()}}),
-                ),
+                Some(json!({"relay": {"url": device.relay, "queue": device.queue.to_string(),
+                                      "capability": capability.to_text()}})),
             )
             .await
             .expect_err("refused");
@@ -511,15 +439,11 @@ async fn device_registration_checks_keys_names_and_capabilities() {
     // Revoked: gone from both lists, no longer pushed to, and the node renounced its
     // capability at the relay, which deleted the waiting envelope (the device may be lost).
     assert_eq!(
-        bob.call_empty(Method::DELETE, &format!("/devices/{}", device.id))
-            .await
-            .must("revoke"),
+        bob.call_empty(Method::DELETE, &format!("/devices/{}", device.id)).await.must("revoke"),
         204
     );
-    let signed: confab_protocol::devices::SignedDeviceList = alice
-        .call(Method::GET, "/users/bob@local/devices", None)
-        .await
-        .must("signed list");
+    let signed: confab_protocol::devices::SignedDeviceList =
+        alice.call(Method::GET, "/users/bob@local/devices", None).await.must("signed list");
     assert!(signed.list.devices.is_empty());
     assert!(
         relay_metric_reaches(&relay, "confab_relay_purged_total", 1).await,
@@ -527,10 +451,7 @@ async fn device_registration_checks_keys_names_and_capabilities() {
     );
     alice.send(&dm.id, "after revocation").await.must("send");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        device.fetch().await.is_empty(),
-        "a revoked device is not pushed to"
-    );
+    assert!(device.fetch().await.is_empty(), "a revoked device is not pushed to");
 }
 
 /// Removing a device while its relay is down, then killing the node: the renunciation was
@@ -548,10 +469,7 @@ async fn a_renunciation_survives_a_relay_outage_and_a_node_crash() {
     let (alice, bob) = (&cl[0], &cl[1]);
     let device = Device::enrol(bob, &relay, 21, None).await;
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
-    alice
-        .send(&dm.id, "waits for the lost device")
-        .await
-        .must("send");
+    alice.send(&dm.id, "waits for the lost device").await.must("send");
     // `enqueued_total` counts envelopes on disk (the depth gauge moves before the flush, so
     // killing the relay on it could lose the envelope the test needs).
     assert!(
@@ -578,11 +496,7 @@ async fn a_renunciation_survives_a_relay_outage_and_a_node_crash() {
         node.log_tail(30)
     );
     assert_eq!(relay.metric("confab_relay_queue_depth").await, Some(0));
-    assert_eq!(
-        relay.metric("confab_relay_purged_total").await,
-        Some(1),
-        "renounced once"
-    );
+    assert_eq!(relay.metric("confab_relay_purged_total").await, Some(1), "renounced once");
 }
 
 /// A node offering `relay` as its default (a node pushes only through relays it offers) with
@@ -598,10 +512,7 @@ async fn setup_offering_with(
     names: &[&str],
 ) -> (TestNode, Vec<Client>) {
     let opts = NodeOptions {
-        config: Some(format!(
-            "[push]\ndefault_relay_url = \"{}\"\n{push_settings}\n",
-            relay.url()
-        )),
+        config: Some(format!("[push]\ndefault_relay_url = \"{}\"\n{push_settings}\n", relay.url())),
         ..NodeOptions::default()
     };
     confab_tests::node_with_users_opts(names, opts).await

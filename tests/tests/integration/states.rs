@@ -20,9 +20,7 @@ async fn received_then_viewed_in_a_dm() {
 
     let m = alice.send(&dm.id, "are you there?").await.must("send");
     bob_ws.wait_created(&m.id).await;
-    let ev = alice_ws
-        .wait_for("message.state received", |v| is_state(v, &m.id, "received"))
-        .await;
+    let ev = alice_ws.wait_for("message.state received", |v| is_state(v, &m.id, "received")).await;
     assert_eq!(ev_chat_id(&ev), Some(dm.id.as_str()), "{ev}");
     assert_eq!(
         alice.get_message(&dm.id, &m.id).await.must("get").state,
@@ -31,13 +29,8 @@ async fn received_then_viewed_in_a_dm() {
     );
 
     bob.read(&dm.id, &m.id).await.must("bob reads");
-    alice_ws
-        .wait_for("message.state viewed", |v| is_state(v, &m.id, "viewed"))
-        .await;
-    assert_eq!(
-        alice.get_message(&dm.id, &m.id).await.must("get").state,
-        "viewed"
-    );
+    alice_ws.wait_for("message.state viewed", |v| is_state(v, &m.id, "viewed")).await;
+    assert_eq!(alice.get_message(&dm.id, &m.id).await.must("get").state, "viewed");
 
     // message.state goes only to the author.
     let bob_events = bob_ws.drain(QUIET).await;
@@ -60,16 +53,8 @@ async fn stays_sent_while_recipient_offline() {
         !evs.iter().any(|v| is_state(v, &m.id, "received")),
         "no WebSocket of bob's got the message, so it is not `received`: {evs:?}"
     );
-    assert_eq!(
-        alice.get_message(&dm.id, &m.id).await.must("get").state,
-        "sent"
-    );
+    assert_eq!(alice.get_message(&dm.id, &m.id).await.must("get").state, "sent");
     bob.read(&dm.id, &m.id).await.must("bob reads over HTTP");
-    alice_ws
-        .wait_for("message.state viewed", |v| is_state(v, &m.id, "viewed"))
-        .await;
-    assert_eq!(
-        alice.get_message(&dm.id, &m.id).await.must("get").state,
-        "viewed"
-    );
+    alice_ws.wait_for("message.state viewed", |v| is_state(v, &m.id, "viewed")).await;
+    assert_eq!(alice.get_message(&dm.id, &m.id).await.must("get").state, "viewed");
 }

@@ -54,25 +54,13 @@ async fn unread_mentions_previews_and_order() {
     );
     let ea = entry(&list, &a.id);
     assert_eq!(ea.unread_count, 3, "alpha unread: {ea:?}");
-    assert_eq!(
-        ea.mention_count, 2,
-        "@bob and @channel both count as mentions: {ea:?}"
-    );
+    assert_eq!(ea.mention_count, 2, "@bob and @channel both count as mentions: {ea:?}");
     assert_eq!(ea.last_read, None);
-    let last = ea
-        .last_message
-        .as_ref()
-        .expect("alpha has a last_message preview");
-    assert_eq!(
-        (last.id.as_str(), last.body.as_str()),
-        (m3.id.as_str(), "@channel meeting")
-    );
+    let last = ea.last_message.as_ref().expect("alpha has a last_message preview");
+    assert_eq!((last.id.as_str(), last.body.as_str()), (m3.id.as_str(), "@channel meeting"));
     let eb = entry(&list, &b.id);
     assert_eq!((eb.unread_count, eb.mention_count), (1, 0), "beta: {eb:?}");
-    assert_eq!(
-        eb.last_message.as_ref().map(|m| m.id.as_str()),
-        Some(b1.id.as_str())
-    );
+    assert_eq!(eb.last_message.as_ref().map(|m| m.id.as_str()), Some(b1.id.as_str()));
 
     // New activity in alpha moves it to the top.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -85,11 +73,7 @@ async fn unread_mentions_previews_and_order() {
     // Reading moves the counts to zero and tells the other members.
     let mut alice_ws = alice.ws_ok(None).await;
     let e = bob.read(&a.id, &m4.id).await.must("read");
-    assert_eq!(
-        (e.unread_count, e.mention_count),
-        (0, 0),
-        "after read: {e:?}"
-    );
+    assert_eq!((e.unread_count, e.mention_count), (0, 0), "after read: {e:?}");
     assert_eq!(e.last_read.as_deref(), Some(m4.id.as_str()));
     let ev = alice_ws
         .wait_type("read_marker", |v| {
@@ -97,21 +81,13 @@ async fn unread_mentions_previews_and_order() {
                 && v.get("user_id").and_then(|u| u.as_str()) == Some("bob@local")
         })
         .await;
-    assert_eq!(
-        ev.get("message_id").and_then(|m| m.as_str()),
-        Some(m4.id.as_str()),
-        "{ev}"
-    );
+    assert_eq!(ev.get("message_id").and_then(|m| m.as_str()), Some(m4.id.as_str()), "{ev}");
     let ea = bob.chat_entry(&a.id).await.must("entry").expect("listed");
     assert_eq!((ea.unread_count, ea.mention_count), (0, 0));
 
     // Read markers only move forward.
     let e = bob.read(&a.id, &m1.id).await.must("read an older message");
-    assert_eq!(
-        e.last_read.as_deref(),
-        Some(m4.id.as_str()),
-        "marker must not move back"
-    );
+    assert_eq!(e.last_read.as_deref(), Some(m4.id.as_str()), "marker must not move back");
     assert_eq!(e.unread_count, 0);
 
     // New mentions after the marker count again.
@@ -130,15 +106,9 @@ async fn mention_all_variants_and_ws_read() {
         let m = alice.send(&chat.id, body).await.must("send");
         assert!(m.mention_all, "{body:?} sets mention_all");
     }
-    let m = alice
-        .send(&chat.id, "mail me at bob@example.com, @nobody")
-        .await
-        .must("send");
+    let m = alice.send(&chat.id, "mail me at bob@example.com, @nobody").await.must("send");
     assert!(!m.mention_all);
-    assert!(
-        m.mentions.is_empty(),
-        "an e-mail address and an unknown @name mention no user: {m:?}"
-    );
+    assert!(m.mentions.is_empty(), "an e-mail address and an unknown @name mention no user: {m:?}");
 
     let mut alice_ws = alice.ws_ok(None).await;
     let mut bob_ws = bob.ws_ok(None).await;
@@ -148,14 +118,7 @@ async fn mention_all_variants_and_ws_read() {
             v.get("message_id").and_then(|x| x.as_str()) == Some(m.id.as_str())
         })
         .await;
-    let e = bob
-        .chat_entry(&chat.id)
-        .await
-        .must("entry")
-        .expect("listed");
-    assert_eq!(
-        e.unread_count, 0,
-        "WebSocket read frame moves the marker: {e:?}"
-    );
+    let e = bob.chat_entry(&chat.id).await.must("entry").expect("listed");
+    assert_eq!(e.unread_count, 0, "WebSocket read frame moves the marker: {e:?}");
     assert_eq!(e.last_read.as_deref(), Some(m.id.as_str()));
 }

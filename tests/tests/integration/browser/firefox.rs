@@ -83,9 +83,7 @@ impl Firefox {
             .iter()
             .map(|(name, value)| format!("user_pref(\"{name}\", {value});\n"))
             .collect();
-        prefs.push_str(&format!(
-            "user_pref(\"dom.push.serverURL\", \"{push_server_url}\");\n"
-        ));
+        prefs.push_str(&format!("user_pref(\"dom.push.serverURL\", \"{push_server_url}\");\n"));
         std::fs::write(profile.path().join("user.js"), prefs).expect("user.js");
         let mut child = Command::new(firefox_binary())
             .args(["--headless", "--no-remote", "--remote-debugging-port", "0"])
@@ -105,10 +103,7 @@ impl Firefox {
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut found = Some(found);
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("WebDriver BiDi listening on ") {
                     if let Some(found) = found.take() {
                         let _ = found.send(url.trim().to_string());
@@ -123,25 +118,14 @@ impl Firefox {
         let (socket, _) = tokio_tungstenite::connect_async(format!("{url}/session"))
             .await
             .expect("connect to Firefox's BiDi endpoint");
-        let mut firefox = Firefox {
-            child,
-            _profile: profile,
-            socket,
-            context: String::new(),
-            next_id: 0,
-        };
-        firefox
-            .call("session.new", json!({"capabilities": {}}))
-            .await
-            .expect("session.new");
+        let mut firefox =
+            Firefox { child, _profile: profile, socket, context: String::new(), next_id: 0 };
+        firefox.call("session.new", json!({"capabilities": {}})).await.expect("session.new");
         let tree = firefox
             .call("browsingContext.getTree", json!({}))
             .await
             .expect("browsingContext.getTree");
-        firefox.context = tree["contexts"][0]["context"]
-            .as_str()
-            .expect("a tab")
-            .to_string();
+        firefox.context = tree["contexts"][0]["context"].as_str().expect("a tab").to_string();
         firefox
     }
 
@@ -169,10 +153,7 @@ impl Firefox {
                 continue; // an event
             }
             if answer["type"] == "error" {
-                return Err(format!(
-                    "{method}: {} {}",
-                    answer["error"], answer["message"]
-                ));
+                return Err(format!("{method}: {} {}", answer["error"], answer["message"]));
             }
             return Ok(answer["result"].clone());
         }
@@ -203,10 +184,7 @@ impl Firefox {
             .await
             .unwrap_or_else(|e| panic!("evaluate {expression}: {e}"));
         if result["type"] == "exception" {
-            panic!(
-                "Firefox: {expression} threw {}",
-                result["exceptionDetails"]["text"]
-            );
+            panic!("Firefox: {expression} threw {}", result["exceptionDetails"]["text"]);
         }
         let text = result["result"]["value"].as_str().unwrap_or("null");
         serde_json::from_str(text).unwrap_or(Value::Null)

@@ -22,9 +22,7 @@ fn which(name: &str) -> Option<PathBuf> {
         return p.is_file().then_some(p);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// The first of `env` (if set) or `candidates` that exists; panics with install instructions.
@@ -34,10 +32,7 @@ fn find_exe(env: &str, candidates: &[&str], what: &str) -> PathBuf {
         if p.is_file() {
             return p;
         }
-        panic!(
-            "{env} is set to {} but that file does not exist",
-            p.display()
-        );
+        panic!("{env} is set to {} but that file does not exist", p.display());
     }
     for c in candidates {
         if let Some(p) = which(c) {
@@ -55,12 +50,7 @@ fn find_exe(env: &str, candidates: &[&str], what: &str) -> PathBuf {
 pub fn chromium_binary() -> PathBuf {
     find_exe(
         "CONFAB_CHROMIUM",
-        &[
-            "chromium",
-            "chromium-browser",
-            "/usr/lib/chromium/chromium",
-            "google-chrome",
-        ],
+        &["chromium", "chromium-browser", "/usr/lib/chromium/chromium", "google-chrome"],
         "Chromium",
     )
 }
@@ -121,10 +111,8 @@ impl Driver {
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let log = std::env::temp_dir().join(format!(
-                "confab-chromedriver-{}-{port}.log",
-                std::process::id()
-            ));
+            let log = std::env::temp_dir()
+                .join(format!("confab-chromedriver-{}-{port}.log", std::process::id()));
             let child = match Command::new(&bin)
                 .arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", log.display()))
@@ -207,10 +195,7 @@ pub struct BrowserOpts {
 impl Browser {
     pub async fn open(driver: &Driver, name: &str, opts: BrowserOpts) -> Browser {
         let chrome = chromium_binary();
-        let profile = match tempfile::Builder::new()
-            .prefix("confab-chromium-")
-            .tempdir()
-        {
+        let profile = match tempfile::Builder::new().prefix("confab-chromium-").tempdir() {
             Ok(d) => d,
             Err(e) => panic!("temp dir: {e}"),
         };
@@ -256,11 +241,7 @@ impl Browser {
             b.capabilities(caps.clone());
             match b.connect(&driver.url()).await {
                 Ok(wd) => {
-                    let br = Browser {
-                        wd,
-                        name: name.to_string(),
-                        profile,
-                    };
+                    let br = Browser { wd, name: name.to_string(), profile };
                     return br;
                 }
                 Err(e) => {
@@ -434,11 +415,7 @@ impl Browser {
     /// Signs in through the sign-in form and waits for the live connection.
     pub async fn sign_in(&self, base: &str, username: &str, password: &str) {
         self.goto(&format!("{base}/")).await;
-        self.wait(
-            "the sign-in form",
-            "!document.getElementById('auth').hidden",
-        )
-        .await;
+        self.wait("the sign-in form", "!document.getElementById('auth').hidden").await;
         self.clear("#auth-username").await;
         self.type_into("#auth-username", username).await;
         self.type_into("#auth-password", password).await;
@@ -457,8 +434,7 @@ impl Browser {
 
     /// Clicks the chat in the sidebar and waits until its messages are loaded.
     pub async fn open_chat(&self, chat_id: &str) {
-        self.click(&format!(".chat-item[data-chat-id=\"{chat_id}\"]"))
-            .await;
+        self.click(&format!(".chat-item[data-chat-id=\"{chat_id}\"]")).await;
         self.wait_args(
             "the chat to load",
             "document.getElementById('chat').dataset.chatId === arguments[0] && \
@@ -513,8 +489,7 @@ impl Browser {
         if let Err(e) = self.wd.perform_actions(actions).await {
             self.fail(&format!("hover {sel}: {e}")).await;
         }
-        self.click(&format!("{sel} .msg-tools button[data-act=\"{act}\"]"))
-            .await;
+        self.click(&format!("{sel} .msg-tools button[data-act=\"{act}\"]")).await;
     }
 
     /// Asserts nothing bad happened on the page: no CSP violation, no uncaught script error,
@@ -524,10 +499,7 @@ impl Browser {
             Err(e) if e.is_no_such_alert() => {}
             Ok(text) => {
                 let _ = self.wd.dismiss_alert().await;
-                panic!(
-                    "{}: {ctx}: a JavaScript dialog is open: {text:?}",
-                    self.name
-                );
+                panic!("{}: {ctx}: a JavaScript dialog is open: {text:?}", self.name);
             }
             Err(e) => panic!("{}: {ctx}: checking for dialogs: {e}", self.name),
         }
@@ -550,18 +522,8 @@ impl Browser {
             self.name,
             v["xss"]
         );
-        assert_eq!(
-            v["csp"],
-            json!([]),
-            "{}: {ctx}: Content-Security-Policy violations",
-            self.name
-        );
-        assert_eq!(
-            v["errors"],
-            json!([]),
-            "{}: {ctx}: uncaught script errors",
-            self.name
-        );
+        assert_eq!(v["csp"], json!([]), "{}: {ctx}: Content-Security-Policy violations", self.name);
+        assert_eq!(v["errors"], json!([]), "{}: {ctx}: uncaught script errors", self.name);
     }
 }
 
@@ -572,11 +534,7 @@ pub fn png_rgb(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
         for &b in data {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
             }
         }
         !c
@@ -624,10 +582,7 @@ pub fn png_rgb(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
 /// Uploads `bytes` as `name` through `POST /api/v1/media` with `client`'s session; returns the
 /// attachment JSON (panics on failure).
 pub async fn upload_media(client: &crate::common::Client, name: &str, bytes: Vec<u8>) -> Value {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("reqwest client");
+    let http = reqwest::Client::builder().no_proxy().build().expect("reqwest client");
     let mut url = match reqwest::Url::parse(&format!("{}/api/v1/media", client.base())) {
         Ok(u) => u,
         Err(e) => panic!("url: {e}"),
@@ -665,17 +620,11 @@ impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
-        ))
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (
-            http::Method::POST,
-            Some(json!({"cmd": self.cmd, "params": self.params}).to_string()),
-        )
+        (http::Method::POST, Some(json!({"cmd": self.cmd, "params": self.params}).to_string()))
     }
 }
 
@@ -717,9 +666,7 @@ impl Browser {
         let command = json!({"id": 1, "method": "Runtime.evaluate", "params": {
             "expression": expr, "awaitPromise": true, "returnByValue": true}});
         socket
-            .send(tokio_tungstenite::tungstenite::Message::text(
-                command.to_string(),
-            ))
+            .send(tokio_tungstenite::tungstenite::Message::text(command.to_string()))
             .await
             .map_err(|e| e.to_string())?;
         while let Some(message) = tokio::time::timeout(UI_TIMEOUT, socket.next())
@@ -745,10 +692,7 @@ impl Browser {
     /// Runs a DevTools command (e.g. `ServiceWorker.deliverPushMessage`) in this browser.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, String> {
         self.wd
-            .issue_cmd(CdpCommand {
-                cmd: cmd.to_string(),
-                params,
-            })
+            .issue_cmd(CdpCommand { cmd: cmd.to_string(), params })
             .await
             .map_err(|e| e.to_string())
     }

@@ -17,11 +17,7 @@ fn sunset_png(w: u32, h: u32) -> Vec<u8> {
         } else if fy > 0.7 {
             [(40.0 + 30.0 * fx) as u8, (60.0 + 40.0 * fy) as u8, 110]
         } else {
-            [
-                (250.0 - 60.0 * fy) as u8,
-                (120.0 + 60.0 * fy) as u8,
-                (90.0 + 120.0 * fy) as u8,
-            ]
+            [(250.0 - 60.0 * fy) as u8, (120.0 + 60.0 * fy) as u8, (90.0 + 120.0 * fy) as u8]
         }
     })
 }
@@ -50,10 +46,7 @@ async fn browser_upload_image_shows_thumbnail_and_opens_full_size() {
         Ok(i) => i,
         Err(e) => a.fail(&format!("no #file-input: {e}")).await,
     };
-    if let Err(e) = input
-        .send_keys(&format!("{}\n{}", img.display(), txt.display()))
-        .await
-    {
+    if let Err(e) = input.send_keys(&format!("{}\n{}", img.display(), txt.display())).await {
         a.fail(&format!("choosing files: {e}")).await;
     }
     a.wait(
@@ -65,8 +58,7 @@ async fn browser_upload_image_shows_thumbnail_and_opens_full_size() {
           return !!im && im.complete && im.naturalWidth > 0; })()",
     )
     .await;
-    a.type_into("#input", "the view from the office\u{e007}")
-        .await;
+    a.type_into("#input", "the view from the office\u{e007}").await;
     let id = a.wait_message("the view from the office").await;
     for br in [&a, &b] {
         br.wait_args(
@@ -80,26 +72,18 @@ async fn browser_upload_image_shows_thumbnail_and_opens_full_size() {
         .await;
     }
     let raw = scene.clients[1]
-        .raw(
-            reqwest::Method::GET,
-            &format!("/chats/{}/messages/{id}", chat.id),
-            Body::None,
-        )
+        .raw(reqwest::Method::GET, &format!("/chats/{}/messages/{id}", chat.id), Body::None)
         .await
         .json()
         .unwrap_or_default();
     let atts = raw["attachments"].as_array().cloned().unwrap_or_default();
     assert_eq!(atts.len(), 2, "two attachments on the node: {raw}");
-    let image = atts
-        .iter()
-        .find(|a| a["name"] == json!("sunset.png"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    let image =
+        atts.iter().find(|a| a["name"] == json!("sunset.png")).cloned().unwrap_or(Value::Null);
     assert_eq!(image["mime"], json!("image/png"), "{raw}");
 
     // Click the thumbnail: the full-size image opens; Escape closes it.
-    b.click(&format!(".msg[data-id=\"{id}\"] .att-image img"))
-        .await;
+    b.click(&format!(".msg[data-id=\"{id}\"] .att-image img")).await;
     b.wait_args(
         "the full-size image",
         "(() => { const d = document.getElementById('lightbox'); const im = document.getElementById('lightbox-img'); \
@@ -109,11 +93,7 @@ async fn browser_upload_image_shows_thumbnail_and_opens_full_size() {
     .await;
     b.screenshot("06-image-full-size").await;
     b.type_into("#btn-lightbox-close", "\u{e00c}").await;
-    b.wait(
-        "the lightbox closed",
-        "!document.getElementById('lightbox').open",
-    )
-    .await;
+    b.wait("the lightbox closed", "!document.getElementById('lightbox').open").await;
 
     // Paste and drag-and-drop (synthetic events carrying real File objects).
     for (how, ev) in [("paste", "paste"), ("drop", "drop")] {
@@ -145,11 +125,8 @@ async fn browser_upload_image_shows_thumbnail_and_opens_full_size() {
         "Array.from(document.querySelectorAll('#msg-list .msg[data-id]')).some(m => m.querySelectorAll('.att-image img').length === 2)",
     )
     .await;
-    a.wait(
-        "the tray emptied",
-        "document.querySelectorAll('#upload-tray .upload').length === 0",
-    )
-    .await;
+    a.wait("the tray emptied", "document.querySelectorAll('#upload-tray .upload').length === 0")
+        .await;
     a.assert_clean("uploads").await;
     b.assert_clean("uploads").await;
     a.close().await;
@@ -165,16 +142,8 @@ fn base64(bytes: &[u8]) -> String {
             | u32::from(*c.get(2).unwrap_or(&0));
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
+        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     out
 }
@@ -186,23 +155,14 @@ async fn browser_search_finds_highlights_and_jumps_to_the_message() {
     let general = public_channel(alice_api, "general", &[bob_api]).await;
     let design = public_channel(alice_api, "design", &[bob_api]).await;
     let target = bob_api
-        .send(
-            &general.id,
-            "the quarterly zebrafish report is ready for review",
-        )
+        .send(&general.id, "the quarterly zebrafish report is ready for review")
         .await
         .must("target")
         .id;
     for i in 0..130 {
-        bob_api
-            .send(&general.id, &format!("later chatter {i}"))
-            .await
-            .must("filler");
+        bob_api.send(&general.id, &format!("later chatter {i}")).await.must("filler");
     }
-    alice_api
-        .send(&design.id, "zebrafish colours for the new logo")
-        .await
-        .must("design msg");
+    alice_api.send(&design.id, "zebrafish colours for the new logo").await.must("design msg");
     // A late reply in the target's thread, far outside the window a jump loads.
     alice_api
         .send_full(&general.id, "late thread answer", Some(&target), None)
@@ -211,9 +171,7 @@ async fn browser_search_finds_highlights_and_jumps_to_the_message() {
     // The index may lag behind the write: wait until the node finds both.
     let mut ok = false;
     for _ in 0..100 {
-        let r = alice_api
-            .raw(reqwest::Method::GET, "/search?q=zebrafish", Body::None)
-            .await;
+        let r = alice_api.raw(reqwest::Method::GET, "/search?q=zebrafish", Body::None).await;
         if r.status == 200 && r.json().is_some_and(|v| v["total"] == json!(2)) {
             ok = true;
             break;
@@ -287,54 +245,33 @@ async fn browser_showcase_screenshots_light_and_dark() {
     let names = ["Alice Chen", "Bob Martin", "Carol Diaz", "Dan Okafor"];
     let statuses = ["Launch week", "On call", "", "Travelling"];
     for ((c, n), s) in scene.clients.iter().zip(names).zip(statuses) {
-        c.patch_me(json!({"display_name": n, "status_text": s}))
-            .await
-            .must("profile");
+        c.patch_me(json!({"display_name": n, "status_text": s})).await.must("profile");
     }
-    let [alice, bob, carol, dan] = [
-        &scene.clients[0],
-        &scene.clients[1],
-        &scene.clients[2],
-        &scene.clients[3],
-    ];
+    let [alice, bob, carol, dan] =
+        [&scene.clients[0], &scene.clients[1], &scene.clients[2], &scene.clients[3]];
     let general = public_channel(alice, "general", &[bob, carol, dan]).await;
     alice
-        .patch_chat(
-            &general.id,
-            json!({"topic": "Company-wide announcements and chatter"}),
-        )
+        .patch_chat(&general.id, json!({"topic": "Company-wide announcements and chatter"}))
         .await
         .must("topic");
     let design = public_channel(carol, "design", &[alice, bob]).await;
     let _random = public_channel(dan, "random", &[alice, bob, carol]).await;
     let eng = public_channel(bob, "engineering", &[alice, dan]).await;
-    carol
-        .send(&design.id, "New icon set is up for review")
-        .await
-        .must("send");
+    carol.send(&design.id, "New icon set is up for review").await.must("send");
     dan.send(&eng.id, "CI is green again 🎉").await.must("send");
     let (_, dm) = bob.dm(&["alice@local"]).await.must("dm");
-    bob.send(
-        &dm.id,
-        "Can you look at the release checklist when you have a minute?",
-    )
-    .await
-    .must("dm");
+    bob.send(&dm.id, "Can you look at the release checklist when you have a minute?")
+        .await
+        .must("dm");
 
     let m1 = alice
-        .send(
-            &general.id,
-            "Good morning team! The *launch* is on track for Friday.",
-        )
+        .send(&general.id, "Good morning team! The *launch* is on track for Friday.")
         .await
         .must("send");
     bob.send(&general.id, "Great news. I merged the last migration: `confab-node rebuild-views` runs in 3 s on the staging data.").await.must("send");
     bob.send(&general.id, "```\n$ confab-node serve --listen 0.0.0.0:8443\nlistening on https://chat.example.com\n```").await.must("send");
     let m3 = carol
-        .send(
-            &general.id,
-            "Here is the final hero image for the landing page:",
-        )
+        .send(&general.id, "Here is the final hero image for the landing page:")
         .await
         .must("send");
     let att = upload_media(carol, "landing-hero.png", sunset_png(1200, 700)).await;
@@ -349,17 +286,11 @@ async fn browser_showcase_screenshots_light_and_dark() {
         .await
         .must("image message");
     let _ = with_img;
-    dan.send(
-        &general.id,
-        "Looks fantastic @carol 😍 — can we get a dark variant too?",
-    )
-    .await
-    .must("send");
+    dan.send(&general.id, "Looks fantastic @carol 😍 — can we get a dark variant too?")
+        .await
+        .must("send");
     alice
-        .send(
-            &general.id,
-            "@channel release notes draft: https://docs.example.com/launch",
-        )
+        .send(&general.id, "@channel release notes draft: https://docs.example.com/launch")
         .await
         .must("send");
     for (c, e, id) in [
@@ -384,11 +315,7 @@ async fn browser_showcase_screenshots_light_and_dark() {
         "Array.from(document.querySelectorAll('#msg-list .att-image img')).some(i => i.complete && i.naturalWidth > 0)",
     )
     .await;
-    a.wait(
-        "reactions shown",
-        "document.querySelectorAll('#msg-list .reaction').length >= 3",
-    )
-    .await;
+    a.wait("reactions shown", "document.querySelectorAll('#msg-list .reaction').length >= 3").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.screenshot("10-chat-light").await;
     // A phone-sized window: the chat alone, with a way back to the list.
@@ -413,14 +340,8 @@ async fn browser_showcase_screenshots_light_and_dark() {
 
     let d = Browser::open(&scene.driver, "alice-dark", BrowserOpts { dark: true }).await;
     d.goto(&format!("{}/", scene.node.base_url())).await;
-    d.wait(
-        "the sign-in form",
-        "!document.getElementById('auth').hidden",
-    )
-    .await;
-    let dark = d
-        .eval("matchMedia('(prefers-color-scheme: dark)').matches")
-        .await;
+    d.wait("the sign-in form", "!document.getElementById('auth').hidden").await;
+    let dark = d.eval("matchMedia('(prefers-color-scheme: dark)').matches").await;
     assert_eq!(dark, json!(true), "the dark browser prefers dark");
     d.screenshot("11-sign-in-dark").await;
     d.sign_in(&scene.node.base_url(), "alice", PASSWORD).await;
@@ -438,10 +359,7 @@ async fn browser_showcase_screenshots_light_and_dark() {
         .await
         .as_f64()
         .unwrap_or(255.0);
-    assert!(
-        lum < 60.0,
-        "dark mode: the message area is dark (luminance {lum})"
-    );
+    assert!(lum < 60.0, "dark mode: the message area is dark (luminance {lum})");
     tokio::time::sleep(Duration::from_millis(300)).await;
     d.screenshot("12-chat-dark").await;
     d.assert_clean("showcase dark").await;

@@ -32,11 +32,7 @@ impl Scene {
     pub async fn new(names: &[&str]) -> Scene {
         let (node, clients) = setup(names).await;
         let driver = Driver::start().await;
-        Scene {
-            node,
-            clients,
-            driver,
-        }
+        Scene { node, clients, driver }
     }
 
     pub async fn browser(&self, username: &str) -> Browser {
@@ -54,20 +50,13 @@ impl Scene {
 async fn browser_two_users_chat_live_both_ways() {
     let scene = Scene::new(&["alice", "bob"]).await;
     let (alice_api, bob_api) = (&scene.clients[0], &scene.clients[1]);
-    bob_api
-        .patch_me(json!({"display_name": "Bob Martin"}))
-        .await
-        .must("bob's display name");
+    bob_api.patch_me(json!({"display_name": "Bob Martin"})).await.must("bob's display name");
     let chat = public_channel(alice_api, "general", &[bob_api]).await;
 
     // The sign-in screen, as a new visitor sees it.
     let a = Browser::open(&scene.driver, "alice", BrowserOpts::default()).await;
     a.goto(&format!("{}/", scene.node.base_url())).await;
-    a.wait(
-        "the sign-in form",
-        "!document.getElementById('auth').hidden",
-    )
-    .await;
+    a.wait("the sign-in form", "!document.getElementById('auth').hidden").await;
     a.screenshot("01-sign-in").await;
     a.assert_clean("sign-in screen").await;
     a.sign_in(&scene.node.base_url(), "alice", PASSWORD).await;
@@ -77,25 +66,19 @@ async fn browser_two_users_chat_live_both_ways() {
     b.open_chat(&chat.id).await;
 
     // Alice → Bob, formatted.
-    a.send_message("Hello *Bob*, shall we ship on _Friday_?")
-        .await;
+    a.send_message("Hello *Bob*, shall we ship on _Friday_?").await;
     let first = b.wait_message("Hello Bob, shall we ship on Friday?").await;
     assert!(
-        b.eval(&format!(
-            "!!document.querySelector('.msg[data-id=\"{first}\"] .msg-body strong')"
-        ))
-        .await
-        .as_bool()
-        .unwrap_or(false),
+        b.eval(&format!("!!document.querySelector('.msg[data-id=\"{first}\"] .msg-body strong')"))
+            .await
+            .as_bool()
+            .unwrap_or(false),
         "bold text is rendered as <strong>"
     );
     // Alice sees her own message confirmed (not pending), authored by her.
     a.wait_message("shall we ship").await;
-    a.wait(
-        "no pending bubble",
-        "document.querySelectorAll('#msg-list .msg.pending').length === 0",
-    )
-    .await;
+    a.wait("no pending bubble", "document.querySelectorAll('#msg-list .msg.pending').length === 0")
+        .await;
 
     // Bob types: Alice sees the typing indicator, then the message.
     b.type_into("#input", "Sounds good").await;
@@ -130,9 +113,7 @@ async fn browser_two_users_chat_live_both_ways() {
 
     // Exactly one copy of each message on both sides and on the node.
     for br in [&a, &b] {
-        let n = br
-            .eval("document.querySelectorAll('#msg-list .msg[data-id]').length")
-            .await;
+        let n = br.eval("document.querySelectorAll('#msg-list .msg[data-id]').length").await;
         assert_eq!(n, json!(2), "{}: two messages shown", br.name);
     }
     let all = alice_api.all_messages(&chat.id).await.must("history");
@@ -148,10 +129,7 @@ async fn browser_two_users_chat_live_both_ways() {
     .await;
     a.type_into("#input", "half-written thought").await;
     a.open_chat(&dm.id).await;
-    assert_eq!(
-        a.eval("document.getElementById('input').value").await,
-        json!("")
-    );
+    assert_eq!(a.eval("document.getElementById('input').value").await, json!(""));
     a.send_message("psst, a direct message").await;
     b.wait_args(
         "the DM to appear for Bob with an unread badge",
@@ -214,17 +192,10 @@ async fn browser_unread_badges_divider_scrollback_and_pill() {
         vec![json!(general.id)],
     )
     .await;
-    a.wait(
-        "the unread count in the tab title",
-        "document.title.startsWith('(4)')",
-    )
-    .await;
+    a.wait("the unread count in the tab title", "document.title.startsWith('(4)')").await;
     // Bold when unread.
     let weight = a.eval_args_weight(&general.id).await;
-    assert!(
-        weight >= 600,
-        "unread chat name is bold (font-weight {weight})"
-    );
+    assert!(weight >= 600, "unread chat name is bold (font-weight {weight})");
     // Sorted by activity: #general (just active) is above #random.
     let order = a
         .eval("Array.from(document.querySelectorAll('.chat-item[data-chat-id]')).map(e => e.dataset.chatId)")
@@ -246,11 +217,7 @@ async fn browser_unread_badges_divider_scrollback_and_pill() {
                       visible: r.top >= box.top - 1 && r.bottom <= box.bottom + 1}; })()",
         )
         .await;
-    assert_eq!(
-        v["next"],
-        json!("new one"),
-        "divider before the first unread: {v}"
-    );
+    assert_eq!(v["next"], json!("new one"), "divider before the first unread: {v}");
     assert_eq!(v["visible"], json!(true), "divider scrolled into view: {v}");
     a.wait_args(
         "the badges to clear",
@@ -259,11 +226,7 @@ async fn browser_unread_badges_divider_scrollback_and_pill() {
         vec![json!(general.id)],
     )
     .await;
-    a.wait(
-        "the tab title without a count",
-        "document.title === 'Confab'",
-    )
-    .await;
+    a.wait("the tab title without a count", "document.title === 'Confab'").await;
     let mut cleared = false;
     for _ in 0..50 {
         let e = alice_api.chat_entry(&general.id).await.must("entry");
@@ -273,10 +236,7 @@ async fn browser_unread_badges_divider_scrollback_and_pill() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        cleared,
-        "the node's read marker moved to the newest message"
-    );
+    assert!(cleared, "the node's read marker moved to the newest message");
     a.screenshot("02-unread-divider").await;
 
     // Infinite scroll back without jumping: note the top message's position, scroll to the
@@ -306,21 +266,11 @@ async fn browser_unread_badges_divider_scrollback_and_pill() {
         .await
         .as_f64()
         .unwrap_or(999.0);
-    assert!(
-        shift < 4.0,
-        "the view jumped by {shift}px while loading older messages"
-    );
+    assert!(shift < 4.0, "the view jumped by {shift}px while loading older messages");
 
     // Scrolled up: a new message shows the "new messages" pill instead of scrolling.
-    bob_api
-        .send(&general.id, "fresh while scrolled up")
-        .await
-        .must("send");
-    a.wait(
-        "the new-messages pill",
-        "!document.getElementById('new-pill').hidden",
-    )
-    .await;
+    bob_api.send(&general.id, "fresh while scrolled up").await.must("send");
+    a.wait("the new-messages pill", "!document.getElementById('new-pill').hidden").await;
     a.click("#new-pill").await;
     a.wait(
         "the list at the bottom and the pill gone",
@@ -338,10 +288,7 @@ async fn browser_unread_badges_divider_scrollback_and_pill() {
         )
         .await;
     assert!(v["days"].as_u64().unwrap_or(0) >= 1, "a day separator: {v}");
-    assert!(
-        v["grouped"].as_u64().unwrap_or(0) >= 50,
-        "grouped messages: {v}"
-    );
+    assert!(v["grouped"].as_u64().unwrap_or(0) >= 50, "grouped messages: {v}");
 
     a.assert_clean("unread").await;
     a.close().await;
@@ -380,14 +327,9 @@ async fn browser_edit_delete_reply_and_reactions() {
     )
     .await;
     a.type_into("#input", "\u{e013}").await; // ArrowUp
-    a.wait(
-        "the edit box",
-        "!!document.querySelector('.msg .edit-box textarea')",
-    )
-    .await;
+    a.wait("the edit box", "!!document.querySelector('.msg .edit-box textarea')").await;
     a.clear(".msg .edit-box textarea").await;
-    a.type_into(".msg .edit-box textarea", "final plan: ship it\u{e007}")
-        .await;
+    a.type_into(".msg .edit-box textarea", "final plan: ship it\u{e007}").await;
     a.wait_args(
         "the edited text with (edited)",
         "(() => { const m = document.querySelector('.msg[data-id=\"' + arguments[0] + '\"]'); \
@@ -424,11 +366,7 @@ async fn browser_edit_delete_reply_and_reactions() {
     let v = serde_json::to_value(&m).unwrap_or_default();
     let _ = v;
     let raw = bob_api
-        .raw(
-            reqwest::Method::GET,
-            &format!("/chats/{}/messages/{id}", chat.id),
-            Body::None,
-        )
+        .raw(reqwest::Method::GET, &format!("/chats/{}/messages/{id}", chat.id), Body::None)
         .await;
     let j = raw.json().unwrap_or_default();
     assert_eq!(j["reactions"][0]["emoji"], json!("🎉"), "{j}");
@@ -449,21 +387,12 @@ async fn browser_edit_delete_reply_and_reactions() {
     .await;
     a.screenshot("03-emoji-picker").await;
     a.type_into("#emoji-search", "\u{e00c}").await; // Escape closes the picker
-    a.wait(
-        "the picker closed",
-        "!document.getElementById('emoji-picker').open",
-    )
-    .await;
+    a.wait("the picker closed", "!document.getElementById('emoji-picker').open").await;
 
     // Reply in thread: Bob replies to Alice's message; the reply quotes it and opens the thread.
     b.message_tool(&id, "reply").await;
-    b.wait(
-        "the reply bar",
-        "!document.getElementById('reply-bar').hidden",
-    )
-    .await;
-    b.send_message("agreed, I'll prepare the release notes")
-        .await;
+    b.wait("the reply bar", "!document.getElementById('reply-bar').hidden").await;
+    b.send_message("agreed, I'll prepare the release notes").await;
     let rid = a.wait_message("prepare the release notes").await;
     let r = alice_api.get_message(&chat.id, &rid).await.must("reply");
     assert_eq!(r.reply_to.as_deref(), Some(id.as_str()), "reply_to is set");
@@ -481,8 +410,7 @@ async fn browser_edit_delete_reply_and_reactions() {
         vec![json!(id)],
     )
     .await;
-    a.click(&format!(".msg[data-id=\"{id}\"] .thread-link"))
-        .await;
+    a.click(&format!(".msg[data-id=\"{id}\"] .thread-link")).await;
     a.wait(
         "the thread panel with parent and reply",
         "(() => { const p = document.getElementById('thread'); \
@@ -492,26 +420,15 @@ async fn browser_edit_delete_reply_and_reactions() {
     a.screenshot("08-thread").await;
     a.type_into("#thread-input", "thanks!\u{e007}").await;
     let tid = b.wait_message("thanks!").await;
-    let t = bob_api
-        .get_message(&chat.id, &tid)
-        .await
-        .must("thread reply");
+    let t = bob_api.get_message(&chat.id, &tid).await.must("thread reply");
     assert_eq!(t.reply_to.as_deref(), Some(id.as_str()), "thread reply_to");
     a.click("#btn-thread-close").await;
 
     // Delete with confirmation: Cancel keeps it, Delete removes it for both.
     a.message_tool(&id, "delete").await;
-    a.wait(
-        "the confirmation dialog",
-        "document.getElementById('dlg-confirm').open",
-    )
-    .await;
+    a.wait("the confirmation dialog", "document.getElementById('dlg-confirm').open").await;
     a.click("#confirm-cancel").await;
-    a.wait(
-        "the dialog closed",
-        "!document.getElementById('dlg-confirm').open",
-    )
-    .await;
+    a.wait("the dialog closed", "!document.getElementById('dlg-confirm').open").await;
     assert!(!bob_api.get_message(&chat.id, &id).await.must("get").deleted);
     a.message_tool(&id, "delete").await;
     a.click("#confirm-ok").await;
@@ -538,10 +455,7 @@ async fn browser_reconnects_after_node_restart_without_loss_or_duplicates() {
     let chat = public_channel(&scene.clients[0], "general", &[&scene.clients[1]]).await;
     let a = scene.browser("alice").await;
     a.open_chat(&chat.id).await;
-    scene.clients[1]
-        .send(&chat.id, "before the restart")
-        .await
-        .must("send");
+    scene.clients[1].send(&chat.id, "before the restart").await.must("send");
     a.wait_message("before the restart").await;
 
     scene.node.terminate().await;
@@ -553,11 +467,7 @@ async fn browser_reconnects_after_node_restart_without_loss_or_duplicates() {
     a.screenshot("04-reconnecting").await;
     // Written while the node is down: kept and sent once it is back.
     a.send_message("written while offline").await;
-    a.wait(
-        "the queued bubble",
-        "!!document.querySelector('#msg-list .msg.pending')",
-    )
-    .await;
+    a.wait("the queued bubble", "!!document.querySelector('#msg-list .msg.pending')").await;
 
     scene.node.start_again_same_port().await;
     let bob = &scene.clients[1];
@@ -580,13 +490,9 @@ async fn browser_reconnects_after_node_restart_without_loss_or_duplicates() {
     .await;
     // A second restart while a message arrives between the two lives.
     scene.node.terminate().await;
-    a.wait("offline again", "document.body.dataset.conn !== 'live'")
-        .await;
+    a.wait("offline again", "document.body.dataset.conn !== 'live'").await;
     scene.node.start_again_same_port().await;
-    scene.clients[1]
-        .send(&chat.id, "after the second restart")
-        .await
-        .must("send");
+    scene.clients[1].send(&chat.id, "after the second restart").await.must("send");
     a.wait_live().await;
     a.wait_message("after the second restart").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -599,19 +505,9 @@ async fn browser_reconnects_after_node_restart_without_loss_or_duplicates() {
     ] {
         assert_eq!(a.count_messages(t).await, 1, "exactly one {t:?} on screen");
     }
-    let all = scene.clients[0]
-        .all_messages(&chat.id)
-        .await
-        .must("history");
-    let offline: Vec<_> = all
-        .iter()
-        .filter(|m| m.body == "written while offline")
-        .collect();
-    assert_eq!(
-        offline.len(),
-        1,
-        "the offline message was stored exactly once"
-    );
+    let all = scene.clients[0].all_messages(&chat.id).await.must("history");
+    let offline: Vec<_> = all.iter().filter(|m| m.body == "written while offline").collect();
+    assert_eq!(offline.len(), 1, "the offline message was stored exactly once");
     assert_eq!(all.len(), 5);
     a.assert_clean("reconnect").await;
     a.close().await;
@@ -621,10 +517,7 @@ async fn browser_reconnects_after_node_restart_without_loss_or_duplicates() {
 async fn browser_quick_switcher_channel_browser_create_and_dm() {
     let scene = Scene::new(&["alice", "bob", "carol"]).await;
     let (alice_api, bob_api) = (&scene.clients[0], &scene.clients[1]);
-    let eng = bob_api
-        .create_channel("engineering", "public")
-        .await
-        .must("channel");
+    let eng = bob_api.create_channel("engineering", "public").await.must("channel");
     let a = scene.browser("alice").await;
 
     // Channel browser: join #engineering.
@@ -642,8 +535,7 @@ async fn browser_quick_switcher_channel_browser_create_and_dm() {
     // Create a channel with a topic.
     a.click("#btn-new-channel").await;
     a.type_into("#ch-name", "launch-plan").await;
-    a.type_into("#ch-topic", "Everything about the launch")
-        .await;
+    a.type_into("#ch-topic", "Everything about the launch").await;
     a.click("#form-channel button[type=submit]").await;
     a.wait(
         "the new channel open with its topic",
@@ -665,11 +557,7 @@ async fn browser_quick_switcher_channel_browser_create_and_dm() {
 
     // Ctrl+K quick switcher back to #engineering, keyboard only.
     a.type_into("#input", "\u{e009}k\u{e000}").await;
-    a.wait(
-        "the quick switcher",
-        "document.getElementById('dlg-switch').open",
-    )
-    .await;
+    a.wait("the quick switcher", "document.getElementById('dlg-switch').open").await;
     a.type_into("#switch-input", "engi").await;
     a.wait(
         "engineering first in the switcher",
@@ -716,11 +604,8 @@ async fn browser_quick_switcher_channel_browser_create_and_dm() {
     let me = alice_api.me().await.must("me");
     assert_eq!(me.display_name, "Alice Chen");
     assert_eq!(me.status_text, "Heads down on the launch");
-    let raw = alice_api
-        .raw(reqwest::Method::GET, "/me", Body::None)
-        .await
-        .json()
-        .unwrap_or_default();
+    let raw =
+        alice_api.raw(reqwest::Method::GET, "/me", Body::None).await.json().unwrap_or_default();
     assert_eq!(raw["dnd"], json!(true), "do-not-disturb turned on: {raw}");
     a.wait(
         "the DND state under the name",
@@ -740,11 +625,7 @@ async fn browser_quick_switcher_channel_browser_create_and_dm() {
     assert_eq!(v["log"], json!("log"), "{v}");
     assert_eq!(v["live"], json!("polite"), "{v}");
     assert_eq!(v["unlabelled"], json!([]), "every region is labelled: {v}");
-    assert_eq!(
-        v["nameless"],
-        json!([]),
-        "every visible button has a name: {v}"
-    );
+    assert_eq!(v["nameless"], json!([]), "every visible button has a name: {v}");
 
     a.assert_clean("switcher").await;
     a.close().await;
@@ -757,18 +638,11 @@ async fn browser_opens_far_back_at_the_first_unread_and_catches_up_downwards() {
     let general = public_channel(alice_api, "general", &[bob_api]).await;
     let mut last = String::new();
     for i in 0..10 {
-        last = bob_api
-            .send(&general.id, &format!("already read {i}"))
-            .await
-            .must("read msg")
-            .id;
+        last = bob_api.send(&general.id, &format!("already read {i}")).await.must("read msg").id;
     }
     alice_api.read(&general.id, &last).await.must("read");
     for i in 0..80 {
-        bob_api
-            .send(&general.id, &format!("unread number {i}"))
-            .await
-            .must("unread msg");
+        bob_api.send(&general.id, &format!("unread number {i}")).await.must("unread msg");
     }
     let a = scene.browser("alice").await;
     a.wait_args(
@@ -787,18 +661,10 @@ async fn browser_opens_far_back_at_the_first_unread_and_catches_up_downwards() {
         )
         .await;
     assert_eq!(v["next"], json!("unread number 0"), "{v}");
-    assert_eq!(
-        v["newest"],
-        json!(false),
-        "the window starts at the first unread: {v}"
-    );
+    assert_eq!(v["newest"], json!(false), "the window starts at the first unread: {v}");
     // Not marked read before the newest messages were seen.
     let e = alice_api.chat_entry(&general.id).await.must("entry");
-    assert_eq!(
-        e.map(|e| e.unread_count),
-        Some(80),
-        "nothing marked read yet"
-    );
+    assert_eq!(e.map(|e| e.unread_count), Some(80), "nothing marked read yet");
     // Scrolling down loads the rest; then everything is read.
     a.wait(
         "the newest message after scrolling down",
@@ -828,10 +694,7 @@ async fn browser_opens_far_back_at_the_first_unread_and_catches_up_downwards() {
 async fn browser_desktop_notifications_for_dms_and_mentions_only() {
     let scene = Scene::new(&["alice", "bob"]).await;
     let (alice_api, bob_api) = (&scene.clients[0], &scene.clients[1]);
-    bob_api
-        .patch_me(json!({"display_name": "Bob Martin"}))
-        .await
-        .must("name");
+    bob_api.patch_me(json!({"display_name": "Bob Martin"})).await.must("name");
     let general = public_channel(alice_api, "general", &[bob_api]).await;
     let random = public_channel(alice_api, "random", &[bob_api]).await;
     let (_, dm) = bob_api.dm(&["alice@local"]).await.must("dm");
@@ -855,21 +718,11 @@ async fn browser_desktop_notifications_for_dms_and_mentions_only() {
     )
     .await;
     bob_api.send(&dm.id, "are you there?").await.must("dm");
-    bob_api
-        .send(&general.id, "plain channel chatter")
-        .await
-        .must("chatter");
-    bob_api
-        .send(&general.id, "@alice please review")
-        .await
-        .must("mention");
-    bob_api
-        .send(&random.id, "in the open chat")
-        .await
-        .must("open chat");
+    bob_api.send(&general.id, "plain channel chatter").await.must("chatter");
+    bob_api.send(&general.id, "@alice please review").await.must("mention");
+    bob_api.send(&random.id, "in the open chat").await.must("open chat");
     a.wait_message("in the open chat").await;
-    a.wait("two notifications", "window.__notes.length >= 2")
-        .await;
+    a.wait("two notifications", "window.__notes.length >= 2").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let notes = a.eval("window.__notes").await;
     let focused = a.eval("document.hasFocus()").await == json!(true);
@@ -882,19 +735,13 @@ async fn browser_desktop_notifications_for_dms_and_mentions_only() {
         "a DM and a mention notify, channel chatter does not (focused: {focused}): {notes}"
     );
     assert!(
-        !list
-            .iter()
-            .any(|n| n["body"] == json!("plain channel chatter")),
+        !list.iter().any(|n| n["body"] == json!("plain channel chatter")),
         "chatter at the `mentions` level does not notify: {notes}"
     );
     assert_eq!(list[0]["title"], json!("Bob Martin"), "{notes}");
     assert_eq!(list[0]["body"], json!("are you there?"), "{notes}");
     assert_eq!(list[1]["title"], json!("Bob Martin in #general"), "{notes}");
-    a.wait(
-        "the unread count in the tab title",
-        "/^\\(\\d+\\) Confab$/.test(document.title)",
-    )
-    .await;
+    a.wait("the unread count in the tab title", "/^\\(\\d+\\) Confab$/.test(document.title)").await;
     a.assert_clean("notifications").await;
     a.close().await;
 }

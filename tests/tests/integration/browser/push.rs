@@ -50,15 +50,11 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     assert_eq!(status, json!("Push is on for this browser."));
     let vapid = relay_vapid_key(&relay).await;
     assert_eq!(
-        bob.eval("[window.__applicationServerKey, window.__userVisibleOnly]")
-            .await,
+        bob.eval("[window.__applicationServerKey, window.__userVisibleOnly]").await,
         json!([vapid["vapid_public_key"], true]),
         "subscribed with the relay's VAPID key"
     );
-    let devices: Value = bob_api
-        .call(Method::GET, "/devices", None)
-        .await
-        .must("devices");
+    let devices: Value = bob_api.call(Method::GET, "/devices", None).await.must("devices");
     let device = &devices["devices"][0];
     assert_eq!(device["relay"]["url"], relay.url(), "{devices} ({status})");
     bob.wait(
@@ -85,18 +81,12 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
         serde_json::from_str::<Value>(&payload).expect("json"),
         json!({"v": 1, "pending": 1})
     );
-    assert!(!wake_up
-        .body
-        .windows(canary.len())
-        .any(|w| w == canary.as_bytes()));
+    assert!(!wake_up.body.windows(canary.len()).any(|w| w == canary.as_bytes()));
     assert_eq!(wake_up.audience.as_deref(), Some(push.origin()));
     // The push service hands it to the browser (DevTools stands in for that last hop).
     deliver_push(&bob, &base, &payload).await;
     let shown = bob
-        .wait(
-            "the notification",
-            &format!("{NOTIFICATIONS}.then(ns => ns.length ? ns : null)"),
-        )
+        .wait("the notification", &format!("{NOTIFICATIONS}.then(ns => ns.length ? ns : null)"))
         .await;
     assert_eq!(shown, json!([format!("alice@local|{text}")]));
 
@@ -128,11 +118,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     .await;
     bob.wait_message(&text).await;
     assert_eq!(bob.count_messages(&text).await, 1);
-    assert_eq!(
-        bob.eval(NOTIFICATIONS).await,
-        json!([]),
-        "the click closed it"
-    );
+    assert_eq!(bob.eval(NOTIFICATIONS).await, json!([]), "the click closed it");
     bob.assert_clean("after the push").await;
 
     // The push service changes the subscription: the service worker subscribes again (the
@@ -158,11 +144,7 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
     push.wait_for("bob-browser-2", 1, Duration::from_secs(15))
         .await
         .expect("the relay pushed to the new subscription");
-    assert_eq!(
-        push.pushes_to("bob-browser").len(),
-        1,
-        "nothing more to the old subscription"
-    );
+    assert_eq!(push.pushes_to("bob-browser").len(), 1, "nothing more to the old subscription");
     bob.goto(&format!("{base}/#{}", dm.id)).await;
     bob.wait_live().await;
 
@@ -180,18 +162,12 @@ async fn browser_service_worker_shows_a_pushed_message_once() {
         "document.querySelectorAll('#pf-devices li').length === 0 && /not set up/i.test(document.getElementById('pf-push-status').textContent)",
     )
     .await;
-    let devices: Value = bob_api
-        .call(Method::GET, "/devices", None)
-        .await
-        .must("devices");
+    let devices: Value = bob_api.call(Method::GET, "/devices", None).await.must("devices");
     assert_eq!(devices["devices"], json!([]));
     bob.assert_clean("device removed").await;
 
     // The relay held ciphertext only.
-    assert!(
-        !relay.output().contains(&canary),
-        "the canary is in the relay's logs"
-    );
+    assert!(!relay.output().contains(&canary), "the canary is in the relay's logs");
     bob.close().await;
 }
 
@@ -222,10 +198,7 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
     let chosen_relay = TestRelay::start().await.expect("start the other relay");
     let down = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!(
-            "http://127.0.0.1:{}",
-            listener.local_addr().expect("addr").port()
-        )
+        format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port())
     };
     let (node, clients) = alice_and_bob_pushing(&format!(
         "default_relay_url = \"{}\"\nrelay_urls = [\"{down}\", \"{}/\"]",
@@ -250,10 +223,7 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
         .await;
     assert_eq!(
         offered,
-        json!([
-            default_relay.url(),
-            [default_relay.url(), down, chosen_relay.url()]
-        ])
+        json!([default_relay.url(), [default_relay.url(), down, chosen_relay.url()]])
     );
     let enable_with = |relay: String| {
         let bob = &bob;
@@ -272,10 +242,7 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
         }
     };
     let no_devices = || async {
-        let devices: Value = bob_api
-            .call(Method::GET, "/devices", None)
-            .await
-            .must("devices");
+        let devices: Value = bob_api.call(Method::GET, "/devices", None).await.must("devices");
         assert_eq!(devices["devices"], json!([]), "no device left behind");
     };
 
@@ -289,22 +256,17 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
     no_devices().await;
     let status = enable_with(down.clone()).await;
     assert!(
-        status.as_str().is_some_and(|t| t.starts_with(&format!(
-            "Could not set up push: the relay {down} cannot be reached"
-        ))),
+        status.as_str().is_some_and(|t| t
+            .starts_with(&format!("Could not set up push: the relay {down} cannot be reached"))),
         "{status}"
     );
     no_devices().await;
     let status = enable_with(format!("{}/", chosen_relay.url())).await;
     assert_eq!(status, json!("Push is on for this browser."));
-    let devices: Value = bob_api
-        .call(Method::GET, "/devices", None)
-        .await
-        .must("devices");
+    let devices: Value = bob_api.call(Method::GET, "/devices", None).await.must("devices");
     assert_eq!(devices["devices"][0]["relay"]["url"], chosen_relay.url());
     assert_eq!(
-        bob.eval("document.getElementById('pf-relay-row').hidden")
-            .await,
+        bob.eval("document.getElementById('pf-relay-row').hidden").await,
         json!(true),
         "no relay choice once enrolled"
     );
@@ -321,14 +283,8 @@ async fn browser_enrols_with_the_relay_its_user_chooses() {
     push.wait_for("bob-chosen", 1, Duration::from_secs(15))
         .await
         .expect("the chosen relay pushed a wake-up");
-    assert_eq!(
-        chosen_relay.metric("confab_relay_queue_depth").await,
-        Some(1)
-    );
-    assert_eq!(
-        default_relay.metric("confab_relay_queue_depth").await,
-        Some(0)
-    );
+    assert_eq!(chosen_relay.metric("confab_relay_queue_depth").await, Some(1));
+    assert_eq!(default_relay.metric("confab_relay_queue_depth").await, Some(0));
     bob.close().await;
 }
 
@@ -343,17 +299,11 @@ async fn close_app(browser: &Browser, base: &str, api: &Client) {
 async fn wait_until_offline(api: &Client) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let devices: Value = api
-            .call(Method::GET, "/devices", None)
-            .await
-            .must("devices");
+        let devices: Value = api.call(Method::GET, "/devices", None).await.must("devices");
         if devices["devices"][0]["live"] == false {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the device stayed live: {devices}"
-        );
+        assert!(Instant::now() < deadline, "the device stayed live: {devices}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -371,12 +321,9 @@ async fn alice_and_bob_pushing(push_settings: &str) -> (TestNode, Vec<Client>) {
 async fn chromium_signed_in_as_bob(base: &str) -> (Driver, Browser) {
     let driver = Driver::start().await;
     let bob = Browser::open(&driver, "bob", BrowserOpts::default()).await;
-    bob.cdp(
-        "Browser.grantPermissions",
-        json!({"origin": base, "permissions": ["notifications"]}),
-    )
-    .await
-    .expect("grant notifications");
+    bob.cdp("Browser.grantPermissions", json!({"origin": base, "permissions": ["notifications"]}))
+        .await
+        .expect("grant notifications");
     bob.sign_in(base, "bob", PASSWORD).await;
     (driver, bob)
 }
@@ -387,14 +334,8 @@ async fn send_pushed_dm(alice: &Client, node: &TestNode, text: &str) -> Chat {
     let (_, dm) = alice.dm(&["bob@local"]).await.must("dm");
     let message = alice.send(&dm.id, text).await.must("send");
     assert!(
-        reaches_state(
-            alice,
-            &dm.id,
-            &message.id,
-            "notification_sent",
-            Duration::from_secs(15)
-        )
-        .await,
+        reaches_state(alice, &dm.id, &message.id, "notification_sent", Duration::from_secs(15))
+            .await,
         "the node never pushed the message:\n{}",
         node.log_tail(30)
     );
@@ -414,10 +355,7 @@ async fn relay_vapid_key(relay: &TestRelay) -> Value {
 /// `ServiceWorker.deliverPushMessage` needs the registration id, which DevTools reports only
 /// as events chromedriver does not relay; a fresh profile's first registration has a small id.
 async fn deliver_push(browser: &Browser, origin: &str, data: &str) {
-    browser
-        .cdp("ServiceWorker.enable", json!({}))
-        .await
-        .expect("ServiceWorker.enable");
+    browser.cdp("ServiceWorker.enable", json!({})).await.expect("ServiceWorker.enable");
     let mut errors = Vec::new();
     for id in 0..8 {
         match browser
@@ -451,11 +389,7 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
     let mut bob = super::firefox::Firefox::launch(&push.autopush_url()).await;
 
     bob.goto(&format!("{base}/")).await;
-    bob.wait(
-        "the sign-in form",
-        "!document.getElementById('auth').hidden",
-    )
-    .await;
+    bob.wait("the sign-in form", "!document.getElementById('auth').hidden").await;
     bob.eval(&format!(
         "(() => {{ document.getElementById('auth-username').value = 'bob';
                   document.getElementById('auth-password').value = {password};
@@ -468,10 +402,8 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
         "!document.getElementById('app').hidden && document.body.dataset.conn === 'live'",
     )
     .await;
-    bob.eval("(document.getElementById('btn-profile').click(), true)")
-        .await;
-    bob.eval("(document.getElementById('pf-push').click(), true)")
-        .await;
+    bob.eval("(document.getElementById('btn-profile').click(), true)").await;
+    bob.eval("(document.getElementById('pf-push').click(), true)").await;
     let status = bob
         .wait(
             "the device to be set up",
@@ -483,11 +415,7 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
     assert_eq!(channels.len(), 1, "Firefox registered one channel");
     let (channel, key) = channels[0].clone();
     let vapid = relay_vapid_key(&relay).await;
-    assert_eq!(
-        json!(key),
-        vapid["vapid_public_key"],
-        "subscribed with the relay's VAPID key"
-    );
+    assert_eq!(json!(key), vapid["vapid_public_key"], "subscribed with the relay's VAPID key");
     bob.wait(
         "the service worker",
         "navigator.serviceWorker.getRegistration().then(r => !!(r && r.active))",
@@ -503,22 +431,13 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
 
     // Firefox decrypted the relay's push and handed it to the service worker (ack code 100;
     // 101 would mean it did not decrypt).
-    let acks = push
-        .wait_for_acks(1, Duration::from_secs(20))
-        .await
-        .expect("Firefox answered the push");
-    assert_eq!(
-        (acks[0].channel.as_str(), acks[0].code),
-        (channel.as_str(), 100),
-        "{acks:?}"
-    );
+    let acks =
+        push.wait_for_acks(1, Duration::from_secs(20)).await.expect("Firefox answered the push");
+    assert_eq!((acks[0].channel.as_str(), acks[0].code), (channel.as_str(), 100), "{acks:?}");
     let pushes = push.pushes_to(&channel);
     assert_eq!(pushes.len(), 1);
     assert_eq!(pushes[0].audience.as_deref(), Some(push.origin()));
-    assert!(!pushes[0]
-        .body
-        .windows(canary.len())
-        .any(|w| w == canary.as_bytes()));
+    assert!(!pushes[0].body.windows(canary.len()).any(|w| w == canary.as_bytes()));
     // The service worker fetched the sealed envelope from the relay, acknowledged it there,
     // opened it and showed the message, all while the app was closed.
     let shown = bob
@@ -531,8 +450,5 @@ async fn firefox_subscribes_for_real_and_shows_the_pushed_message() {
         .await;
     assert_eq!(shown, json!([format!("alice@local|{text}")]));
     assert_eq!(relay.metric("confab_relay_queue_depth").await, Some(0));
-    assert!(
-        !relay.output().contains(&canary),
-        "the canary is in the relay's logs"
-    );
+    assert!(!relay.output().contains(&canary), "the canary is in the relay's logs");
 }

@@ -119,10 +119,7 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
     let general = public_channel(alice_api, "general", &[bob_api]).await;
 
     for body in BODIES {
-        bob_api
-            .send(&general.id, body)
-            .await
-            .must("payload message");
+        bob_api.send(&general.id, body).await.must("payload message");
     }
     // File names: uploaded by bob, posted in #general.
     let mut atts = Vec::new();
@@ -140,24 +137,16 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
         .must("message with payload file names");
     let stored_names: Vec<String> = posted["attachments"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| x["name"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
+        .map(|a| a.iter().map(|x| x["name"].as_str().unwrap_or_default().to_string()).collect())
         .unwrap_or_default();
     assert_eq!(stored_names.len(), FILES.len(), "{posted}");
 
     // Display names: each payload user joins #general, posts, and opens a DM with alice.
     for (i, name) in NAMES.iter().enumerate() {
         let c = &scene.clients[2 + i];
-        c.patch_me(json!({"display_name": name}))
-            .await
-            .must("payload display name");
+        c.patch_me(json!({"display_name": name})).await.must("payload display name");
         c.join(&general.id).await.must("join");
-        c.send(&general.id, &format!("hello from user {i}"))
-            .await
-            .must("send");
+        c.send(&general.id, &format!("hello from user {i}")).await.must("send");
         let (_, dm) = c.dm(&["alice@local"]).await.must("dm");
         c.send(&dm.id, "hi alice").await.must("dm send");
     }
@@ -173,24 +162,17 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
     }
 
     let a = scene.browser("alice").await;
-    a.assert_clean("after sign-in (sidebar with payload names)")
-        .await;
+    a.assert_clean("after sign-in (sidebar with payload names)").await;
     // Sidebar: every channel and DM name is shown literally.
     let names = a
         .eval("Array.from(document.querySelectorAll('.chat-item .chat-item-name')).map(e => e.textContent)")
         .await;
     let names: Vec<String> = serde_json::from_value(names).unwrap_or_default();
     for ch in CHANNELS {
-        assert!(
-            names.iter().any(|n| n == ch),
-            "channel {ch:?} in the sidebar: {names:?}"
-        );
+        assert!(names.iter().any(|n| n == ch), "channel {ch:?} in the sidebar: {names:?}");
     }
     for n in NAMES {
-        assert!(
-            names.iter().any(|x| x == n),
-            "DM with {n:?} in the sidebar: {names:?}"
-        );
+        assert!(names.iter().any(|x| x == n), "DM with {n:?} in the sidebar: {names:?}");
     }
 
     // #general: every body, author name and file name, literally.
@@ -219,10 +201,7 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
         .await;
     let authors: Vec<String> = serde_json::from_value(authors).unwrap_or_default();
     for n in NAMES {
-        assert!(
-            authors.iter().any(|x| x == n),
-            "author {n:?} shown literally: {authors:?}"
-        );
+        assert!(authors.iter().any(|x| x == n), "author {n:?} shown literally: {authors:?}");
     }
     let files = a
         .eval(
@@ -231,19 +210,11 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
         .await;
     let files: Vec<String> = serde_json::from_value(files).unwrap_or_default();
     for f in &stored_names {
-        assert!(
-            files.iter().any(|x| x == f),
-            "file name {f:?} shown literally: {files:?}"
-        );
+        assert!(files.iter().any(|x| x == f), "file name {f:?} shown literally: {files:?}");
     }
-    assert_eq!(
-        a.eval(INJECTED).await,
-        json!(0),
-        "no injected elements in #general"
-    );
+    assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements in #general");
     a.screenshot("20-xss-general").await;
-    a.assert_clean("#general with payload messages, authors and files")
-        .await;
+    a.assert_clean("#general with payload messages, authors and files").await;
 
     // Each payload channel: header name and topic literally.
     for (ch, (name, topic)) in channels.iter().zip(CHANNELS.iter().zip(TOPICS)) {
@@ -255,16 +226,8 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
             v["name"].as_str().unwrap_or_default().ends_with(name),
             "channel header {name:?}: {v}"
         );
-        assert_eq!(
-            v["topic"].as_str().unwrap_or_default(),
-            *topic,
-            "topic: {v}"
-        );
-        assert_eq!(
-            a.eval(INJECTED).await,
-            json!(0),
-            "no injected elements in {name:?}"
-        );
+        assert_eq!(v["topic"].as_str().unwrap_or_default(), *topic, "topic: {v}");
+        assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements in {name:?}");
         a.assert_clean(&format!("channel {name:?}")).await;
     }
     // The DMs with payload names.
@@ -272,11 +235,7 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
     for e in dms.iter().filter(|e| e.chat.kind == "dm") {
         a.open_chat(&e.chat.id).await;
         a.wait_message("hi alice").await;
-        assert_eq!(
-            a.eval(INJECTED).await,
-            json!(0),
-            "no injected elements in a DM"
-        );
+        assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements in a DM");
         a.assert_clean("a DM with a payload name").await;
     }
 
@@ -284,40 +243,21 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
     a.click("#btn-browse").await;
     a.wait(
         "the browser lists the payload channels",
-        &format!(
-            "document.querySelectorAll('#browse-list .pick').length >= {}",
-            CHANNELS.len()
-        ),
+        &format!("document.querySelectorAll('#browse-list .pick').length >= {}", CHANNELS.len()),
     )
     .await;
-    assert_eq!(
-        a.eval(INJECTED).await,
-        json!(0),
-        "no injected elements in the browser"
-    );
+    assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements in the browser");
     a.type_into("#browse-filter", "\u{e00c}").await;
-    a.wait(
-        "browser closed",
-        "!document.getElementById('dlg-browse').open",
-    )
-    .await;
+    a.wait("browser closed", "!document.getElementById('dlg-browse').open").await;
     a.type_into("#input", "\u{e009}k\u{e000}").await;
-    a.wait(
-        "the quick switcher",
-        "document.getElementById('dlg-switch').open",
-    )
-    .await;
+    a.wait("the quick switcher", "document.getElementById('dlg-switch').open").await;
     a.type_into("#switch-input", "<").await;
     a.wait(
         "switcher results",
         "document.querySelectorAll('#switch-list .switch-item').length >= 3",
     )
     .await;
-    assert_eq!(
-        a.eval(INJECTED).await,
-        json!(0),
-        "no injected elements in the switcher"
-    );
+    assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements in the switcher");
     a.type_into("#switch-input", "\u{e00c}").await;
 
     // Search results (snippets are built from the payload text).
@@ -328,11 +268,7 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
         "document.querySelectorAll('#search-results .search-hit').length >= 5",
     )
     .await;
-    assert_eq!(
-        a.eval(INJECTED).await,
-        json!(0),
-        "no injected elements in search results"
-    );
+    assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements in search results");
     a.screenshot("21-xss-search").await;
 
     // Edit a message into a payload live, and let a payload user rename live.
@@ -352,11 +288,7 @@ async fn browser_xss_corpus_executes_nothing_and_renders_literally() {
         "Array.from(document.querySelectorAll('#msg-list .msg-author')).some(e => e.textContent === '<svg onload=window.__xss=501>')",
     )
     .await;
-    assert_eq!(
-        a.eval(INJECTED).await,
-        json!(0),
-        "no injected elements after live events"
-    );
+    assert_eq!(a.eval(INJECTED).await, json!(0), "no injected elements after live events");
     a.assert_clean("the whole corpus").await;
     a.close().await;
 }
