@@ -42,19 +42,29 @@ export async function submitCreateChannel(e) {
 
 let browseChannels = [];
 
-export async function openBrowse() {
-  $("browse-filter").value = "";
-  $("browse-error").textContent = "";
-  $("browse-list").replaceChildren(h("li", { class: "muted pad", text: "Loading…" }));
-  openDialog("dlg-browse");
-  $("browse-filter").focus();
+/**
+ * Opens the picker dialog `dlg-<name>` with its filter and error line cleared and "Loading…" in
+ * its list, then runs `load` to fill it; a failure empties the list and says why.
+ */
+async function openPicker(name, load) {
+  $(name + "-filter").value = "";
+  $(name + "-error").textContent = "";
+  $(name + "-list").replaceChildren(h("li", { class: "muted pad", text: "Loading…" }));
+  openDialog("dlg-" + name);
+  $(name + "-filter").focus();
   try {
+    await load();
+  } catch (e) {
+    $(name + "-list").replaceChildren();
+    $(name + "-error").textContent = errorText(e);
+  }
+}
+
+export async function openBrowse() {
+  await openPicker("browse", async () => {
     browseChannels = await api.channels();
     renderBrowse();
-  } catch (e) {
-    $("browse-list").replaceChildren();
-    $("browse-error").textContent = errorText(e);
-  }
+  });
 }
 
 export function renderBrowse() {
@@ -102,21 +112,13 @@ const dmPicked = new Set();
 
 export async function openNewDm() {
   dmPicked.clear();
-  $("dm-filter").value = "";
-  $("dm-error").textContent = "";
-  $("dm-list").replaceChildren(h("li", { class: "muted pad", text: "Loading…" }));
   updateDmButton();
-  openDialog("dlg-dm");
-  $("dm-filter").focus();
-  try {
+  await openPicker("dm", async () => {
     const list = await api.users();
     for (const u of list) S.users.set(u.id, u);
     dmUsers = list.filter((u) => !isMe(u.id) && !u.disabled);
     renderDmList();
-  } catch (e) {
-    $("dm-list").replaceChildren();
-    $("dm-error").textContent = errorText(e);
-  }
+  });
 }
 
 export function renderDmList() {
