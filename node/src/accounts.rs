@@ -139,6 +139,12 @@ impl FailureLimiter {
         entry.1 += 1;
     }
 
+    /// Whether the key has a failure within the current window.
+    pub fn has_failed(&self, key: &str) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).is_some_and(|(start, count)| *count > 0 && start.elapsed() < self.window)
+    }
+
     pub fn clear(&self, key: &str) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }

@@ -16,6 +16,12 @@ pub struct Config {
     pub org_name: String,
     /// Set the cookie's `Secure` flag (when served over HTTPS by a proxy).
     pub secure_cookies: bool,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client (for the
+    /// per-address login limit and the logs); addresses or networks. Empty: headers ignored.
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
+    /// The bearer token `GET /metrics` asks for (at least 16 characters); unset: `/metrics`
+    /// answers 404.
+    pub metrics_token: Option<String>,
     pub limits: Limits,
     pub push: PushConfig,
     /// Federation with other organisations' nodes (`[federation]`); off unless it listens.
@@ -135,6 +141,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./confab-data"),
             org_name: "local".into(),
             secure_cookies: false,
+            trusted_proxies: crate::forwarded::TrustedProxies::default(),
+            metrics_token: None,
             limits: Limits::default(),
             push: PushConfig::default(),
             federation: crate::federation::config::FederationConfig::default(),
@@ -146,29 +154,55 @@ impl Default for Config {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
+    /// Largest HTTP request body (uploads have their own limit, `upload_bytes_max`); past it 413.
     pub request_body_bytes_max: usize,
+    /// Largest WebSocket frame, either way (a 100,000-character message fits in 1 MiB).
     pub websocket_frame_bytes_max: usize,
+    /// Longest message body, in characters; past it 413 `message_too_long`.
     pub message_chars_max: usize,
+    /// Most members of a channel.
     pub channel_members_max: usize,
+    /// Most members of a direct message or group DM, its creator included.
     pub dm_members_max: usize,
+    /// Longest channel name, in characters.
     pub chat_name_chars_max: usize,
+    /// Longest channel topic, in characters.
     pub topic_chars_max: usize,
+    /// Longest profile field (display name, status, time zone, team), in characters.
     pub profile_field_chars_max: usize,
+    /// Failed sign-ins per account and per client address within `login_window_s` before further
+    /// tries are refused with 429.
     pub login_failures_max: u32,
+    /// The window the sign-in failures are counted in.
     pub login_window_s: u64,
+    /// Frames a WebSocket session may send per second (a token bucket) ...
     pub websocket_frames_per_s: u32,
+    /// ... and at once.
     pub websocket_frames_burst: u32,
+    /// HTTP requests one signed-in user may make per second (a token bucket) ...
     pub requests_per_s_per_user: u32,
+    /// ... and at once.
     pub requests_burst_per_user: u32,
+    /// How long a session (the sign-in cookie) lasts.
     pub session_lifetime_s: u64,
+    /// Events kept in the event log for clients that resume from a cursor; older ones are trimmed
+    /// (a client behind them reloads).
     pub events_retained_max: u64,
+    /// Messages per history document (bucket) of a chat before a new bucket starts.
     pub bucket_messages_max: u64,
+    /// Most messages one history or sync page returns.
     pub history_page_max: usize,
+    /// Unread messages counted per chat; more show as this many.
     pub unread_count_max: usize,
+    /// WebSocket sessions one user may have open at once; the next is closed with 1008.
     pub websocket_connections_per_user_max: usize,
+    /// How often each device sends a presence heartbeat.
     pub presence_heartbeat_interval_ms: u64,
+    /// Heartbeats a device may miss before it counts as gone.
     pub presence_heartbeats_missed_max: u64,
+    /// Shortest time between two typing notices of one session in one chat.
     pub typing_interval_min_ms: u64,
+    /// How long a typing notice shows without a new one.
     pub typing_expiry_ms: u64,
     /// Shortest time between two group-commit flushes; intents arriving meanwhile share the
     /// next flush. Bounds the flush rate under load; adds at most this much latency.
@@ -238,4 +272,38 @@ pub fn origin_of(url: &str) -> Option<String> {
         return None;
     }
     Some(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commented sample in the repository's root.
+    const SAMPLE: &str = include_str!("../../confab.example.toml");
+
+    #[test]
+    fn the_sample_configuration_writes_out_every_setting_at_its_default() {
+        let parsed: Config = toml::from_str(SAMPLE).expect("the sample parses as a Config");
+        let sample: toml::Value = toml::from_str(SAMPLE).expect("the sample is TOML");
+        let defaults = toml::Value::try_from(Config::default()).expect("the defaults serialise");
+        // The sample's own text, not serde's defaults, holds every setting with its value.
+        assert_eq!(sample, defaults, "confab.example.toml differs from Config::default()");
+        assert_eq!(toml::Value::try_from(parsed).expect("serialise"), defaults);
+    }
+
+    #[test]
+    fn an_unknown_setting_is_refused_by_name() {
+        let error = toml::from_str::<Config>("[limits]\nmessage_chars = 5\n").expect_err("unknown");
+        assert!(error.to_string().contains("message_chars"), "{error}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_checked_when_the_file_is_read() {
+        let config: Config = toml::from_str("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n")
+            .expect("addresses and networks");
+        assert!(config.trusted_proxies.contains("10.1.2.3".parse().expect("ip")));
+        let error = toml::from_str::<Config>("trusted_proxies = [\"proxy.local\"]\n")
+            .expect_err("a host name is not an address");
+        assert!(error.to_string().contains("proxy.local"), "{error}");
+    }
 }

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use confab_node::config::Config;
 use confab_node::engine::{self, Command};
 use confab_node::{accounts, org_key, server, views};
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -38,6 +38,10 @@ enum Top {
         /// Log format.
         #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
+        /// Colours in text logs: `auto` only when stderr is a terminal and NO_COLOR is unset
+        /// (so `serve > node.log 2>&1` writes plain text), `always`, or `never`.
+        #[arg(long, env = "CONFAB_LOG_COLOR", default_value = "auto", value_parser = ["auto", "always", "never"])]
+        log_color: String,
     },
     /// Rebuild the views (chats, members, messages) from the stored channel documents
     /// (stop the node first).
@@ -181,10 +185,29 @@ fn load_config(common: &Common, listen: Option<SocketAddr>) -> Result<Config> {
     }
     confab_protocol::ids::validate_org_name(&config.org_name).context("org_name")?;
     config.push.validate().map_err(anyhow::Error::msg)?;
+    if let Ok(token) = std::env::var("CONFAB_METRICS_TOKEN") {
+        config.metrics_token = Some(token);
+    }
+    if config.metrics_token.as_ref().is_some_and(|token| token.trim().chars().count() < 16) {
+        bail!("metrics_token: use at least 16 characters (a random token, e.g. from openssl rand -hex 16)");
+    }
     Ok(config)
 }
 
-fn init_logs(format: &str) {
+/// Whether text logs get ANSI colours: `always`, `never`, or (`auto`) only when stderr is a
+/// terminal and NO_COLOR (<https://no-color.org>) is unset or empty.
+fn log_colours(choice: &str) -> bool {
+    match choice {
+        "always" => true,
+        "never" => false,
+        _ => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+            std::io::stderr().is_terminal() && !no_color
+        }
+    }
+}
+
+fn init_logs(format: &str, colour: &str) {
     let mut filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // automerge marks hot internal functions `#[instrument]`, at INFO: those spans cost the
@@ -195,7 +218,10 @@ fn init_logs(format: &str) {
             filter = filter.add_directive(directive);
         }
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(log_colours(colour));
     if format == "json" {
         builder.json().init();
     } else {
@@ -242,8 +268,8 @@ fn password(given: Option<String>, stdin: bool) -> Result<String> {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Top::Serve { common, listen, federation_listen, log_format } => {
-            init_logs(&log_format);
+        Top::Serve { common, listen, federation_listen, log_format, log_color } => {
+            init_logs(&log_format, &log_color);
             let mut config = load_config(&common, listen)?;
             if !federation_listen.is_empty() {
                 config.federation.listen = federation_listen;
@@ -258,7 +284,7 @@ async fn main() -> Result<()> {
             tracing::info!("stopped");
         }
         Top::RebuildViews { common } => {
-            init_logs("text");
+            init_logs("text", "auto");
             let config = load_config(&common, None)?;
             let store = server::open_store(&config)?;
             let key = org_key::load_or_create_org_key(store.as_ref()).await?;
@@ -275,7 +301,7 @@ async fn main() -> Result<()> {
             );
         }
         Top::ExportDocument { common, chat, document, out } => {
-            init_logs("text");
+            init_logs("text", "auto");
             let config = load_config(&common, None)?;
             let store = server::open_store(&config)?;
             let chat: confab_protocol::ChatId = chat.parse().context("--chat is not a chat id")?;
@@ -285,11 +311,11 @@ async fn main() -> Result<()> {
             println!("wrote {} bytes to {}", bytes.len(), out.display());
         }
         Top::User { command } => {
-            init_logs("text");
+            init_logs("text", "auto");
             user_command(command).await?;
         }
         Top::Peer { command } => {
-            init_logs("text");
+            init_logs("text", "auto");
             peer_command(command).await?;
         }
     }

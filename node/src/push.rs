@@ -92,6 +92,8 @@ pub struct PushCounters {
     /// Capabilities given up at a relay (a device removed), and attempts that failed.
     pub renounced: AtomicU64,
     pub renounce_failed: AtomicU64,
+    /// Pushes in the queue now, waiting for a sender.
+    pub queued: AtomicU64,
 }
 
 /// Why a relay did not take an envelope.
@@ -281,9 +283,15 @@ impl Pusher {
         };
         for device in targets {
             let job = Job { device, message: message.clone() };
-            if let Err(mpsc::error::TrySendError::Full(job)) = jobs.try_send(job) {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(device = %job.device.id, "push: queue full, push dropped");
+            // Counted before it is queued, so a sender that takes it at once never counts
+            // below zero.
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = jobs.try_send(job) {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                if let mpsc::error::TrySendError::Full(job) = error {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(device = %job.device.id, "push: queue full, push dropped");
+                }
             }
         }
     }
@@ -299,6 +307,7 @@ impl Pusher {
                 loop {
                     let job = jobs.lock().await.recv().await;
                     let Some(job) = job else { break };
+                    pusher.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     pusher.push(&job.device, &job.message).await;
                 }
             });

@@ -95,6 +95,8 @@ pub struct NodeOptions {
     pub extra_args: Vec<String>,
     /// Extra environment for the node process.
     pub env: Vec<(String, String)>,
+    /// Variables taken out of the environment the node inherits (e.g. `NO_COLOR`).
+    pub env_remove: Vec<String>,
     /// A TOML configuration file's text, written next to the data directory and passed with
     /// `--config` on every start.
     pub config: Option<String>,
@@ -108,6 +110,7 @@ impl Default for NodeOptions {
             org_name: ORG.to_string(),
             extra_args: Vec::new(),
             env: Vec::new(),
+            env_remove: Vec::new(),
             config: None,
         }
     }
@@ -269,6 +272,9 @@ impl TestNode {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for k in &self.opts.env_remove {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

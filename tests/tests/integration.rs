@@ -24,6 +24,8 @@ mod limits;
 mod live;
 #[path = "integration/media_search.rs"]
 mod media_search;
+#[path = "integration/operations.rs"]
+mod operations;
 #[path = "integration/push.rs"]
 mod push;
 #[path = "integration/security.rs"]

@@ -74,8 +74,15 @@ pub(super) async fn login(
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Response> {
     let account_key = body.username.to_lowercase();
-    state.login_by_account.check(&account_key).map_err(ApiError::rate_limited)?;
     state.login_by_address.check(&address).map_err(ApiError::rate_limited)?;
+    // A locked account still lets its owner in from an address that has not failed, so that
+    // a guesser elsewhere cannot lock the owner out; each such address gets one try.
+    let account_locked = state.login_by_account.check(&account_key).err();
+    if let Some(retry_after_s) = account_locked {
+        if state.login_by_address.has_failed(&address) {
+            return Err(ApiError::rate_limited(retry_after_s));
+        }
+    }
     let user = views::user(state.store.as_ref(), &body.username)?;
     // Verify even for unknown users so timing does not reveal which names exist.
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| {
@@ -91,6 +98,9 @@ pub(super) async fn login(
         state.login_by_account.record_failure(&account_key);
         state.login_by_address.record_failure(&address);
         tracing::info!(username = %body.username, %address, "login failed");
+        if let Some(retry_after_s) = account_locked {
+            return Err(ApiError::rate_limited(retry_after_s));
+        }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",

@@ -38,15 +38,22 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::bad_request("bad_request", rejection.body_text())
 }
 
-/// The client's address, for per-address limits (`unknown` when not served over TCP).
+/// The client's address, for per-address limits: the connection's, or the one a trusted proxy
+/// names ([`crate::forwarded`]); `unknown` when not served over TCP.
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let address =
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let trusted = &state.config.trusted_proxies;
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| trusted.client_address(info.0.ip(), &parts.headers).to_string());
         Ok(Self(address.unwrap_or_else(|| "unknown".into())))
     }
 }

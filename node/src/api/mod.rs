@@ -9,9 +9,11 @@ mod chats;
 mod devices;
 mod extract;
 mod federation;
+mod health;
 mod media;
 mod members;
 mod messages;
+mod metrics;
 mod search;
 mod session;
 mod state;
@@ -95,11 +97,15 @@ pub fn app(state: AppState) -> Router {
         .route("/users/{user_id}/devices", get(devices::signed_list))
         .fallback(|| async { ApiError::not_found("endpoint") });
     Router::new()
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::scrape))
         .nest("/api/v1", api)
         .merge(crate::web::routes(&state.config.push))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(state.config.limits.request_body_bytes_max))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count_request))
         .with_state(state)
 }
 

@@ -44,6 +44,9 @@ pub struct WsQuery {
     device: Option<String>,
 }
 
+/// The close code of a session refused by a limit (RFC 6455 "policy violation").
+const CLOSE_POLICY: u16 = 1008;
+
 /// Initial WebSocket read buffer per connection.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
@@ -79,6 +82,8 @@ pub async fn upgrade(
             Some(id)
         }
     };
+    let sessions_max = state.config.limits.websocket_connections_per_user_max;
+    let slot = state.websocket_sessions.try_open(&user.id, sessions_max);
     Ok(upgrade
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
@@ -86,12 +91,22 @@ pub async fn upgrade(
         // small, so start small and let it grow for the rare large one. Saves ~120 MiB per
         // 1,000 connected devices.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
+            let Some(_slot) = slot else {
+                tracing::info!(user = %user.id, sessions_max, "websocket refused: too many sessions");
+                let reason = format!("too many connections: at most {sessions_max} per user");
+                let frame = CloseFrame { code: CLOSE_POLICY, reason: Utf8Bytes::from(reason) };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return;
+            };
             let _live = device.map(|device| state.live_devices.connect(device));
+            let sessions = state.http_metrics.websocket_sessions.clone();
+            sessions.inc();
             let id = user.id.clone();
             if let Err(error) = Session::new(state, user).run(socket, cursor).await {
                 tracing::debug!(user = %id, %error, "websocket session ended");
             }
+            sessions.dec();
         }))
 }
 

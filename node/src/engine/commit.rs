@@ -63,6 +63,8 @@ impl Engine {
             let mut done: Vec<Done> = Vec::new();
             let mut events = Vec::new();
             let started = std::time::Instant::now();
+            let waiting = i64::try_from(receiver.len()).unwrap_or(i64::MAX);
+            self.metrics.queue_depth.set(waiting);
             let mut urgent = !command.is_lazy();
             self.process(command, &mut done, &mut events);
             // Gather more intents before flushing: what is queued now; then, if something
@@ -132,7 +134,16 @@ impl Engine {
                     false
                 }
             };
+            self.metrics.group_intents.observe(done.len() as f64);
+            if !nothing_written {
+                self.metrics.flush_seconds.observe((total - processed).as_secs_f64());
+            }
             if flushed {
+                let created = events
+                    .iter()
+                    .filter(|event| matches!(event.body, EventBody::MessageCreated { .. }))
+                    .count();
+                self.metrics.messages_written.inc_by(created as u64);
                 self.hub.publish(events);
                 self.send_outbound(outbound);
                 self.apply_search_ops();

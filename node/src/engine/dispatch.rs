@@ -150,6 +150,7 @@ impl Engine {
                 let verdicts = self.apply_remote_changes(changes, events);
                 self.finish(tx, Ok(verdicts), reply, events)
             }
+            Command::Ping { reply } => self.finish(tx, Ok(()), reply, events),
             Command::DocHeads { doc, reply } => {
                 let result = self.doc_heads(doc);
                 self.finish(tx, result, reply, events)

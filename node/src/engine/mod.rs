@@ -288,6 +288,10 @@ pub enum Command {
         changes: Vec<confab_protocol::Preverified>,
         reply: Reply<Vec<RemoteVerdict>>,
     },
+    /// Answers at once, writing nothing: shows the engine takes intents (for `/readyz`).
+    Ping {
+        reply: Reply<()>,
+    },
     /// The heads this node has of a document (for a catch-up request).
     DocHeads {
         doc: confab_protocol::DocId,
@@ -312,9 +316,15 @@ impl Command {
 #[derive(Clone)]
 pub struct EngineHandle {
     sender: mpsc::Sender<Command>,
+    metrics: crate::metrics::EngineMetrics,
 }
 
 impl EngineHandle {
+    /// The engine's queue, group and flush figures (for `/metrics`).
+    pub fn metrics(&self) -> &crate::metrics::EngineMetrics {
+        &self.metrics
+    }
+
     /// Sends an intent and waits for its durable outcome.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (reply, answer) = oneshot::channel();
@@ -362,4 +372,5 @@ struct Engine {
     /// Federation's queue, when the node federates.
     outbound: Option<mpsc::Sender<Outbound>>,
     outbound_dropped: u64,
+    metrics: crate::metrics::EngineMetrics,
 }

@@ -44,7 +44,9 @@ pub async fn start(
         staged: Staged::default(),
         outbound,
         outbound_dropped: 0,
+        metrics: crate::metrics::EngineMetrics::default(),
     };
+    let metrics = engine.metrics.clone();
     if let Some(search) = &engine.search {
         catch_up_search(engine.store.as_ref(), search, newest);
     }
@@ -57,5 +59,5 @@ pub async fn start(
             Err(error) => tracing::error!(%error, "could not start the engine's runtime"),
         }
     });
-    Ok((EngineHandle { sender }, hub, task))
+    Ok((EngineHandle { sender, metrics }, hub, task))
 }

@@ -126,14 +126,25 @@ async fn login_rate_limited_per_account() {
     );
     retry_after_secs(&e);
 
-    // From another address: the account is still limited, another account is not.
-    let other = Client::for_node(&node).with_local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
-    other.login("alice", PASSWORD).await.err_is(
+    // An address that has not failed gets one try at the locked account: a wrong password is
+    // refused and uses it up, so the right one is refused from there too ...
+    let guesser =
+        Client::for_node(&node).with_local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    guesser.login("alice", "wrong password").await.err_is(
         429,
         "rate_limited",
-        "limited account from another address",
+        "a wrong password at the locked account from a new address",
     );
+    guesser.login("alice", PASSWORD).await.err_is(
+        429,
+        "rate_limited",
+        "the right password from an address that failed at the locked account",
+    );
+    // ... while the owner, from an address that has not failed, gets in: a guesser elsewhere
+    // cannot lock them out. Another account is not limited either.
+    let other = Client::for_node(&node).with_local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
     other.login("bob", PASSWORD).await.must("another account from another address");
+    other.login("alice", PASSWORD).await.must("the owner from an address that has not failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
