@@ -6,7 +6,12 @@
 //!   200 messages at 10 msg/s each);
 //! - `flood`: ramps the total send rate in steps and reports the highest rate whose fan-out
 //!   p99 stays under `--p99-target-ms` with nothing lost or refused (a failing step is run once
-//!   more before the ramp stops; both results are printed).
+//!   more before the ramp stops; both results are printed);
+//! - `large`: a channel of `--large-members` members (default 10,000), `--large-online` of them
+//!   on WebSockets (1,000), `--large-senders` of those (10) sending `--large-messages` each at
+//!   `--rate`: fan-out to the online members, CPU per message, memory, and how long one
+//!   member's chat list and the channel's first page take. It prints one line per figure,
+//!   `large <figure> <value>`, for scripts (not part of `all`).
 //!
 //! Latency is measured from each message's *scheduled* send time (carried in its body) to its
 //! receipt at every other member's WebSocket. Server CPU per message and peak RSS are read from
@@ -48,6 +53,7 @@ struct BenchMessage<'a> {
 enum Workload {
     Steady,
     Flood,
+    Large,
     All,
 }
 
@@ -90,7 +96,22 @@ struct Args {
     /// flood: p99 fan-out latency a step must stay under.
     #[arg(long, default_value_t = 50.0)]
     p99_target_ms: f64,
+    /// large: members of the channel.
+    #[arg(long, default_value_t = 10_000)]
+    large_members: usize,
+    /// large: members with a WebSocket open (the first ones).
+    #[arg(long, default_value_t = 1_000)]
+    large_online: usize,
+    /// large: online members that send.
+    #[arg(long, default_value_t = 10)]
+    large_senders: usize,
+    /// large: messages per sender (at --rate msg/s each).
+    #[arg(long, default_value_t = 100)]
+    large_messages: u32,
 }
+
+/// Registrations and joins in flight at once during set-up.
+const SETUP_CONCURRENCY: usize = 8;
 
 /// One delivery: (phase, latency µs).
 type Delivery = (u32, u64);
@@ -111,6 +132,8 @@ struct Bench {
     /// Highest VmHWM seen before a phase reset it: the node's peak over the whole run,
     /// setup included (where each concurrent login's Argon2id needs 19 MiB).
     rss_peak_run_kib: u64,
+    /// The last online member's session, for reading over HTTP.
+    reader: Option<Client>,
 }
 
 #[derive(Default, Debug)]
@@ -143,27 +166,48 @@ fn reset_peak_rss(pid: u32) -> Option<u64> {
 }
 
 impl Bench {
-    async fn setup(url: &str, users: usize, pid: Option<u32>) -> Result<Bench> {
+    /// Registers `members` users in one public channel and opens a WebSocket for the first
+    /// `online` of them (registrations and joins `SETUP_CONCURRENCY` at a time).
+    async fn setup(url: &str, members: usize, online: usize, pid: Option<u32>) -> Result<Bench> {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() % 1_000_000)
             .unwrap_or(0);
         let password = "bench-password-123";
-        let mut clients = Vec::new();
-        for i in 0..users {
-            let c = Client::new(url);
-            let name = format!("b{stamp}u{i}");
-            c.register(&name, password).await.map_err(|e| anyhow!("register {name}: {e}"))?;
-            clients.push(c);
-        }
-        let owner = clients.first().ok_or_else(|| anyhow!("--users must be at least 1"))?;
+        let owner = Client::new(url);
+        let owner_name = format!("b{stamp}u0");
+        owner
+            .register(&owner_name, password)
+            .await
+            .map_err(|e| anyhow!("register {owner_name}: {e}"))?;
         let chat = owner
             .create_channel(&format!("bench{stamp}"), "public")
             .await
             .map_err(|e| anyhow!("create channel: {e}"))?;
-        for c in &clients[1..] {
-            c.join(&chat.id).await.map_err(|e| anyhow!("join: {e}"))?;
+        let joined: Vec<Result<Option<Client>>> = futures_util::stream::iter(1..members)
+            .map(|i| {
+                let chat_id = chat.id.clone();
+                async move {
+                    let c = Client::new(url);
+                    let name = format!("b{stamp}u{i}");
+                    c.register(&name, password)
+                        .await
+                        .map_err(|e| anyhow!("register {name}: {e}"))?;
+                    c.join(&chat_id).await.map_err(|e| anyhow!("join {name}: {e}"))?;
+                    // Offline members are only members: their clients are dropped.
+                    Ok((i < online).then_some(c))
+                }
+            })
+            .buffered(SETUP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut clients = vec![owner];
+        for result in joined {
+            if let Some(c) = result? {
+                clients.push(c);
+            }
         }
+        let reader = clients.last().cloned();
         let t0 = Instant::now();
         let (tx, rx) = mpsc::unbounded_channel();
         let errors = Arc::new(AtomicU64::new(0));
@@ -241,18 +285,21 @@ impl Bench {
             stop,
             pid,
             rss_peak_run_kib: 0,
+            reader,
         })
     }
 
-    /// Every member sends `per_user` messages at `rate_per_user` msg/s over the WebSocket;
-    /// then waits (bounded) for every fan-out delivery of this phase.
+    /// The first `senders` online members send `per_user` messages at `rate_per_user` msg/s
+    /// over the WebSocket; then waits (bounded) for every fan-out delivery of this phase.
     async fn phase(
         &mut self,
         phase: u32,
         per_user: u32,
         rate_per_user: f64,
+        senders: usize,
     ) -> Result<PhaseResult> {
         let n = self.members.len();
+        let senders = senders.clamp(1, n);
         let errors0 = self.errors.load(Ordering::Relaxed);
         if let Some(before) = self.pid.and_then(reset_peak_rss) {
             self.rss_peak_run_kib = self.rss_peak_run_kib.max(before);
@@ -261,12 +308,12 @@ impl Bench {
         let start = self.t0.elapsed() + Duration::from_millis(50);
         let interval = Duration::from_secs_f64(1.0 / rate_per_user);
         let mut tasks = Vec::new();
-        for (i, m) in self.members.iter().enumerate() {
+        for (i, m) in self.members.iter().enumerate().take(senders) {
             let sender = m.sender.clone();
             let chat_id = self.chat_id.clone();
             let t0 = self.t0;
-            // Spread the members' sends evenly over one interval.
-            let offset = interval.mul_f64(i as f64 / n as f64);
+            // Spread the senders' sends evenly over one interval.
+            let offset = interval.mul_f64(i as f64 / senders as f64);
             tasks.push(tokio::spawn(async move {
                 let mut sent = 0u64;
                 let mut s = sender.lock().await;
@@ -293,7 +340,9 @@ impl Bench {
         let send_secs = (send_end.saturating_sub(start)).as_secs_f64().max(1e-9);
         let expected = sent * (n as u64 - 1);
         let mut lat = Vec::with_capacity(expected as usize);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Big fan-outs (the large channel) get longer to drain.
+        let drain = if expected > 100_000 { 30 } else { 10 };
+        let deadline = Instant::now() + Duration::from_secs(drain);
         while (lat.len() as u64) < expected {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.deliveries.recv()).await {
@@ -386,10 +435,15 @@ async fn run(args: Args) -> Result<()> {
             // engine, storage and fan-out are what is measured; everything else is default).
             let config =
                 std::env::temp_dir().join(format!("confab-bench-{}.toml", std::process::id()));
+            // The large channel may be asked bigger than the default member cap (10,000).
+            let members_max = args.large_members.max(10_000);
             std::fs::write(
                 &config,
-                "[limits]\nwebsocket_frames_per_s = 1000000\nwebsocket_frames_burst = 1000000\n\
-                 requests_per_s_per_user = 1000000\nrequests_burst_per_user = 1000000\n",
+                format!(
+                    "[limits]\nwebsocket_frames_per_s = 1000000\nwebsocket_frames_burst = 1000000\n\
+                     requests_per_s_per_user = 1000000\nrequests_burst_per_user = 1000000\n\
+                     channel_members_max = {members_max}\n"
+                ),
             )?;
             eprintln!(
                 "node config {}: per-session rate limits raised for the load",
@@ -408,11 +462,19 @@ async fn run(args: Args) -> Result<()> {
             (u, p)
         }
     };
+    if args.workload == Workload::Large {
+        large(&args, &url, pid).await?;
+        if let Some(mut n) = node {
+            let st = n.terminate().await;
+            eprintln!("node exited: {st}");
+        }
+        return Ok(());
+    }
     println!("node {url}, {} users in one channel", args.users);
-    let mut bench = Bench::setup(&url, args.users, pid).await?;
+    let mut bench = Bench::setup(&url, args.users, args.users, pid).await?;
 
     if matches!(args.workload, Workload::Steady | Workload::All) {
-        let r = bench.phase(1, args.messages, args.rate).await?;
+        let r = bench.phase(1, args.messages, args.rate, args.users).await?;
         bench.report(
             &format!(
                 "steady ({} users x {} msgs at {} msg/s each)",
@@ -429,7 +491,7 @@ async fn run(args: Args) -> Result<()> {
         while rate <= args.flood_max {
             let per_user_rate = rate / args.users as f64;
             let per_user = (per_user_rate * args.step_secs).ceil().max(1.0) as u32;
-            let r = bench.phase(phase, per_user, per_user_rate).await?;
+            let r = bench.phase(phase, per_user, per_user_rate, args.users).await?;
             phase += 1;
             let achieved = r.sent as f64 / r.send_secs;
             bench.report(&format!("flood step {rate:.0} msg/s"), &r);
@@ -485,6 +547,64 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("node exited: {st}");
     }
     Ok(())
+}
+
+/// The large-channel workload: set-up, one send phase, and the load times of one member's
+/// chat list and the channel's first page, each figure on a line of its own.
+async fn large(args: &Args, url: &str, pid: Option<u32>) -> Result<()> {
+    let (members, online) = (args.large_members, args.large_online.min(args.large_members));
+    if online < 2 || args.large_senders == 0 {
+        bail!("--large-online must be at least 2 and --large-senders at least 1");
+    }
+    println!("large members {members}");
+    println!("large online {online}");
+    println!("large senders {}", args.large_senders.min(online));
+    let started = Instant::now();
+    let mut bench = Bench::setup(url, members, online, pid).await?;
+    println!("large setup_s {:.1}", started.elapsed().as_secs_f64());
+    if let Some(kib) = pid.and_then(|p| proc_status_kib(p, "VmRSS:")) {
+        println!("large rss_after_setup_mib {:.1}", kib as f64 / 1024.0);
+    }
+    let r = bench.phase(1, args.large_messages, args.rate, args.large_senders).await?;
+    println!("large sent {}", r.sent);
+    println!("large send_rate_msg_per_s {:.1}", r.sent as f64 / r.send_secs);
+    println!("large deliveries_expected {}", r.expected);
+    println!("large deliveries {}", r.delivered);
+    println!("large errors {}", r.errors);
+    println!("large fanout_p50_ms {:.2}", r.p50_ms);
+    println!("large fanout_p99_ms {:.2}", r.p99_ms);
+    println!("large fanout_max_ms {:.2}", r.max_ms);
+    if let Some(cpu) = r.cpu_ms_per_msg {
+        println!("large cpu_ms_per_msg {cpu:.3}");
+    }
+    if let Some(kib) = pid.and_then(|p| proc_status_kib(p, "VmHWM:")) {
+        println!("large rss_peak_send_mib {:.1}", kib as f64 / 1024.0);
+    }
+    // A member opening the app: the chat list, then the channel's newest page.
+    let member = bench.reader.clone().ok_or_else(|| anyhow!("no online member"))?;
+    let mut list_ms = Vec::new();
+    let mut page_ms = Vec::new();
+    for _ in 0..LOAD_SAMPLES {
+        let t = Instant::now();
+        member.chats().await.map_err(|e| anyhow!("chat list: {e}"))?;
+        list_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let query = confab_tests::types::HistoryQuery::latest(50);
+        member.history(&bench.chat_id, &query).await.map_err(|e| anyhow!("first page: {e}"))?;
+        page_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("large chat_list_ms_median {:.2}", median(&mut list_ms));
+    println!("large first_page_ms_median {:.2}", median(&mut page_ms));
+    bench.shutdown().await;
+    Ok(())
+}
+
+/// Loads of the chat list and the first page measured.
+const LOAD_SAMPLES: usize = 9;
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() -> Result<()> {
