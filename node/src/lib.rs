@@ -16,6 +16,7 @@ pub mod events;
 pub mod federation;
 pub mod forwarded;
 pub mod live;
+pub mod live_count;
 pub mod media;
 pub mod metrics;
 pub mod model;

@@ -53,8 +53,6 @@ impl Default for EngineMetrics {
 #[derive(Clone, Debug, Default)]
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
-    /// WebSocket sessions open now.
-    pub websocket_sessions: Gauge,
 }
 
 /// The federation's figures at a scrape.
@@ -102,6 +100,7 @@ fn read(counter: &AtomicU64) -> u64 {
 /// The OpenMetrics exposition of everything the node measures. Names start `confab_`.
 pub fn render(
     http: &HttpMetrics,
+    websocket_sessions: usize,
     engine: &EngineMetrics,
     federation: Option<FederationFigures<'_>>,
     push: Option<PushFigures<'_>>,
@@ -111,7 +110,7 @@ pub fn render(
     registry.register(
         "websocket_sessions",
         "WebSocket sessions open now",
-        http.websocket_sessions.clone(),
+        gauge_of(websocket_sessions),
     );
     registry.register(
         "engine_queue_depth",
@@ -212,12 +211,12 @@ mod tests {
     fn the_exposition_names_every_figure_and_moves_with_them() {
         let http = HttpMetrics::default();
         let engine = EngineMetrics::default();
-        let before = render(&http, &engine, None, None).expect("render");
+        let before = render(&http, 0, &engine, None, None).expect("render");
         assert!(before.contains("confab_messages_written_total 0"), "{before}");
         http.requests.get_or_create(&RequestLabels { route: "/healthz".into(), status: 200 }).inc();
         engine.messages_written.inc_by(3);
         engine.flush_seconds.observe(0.002);
-        let after = render(&http, &engine, None, None).expect("render");
+        let after = render(&http, 0, &engine, None, None).expect("render");
         assert!(after.contains("confab_messages_written_total 3"), "{after}");
         assert!(
             after.contains("confab_http_requests_total{route=\"/healthz\",status=\"200\"} 1"),

@@ -42,42 +42,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 const PUSH_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// Devices with a live WebSocket session: they get events directly and are not pushed to.
-#[derive(Default)]
-pub struct LiveDevices {
-    sessions: Mutex<HashMap<DeviceId, usize>>,
-}
-
-/// Counts one live session of a device until dropped.
-pub struct LiveGuard {
-    live: Arc<LiveDevices>,
-    device: DeviceId,
-}
-
-impl LiveDevices {
-    pub fn connect(self: &Arc<Self>, device: DeviceId) -> LiveGuard {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            *sessions.entry(device).or_default() += 1;
-        }
-        LiveGuard { live: self.clone(), device }
-    }
-
-    pub fn is_live(&self, device: &DeviceId) -> bool {
-        self.sessions.lock().map(|sessions| sessions.contains_key(device)).unwrap_or(false)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if let Ok(mut sessions) = self.live.sessions.lock() {
-            if let Some(count) = sessions.get_mut(&self.device) {
-                *count -= 1;
-                if *count == 0 {
-                    sessions.remove(&self.device);
-                }
-            }
-        }
-    }
-}
+pub type LiveDevices = crate::live_count::LiveCount<DeviceId>;
 
 /// Counters, logged on shutdown and readable by tests.
 #[derive(Default, Debug)]

@@ -59,10 +59,16 @@ pub(super) async fn scrape(
         peers_connected: peers.iter().filter(|peer| peer.connected).count(),
         rejected_messages: peers.iter().map(|peer| u64::from(peer.rejected_messages)).sum(),
     });
+    let sessions = state.websocket_sessions.total();
     let push = state.pusher.as_ref().map(|pusher| PushFigures { counters: &pusher.counters });
-    let text =
-        crate::metrics::render(&state.http_metrics, state.engine.metrics(), federation, push)
-            .map_err(ApiError::internal)?;
+    let text = crate::metrics::render(
+        &state.http_metrics,
+        sessions,
+        state.engine.metrics(),
+        federation,
+        push,
+    )
+    .map_err(ApiError::internal)?;
     let content_type = HeaderValue::from_static(crate::metrics::CONTENT_TYPE);
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }

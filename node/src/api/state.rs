@@ -33,8 +33,8 @@ pub struct AppState {
     /// The message index; `None` only in tools and tests that run without one.
     pub search: Option<Arc<crate::search::SearchIndex>>,
     /// WebSocket sessions open per user.
-    pub websocket_sessions: Arc<SessionCounter>,
-    /// Requests and WebSocket sessions, for `/metrics`.
+    pub websocket_sessions: Arc<crate::live_count::LiveCount<UserId>>,
+    /// Requests by route and status, for `/metrics`.
     pub http_metrics: crate::metrics::HttpMetrics,
     /// Devices with a live WebSocket session (not pushed to).
     pub live_devices: Arc<crate::push::LiveDevices>,
@@ -65,45 +65,6 @@ impl SeenFilter {
         }
         self.current.insert(id);
         true
-    }
-}
-
-/// The WebSocket sessions each user has open, so that one user cannot hold more than
-/// `websocket_connections_per_user_max` of them.
-#[derive(Default)]
-pub struct SessionCounter {
-    open: Mutex<HashMap<UserId, usize>>,
-}
-
-impl SessionCounter {
-    /// A slot for one more session of `user`, or `None` when `max` are open already. The slot
-    /// frees itself when dropped.
-    pub fn try_open(self: &Arc<Self>, user: &UserId, max: usize) -> Option<SessionSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.get(user).copied().unwrap_or(0);
-        if count >= max {
-            return None;
-        }
-        open.insert(user.clone(), count + 1);
-        Some(SessionSlot { counter: self.clone(), user: user.clone() })
-    }
-}
-
-/// One open session's place in its user's count.
-pub struct SessionSlot {
-    counter: Arc<SessionCounter>,
-    user: UserId,
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut open = self.counter.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.user) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.user);
-            }
-        }
     }
 }
 
@@ -147,7 +108,7 @@ impl AppState {
             shutdown,
             blobs,
             search,
-            websocket_sessions: Arc::new(SessionCounter::default()),
+            websocket_sessions: Arc::default(),
             http_metrics: crate::metrics::HttpMetrics::default(),
             live_devices: Arc::new(crate::push::LiveDevices::default()),
             pusher: None,

@@ -83,7 +83,7 @@ pub async fn upgrade(
         }
     };
     let sessions_max = state.config.limits.websocket_connections_per_user_max;
-    let slot = state.websocket_sessions.try_open(&user.id, sessions_max);
+    let slot = state.websocket_sessions.try_connect(&user.id, sessions_max);
     Ok(upgrade
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
@@ -100,13 +100,10 @@ pub async fn upgrade(
                 return;
             };
             let _live = device.map(|device| state.live_devices.connect(device));
-            let sessions = state.http_metrics.websocket_sessions.clone();
-            sessions.inc();
             let id = user.id.clone();
             if let Err(error) = Session::new(state, user).run(socket, cursor).await {
                 tracing::debug!(user = %id, %error, "websocket session ended");
             }
-            sessions.dec();
         }))
 }
 
