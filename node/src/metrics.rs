@@ -68,6 +68,8 @@ pub struct FederationFigures<'a> {
 /// The push sender's figures at a scrape.
 pub struct PushFigures<'a> {
     pub counters: &'a crate::push::PushCounters,
+    /// Pushes waiting for the sender now.
+    pub queued: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,8 +181,7 @@ fn register_federation(registry: &mut Registry, federation: &FederationFigures<'
 
 fn register_push(registry: &mut Registry, push: &PushFigures<'_>) {
     let counters = push.counters;
-    let queued = usize::try_from(read(&counters.queued)).unwrap_or(usize::MAX);
-    registry.register("push_queued", "Pushes waiting for the sender", gauge_of(queued));
+    registry.register("push_queued", "Pushes waiting for the sender", gauge_of(push.queued));
     let outcomes = Family::<OutcomeLabels, Counter>::default();
     let rows = [
         ("accepted", &counters.accepted),

@@ -57,8 +57,6 @@ pub struct PushCounters {
     /// Capabilities given up at a relay (a device removed), and attempts that failed.
     pub renounced: AtomicU64,
     pub renounce_failed: AtomicU64,
-    /// Pushes in the queue now, waiting for a sender.
-    pub queued: AtomicU64,
 }
 
 /// Why a relay did not take an envelope.
@@ -112,6 +110,9 @@ pub struct Pusher {
     stopping: watch::Sender<bool>,
     /// Wakes the renouncer ([`Pusher::renounce_soon`]).
     renounce_wake: tokio::sync::Notify,
+    /// The push queue, once [`Pusher::run`] made it (held weakly, so it still closes at
+    /// shutdown): read for its length.
+    queue: std::sync::OnceLock<mpsc::WeakSender<Job>>,
     /// Keys of the renunciations being attempted now.
     renouncing: Mutex<HashSet<Vec<u8>>>,
     /// Renunciations attempted at once (`concurrency`).
@@ -159,6 +160,7 @@ impl Pusher {
             counters: PushCounters::default(),
             stopping: watch::channel(false).0,
             renounce_wake: tokio::sync::Notify::new(),
+            queue: std::sync::OnceLock::new(),
             renouncing: Mutex::new(HashSet::new()),
             renounce_slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
             config,
@@ -210,6 +212,7 @@ impl Pusher {
     pub async fn run(self: Arc<Self>, hub: Arc<EventHub>, mut shutdown: watch::Receiver<bool>) {
         let mut events = hub.subscribe();
         let (jobs, queued) = mpsc::channel(self.config.queue_max.max(1));
+        let _ = self.queue.set(jobs.downgrade());
         let sender = tokio::spawn(self.clone().send_loop(queued));
         tokio::spawn(self.clone().renounce_loop(shutdown.clone()));
         loop {
@@ -248,17 +251,17 @@ impl Pusher {
         };
         for device in targets {
             let job = Job { device, message: message.clone() };
-            // Counted before it is queued, so a sender that takes it at once never counts
-            // below zero.
-            self.counters.queued.fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = jobs.try_send(job) {
-                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                if let mpsc::error::TrySendError::Full(job) = error {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(device = %job.device.id, "push: queue full, push dropped");
-                }
+            if let Err(mpsc::error::TrySendError::Full(job)) = jobs.try_send(job) {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(device = %job.device.id, "push: queue full, push dropped");
             }
         }
+    }
+
+    /// Pushes waiting in the queue now (0 before [`Pusher::run`] and after it ends).
+    pub fn queued(&self) -> usize {
+        let queue = self.queue.get().and_then(mpsc::WeakSender::upgrade);
+        queue.map_or(0, |queue| queue.max_capacity() - queue.capacity())
     }
 
     /// Sends queued pushes, `concurrency` at a time.
@@ -272,7 +275,6 @@ impl Pusher {
                 loop {
                     let job = jobs.lock().await.recv().await;
                     let Some(job) = job else { break };
-                    pusher.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     pusher.push(&job.device, &job.message).await;
                 }
             });

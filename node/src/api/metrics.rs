@@ -60,7 +60,10 @@ pub(super) async fn scrape(
         rejected_messages: peers.iter().map(|peer| u64::from(peer.rejected_messages)).sum(),
     });
     let sessions = state.websocket_sessions.total();
-    let push = state.pusher.as_ref().map(|pusher| PushFigures { counters: &pusher.counters });
+    let push = state
+        .pusher
+        .as_ref()
+        .map(|pusher| PushFigures { counters: &pusher.counters, queued: pusher.queued() });
     let text = crate::metrics::render(
         &state.http_metrics,
         sessions,
