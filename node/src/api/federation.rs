@@ -71,8 +71,16 @@ pub async fn list(
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<Vec<PeerView>>> {
     require_admin(&user)?;
+    Ok(Json(peer_views(&state, handle(&state)?).await?))
+}
+
+/// The peered organisations as stored, with the federation task's view of each.
+pub(super) async fn peer_views(
+    state: &AppState,
+    fed: &FederationHandle,
+) -> ApiResult<Vec<PeerView>> {
     let records = crate::engine::peers(state.store.as_ref())?;
-    Ok(Json(handle(&state)?.peers(records).await?))
+    Ok(fed.peers(records).await?)
 }
 
 /// A new peer: its organisation name (its users are `someone@name`) and either an address
@@ -96,9 +104,7 @@ pub async fn add(
         federation::new_peer(body.name, body.address.as_deref(), body.invite.as_deref(), now_ms())?;
     let known = crate::engine::peers(state.store.as_ref())?;
     federation::add_peer(fed, &state.engine, &known, org, record).await?;
-    let records = crate::engine::peers(state.store.as_ref())?;
-    let view = fed
-        .peers(records)
+    let view = peer_views(&state, fed)
         .await?
         .into_iter()
         .find(|peer| peer.org_id == org)

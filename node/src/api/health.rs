@@ -30,7 +30,10 @@ pub(super) async fn ready(State(state): State<AppState>) -> ApiResult<Json<Value
     match tokio::time::timeout(ENGINE_ANSWER_TIMEOUT, answer).await {
         Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(_)) => Err(not_ready("the engine has stopped")),
-        Err(_) => Err(not_ready("the engine did not answer within 2 s")),
+        Err(_) => {
+            let waited_s = ENGINE_ANSWER_TIMEOUT.as_secs();
+            Err(not_ready(format!("the engine did not answer within {waited_s} s")))
+        }
     }
 }
 

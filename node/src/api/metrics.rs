@@ -47,10 +47,7 @@ pub(super) async fn scrape(
         ));
     }
     let federation = match &state.federation {
-        Some(fed) => {
-            let records = crate::engine::peers(state.store.as_ref())?;
-            Some((fed, fed.peers(records).await?))
-        }
+        Some(fed) => Some((fed, super::federation::peer_views(&state, fed).await?)),
         None => None,
     };
     let federation = federation.as_ref().map(|(fed, peers)| FederationFigures {
