@@ -582,30 +582,27 @@ async fn large(args: &Args, url: &str, pid: Option<u32>) -> Result<()> {
     }
     // A member opening the app: the chat list, then the channel's newest page.
     let member = bench.reader.clone().ok_or_else(|| anyhow!("no online member"))?;
-    let mut list_ms = Vec::new();
-    let mut page_ms = Vec::new();
+    let mut list_us = Vec::new();
+    let mut page_us = Vec::new();
     for _ in 0..LOAD_SAMPLES {
         let t = Instant::now();
         member.chats().await.map_err(|e| anyhow!("chat list: {e}"))?;
-        list_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        list_us.push(t.elapsed().as_micros() as u64);
         let t = Instant::now();
         let query = confab_tests::types::HistoryQuery::latest(50);
         member.history(&bench.chat_id, &query).await.map_err(|e| anyhow!("first page: {e}"))?;
-        page_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        page_us.push(t.elapsed().as_micros() as u64);
     }
-    println!("large chat_list_ms_median {:.2}", median(&mut list_ms));
-    println!("large first_page_ms_median {:.2}", median(&mut page_ms));
+    list_us.sort_unstable();
+    page_us.sort_unstable();
+    println!("large chat_list_ms_median {:.2}", percentile(&list_us, 0.5));
+    println!("large first_page_ms_median {:.2}", percentile(&page_us, 0.5));
     bench.shutdown().await;
     Ok(())
 }
 
 /// Loads of the chat list and the first page measured.
 const LOAD_SAMPLES: usize = 9;
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn main() -> Result<()> {
     let args = Args::parse();

@@ -48,6 +48,12 @@ pub async fn setup(names: &[&str]) -> (TestNode, Vec<Client>) {
     node_with_users(names).await
 }
 
+/// [`setup`] for a node whose configuration file is `config` (TOML).
+pub async fn setup_with_config(names: &[&str], config: &str) -> (TestNode, Vec<Client>) {
+    let opts = NodeOptions { config: Some(config.to_string()), ..NodeOptions::default() };
+    node_with_users_opts(names, opts).await
+}
+
 /// Creates a public channel owned by `owner` and joins every other client to it.
 pub async fn public_channel(owner: &Client, name: &str, others: &[&Client]) -> Chat {
     let chat = owner.create_channel(name, "public").await.must("create public channel");

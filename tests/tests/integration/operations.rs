@@ -61,11 +61,9 @@ async fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_sessions_per_user_are_bounded() {
-    let opts = NodeOptions {
-        config: Some("[limits]\nwebsocket_connections_per_user_max = 2\n".into()),
-        ..NodeOptions::default()
-    };
-    let (_node, clients) = node_with_users_opts(&["alice", "bob"], opts).await;
+    let (_node, clients) =
+        setup_with_config(&["alice", "bob"], "[limits]\nwebsocket_connections_per_user_max = 2\n")
+            .await;
     let (alice, bob) = (&clients[0], &clients[1]);
     let first = alice.ws_ok(None).await;
     let _second = alice.ws_ok(None).await;
@@ -128,11 +126,8 @@ async fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxy_names_each_client_for_the_login_limit() {
-    let opts = NodeOptions {
-        config: Some("trusted_proxies = [\"127.0.0.1\"]\n".into()),
-        ..NodeOptions::default()
-    };
-    let (node, _clients) = node_with_users_opts(&["alice", "bob"], opts).await;
+    let (node, _clients) =
+        setup_with_config(&["alice", "bob"], "trusted_proxies = [\"127.0.0.1\"]\n").await;
     for i in 1..=10 {
         let status = login_forwarded(&node, "alice", "wrong password", "203.0.113.1").await;
         assert_eq!(status, 401, "failure {i}");
@@ -167,11 +162,9 @@ fn sample(text: &str, line_start: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_token_and_move_with_traffic() {
-    let opts = NodeOptions {
-        config: Some(format!("metrics_token = \"{METRICS_TOKEN}\"\n")),
-        ..NodeOptions::default()
-    };
-    let (node, clients) = node_with_users_opts(&["alice", "bob"], opts).await;
+    let (node, clients) =
+        setup_with_config(&["alice", "bob"], &format!("metrics_token = \"{METRICS_TOKEN}\"\n"))
+            .await;
     assert_eq!(scrape(&node, None).await.0, 401, "no token");
     assert_eq!(scrape(&node, Some("a-metrics-token-for-the-tesT")).await.0, 401, "wrong token");
     let (status, before) = scrape(&node, Some(METRICS_TOKEN)).await;
