@@ -165,6 +165,26 @@ fn reset_peak_rss(pid: u32) -> Option<u64> {
     before
 }
 
+/// Waits (at most [`SETTLE_WAIT`]) until the node's RSS stops falling, so that memory the
+/// set-up freed but the allocator has not returned yet (each login's Argon2id hash takes
+/// 19 MiB) is not counted as the next phase's peak.
+async fn settle_rss(pid: u32) {
+    let deadline = Instant::now() + SETTLE_WAIT;
+    let mut last = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+        // Settled: less than 1 % lower than 200 ms ago.
+        if now * 100 >= last * 99 {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Longest wait for the node's RSS to settle before a phase.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
 impl Bench {
     /// Registers `members` users in one public channel and opens a WebSocket for the first
     /// `online` of them (registrations and joins `SETUP_CONCURRENCY` at a time).
@@ -301,6 +321,9 @@ impl Bench {
         let n = self.members.len();
         let senders = senders.clamp(1, n);
         let errors0 = self.errors.load(Ordering::Relaxed);
+        if let Some(pid) = self.pid {
+            settle_rss(pid).await;
+        }
         if let Some(before) = self.pid.and_then(reset_peak_rss) {
             self.rss_peak_run_kib = self.rss_peak_run_kib.max(before);
         }
@@ -369,26 +392,23 @@ impl Bench {
         })
     }
 
-    fn report(&self, label: &str, r: &PhaseResult) {
-        let cpu = r.cpu_ms_per_msg.map_or("n/a".to_string(), |c| format!("{c:.3}"));
-        let rss = self
-            .pid
-            .and_then(|p| proc_status_kib(p, "VmHWM:"))
-            .map_or("n/a".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
-        println!(
-            "{label}: sent {} msgs in {:.2}s = {:.1} msg/s; deliveries {}/{}; errors {}; \
-             fan-out latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-             server CPU {cpu} ms/msg; node peak RSS in this phase {rss} MiB",
-            r.sent,
-            r.send_secs,
-            r.sent as f64 / r.send_secs,
-            r.delivered,
-            r.expected,
-            r.errors,
-            r.p50_ms,
-            r.p99_ms,
-            r.max_ms
-        );
+    /// Prints a phase's figures, one `<scope> <figure> <value>` line each.
+    fn report(&self, scope: &str, r: &PhaseResult) {
+        let figure = |name: &str, value: String| println!("{scope} {name} {value}");
+        figure("sent", r.sent.to_string());
+        figure("send_rate_msg_per_s", format!("{:.1}", r.sent as f64 / r.send_secs));
+        figure("deliveries_expected", r.expected.to_string());
+        figure("deliveries", r.delivered.to_string());
+        figure("errors", r.errors.to_string());
+        figure("fanout_p50_ms", format!("{:.2}", r.p50_ms));
+        figure("fanout_p99_ms", format!("{:.2}", r.p99_ms));
+        figure("fanout_max_ms", format!("{:.2}", r.max_ms));
+        if let Some(cpu) = r.cpu_ms_per_msg {
+            figure("cpu_ms_per_msg", format!("{cpu:.3}"));
+        }
+        if let Some(kib) = self.pid.and_then(|p| proc_status_kib(p, "VmHWM:")) {
+            figure("rss_peak_mib", format!("{:.1}", kib as f64 / 1024.0));
+        }
     }
 
     async fn shutdown(self) {
@@ -470,81 +490,84 @@ async fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    println!("node {url}, {} users in one channel", args.users);
+    eprintln!("node {url}, {} users in one channel", args.users);
     let mut bench = Bench::setup(&url, args.users, args.users, pid).await?;
 
     if matches!(args.workload, Workload::Steady | Workload::All) {
+        println!("steady users {}", args.users);
+        println!("steady messages_per_user {}", args.messages);
+        println!("steady rate_per_user_msg_per_s {}", args.rate);
         let r = bench.phase(1, args.messages, args.rate, args.users).await?;
-        bench.report(
-            &format!(
-                "steady ({} users x {} msgs at {} msg/s each)",
-                args.users, args.messages, args.rate
-            ),
-            &r,
-        );
+        bench.report("steady", &r);
     }
     if matches!(args.workload, Workload::Flood | Workload::All) {
-        let mut rate = args.flood_start;
-        let mut best: Option<f64> = None;
-        let mut phase = 10;
-        let mut retried = false;
-        while rate <= args.flood_max {
-            let per_user_rate = rate / args.users as f64;
-            let per_user = (per_user_rate * args.step_secs).ceil().max(1.0) as u32;
-            let r = bench.phase(phase, per_user, per_user_rate, args.users).await?;
-            phase += 1;
-            let achieved = r.sent as f64 / r.send_secs;
-            bench.report(&format!("flood step {rate:.0} msg/s"), &r);
-            let ok = r.p99_ms < args.p99_target_ms
-                && r.delivered == r.expected
-                && r.errors == 0
-                && achieved >= rate * 0.9;
-            if !ok {
-                println!(
-                    "flood: {rate:.0} msg/s not sustained (p99 {:.2} ms, delivered {}/{}, errors {}, achieved {achieved:.0} msg/s)",
-                    r.p99_ms, r.delivered, r.expected, r.errors
-                );
-                // A step of a few seconds is a few hundred messages at low rates: one stall of
-                // the (shared, virtual) disk decides its p99. A failing step gets one more try;
-                // both results are printed.
-                if !retried {
-                    retried = true;
-                    println!("flood: trying {rate:.0} msg/s once more");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-                break;
-            }
-            retried = false;
-            best = Some(rate);
-            rate *= args.flood_factor;
-            // Let the node settle between steps.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        match best {
-            Some(b) => println!(
-                "flood result: highest sustained rate {b:.0} msg/s into a {}-member channel with fan-out p99 < {} ms",
-                args.users, args.p99_target_ms
-            ),
-            None => println!(
-                "flood result: even {:.0} msg/s was not sustained with p99 < {} ms",
-                args.flood_start, args.p99_target_ms
-            ),
-        }
+        flood(&args, &mut bench).await?;
     }
     if let Some(p) = pid {
         if let Some(h) = proc_status_kib(p, "VmHWM:") {
+            // Setup (the logins' Argon2id) included.
             let peak = bench.rss_peak_run_kib.max(h);
-            println!(
-                "node peak RSS over the whole run, setup (logins) included: {:.1} MiB",
-                peak as f64 / 1024.0
-            );
+            println!("run rss_peak_mib {:.1}", peak as f64 / 1024.0);
         }
     }
     bench.shutdown().await;
     if let Some(mut n) = node {
         let st = n.terminate().await;
         eprintln!("node exited: {st}");
+    }
+    Ok(())
+}
+
+/// The flood ramp: steps of `--step-secs` at rising total rates until one is not sustained
+/// (p99 under the target, nothing lost or refused, 90 % of the rate achieved). Each step's
+/// figures have the scope `flood@<rate>` (`flood@<rate>.retry` for its second try).
+async fn flood(args: &Args, bench: &mut Bench) -> Result<()> {
+    println!("flood users {}", args.users);
+    println!("flood p99_target_ms {}", args.p99_target_ms);
+    let mut rate = args.flood_start;
+    let mut best: Option<f64> = None;
+    let mut phase = 10;
+    let mut retried = false;
+    let mut rss_peak_kib = 0;
+    while rate <= args.flood_max {
+        let per_user_rate = rate / args.users as f64;
+        let per_user = (per_user_rate * args.step_secs).ceil().max(1.0) as u32;
+        let r = bench.phase(phase, per_user, per_user_rate, args.users).await?;
+        phase += 1;
+        if let Some(kib) = bench.pid.and_then(|p| proc_status_kib(p, "VmHWM:")) {
+            rss_peak_kib = rss_peak_kib.max(kib);
+        }
+        let achieved = r.sent as f64 / r.send_secs;
+        bench.report(&format!("flood@{rate:.0}{}", if retried { ".retry" } else { "" }), &r);
+        let ok = r.p99_ms < args.p99_target_ms
+            && r.delivered == r.expected
+            && r.errors == 0
+            && achieved >= rate * 0.9;
+        if !ok {
+            eprintln!(
+                "flood: {rate:.0} msg/s not sustained (p99 {:.2} ms, delivered {}/{}, errors {}, achieved {achieved:.0} msg/s)",
+                r.p99_ms, r.delivered, r.expected, r.errors
+            );
+            // A step of a few seconds is a few hundred messages at low rates: one stall of
+            // the (shared, virtual) disk decides its p99. A failing step gets one more try;
+            // both results are printed.
+            if !retried {
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            break;
+        }
+        retried = false;
+        best = Some(rate);
+        rate *= args.flood_factor;
+        // Let the node settle between steps.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // 0 when even the first step was not sustained.
+    println!("flood sustained_msg_per_s {:.0}", best.unwrap_or(0.0));
+    if rss_peak_kib > 0 {
+        println!("flood rss_peak_mib {:.1}", rss_peak_kib as f64 / 1024.0);
     }
     Ok(())
 }
@@ -566,20 +589,7 @@ async fn large(args: &Args, url: &str, pid: Option<u32>) -> Result<()> {
         println!("large rss_after_setup_mib {:.1}", kib as f64 / 1024.0);
     }
     let r = bench.phase(1, args.large_messages, args.rate, args.large_senders).await?;
-    println!("large sent {}", r.sent);
-    println!("large send_rate_msg_per_s {:.1}", r.sent as f64 / r.send_secs);
-    println!("large deliveries_expected {}", r.expected);
-    println!("large deliveries {}", r.delivered);
-    println!("large errors {}", r.errors);
-    println!("large fanout_p50_ms {:.2}", r.p50_ms);
-    println!("large fanout_p99_ms {:.2}", r.p99_ms);
-    println!("large fanout_max_ms {:.2}", r.max_ms);
-    if let Some(cpu) = r.cpu_ms_per_msg {
-        println!("large cpu_ms_per_msg {cpu:.3}");
-    }
-    if let Some(kib) = pid.and_then(|p| proc_status_kib(p, "VmHWM:")) {
-        println!("large rss_peak_send_mib {:.1}", kib as f64 / 1024.0);
-    }
+    bench.report("large", &r);
     // A member opening the app: the chat list, then the channel's newest page.
     let member = bench.reader.clone().ok_or_else(|| anyhow!("no online member"))?;
     let mut list_us = Vec::new();

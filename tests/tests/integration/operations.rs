@@ -209,3 +209,102 @@ async fn metrics_are_off_without_a_token() {
     let body: Value = response.json().await.expect("JSON error");
     assert_eq!(body["code"], "metrics_off", "{body}");
 }
+
+/// Runs `confab-bench` with `args` against a node of its own; returns its stdout lines.
+fn run_bench(args: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+        .args(args)
+        .arg("--node-bin")
+        .arg(confab_tests::node_binary())
+        .output()
+        .expect("run confab-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "confab-bench {args:?} failed: {stderr}");
+    String::from_utf8(output.stdout).expect("UTF-8").lines().map(str::to_string).collect()
+}
+
+/// `<scope> <figure> <value>` lines as (scope, figure) → value; panics on any other line.
+fn figures(lines: &[String]) -> std::collections::HashMap<(String, String), String> {
+    lines
+        .iter()
+        .map(|line| {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(parts.len(), 3, "not a `<scope> <figure> <value>` line: {line:?}");
+            ((parts[0].to_string(), parts[1].to_string()), parts[2].to_string())
+        })
+        .collect()
+}
+
+fn figure<'a>(
+    figures: &'a std::collections::HashMap<(String, String), String>,
+    scope: &str,
+    name: &str,
+) -> &'a str {
+    figures
+        .get(&(scope.to_string(), name.to_string()))
+        .unwrap_or_else(|| panic!("no `{scope} {name}` figure in {figures:?}"))
+}
+
+/// The load generator's output is one figure per line that a script can read, for each
+/// workload, and the figures are the run's (every fan-out delivered, none refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_prints_one_line_per_figure() {
+    let steady = figures(&run_bench(&[
+        "--workload",
+        "steady",
+        "--users",
+        "3",
+        "--messages",
+        "4",
+        "--rate",
+        "20",
+    ]));
+    assert_eq!(figure(&steady, "steady", "sent"), "12");
+    assert_eq!(figure(&steady, "steady", "deliveries"), "24");
+    assert_eq!(figure(&steady, "steady", "deliveries_expected"), "24");
+    assert_eq!(figure(&steady, "steady", "errors"), "0");
+    for name in ["fanout_p50_ms", "fanout_p99_ms", "cpu_ms_per_msg", "rss_peak_mib"] {
+        let value = figure(&steady, "steady", name);
+        assert!(value.parse::<f64>().is_ok_and(|v| v >= 0.0), "steady {name} {value}");
+    }
+    figure(&steady, "run", "rss_peak_mib");
+
+    let flood = figures(&run_bench(&[
+        "--workload",
+        "flood",
+        "--users",
+        "2",
+        "--flood-start",
+        "20",
+        "--flood-max",
+        "30",
+        "--step-secs",
+        "0.5",
+        "--p99-target-ms",
+        "5000",
+    ]));
+    assert_eq!(figure(&flood, "flood@20", "errors"), "0");
+    // Both steps pass unless the machine stalls twice in one of them.
+    let sustained = figure(&flood, "flood", "sustained_msg_per_s");
+    assert!(["20", "30"].contains(&sustained), "flood sustained_msg_per_s {sustained}");
+
+    let large = figures(&run_bench(&[
+        "--workload",
+        "large",
+        "--large-members",
+        "5",
+        "--large-online",
+        "3",
+        "--large-senders",
+        "2",
+        "--large-messages",
+        "2",
+    ]));
+    assert_eq!(figure(&large, "large", "members"), "5");
+    assert_eq!(figure(&large, "large", "deliveries_expected"), "8");
+    assert_eq!(figure(&large, "large", "deliveries"), "8");
+    for name in ["fanout_p99_ms", "chat_list_ms_median", "first_page_ms_median"] {
+        let value = figure(&large, "large", name);
+        assert!(value.parse::<f64>().is_ok_and(|v| v >= 0.0), "large {name} {value}");
+    }
+}
