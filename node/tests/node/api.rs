@@ -28,6 +28,21 @@ async fn register_sets_a_strict_cookie_and_the_first_user_is_admin() {
 }
 
 #[tokio::test]
+async fn readyz_says_not_ready_once_shutdown_starts() {
+    let node = TestNode::start(Limits::default()).await;
+    let (status, _, body) = node.request("GET", "/readyz", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")), "{body}");
+    node.signal_shutdown();
+    let (status, _, body) = node.request("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "not_ready", "{body}");
+    assert_eq!(body["message"], "the node is shutting down", "{body}");
+    // Liveness is not readiness: the process still serves.
+    let (status, _, body) = node.request("GET", "/healthz", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")), "{body}");
+}
+
+#[tokio::test]
 async fn errors_have_one_json_shape() {
     let node = TestNode::start(Limits::default()).await;
     let request = Request::post("/api/v1/auth/register")

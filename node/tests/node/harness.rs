@@ -17,7 +17,7 @@ pub struct TestNode {
     pub dir: PathBuf,
     pub store: Arc<dyn KvStore>,
     pub router: Router,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -75,7 +75,7 @@ impl TestNode {
         .expect("start engine");
         let (stop, stopped) = watch::channel(false);
         let state = AppState::new(store.clone(), engine, hub, config, stopped, blobs, Some(search));
-        Self { dir, store, router: app(state), _stop: stop, task: Some(task) }
+        Self { dir, store, router: app(state), stop, task: Some(task) }
     }
 
     /// Sends a request; returns status, headers and the JSON body (`Null` if empty).
@@ -192,6 +192,11 @@ impl TestNode {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{chat}");
         chat["id"].as_str().unwrap().to_string()
+    }
+
+    /// Raises the shutdown signal that the server raises on SIGTERM (the engine keeps running).
+    pub fn signal_shutdown(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// Stops the engine (after its last flush) and closes the store, keeping the directory.
