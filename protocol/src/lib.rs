@@ -8,6 +8,7 @@
 pub mod bucket;
 pub mod control;
 pub mod devices;
+pub mod e2ee;
 pub mod encoding;
 pub mod hlc;
 pub mod ids;

@@ -14,7 +14,7 @@ use confab_protocol::{ChatId, DeviceId, DocId, HlcTime, MessageId, OrgId, Signed
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-fn check(name: &str, value: &Value) {
+pub(crate) fn check(name: &str, value: &Value) {
     let text = serde_json::to_string_pretty(value).expect("json") + "\n";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     if std::env::var_os("CONFAB_BLESS").is_some_and(|v| v == "1") {
