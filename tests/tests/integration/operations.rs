@@ -210,10 +210,11 @@ async fn metrics_are_off_without_a_token() {
     assert_eq!(body["code"], "metrics_off", "{body}");
 }
 
-/// Runs `confab-bench` with `args` against a node of its own; returns its stdout lines.
-fn run_bench(args: &[&str]) -> Vec<String> {
+/// Runs `confab-bench` with `args` (split at spaces) against a node of its own; returns its
+/// stdout lines.
+fn run_bench(args: &str) -> Vec<String> {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_confab-bench"))
-        .args(args)
+        .args(args.split_whitespace())
         .arg("--node-bin")
         .arg(confab_tests::node_binary())
         .output()
@@ -249,16 +250,7 @@ fn figure<'a>(
 /// workload, and the figures are the run's (every fan-out delivered, none refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_prints_one_line_per_figure() {
-    let steady = figures(&run_bench(&[
-        "--workload",
-        "steady",
-        "--users",
-        "3",
-        "--messages",
-        "4",
-        "--rate",
-        "20",
-    ]));
+    let steady = figures(&run_bench("--workload steady --users 3 --messages 4 --rate 20"));
     assert_eq!(figure(&steady, "steady", "sent"), "12");
     assert_eq!(figure(&steady, "steady", "deliveries"), "24");
     assert_eq!(figure(&steady, "steady", "deliveries_expected"), "24");
@@ -269,37 +261,18 @@ async fn the_benchmark_prints_one_line_per_figure() {
     }
     figure(&steady, "run", "rss_peak_mib");
 
-    let flood = figures(&run_bench(&[
-        "--workload",
-        "flood",
-        "--users",
-        "2",
-        "--flood-start",
-        "20",
-        "--flood-max",
-        "30",
-        "--step-secs",
-        "0.5",
-        "--p99-target-ms",
-        "5000",
-    ]));
+    let flood = figures(&run_bench(concat!(
+        "--workload flood --users 2 --flood-start 20 --flood-max 30 --step-secs 0.5 ",
+        "--p99-target-ms 5000"
+    )));
     assert_eq!(figure(&flood, "flood@20", "errors"), "0");
     // Both steps pass unless the machine stalls twice in one of them.
     let sustained = figure(&flood, "flood", "sustained_msg_per_s");
     assert!(["20", "30"].contains(&sustained), "flood sustained_msg_per_s {sustained}");
 
-    let large = figures(&run_bench(&[
-        "--workload",
-        "large",
-        "--large-members",
-        "5",
-        "--large-online",
-        "3",
-        "--large-senders",
-        "2",
-        "--large-messages",
-        "2",
-    ]));
+    let large = figures(&run_bench(
+        "--workload large --large-members 5 --large-online 3 --large-senders 2 --large-messages 2",
+    ));
     assert_eq!(figure(&large, "large", "members"), "5");
     assert_eq!(figure(&large, "large", "deliveries_expected"), "8");
     assert_eq!(figure(&large, "large", "deliveries"), "8");
