@@ -90,10 +90,11 @@ struct Step {
     next: [u8; 32],
 }
 
-/// (HKDF-Expand with the chain key as the pseudorandom key; the lengths used cannot fail.)
+/// HKDF-SHA256 (extract with no salt, then expand) of the chain key: what WebCrypto's `HKDF`
+/// derives, so the browser computes the same steps. The lengths used cannot fail.
 fn step(chain_key: &[u8; 32]) -> Result<Step, E2eeError> {
     let hkdf_error = |_| E2eeError::Malformed("hkdf length");
-    let hk = hkdf::Hkdf::<Sha256>::from_prk(chain_key).map_err(|_| E2eeError::Malformed("prk"))?;
+    let hk = hkdf::Hkdf::<Sha256>::new(None, chain_key);
     let mut message = [0u8; 44];
     hk.expand(MESSAGE_KEY_INFO, &mut message).map_err(hkdf_error)?;
     let mut next = [0u8; 32];

@@ -1,15 +1,15 @@
 """Independent referee of spec/e2ee.md: recomputes the test vector (tests/fixtures/e2ee.json)
-with PyPI's `cryptography` (HKDF-Expand-SHA256, AES-256-GCM, Ed25519), not the Rust code.
+with PyPI's `cryptography` (HKDF-SHA256, AES-256-GCM, Ed25519), not the Rust code.
 
 Usage: python3 e2ee.py FIXTURE. Exits non-zero (an exception) on any mismatch.
 """
 import json,sys
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 v=json.load(open(sys.argv[1])); h=bytes.fromhex
-def expand(prk,info,n): return HKDFExpand(hashes.SHA256(),n,info).derive(prk)
+def expand(ikm,info,n): return HKDF(hashes.SHA256(),n,None,info).derive(ikm)
 ck=h(v['chain_seed'])
 pub=Ed25519PublicKey.from_public_bytes(h(v['sender_signing_public']))
 for i,m in enumerate(v['messages']):
