@@ -65,7 +65,7 @@ export function b64decode(text) {
   return out;
 }
 
-function concat(...parts) {
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -75,7 +75,7 @@ function concat(...parts) {
   return out;
 }
 
-function u64be(n) {
+export function u64be(n) {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, BigInt(n));
   return out;

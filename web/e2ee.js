@@ -4,6 +4,8 @@
 // associated data binds chat, message, device, epoch and iteration; every message is signed by
 // the sending device's Ed25519 key. Not wired into the app yet.
 
+import { concat, u64be } from "./device.js";
+
 const enc = new TextEncoder();
 const VERSION = 1;
 /** Most iterations a receiver ratchets ahead (and skipped keys it keeps), as in Rust. */
@@ -11,22 +13,6 @@ export const SKIPPED_KEYS_MAX = 2000;
 const PLAINTEXT_BYTES_MAX = 64 * 1024;
 const MESSAGE_CONTEXT = enc.encode("confab/v1/e2ee/message");
 const DISTRIBUTION_CONTEXT = enc.encode("confab/v1/e2ee/sender-key");
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-function u64(value) {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, BigInt(value));
-  return out;
-}
 
 function u32(value) {
   const out = new Uint8Array(4);
@@ -59,7 +45,7 @@ async function step(chainKey) {
 }
 
 function associatedData(chain, messageId, iteration) {
-  return concat(new Uint8Array([VERSION]), chain.chat, messageId, chain.device, u64(chain.epoch), u32(iteration));
+  return concat(new Uint8Array([VERSION]), chain.chat, messageId, chain.device, u64be(chain.epoch), u32(iteration));
 }
 
 /**
@@ -85,7 +71,7 @@ export class SenderChain {
     const signature = new Uint8Array(await crypto.subtle.sign("Ed25519", this.signingKey, concat(MESSAGE_CONTEXT, new Uint8Array([0]), aad, ciphertext)));
     this.chainKey = next;
     this.iteration = iteration + 1;
-    return concat(new Uint8Array([VERSION]), this.chain.device, u64(this.chain.epoch), u32(iteration), ciphertext, signature);
+    return concat(new Uint8Array([VERSION]), this.chain.device, u64be(this.chain.epoch), u32(iteration), ciphertext, signature);
   }
 }
 
@@ -140,6 +126,13 @@ export class ReceiverChain {
     this.chainKey = distribution.chainKey;
     this.next = distribution.iteration;
     this.skipped = new Map();
+    this.verifyKey = null;
+  }
+
+  /** The sending device's key as a CryptoKey, imported once per chain. */
+  async senderKey() {
+    this.verifyKey ??= await crypto.subtle.importKey("raw", this.senderPublic, { name: "Ed25519" }, false, ["verify"]);
+    return this.verifyKey;
   }
 
   /** Checks and decrypts the wire bytes stored as message `messageId` of chat `chat`. */
@@ -149,8 +142,7 @@ export class ReceiverChain {
       throw new E2eeError("WrongChain", "the message is from another chain than this one");
     }
     const aad = associatedData(this.chain, messageId, m.iteration);
-    const key = await crypto.subtle.importKey("raw", this.senderPublic, { name: "Ed25519" }, false, ["verify"]);
-    if (!(await crypto.subtle.verify("Ed25519", key, m.signature, concat(MESSAGE_CONTEXT, new Uint8Array([0]), aad, m.ciphertext)))) {
+    if (!(await crypto.subtle.verify("Ed25519", await this.senderKey(), m.signature, concat(MESSAGE_CONTEXT, new Uint8Array([0]), aad, m.ciphertext)))) {
       throw new E2eeError("Signature", "the sending device's signature does not verify");
     }
     const { messageKey, advance } = await this.keyFor(m.iteration);
