@@ -154,10 +154,7 @@ impl EncryptedMessage {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, E2eeError> {
-        let (&version, rest) = bytes.split_first().ok_or(E2eeError::Malformed("empty"))?;
-        if version != VERSION {
-            return Err(E2eeError::Version(version));
-        }
+        let rest = after_version(bytes)?;
         if bytes.len() < Self::HEADER_BYTES + TAG_BYTES + 64 {
             return Err(E2eeError::Malformed("shorter than a header, a tag and a signature"));
         }
@@ -170,6 +167,15 @@ impl EncryptedMessage {
         let (ciphertext, signature) = rest[28..].split_at(rest.len() - 28 - 64);
         let signature = Signature(signature.try_into().map_err(|_| malformed())?);
         Ok(Self { device, epoch, iteration, ciphertext: ciphertext.to_vec(), signature })
+    }
+}
+
+/// The bytes after the leading version byte, which must be [`VERSION`].
+fn after_version(bytes: &[u8]) -> Result<&[u8], E2eeError> {
+    match bytes.split_first() {
+        None => Err(E2eeError::Malformed("empty")),
+        Some((&VERSION, rest)) => Ok(rest),
+        Some((&version, _)) => Err(E2eeError::Version(version)),
     }
 }
 
@@ -288,10 +294,7 @@ impl SenderKeyDistribution {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, E2eeError> {
-        let (&version, _) = bytes.split_first().ok_or(E2eeError::Malformed("empty"))?;
-        if version != VERSION {
-            return Err(E2eeError::Version(version));
-        }
+        after_version(bytes)?;
         if bytes.len() != Self::BYTES {
             return Err(E2eeError::Malformed("a sender key distribution is 157 bytes"));
         }
