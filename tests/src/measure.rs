@@ -1,4 +1,5 @@
-//! Readings the load generators share: a process's CPU time and latency percentiles.
+//! Readings the load generators share: a process's CPU time and memory, and latency
+//! percentiles.
 
 /// CPU time (user + system) a process has used so far, in milliseconds, from `/proc`.
 pub fn proc_cpu_ms(pid: u32) -> Option<f64> {
@@ -12,6 +13,16 @@ pub fn proc_cpu_ms(pid: u32) -> Option<f64> {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
     Some((user + system) * 1000.0 / ticks)
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`"VmRSS:"`, `"VmHWM:"` …), in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with(key))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
 }
 
 /// The `p` quantile (0..=1) of sorted latencies in microseconds, in milliseconds (NaN if

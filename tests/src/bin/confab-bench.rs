@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use confab_tests::measure::percentile;
-use confab_tests::measure::proc_cpu_ms;
+use confab_tests::measure::{proc_cpu_ms, proc_status_kib};
 use confab_tests::{Client, NodeOptions, TestNode, WsSender};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -147,14 +147,6 @@ struct PhaseResult {
     p99_ms: f64,
     max_ms: f64,
     cpu_ms_per_msg: Option<f64>,
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// Resets the node's VmHWM to its current RSS (`clear_refs` 5), so the peak a phase reports is

@@ -58,15 +58,7 @@ struct Counters {
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    confab_tests::measure::proc_status_kib(pid, "VmRSS:").map(|kib| kib as f64 / 1024.0)
 }
 
 /// One user's device: connect, heartbeat, count frames; reconnect whenever `generation` moves.
